@@ -1,0 +1,312 @@
+//! From a loaded [`Table`] and a parsed [`Model`] to the f64 design of one estimation sample:
+//! evaluate the terms (`log(x)`, `x1:x2`), drop rows with a missing or non-finite value in any
+//! used variable (fixest and reghdfe both do this silently but report counts; so do we), drop
+//! zero weights (fixest), then drop singletons iteratively (reghdfe), and finally renumber the
+//! fixed-effect and cluster levels densely over the rows that remain.
+
+use std::collections::HashMap;
+
+use super::load::{Table, MISSING_CODE};
+use crate::error::{Error, Result};
+use crate::fe::index::{compact, interact};
+use crate::fe::{drop_singletons, FixedEffect};
+use crate::formula::{Factor, Func, Model, Term};
+
+/// Rows removed on the way from the raw data to the estimation sample, by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    /// A used variable (outcome, regressor, fixed effect, cluster, weight) is missing.
+    pub missing: usize,
+    /// A transformed term is not finite (`log` of a non-positive value, fixest's "infinite values").
+    pub nonfinite: usize,
+    /// The observation weight is zero (fixest drops these).
+    pub zero_weight: usize,
+    /// Singletons, removed iteratively (reghdfe).
+    pub singletons: usize,
+}
+
+/// What `prepare` needs besides the model.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    pub weights: Option<String>,
+    /// Cluster variables (each may be an interaction written `a^b`).
+    pub clusters: Vec<String>,
+    /// Keep singletons (reghdfe's `keepsingletons`); default false.
+    pub keep_singletons: bool,
+}
+
+/// A cluster variable over the estimation sample.
+#[derive(Debug, Clone)]
+pub struct ClusterVar {
+    pub name: String,
+    pub ids: Vec<u32>,
+    pub levels: usize,
+}
+
+/// The estimation sample of one model.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub y_name: String,
+    pub y: Vec<f64>,
+    /// Regressor names, `(Intercept)` first when the model has one.
+    pub x_names: Vec<String>,
+    /// Regressors, one vector per column.
+    pub x: Vec<Vec<f64>>,
+    pub intercept: bool,
+    pub weights: Option<Vec<f64>>,
+    pub fes: Vec<FixedEffect>,
+    pub clusters: Vec<ClusterVar>,
+    pub nobs_raw: usize,
+    pub dropped: Dropped,
+}
+
+impl Design {
+    pub fn nobs(&self) -> usize {
+        self.y.len()
+    }
+}
+
+/// Cached raw columns, so a variable used by several terms is converted once.
+struct Columns<'a> {
+    table: &'a Table,
+    numeric: HashMap<String, Vec<f64>>,
+}
+
+impl<'a> Columns<'a> {
+    fn numeric(&mut self, name: &str) -> Result<&Vec<f64>> {
+        if !self.numeric.contains_key(name) {
+            let v = self.table.numeric(name)?;
+            self.numeric.insert(name.to_string(), v);
+        }
+        Ok(&self.numeric[name])
+    }
+
+    fn factor(&mut self, f: &Factor) -> Result<Vec<f64>> {
+        match f {
+            Factor::Var(v) => Ok(self.numeric(v)?.clone()),
+            Factor::Call(func, arg) => {
+                let mut v = self.factor(arg)?;
+                for x in v.iter_mut() {
+                    *x = match func {
+                        // log of a non-positive value is -inf/NaN: the row is dropped as non-finite
+                        Func::Log => {
+                            if *x > 0.0 {
+                                x.ln()
+                            } else if x.is_nan() {
+                                f64::NAN
+                            } else {
+                                f64::NEG_INFINITY
+                            }
+                        }
+                        Func::Exp => x.exp(),
+                        Func::Sqrt => {
+                            if *x >= 0.0 {
+                                x.sqrt()
+                            } else if x.is_nan() {
+                                f64::NAN
+                            } else {
+                                f64::NEG_INFINITY
+                            }
+                        }
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn term(&mut self, t: &Term) -> Result<Vec<f64>> {
+        let mut out = self.factor(&t.factors[0])?;
+        for f in &t.factors[1..] {
+            let v = self.factor(f)?;
+            for (o, x) in out.iter_mut().zip(v) {
+                *o *= x;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Codes of a categorical variable or of an interaction `a^b`.
+    fn codes(&self, spec: &str) -> Result<(Vec<u32>, usize)> {
+        let parts: Vec<(Vec<u32>, usize)> = spec
+            .split('^')
+            .map(|v| self.table.codes(v.trim()))
+            .collect::<Result<_>>()?;
+        Ok(interact(&parts))
+    }
+}
+
+/// Build the estimation sample of `model` from `table`.
+pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
+    let n = table.nrows();
+    let mut cols = Columns {
+        table,
+        numeric: HashMap::new(),
+    };
+
+    // Raw variables: a NaN there means the value is missing.
+    let mut missing = vec![false; n];
+    let raw_vars: Vec<String> = {
+        let mut v: Vec<String> = std::iter::once(&model.lhs)
+            .chain(&model.rhs)
+            .flat_map(|t| t.vars())
+            .collect();
+        v.extend(opts.weights.iter().cloned());
+        v.dedup();
+        v
+    };
+    for v in &raw_vars {
+        for (m, x) in missing.iter_mut().zip(cols.numeric(v)?) {
+            *m |= x.is_nan();
+        }
+    }
+    let fe_codes: Vec<(Vec<u32>, usize)> = model
+        .fixed_effects
+        .iter()
+        .map(|fe| cols.codes(&fe.name()))
+        .collect::<Result<_>>()?;
+    let cl_codes: Vec<(Vec<u32>, usize)> = opts
+        .clusters
+        .iter()
+        .map(|c| cols.codes(c))
+        .collect::<Result<_>>()?;
+    for (codes, _) in fe_codes.iter().chain(&cl_codes) {
+        for (m, &c) in missing.iter_mut().zip(codes) {
+            *m |= c == MISSING_CODE;
+        }
+    }
+
+    // Terms; a non-finite value on a row with no missing input is a "non-finite" drop.
+    let y = cols.term(&model.lhs)?;
+    let x_raw: Vec<Vec<f64>> = model
+        .rhs
+        .iter()
+        .map(|t| cols.term(t))
+        .collect::<Result<_>>()?;
+    let mut keep = vec![true; n];
+    let mut dropped = Dropped::default();
+    for i in 0..n {
+        if missing[i] {
+            keep[i] = false;
+            dropped.missing += 1;
+        } else if !y[i].is_finite() || x_raw.iter().any(|c| !c[i].is_finite()) {
+            keep[i] = false;
+            dropped.nonfinite += 1;
+        }
+    }
+
+    let weights_raw = match &opts.weights {
+        Some(w) => {
+            let wv = cols.numeric(w)?.clone();
+            for i in 0..n {
+                if !keep[i] {
+                    continue;
+                }
+                if !wv[i].is_finite() || wv[i] < 0.0 {
+                    return Err(Error::column(
+                        w,
+                        format!(
+                            "weights must be finite and non-negative; row {} has {}",
+                            i + 1,
+                            wv[i]
+                        ),
+                    ));
+                }
+                if wv[i] == 0.0 {
+                    keep[i] = false;
+                    dropped.zero_weight += 1;
+                }
+            }
+            Some(wv)
+        }
+        None => None,
+    };
+
+    if !opts.keep_singletons && !fe_codes.is_empty() {
+        let views: Vec<(&[u32], usize)> =
+            fe_codes.iter().map(|(c, g)| (c.as_slice(), *g)).collect();
+        // Codes of dropped rows may be MISSING_CODE; make them a harmless level 0 for counting.
+        let safe: Vec<Vec<u32>> = views
+            .iter()
+            .map(|(c, _)| {
+                c.iter()
+                    .map(|&v| if v == MISSING_CODE { 0 } else { v })
+                    .collect()
+            })
+            .collect();
+        let views: Vec<(&[u32], usize)> = safe
+            .iter()
+            .zip(&views)
+            .map(|(c, (_, g))| (c.as_slice(), (*g).max(1)))
+            .collect();
+        dropped.singletons = drop_singletons(&views, &mut keep);
+    }
+
+    let nobs = keep.iter().filter(|&&k| k).count();
+    if nobs == 0 {
+        return Err(Error::NoObservations(format!(
+            "all {n} rows of {} were dropped ({} with a missing value, {} non-finite, {} zero weight, {} singletons)",
+            table.source(),
+            dropped.missing,
+            dropped.nonfinite,
+            dropped.zero_weight,
+            dropped.singletons
+        )));
+    }
+
+    let subset = |v: &[f64]| -> Vec<f64> {
+        v.iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(x, _)| *x)
+            .collect()
+    };
+    let mut x_names = Vec::new();
+    let mut x = Vec::new();
+    if model.intercept {
+        x_names.push("(Intercept)".to_string());
+        x.push(vec![1.0; nobs]);
+    }
+    for (t, c) in model.rhs.iter().zip(&x_raw) {
+        x_names.push(t.name());
+        x.push(subset(c));
+    }
+    let fes = model
+        .fixed_effects
+        .iter()
+        .zip(&fe_codes)
+        .map(|(spec, (codes, g))| {
+            let (ids, levels) = compact(codes, *g, &keep);
+            FixedEffect {
+                name: spec.name(),
+                ids,
+                levels,
+            }
+        })
+        .collect();
+    let clusters = opts
+        .clusters
+        .iter()
+        .zip(&cl_codes)
+        .map(|(name, (codes, g))| {
+            let (ids, levels) = compact(codes, *g, &keep);
+            ClusterVar {
+                name: name.clone(),
+                ids,
+                levels,
+            }
+        })
+        .collect();
+    Ok(Design {
+        y_name: model.lhs.name(),
+        y: subset(&y),
+        x_names,
+        x,
+        intercept: model.intercept,
+        weights: weights_raw.as_deref().map(subset),
+        fes,
+        clusters,
+        nobs_raw: n,
+        dropped,
+    })
+}

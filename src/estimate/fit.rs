@@ -1,0 +1,339 @@
+//! The estimation driver: design → demean → OLS → vcov → [`FitResult`], the one result type
+//! every report writer and the JSON contract read.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::ols::{self, DroppedRegressor};
+use super::vcov::{self, Ssc, VcovInput, VcovSpec};
+use crate::data::prepare::{prepare, Design, Dropped, PrepareOptions};
+use crate::data::Table;
+use crate::demean::{Absorb, DemeanOptions, Demeaner};
+use crate::error::{Error, Result};
+use crate::fe::absorbed_dof;
+use crate::formula::Model;
+use crate::stats::t_two_sided_p;
+
+/// How to estimate a model.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub vcov: VcovSpec,
+    pub weights: Option<String>,
+    pub ssc: Ssc,
+    pub demean: DemeanOptions,
+    /// fixest's `collin.tol`.
+    pub collin_tol: f64,
+    pub keep_singletons: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            vcov: VcovSpec::Iid,
+            weights: None,
+            ssc: Ssc::Reghdfe,
+            demean: DemeanOptions::default(),
+            collin_tol: 1e-10,
+            keep_singletons: false,
+        }
+    }
+}
+
+/// One row of the coefficient table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coefficient {
+    pub name: String,
+    pub estimate: f64,
+    pub std_error: f64,
+    pub t: f64,
+    pub p: f64,
+}
+
+/// A fixed effect as reported: levels in the sample and how many were counted as redundant.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixedEffectInfo {
+    pub name: String,
+    pub levels: usize,
+    pub redundant: usize,
+    pub nested: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub clusters: usize,
+}
+
+/// Everything one estimation produced. Serialised as one element of `models` in
+/// `fegpu fit --format json`; the field names are a contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitResult {
+    pub formula: String,
+    pub depvar: String,
+    pub nobs: usize,
+    pub nobs_raw: usize,
+    pub coefficients: Vec<Coefficient>,
+    pub r2: f64,
+    pub adj_r2: f64,
+    pub within_r2: Option<f64>,
+    pub rmse: f64,
+    pub rss: f64,
+    pub tss: f64,
+    pub vcov: String,
+    pub ssc: Ssc,
+    pub weights: Option<String>,
+    pub fixed_effects: Vec<FixedEffectInfo>,
+    pub clusters: Vec<ClusterInfo>,
+    pub dropped: Dropped,
+    pub collinear: Vec<DroppedRegressor>,
+    /// Absorbed degrees of freedom used by the variance (after nesting in clusters).
+    pub df_absorbed: usize,
+    /// `N − K − df_absorbed`.
+    pub df_resid: f64,
+    /// Degrees of freedom of the t tests.
+    pub df_t: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    pub backend: String,
+    /// Variance matrix of the reported coefficients, row by row.
+    pub vcov_matrix: Vec<Vec<f64>>,
+    pub eigen_fixed: bool,
+    /// Warnings (non-convergence, dropped regressors) in plain words.
+    pub notes: Vec<String>,
+    /// Wall time of the estimation proper (prepare to vcov), seconds.
+    pub seconds: f64,
+}
+
+/// Prepare the sample of `model` from `table` and estimate it.
+pub fn fit(
+    table: &Table,
+    model: &Model,
+    opts: &FitOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<FitResult> {
+    let t0 = Instant::now();
+    if model.iv.is_some() {
+        return Err(Error::Estimation(
+            "the IV part (`| endog ~ instruments`) is parsed, but IV-2SLS estimation is not available in this version".into(),
+        ));
+    }
+    let popts = PrepareOptions {
+        weights: opts.weights.clone(),
+        clusters: opts.vcov.cluster_vars().to_vec(),
+        keep_singletons: opts.keep_singletons,
+    };
+    let design = prepare(table, model, &popts)?;
+    let mut r = fit_design(&design, &model.formula, opts, demeaner)?;
+    r.seconds = t0.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
+    let (sw, sx) = match w {
+        Some(w) => (
+            w.iter().sum::<f64>(),
+            x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>(),
+        ),
+        None => (x.len() as f64, x.iter().sum::<f64>()),
+    };
+    let m = if centre && sw > 0.0 { sx / sw } else { 0.0 };
+    match w {
+        Some(w) => x.iter().zip(w).map(|(a, b)| b * (a - m) * (a - m)).sum(),
+        None => x.iter().map(|a| (a - m) * (a - m)).sum(),
+    }
+}
+
+/// Estimate a prepared design (the CPU/GPU-independent part of [`fit`]).
+pub fn fit_design(
+    design: &Design,
+    formula: &str,
+    opts: &FitOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<FitResult> {
+    let t0 = Instant::now();
+    let n = design.nobs();
+    let w = design.weights.as_deref();
+    let has_fe = !design.fes.is_empty();
+    let mut notes = Vec::new();
+
+    let (yt, xt, iterations, converged, raw_ss) = if has_fe {
+        let raw_ss: Vec<f64> = design
+            .x
+            .iter()
+            .map(|c| weighted_centred_ss(c, w, true))
+            .collect();
+        let absorb = Absorb::new(&design.fes, w);
+        let mut cols = Vec::with_capacity(design.x.len() + 1);
+        cols.push(design.y.clone());
+        cols.extend(design.x.iter().cloned());
+        let dm = demeaner.demean(&absorb, cols, &opts.demean)?;
+        for &c in &dm.not_converged {
+            let name = if c == 0 {
+                &design.y_name
+            } else {
+                &design.x_names[c - 1]
+            };
+            notes.push(format!(
+                "demeaning of `{name}` did not converge in {} iterations (tolerance {:e}); estimates may be inaccurate",
+                opts.demean.max_iter, opts.demean.tol
+            ));
+        }
+        let converged = dm.not_converged.is_empty();
+        let mut it = dm.columns.into_iter();
+        let yt = it.next().unwrap();
+        (
+            yt,
+            it.collect::<Vec<_>>(),
+            dm.iterations,
+            converged,
+            Some(raw_ss),
+        )
+    } else {
+        (design.y.clone(), design.x.clone(), 0, true, None)
+    };
+
+    let est = ols::solve(
+        &design.x_names,
+        &xt,
+        &yt,
+        w,
+        raw_ss.as_deref(),
+        opts.collin_tol,
+    );
+    for d in &est.dropped {
+        notes.push(format!("`{}` was removed: {}", d.name, d.reason));
+    }
+    if est.kept.is_empty() && !design.x.is_empty() {
+        let names: Vec<String> = est
+            .dropped
+            .iter()
+            .map(|d| format!("`{}` ({})", d.name, d.reason))
+            .collect();
+        return Err(Error::Estimation(format!(
+            "no regressor is left to estimate: {}",
+            names.join(", ")
+        )));
+    }
+    let k = est.kept.len();
+
+    let rule = opts.ssc.dof_rule();
+    let dof_full = absorbed_dof(&design.fes, &[], rule);
+    let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
+    let dof_vcov = if cluster_ids.is_empty() {
+        dof_full.clone()
+    } else {
+        absorbed_dof(&design.fes, &cluster_ids, rule)
+    };
+    let df_resid_full = n as f64 - k as f64 - dof_full.df_a as f64;
+    let df_resid = n as f64 - k as f64 - dof_vcov.df_a as f64;
+
+    let kept_x: Vec<&[f64]> = est.kept.iter().map(|&j| xt[j].as_slice()).collect();
+    let v = vcov::compute(
+        &opts.vcov,
+        &VcovInput {
+            x: kept_x,
+            resid: &est.resid,
+            weights: w,
+            bread: &est.bread,
+            df_resid,
+        },
+        &design.clusters,
+    )?;
+    if v.eigen_fixed {
+        notes.push("the multiway cluster variance was not positive semi-definite; negative eigenvalues were set to zero (Cameron, Gelbach & Miller 2011)".into());
+    }
+
+    let rss: f64 = match w {
+        Some(w) => est.resid.iter().zip(w).map(|(e, w)| w * e * e).sum(),
+        None => est.resid.iter().map(|e| e * e).sum(),
+    };
+    let centred = has_fe || design.intercept;
+    let tss = weighted_centred_ss(&design.y, w, centred);
+    let r2 = 1.0 - rss / tss;
+    let within_r2 = if has_fe {
+        Some(1.0 - rss / weighted_centred_ss(&yt, w, false))
+    } else {
+        None
+    };
+    let adj_r2 = if centred {
+        1.0 - (1.0 - r2) * (n as f64 - 1.0) / df_resid_full
+    } else {
+        1.0 - (1.0 - r2) * n as f64 / df_resid_full
+    };
+    let rmse = match opts.ssc {
+        Ssc::Reghdfe => (rss / df_resid_full).sqrt(),
+        Ssc::Fixest => (rss / n as f64).sqrt(),
+    };
+
+    let coefficients = est
+        .kept
+        .iter()
+        .enumerate()
+        .map(|(a, &j)| {
+            let se = v.matrix.get(a, a).max(0.0).sqrt();
+            let t = est.beta[a] / se;
+            Coefficient {
+                name: design.x_names[j].clone(),
+                estimate: est.beta[a],
+                std_error: se,
+                t,
+                p: t_two_sided_p(t, v.df_t),
+            }
+        })
+        .collect();
+    let vcov_matrix = (0..k)
+        .map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect())
+        .collect();
+
+    Ok(FitResult {
+        formula: formula.to_string(),
+        depvar: design.y_name.clone(),
+        nobs: n,
+        nobs_raw: design.nobs_raw,
+        coefficients,
+        r2,
+        adj_r2,
+        within_r2,
+        rmse,
+        rss,
+        tss,
+        vcov: opts.vcov.describe(),
+        ssc: opts.ssc,
+        weights: opts.weights.clone(),
+        fixed_effects: dof_vcov
+            .per_fe
+            .iter()
+            .map(|d| FixedEffectInfo {
+                name: d.name.clone(),
+                levels: d.levels,
+                redundant: d.redundant,
+                nested: d.nested,
+            })
+            .collect(),
+        clusters: design
+            .clusters
+            .iter()
+            .map(|c| ClusterInfo {
+                name: c.name.clone(),
+                clusters: c.levels,
+            })
+            .collect(),
+        dropped: design.dropped.clone(),
+        collinear: est.dropped.clone(),
+        df_absorbed: dof_vcov.df_a,
+        df_resid,
+        df_t: v.df_t,
+        iterations,
+        converged,
+        backend: if has_fe {
+            demeaner.name()
+        } else {
+            "cpu (no fixed effects)".into()
+        },
+        vcov_matrix,
+        eigen_fixed: v.eigen_fixed,
+        notes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,9 @@
+//! Estimation: OLS on demeaned data ([`ols`]), variance–covariance estimators and small-sample
+//! conventions ([`vcov`]), and the driver that turns a model into a [`FitResult`] ([`fit`]).
+
+pub mod fit;
+pub mod ols;
+pub mod vcov;
+
+pub use fit::{fit, fit_design, Coefficient, FitOptions, FitResult};
+pub use vcov::{Ssc, VcovSpec};

@@ -1,0 +1,119 @@
+//! Least squares on demeaned columns (Frisch–Waugh–Lovell): `β = (X̃'WX̃)⁻¹ X̃'Wỹ` in f64.
+//!
+//! Collinearity follows fixest: a regressor whose within variation is (numerically) nil is
+//! "absorbed by the fixed effects"; then a pivoted Cholesky of `X̃'WX̃` drops, in formula order,
+//! every regressor whose R² on those kept before it exceeds `1 − collin_tol` (fixest's
+//! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
+
+use rayon::prelude::*;
+
+use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
+
+/// Why a regressor was removed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DroppedRegressor {
+    pub name: String,
+    pub reason: String,
+}
+
+/// The OLS solution on the kept regressors.
+#[derive(Debug, Clone)]
+pub struct Ols {
+    /// Indices (into the regressor list) of the kept regressors.
+    pub kept: Vec<usize>,
+    pub dropped: Vec<DroppedRegressor>,
+    pub beta: Vec<f64>,
+    /// `(X̃'WX̃)⁻¹` over the kept regressors (the "bread").
+    pub bread: Mat,
+    /// Residuals `ỹ − X̃β` (unweighted).
+    pub resid: Vec<f64>,
+}
+
+/// Weighted cross products `Σ w a b` of every pair of columns, in parallel over pairs.
+pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
+    let k = cols.len();
+    let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (0..=i).map(move |j| (i, j))).collect();
+    let vals: Vec<f64> = pairs
+        .par_iter()
+        .map(|&(i, j)| match weights {
+            Some(w) => cols[i]
+                .iter()
+                .zip(cols[j])
+                .zip(w)
+                .map(|((a, b), w)| w * a * b)
+                .sum(),
+            None => cols[i].iter().zip(cols[j]).map(|(a, b)| a * b).sum(),
+        })
+        .collect();
+    let mut m = Mat::zeros(k);
+    for (&(i, j), v) in pairs.iter().zip(vals) {
+        m.set(i, j, v);
+        m.set(j, i, v);
+    }
+    m
+}
+
+/// Solve OLS of `y` on `x` (already demeaned when there are fixed effects).
+///
+/// `raw_ss[j]` is the weighted centred sum of squares of regressor `j` before demeaning; a
+/// regressor whose demeaned sum of squares is below `collin_tol × raw_ss[j]` is absorbed.
+pub fn solve(
+    names: &[String],
+    x: &[Vec<f64>],
+    y: &[f64],
+    weights: Option<&[f64]>,
+    raw_ss: Option<&[f64]>,
+    collin_tol: f64,
+) -> Ols {
+    let cols: Vec<&[f64]> = x.iter().map(|c| c.as_slice()).collect();
+    let xtx = cross_products(&cols, weights);
+    let mut dropped = Vec::new();
+    let mut candidates = Vec::new();
+    for j in 0..x.len() {
+        let absorbed = match raw_ss {
+            Some(ss) => xtx.get(j, j) <= collin_tol * ss[j] || ss[j] == 0.0,
+            None => false,
+        };
+        if absorbed {
+            dropped.push(DroppedRegressor {
+                name: names[j].clone(),
+                reason: "collinear with the fixed effects".into(),
+            });
+        } else {
+            candidates.push(j);
+        }
+    }
+    let sub = xtx.select(&candidates);
+    let chol = cholesky_drop(&sub, collin_tol);
+    for &d in &chol.dropped {
+        dropped.push(DroppedRegressor {
+            name: names[candidates[d]].clone(),
+            reason: "collinear with other regressors".into(),
+        });
+    }
+    let kept: Vec<usize> = chol.kept.iter().map(|&c| candidates[c]).collect();
+    let bread = cholesky_inverse(&chol.l);
+    let xty: Vec<f64> = kept
+        .par_iter()
+        .map(|&j| match weights {
+            Some(w) => x[j].iter().zip(y).zip(w).map(|((a, b), w)| w * a * b).sum(),
+            None => x[j].iter().zip(y).map(|(a, b)| a * b).sum(),
+        })
+        .collect();
+    let beta = bread.mul_vec(&xty);
+    let mut resid = y.to_vec();
+    for (&j, &b) in kept.iter().zip(&beta) {
+        for (r, xv) in resid.iter_mut().zip(&x[j]) {
+            *r -= b * xv;
+        }
+    }
+    // keep `dropped` in formula order
+    dropped.sort_by_key(|d| names.iter().position(|n| *n == d.name));
+    Ols {
+        kept,
+        dropped,
+        beta,
+        bread,
+        resid,
+    }
+}

@@ -1,0 +1,270 @@
+//! Variance–covariance estimators and the small-sample conventions they are scaled by.
+//!
+//! With `N` observations, `K` estimated coefficients, `A` absorbed fixed-effect degrees of
+//! freedom (see [`crate::fe::dof`] for how each convention counts them), `B = (X̃'WX̃)⁻¹`,
+//! residuals `e` and weights `w`:
+//! * **iid**: `V = Σ w e² / (N − K − A) · B`.
+//! * **hetero** (HC1): `V = N / (N − K − A) · B (Σ w² e² x x') B`.
+//! * **cluster** (CRV1, one- or multi-way, Cameron, Gelbach & Miller 2011): for every non-empty
+//!   subset `S` of the cluster variables, with the intersection of its variables as clusters,
+//!   `M_S = Σ_g s_g s_g'`, `s_g = Σ_{i∈g} w e x`; `V = q · B (Σ_S (−1)^{|S|+1} M_S) B` with
+//!   `q = (N − 1)/(N − K − A) · G/(G − 1)`, `G` the smallest number of clusters (reghdfe; fixest's
+//!   `cluster.df = "min"`). If `V` is not positive semi-definite its negative eigenvalues are set
+//!   to zero (CGM 2011, §2.3). t tests use `G − 1` degrees of freedom, otherwise `N − K − A`.
+//!
+//! Under this parametrisation the reghdfe and fixest conventions differ only in `A` (and hence
+//! in the residual degrees of freedom): see [`Ssc`].
+
+use crate::data::prepare::ClusterVar;
+use crate::error::{Error, Result};
+use crate::fe::dof::DofRule;
+use crate::fe::index::interact;
+use crate::linalg::{symmetric_eigen, Mat};
+
+/// Small-sample convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ssc {
+    /// reghdfe's defaults (Correia 2016): absorbed df counted exactly for the first pair of
+    /// effects by connected components and conservatively beyond (`dofadjustments(pairwise
+    /// clusters)`); effects nested in a cluster variable cost nothing.
+    Reghdfe,
+    /// fixest's defaults (`ssc(adj = TRUE, fixef.K = "nested", cluster.adj = TRUE,
+    /// cluster.df = "min", t.df = "min", fixef.force_exact = FALSE)`): each effect after the
+    /// first has one redundant level; a nested effect counts one parameter.
+    Fixest,
+}
+
+impl Ssc {
+    pub fn dof_rule(self) -> DofRule {
+        match self {
+            Ssc::Reghdfe => DofRule::Pairwise,
+            Ssc::Fixest => DofRule::OnePerEffect,
+        }
+    }
+    pub fn parse(s: &str) -> Result<Ssc> {
+        match s {
+            "reghdfe" => Ok(Ssc::Reghdfe),
+            "fixest" => Ok(Ssc::Fixest),
+            _ => Err(Error::Usage(format!(
+                "unknown --ssc `{s}` (expected reghdfe or fixest)"
+            ))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Ssc::Reghdfe => "reghdfe",
+            Ssc::Fixest => "fixest",
+        }
+    }
+}
+
+/// Which variance estimator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcovSpec {
+    Iid,
+    Hetero,
+    /// One or more cluster variables (each may be an interaction `a^b`).
+    Cluster(Vec<String>),
+}
+
+impl VcovSpec {
+    /// Parse `iid`, `hetero` (also `robust`, `hc1`) or `cluster:VAR[+VAR...]`.
+    pub fn parse(s: &str) -> Result<VcovSpec> {
+        let s = s.trim();
+        match s.to_ascii_lowercase().as_str() {
+            "iid" | "standard" | "ols" => return Ok(VcovSpec::Iid),
+            "hetero" | "robust" | "hc1" => return Ok(VcovSpec::Hetero),
+            _ => {}
+        }
+        if let Some(rest) = s.strip_prefix("cluster:").or_else(|| s.strip_prefix("CL:")) {
+            let vars: Vec<String> = rest.split('+').map(|v| v.trim().to_string()).collect();
+            if vars.iter().any(|v| v.is_empty()) {
+                return Err(Error::Usage(format!(
+                    "--vcov `{s}`: empty cluster variable name"
+                )));
+            }
+            return Ok(VcovSpec::Cluster(vars));
+        }
+        Err(Error::Usage(format!(
+            "unknown --vcov `{s}` (expected iid, hetero or cluster:VAR[+VAR])"
+        )))
+    }
+
+    pub fn cluster_vars(&self) -> &[String] {
+        match self {
+            VcovSpec::Cluster(v) => v,
+            _ => &[],
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            VcovSpec::Iid => "iid".into(),
+            VcovSpec::Hetero => "hetero".into(),
+            VcovSpec::Cluster(v) => format!("cluster:{}", v.join("+")),
+        }
+    }
+}
+
+/// A computed variance matrix and what inference needs alongside it.
+#[derive(Debug, Clone)]
+pub struct Vcov {
+    pub matrix: Mat,
+    /// Degrees of freedom of the t distribution used for p-values.
+    pub df_t: f64,
+    /// Clusters per cluster variable.
+    pub n_clusters: Vec<usize>,
+    /// The multiway eigenvalue fix was applied.
+    pub eigen_fixed: bool,
+}
+
+/// Inputs of a variance computation over the kept regressors.
+pub struct VcovInput<'a> {
+    /// Demeaned regressors that were kept.
+    pub x: Vec<&'a [f64]>,
+    pub resid: &'a [f64],
+    pub weights: Option<&'a [f64]>,
+    pub bread: &'a Mat,
+    /// `N − K − A`.
+    pub df_resid: f64,
+}
+
+fn sandwich(bread: &Mat, meat: &Mat) -> Mat {
+    bread.mul(meat).mul(bread)
+}
+
+/// Compute the variance matrix for `spec`.
+pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Result<Vcov> {
+    let n = inp.resid.len();
+    let k = inp.x.len();
+    if inp.df_resid <= 0.0 {
+        return Err(Error::Estimation(format!(
+            "no residual degrees of freedom left (N = {n}, parameters incl. absorbed = {})",
+            n as f64 - inp.df_resid
+        )));
+    }
+    let we = |i: usize| match inp.weights {
+        Some(w) => w[i] * inp.resid[i],
+        None => inp.resid[i],
+    };
+    match spec {
+        VcovSpec::Iid => {
+            let rss: f64 = (0..n).map(|i| we(i) * inp.resid[i]).sum();
+            Ok(Vcov {
+                matrix: inp.bread.clone().scale(rss / inp.df_resid),
+                df_t: inp.df_resid,
+                n_clusters: vec![],
+                eigen_fixed: false,
+            })
+        }
+        VcovSpec::Hetero => {
+            let mut meat = Mat::zeros(k);
+            let mut s = vec![0.0; k];
+            for i in 0..n {
+                let wi = we(i);
+                for (sj, xj) in s.iter_mut().zip(&inp.x) {
+                    *sj = wi * xj[i];
+                }
+                for a in 0..k {
+                    for b in 0..=a {
+                        meat.a[a * k + b] += s[a] * s[b];
+                    }
+                }
+            }
+            symmetrize_lower(&mut meat);
+            let v = sandwich(inp.bread, &meat).scale(n as f64 / inp.df_resid);
+            Ok(Vcov {
+                matrix: v,
+                df_t: inp.df_resid,
+                n_clusters: vec![],
+                eigen_fixed: false,
+            })
+        }
+        VcovSpec::Cluster(_) => {
+            let n_clusters: Vec<usize> = clusters.iter().map(|c| c.levels).collect();
+            let g_min = *n_clusters
+                .iter()
+                .min()
+                .ok_or_else(|| Error::Usage("cluster vcov without cluster variables".into()))?;
+            if g_min < 2 {
+                return Err(Error::Estimation(format!(
+                    "clustering needs at least 2 clusters; `{}` has {g_min}",
+                    clusters.iter().find(|c| c.levels == g_min).unwrap().name
+                )));
+            }
+            let scores: Vec<Vec<f64>> = inp
+                .x
+                .iter()
+                .map(|xj| (0..n).map(|i| we(i) * xj[i]).collect())
+                .collect();
+            let m = clusters.len();
+            let mut meat = Mat::zeros(k);
+            for subset in 1u32..(1 << m) {
+                let members: Vec<(Vec<u32>, usize)> = (0..m)
+                    .filter(|j| subset & (1 << j) != 0)
+                    .map(|j| (clusters[j].ids.clone(), clusters[j].levels))
+                    .collect();
+                let sign = if members.len() % 2 == 1 { 1.0 } else { -1.0 };
+                let (ids, levels) = interact(&members);
+                meat = meat.add(&cluster_meat(&scores, &ids, levels), sign);
+            }
+            let q = (n as f64 - 1.0) / inp.df_resid * g_min as f64 / (g_min as f64 - 1.0);
+            let mut v = sandwich(inp.bread, &meat).scale(q);
+            let mut eigen_fixed = false;
+            if m > 1 {
+                let (vals, vecs) = symmetric_eigen(&v);
+                if vals.iter().any(|&l| l < 0.0) {
+                    eigen_fixed = true;
+                    let mut fixed = Mat::zeros(k);
+                    for (c, &l) in vals.iter().enumerate() {
+                        let l = l.max(0.0);
+                        for a in 0..k {
+                            for b in 0..k {
+                                fixed.a[a * k + b] += l * vecs.get(a, c) * vecs.get(b, c);
+                            }
+                        }
+                    }
+                    v = fixed;
+                }
+            }
+            Ok(Vcov {
+                matrix: v,
+                df_t: g_min as f64 - 1.0,
+                n_clusters,
+                eigen_fixed,
+            })
+        }
+    }
+}
+
+fn symmetrize_lower(m: &mut Mat) {
+    for a in 0..m.n {
+        for b in 0..a {
+            let v = m.get(a, b);
+            m.set(b, a, v);
+        }
+    }
+}
+
+/// `Σ_g s_g s_g'` with `s_g` the per-cluster sums of the score columns.
+fn cluster_meat(scores: &[Vec<f64>], ids: &[u32], levels: usize) -> Mat {
+    let k = scores.len();
+    let mut sums = vec![0.0; levels * k];
+    for (j, s) in scores.iter().enumerate() {
+        for (&g, &v) in ids.iter().zip(s) {
+            sums[g as usize * k + j] += v;
+        }
+    }
+    let mut meat = Mat::zeros(k);
+    for g in 0..levels {
+        let sg = &sums[g * k..(g + 1) * k];
+        for a in 0..k {
+            for b in 0..=a {
+                meat.a[a * k + b] += sg[a] * sg[b];
+            }
+        }
+    }
+    symmetrize_lower(&mut meat);
+    meat
+}

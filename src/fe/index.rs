@@ -1,0 +1,112 @@
+//! One fixed effect as a dense id per observation (`ids[i]` in `0..levels`), plus the helpers that
+//! build ids: interacting several codes (`a^b`) and compacting codes after rows are dropped.
+
+use std::collections::HashMap;
+
+use crate::data::load::MISSING_CODE;
+
+/// A fixed effect over the estimation sample: `ids[i] ∈ 0..levels`, every level used.
+#[derive(Debug, Clone)]
+pub struct FixedEffect {
+    pub name: String,
+    pub ids: Vec<u32>,
+    pub levels: usize,
+}
+
+impl FixedEffect {
+    /// Observations per level.
+    pub fn counts(&self) -> Vec<u32> {
+        let mut c = vec![0u32; self.levels];
+        for &g in &self.ids {
+            c[g as usize] += 1;
+        }
+        c
+    }
+
+    /// Sum of weights per level (counts when unweighted).
+    pub fn weight_sums(&self, weights: Option<&[f64]>) -> Vec<f64> {
+        let mut s = vec![0.0; self.levels];
+        match weights {
+            Some(w) => {
+                for (&g, &wi) in self.ids.iter().zip(w) {
+                    s[g as usize] += wi;
+                }
+            }
+            None => {
+                for &g in &self.ids {
+                    s[g as usize] += 1.0;
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Codes of the interaction of several categorical columns (fixest's `a^b`): one level per
+/// observed combination; missing if any part is missing.
+pub fn interact(parts: &[(Vec<u32>, usize)]) -> (Vec<u32>, usize) {
+    match parts {
+        [] => (Vec::new(), 0),
+        [one] => one.clone(),
+        [first, rest @ ..] => {
+            let mut acc = first.clone();
+            for next in rest {
+                let mut map: HashMap<u64, u32> = HashMap::new();
+                let codes = acc
+                    .0
+                    .iter()
+                    .zip(&next.0)
+                    .map(|(&a, &b)| {
+                        if a == MISSING_CODE || b == MISSING_CODE {
+                            MISSING_CODE
+                        } else {
+                            let key = (a as u64) << 32 | b as u64;
+                            let n = map.len() as u32;
+                            *map.entry(key).or_insert(n)
+                        }
+                    })
+                    .collect();
+                acc = (codes, map.len());
+            }
+            acc
+        }
+    }
+}
+
+/// Keep rows where `keep[i]`, renumbering levels densely in order of first appearance.
+pub fn compact(codes: &[u32], levels: usize, keep: &[bool]) -> (Vec<u32>, usize) {
+    let mut remap = vec![u32::MAX; levels];
+    let mut next = 0u32;
+    let mut out = Vec::with_capacity(keep.iter().filter(|&&k| k).count());
+    for (&c, &k) in codes.iter().zip(keep) {
+        if k {
+            let r = &mut remap[c as usize];
+            if *r == u32::MAX {
+                *r = next;
+                next += 1;
+            }
+            out.push(*r);
+        }
+    }
+    (out, next as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interaction_has_one_level_per_observed_pair() {
+        let a = (vec![0, 0, 1, 1, MISSING_CODE], 2);
+        let b = (vec![0, 1, 0, 1, 0], 2);
+        let (c, n) = interact(&[a, b]);
+        assert_eq!(n, 4);
+        assert_eq!(c, vec![0, 1, 2, 3, MISSING_CODE]);
+    }
+
+    #[test]
+    fn compact_renumbers_used_levels() {
+        let (c, n) = compact(&[3, 1, 3, 0], 4, &[true, false, true, true]);
+        assert_eq!((c, n), (vec![0, 0, 1], 2));
+    }
+}

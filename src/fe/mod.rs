@@ -1,0 +1,11 @@
+//! Fixed-effect structure: dense level ids per effect ([`index`]), reghdfe's iterative singleton
+//! removal ([`singletons`]) and the count of absorbed degrees of freedom ([`dof`]: redundant
+//! levels through connected components, effects nested in clusters).
+
+pub mod dof;
+pub mod index;
+pub mod singletons;
+
+pub use dof::{absorbed_dof, AbsorbedDof, FeDof};
+pub use index::FixedEffect;
+pub use singletons::drop_singletons;

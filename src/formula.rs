@@ -1,0 +1,640 @@
+//! fixest-style model formulas.
+//!
+//! ```text
+//! y ~ x1 + x2 + x1:x2 + log(x3) | fe1 + fe2 + fe1^fe2 | endog1 + endog2 ~ z1 + z2
+//! ```
+//! * part 1: `lhs ~ rhs`. Terms are joined by `+`; `a:b` is the product of `a` and `b`;
+//!   `a*b` expands to `a + b + a:b` (R convention); `log()`, `exp()`, `sqrt()` transform a
+//!   variable; `1` asks for an intercept, `0` or `-1` removes it. With fixed effects the intercept
+//!   is absorbed and never estimated (as in fixest).
+//! * later parts without `~`: fixed effects, `+`-separated; `a^b` is the interacted effect
+//!   (one level per observed (a, b) pair, fixest's `^`). A lone `0` means none.
+//! * a part with `~` is the IV part: endogenous regressors `~` excluded instruments. It must come
+//!   last (fixest: `y ~ x | fe | endo ~ inst`).
+//!
+//! Errors carry the character offset of the offending token so the CLI can point at it.
+
+use crate::error::{Error, Result};
+
+/// A transformation applied to one variable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Func {
+    Log,
+    Exp,
+    Sqrt,
+}
+
+impl Func {
+    fn name(&self) -> &'static str {
+        match self {
+            Func::Log => "log",
+            Func::Exp => "exp",
+            Func::Sqrt => "sqrt",
+        }
+    }
+}
+
+/// One factor of a term: a variable, possibly transformed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Factor {
+    Var(String),
+    Call(Func, Box<Factor>),
+}
+
+impl Factor {
+    pub fn name(&self) -> String {
+        match self {
+            Factor::Var(v) => v.clone(),
+            Factor::Call(f, a) => format!("{}({})", f.name(), a.name()),
+        }
+    }
+    fn collect_vars(&self, out: &mut Vec<String>) {
+        match self {
+            Factor::Var(v) => push_unique(out, v),
+            Factor::Call(_, a) => a.collect_vars(out),
+        }
+    }
+}
+
+/// A regressor: the product of one or more factors (`x1:x2`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub factors: Vec<Factor>,
+}
+
+impl Term {
+    /// The coefficient name, as fixest prints it (`x1:x2`, `log(x3)`).
+    pub fn name(&self) -> String {
+        self.factors
+            .iter()
+            .map(Factor::name)
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+    pub fn vars(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for f in &self.factors {
+            f.collect_vars(&mut v);
+        }
+        v
+    }
+}
+
+/// One fixed effect: a single variable or an interaction `a^b^c` of several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixedEffectSpec {
+    pub vars: Vec<String>,
+}
+
+impl FixedEffectSpec {
+    pub fn name(&self) -> String {
+        self.vars.join("^")
+    }
+}
+
+/// The IV part: endogenous regressors and excluded instruments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IvSpec {
+    pub endogenous: Vec<Term>,
+    pub instruments: Vec<Term>,
+}
+
+/// A parsed model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The formula as the user wrote it.
+    pub formula: String,
+    pub lhs: Term,
+    pub rhs: Vec<Term>,
+    /// Whether an intercept is estimated (never when fixed effects are present).
+    pub intercept: bool,
+    pub fixed_effects: Vec<FixedEffectSpec>,
+    pub iv: Option<IvSpec>,
+}
+
+impl Model {
+    /// Every data column the model reads, in first-use order.
+    pub fn variables(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let terms = std::iter::once(&self.lhs).chain(self.rhs.iter());
+        let iv_terms = self
+            .iv
+            .iter()
+            .flat_map(|iv| iv.endogenous.iter().chain(iv.instruments.iter()));
+        for t in terms.chain(iv_terms) {
+            for v in t.vars() {
+                push_unique(&mut out, &v);
+            }
+        }
+        for fe in &self.fixed_effects {
+            for v in &fe.vars {
+                push_unique(&mut out, v);
+            }
+        }
+        out
+    }
+}
+
+fn push_unique(out: &mut Vec<String>, v: &str) {
+    if !out.iter().any(|o| o == v) {
+        out.push(v.to_string());
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Num(String),
+    Tilde,
+    Bar,
+    Plus,
+    Minus,
+    Colon,
+    Star,
+    Caret,
+    LParen,
+    RParen,
+    End,
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Ident(s) => format!("`{s}`"),
+        Tok::Num(s) => format!("`{s}`"),
+        Tok::Tilde => "`~`".into(),
+        Tok::Bar => "`|`".into(),
+        Tok::Plus => "`+`".into(),
+        Tok::Minus => "`-`".into(),
+        Tok::Colon => "`:`".into(),
+        Tok::Star => "`*`".into(),
+        Tok::Caret => "`^`".into(),
+        Tok::LParen => "`(`".into(),
+        Tok::RParen => "`)`".into(),
+        Tok::End => "the end of the formula".into(),
+    }
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    toks: Vec<(Tok, usize)>,
+    i: usize,
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_' || c == '.'
+}
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '.'
+}
+
+fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
+    let mut out = Vec::new();
+    let chars: Vec<(usize, char)> = src.char_indices().collect();
+    let mut k = 0;
+    let err = |pos: usize, message: String| Error::Formula {
+        formula: src.to_string(),
+        pos: char_pos(src, pos),
+        message,
+    };
+    while k < chars.len() {
+        let (pos, c) = chars[k];
+        if c.is_whitespace() {
+            k += 1;
+            continue;
+        }
+        let single = match c {
+            '~' => Some(Tok::Tilde),
+            '|' => Some(Tok::Bar),
+            '+' => Some(Tok::Plus),
+            '-' => Some(Tok::Minus),
+            ':' => Some(Tok::Colon),
+            '*' => Some(Tok::Star),
+            '^' => Some(Tok::Caret),
+            '(' => Some(Tok::LParen),
+            ')' => Some(Tok::RParen),
+            _ => None,
+        };
+        if let Some(t) = single {
+            out.push((t, pos));
+            k += 1;
+        } else if c == '`' {
+            // Back-quoted names allow any character except the back quote.
+            let start = k + 1;
+            let mut j = start;
+            while j < chars.len() && chars[j].1 != '`' {
+                j += 1;
+            }
+            if j >= chars.len() {
+                return Err(err(pos, "unterminated back-quoted name".into()));
+            }
+            let name: String = chars[start..j].iter().map(|(_, c)| *c).collect();
+            if name.is_empty() {
+                return Err(err(pos, "empty back-quoted name".into()));
+            }
+            out.push((Tok::Ident(name), pos));
+            k = j + 1;
+        } else if c.is_ascii_digit() {
+            let mut j = k;
+            while j < chars.len() && (chars[j].1.is_ascii_digit() || chars[j].1 == '.') {
+                j += 1;
+            }
+            if j < chars.len() && is_ident_char(chars[j].1) {
+                return Err(err(
+                    chars[j].0,
+                    "a variable name cannot start with a digit".into(),
+                ));
+            }
+            out.push((Tok::Num(chars[k..j].iter().map(|(_, c)| *c).collect()), pos));
+            k = j;
+        } else if is_ident_start(c) {
+            let mut j = k;
+            while j < chars.len() && is_ident_char(chars[j].1) {
+                j += 1;
+            }
+            out.push((
+                Tok::Ident(chars[k..j].iter().map(|(_, c)| *c).collect()),
+                pos,
+            ));
+            k = j;
+        } else {
+            return Err(err(pos, format!("unexpected character `{c}`")));
+        }
+    }
+    out.push((Tok::End, src.len()));
+    Ok(out)
+}
+
+/// Byte offset → character offset (the error type counts characters).
+fn char_pos(src: &str, byte: usize) -> usize {
+    src[..byte.min(src.len())].chars().count()
+}
+
+/// Parse a fixest-style formula.
+pub fn parse(src: &str) -> Result<Model> {
+    let toks = tokenize(src)?;
+    let mut p = Parser { src, toks, i: 0 };
+    p.model()
+}
+
+/// What a `+`-separated sum contains besides its terms.
+#[derive(Default)]
+struct SumExtras {
+    intercept: Option<bool>,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.i].0
+    }
+    fn pos(&self) -> usize {
+        self.toks[self.i].1
+    }
+    fn bump(&mut self) -> Tok {
+        let t = self.toks[self.i].0.clone();
+        if self.i + 1 < self.toks.len() {
+            self.i += 1;
+        }
+        t
+    }
+    fn err_at(&self, byte: usize, message: impl Into<String>) -> Error {
+        Error::Formula {
+            formula: self.src.to_string(),
+            pos: char_pos(self.src, byte),
+            message: message.into(),
+        }
+    }
+    fn unexpected(&self, wanted: &str) -> Error {
+        self.err_at(
+            self.pos(),
+            format!("expected {wanted}, found {}", describe(self.peek())),
+        )
+    }
+    fn expect(&mut self, t: Tok, wanted: &str) -> Result<()> {
+        if *self.peek() == t {
+            self.bump();
+            Ok(())
+        } else {
+            Err(self.unexpected(wanted))
+        }
+    }
+
+    fn model(&mut self) -> Result<Model> {
+        if *self.peek() == Tok::End {
+            return Err(self.err_at(
+                0,
+                "the formula is empty; write it as `y ~ x1 + x2 | fe1 + fe2`",
+            ));
+        }
+        let lhs_pos = self.pos();
+        let lhs_terms = self.product_term()?;
+        if lhs_terms.len() != 1 {
+            return Err(self.err_at(lhs_pos, "the dependent variable must be a single term"));
+        }
+        let lhs = lhs_terms.into_iter().next().unwrap();
+        self.expect(Tok::Tilde, "`~` after the dependent variable")?;
+        let (rhs, extras) = self.sum(true)?;
+        let mut fixed_effects = Vec::new();
+        let mut iv = None;
+        while *self.peek() == Tok::Bar {
+            let bar = self.pos();
+            self.bump();
+            if iv.is_some() {
+                return Err(self.err_at(
+                    bar,
+                    "the IV part (`endog ~ instruments`) must be the last part",
+                ));
+            }
+            if self.part_has_tilde() {
+                let (endogenous, _) = self.sum(false)?;
+                self.expect(
+                    Tok::Tilde,
+                    "`~` between endogenous regressors and instruments",
+                )?;
+                let (instruments, _) = self.sum(false)?;
+                if endogenous.is_empty() {
+                    return Err(self.err_at(bar, "the IV part names no endogenous regressor"));
+                }
+                if instruments.is_empty() {
+                    return Err(self.err_at(bar, "the IV part names no instrument"));
+                }
+                iv = Some(IvSpec {
+                    endogenous,
+                    instruments,
+                });
+            } else {
+                if !fixed_effects.is_empty() {
+                    return Err(self.err_at(
+                        bar,
+                        "fixed effects go in one part: write `| fe1 + fe2`, not `| fe1 | fe2`",
+                    ));
+                }
+                fixed_effects = self.fixef_part()?;
+            }
+        }
+        if *self.peek() != Tok::End {
+            return Err(self.unexpected("`+`, `|` or the end of the formula"));
+        }
+        let intercept = fixed_effects.is_empty() && extras.intercept.unwrap_or(true);
+        Ok(Model {
+            formula: self.src.to_string(),
+            lhs,
+            rhs,
+            intercept,
+            fixed_effects,
+            iv,
+        })
+    }
+
+    fn part_has_tilde(&self) -> bool {
+        for (t, _) in &self.toks[self.i..] {
+            match t {
+                Tok::Tilde => return true,
+                Tok::Bar | Tok::End => return false,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// `term (+ term)*` with optional `0`, `1`, `-1` intercept markers when `allow_intercept`.
+    fn sum(&mut self, allow_intercept: bool) -> Result<(Vec<Term>, SumExtras)> {
+        let mut terms: Vec<Term> = Vec::new();
+        let mut extras = SumExtras::default();
+        let mut first = true;
+        loop {
+            let mut negate = false;
+            if !first || *self.peek() == Tok::Minus {
+                match self.peek() {
+                    Tok::Plus if !first => {
+                        self.bump();
+                    }
+                    Tok::Minus => {
+                        self.bump();
+                        negate = true;
+                    }
+                    _ => break,
+                }
+            }
+            first = false;
+            let pos = self.pos();
+            if let Tok::Num(n) = self.peek().clone() {
+                self.bump();
+                let value = match n.as_str() {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(self.err_at(pos, format!("a number ({n}) is not a term; only `0`, `1` and `-1` set the intercept"))),
+                };
+                if !allow_intercept {
+                    return Err(self.err_at(pos, "an intercept marker is not allowed here"));
+                }
+                extras.intercept = Some(value && !negate);
+                continue;
+            }
+            if negate {
+                return Err(self.err_at(pos, "only `-1` may be subtracted (to drop the intercept)"));
+            }
+            for t in self.product_term()? {
+                if terms.iter().any(|o| o.name() == t.name()) {
+                    continue; // fixest drops duplicated terms silently
+                }
+                terms.push(t);
+            }
+        }
+        Ok((terms, extras))
+    }
+
+    /// `inter (* inter)*` — `a*b` expands to `a + b + a:b`.
+    fn product_term(&mut self) -> Result<Vec<Term>> {
+        let mut groups = vec![self.interaction()?];
+        while *self.peek() == Tok::Star {
+            self.bump();
+            groups.push(self.interaction()?);
+        }
+        if groups.len() == 1 {
+            return Ok(groups);
+        }
+        // All non-empty subsets, ordered by size then position (R's order).
+        let n = groups.len();
+        let mut subsets: Vec<Vec<usize>> = (1u32..(1 << n))
+            .map(|m| (0..n).filter(|i| m & (1 << i) != 0).collect())
+            .collect();
+        subsets.sort_by_key(|s| s.len());
+        Ok(subsets
+            .into_iter()
+            .map(|s| Term {
+                factors: s.iter().flat_map(|&i| groups[i].factors.clone()).collect(),
+            })
+            .collect())
+    }
+
+    /// `factor (: factor)*`
+    fn interaction(&mut self) -> Result<Term> {
+        let mut factors = vec![self.factor()?];
+        while *self.peek() == Tok::Colon {
+            self.bump();
+            factors.push(self.factor()?);
+        }
+        Ok(Term { factors })
+    }
+
+    fn factor(&mut self) -> Result<Factor> {
+        let pos = self.pos();
+        match self.peek().clone() {
+            Tok::Ident(name) => {
+                self.bump();
+                if *self.peek() == Tok::LParen {
+                    let func = match name.as_str() {
+                        "log" | "ln" => Func::Log,
+                        "exp" => Func::Exp,
+                        "sqrt" => Func::Sqrt,
+                        _ => {
+                            return Err(self.err_at(
+                                pos,
+                                format!("unknown function `{name}` (known: log, exp, sqrt)"),
+                            ))
+                        }
+                    };
+                    self.bump();
+                    let arg = self.factor()?;
+                    self.expect(Tok::RParen, "`)`")?;
+                    Ok(Factor::Call(func, Box::new(arg)))
+                } else {
+                    Ok(Factor::Var(name))
+                }
+            }
+            _ => Err(self.unexpected("a variable name")),
+        }
+    }
+
+    fn fixef_part(&mut self) -> Result<Vec<FixedEffectSpec>> {
+        if let Tok::Num(n) = self.peek().clone() {
+            if n == "0" {
+                self.bump();
+                return Ok(Vec::new());
+            }
+        }
+        let mut out: Vec<FixedEffectSpec> = Vec::new();
+        loop {
+            let pos = self.pos();
+            let mut vars = match self.peek().clone() {
+                Tok::Ident(v) => {
+                    self.bump();
+                    vec![v]
+                }
+                _ => return Err(self.unexpected("a fixed-effect variable")),
+            };
+            while *self.peek() == Tok::Caret {
+                self.bump();
+                match self.peek().clone() {
+                    Tok::Ident(v) => {
+                        self.bump();
+                        vars.push(v);
+                    }
+                    _ => return Err(self.unexpected("a variable name after `^`")),
+                }
+            }
+            let spec = FixedEffectSpec { vars };
+            if out.iter().any(|o| o.name() == spec.name()) {
+                return Err(
+                    self.err_at(pos, format!("fixed effect `{}` appears twice", spec.name()))
+                );
+            }
+            out.push(spec);
+            if *self.peek() == Tok::Plus {
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ts: &[Term]) -> Vec<String> {
+        ts.iter().map(Term::name).collect()
+    }
+
+    #[test]
+    fn parses_full_fixest_formula() {
+        let m =
+            parse("y ~ x1 + x2 + x1:x2 + log(x3) | fe1 + fe2 + fe1^fe2 | endog ~ z1 + z2").unwrap();
+        assert_eq!(m.lhs.name(), "y");
+        assert_eq!(names(&m.rhs), ["x1", "x2", "x1:x2", "log(x3)"]);
+        assert_eq!(
+            m.fixed_effects.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            ["fe1", "fe2", "fe1^fe2"]
+        );
+        let iv = m.iv.unwrap();
+        assert_eq!(names(&iv.endogenous), ["endog"]);
+        assert_eq!(names(&iv.instruments), ["z1", "z2"]);
+        assert!(!m.intercept);
+    }
+
+    #[test]
+    fn star_expands_like_r() {
+        let m = parse("y ~ a*b").unwrap();
+        assert_eq!(names(&m.rhs), ["a", "b", "a:b"]);
+        assert!(m.intercept);
+    }
+
+    #[test]
+    fn intercept_markers() {
+        assert!(!parse("y ~ x - 1").unwrap().intercept);
+        assert!(!parse("y ~ 0 + x").unwrap().intercept);
+        assert!(parse("y ~ 1").unwrap().rhs.is_empty());
+        assert!(!parse("y ~ x | f").unwrap().intercept);
+    }
+
+    #[test]
+    fn iv_without_fixed_effects() {
+        let m = parse("y ~ x | d ~ z").unwrap();
+        assert!(m.fixed_effects.is_empty());
+        assert!(m.iv.is_some());
+    }
+
+    #[test]
+    fn syntax_error_points_at_offending_character() {
+        let e = parse("y ~ x1 + + x2").unwrap_err();
+        match &e {
+            Error::Formula { pos, .. } => assert_eq!(*pos, 9),
+            _ => panic!("{e:?}"),
+        }
+        let msg = e.to_string();
+        assert!(msg.contains("character 10"), "{msg}");
+        assert!(msg.lines().last().unwrap().ends_with('^'));
+        assert!(matches!(
+            parse("y x").unwrap_err(),
+            Error::Formula { pos: 2, .. }
+        ));
+        assert!(matches!(
+            parse("y ~ foo(x)").unwrap_err(),
+            Error::Formula { pos: 4, .. }
+        ));
+        assert!(matches!(
+            parse("y ~ x | f1 + ").unwrap_err(),
+            Error::Formula { .. }
+        ));
+        assert!(matches!(
+            parse("y ~ x $ z").unwrap_err(),
+            Error::Formula { pos: 6, .. }
+        ));
+        assert!(matches!(parse("").unwrap_err(), Error::Formula { .. }));
+    }
+
+    #[test]
+    fn variables_are_collected_once() {
+        let m = parse("y ~ x1 + log(x1) + x2:x3 | f + f^g").unwrap();
+        assert_eq!(m.variables(), ["y", "x1", "x2", "x3", "f", "g"]);
+    }
+
+    #[test]
+    fn unicode_and_backquoted_names() {
+        let m = parse("质量 ~ `my var` + x_2").unwrap();
+        assert_eq!(m.lhs.name(), "质量");
+        assert_eq!(names(&m.rhs), ["my var", "x_2"]);
+    }
+}

@@ -1,0 +1,20 @@
+//! fegpu: high-dimensional fixed-effect regressions with an exact f64 CPU path (and, in later
+//! issues, WGSL GPU sweeps).
+//!
+//! Data flows one way: [`data::load`] (CSV/Parquet through polars, only the used columns) →
+//! [`data::prepare`] (formula terms, missing values, singletons) → [`demean`] (partialling out
+//! the fixed effects, behind the [`demean::Demeaner`] trait) → [`estimate`] (OLS, variance,
+//! small-sample conventions) → [`report`] (text, Markdown, LaTeX, CSV, JSON tables).
+
+pub mod data;
+pub mod demean;
+pub mod error;
+pub mod estimate;
+pub mod fe;
+pub mod formula;
+pub mod linalg;
+pub mod report;
+pub mod rng;
+pub mod stats;
+
+pub use error::{Error, Result};

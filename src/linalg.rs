@@ -1,0 +1,295 @@
+//! Small dense f64 linear algebra for the K×K parts of estimation (K = number of regressors):
+//! Cholesky with collinearity detection, inverses, symmetric eigen-decomposition (for the
+//! Cameron–Gelbach–Miller eigenvalue fix), and a Householder QR least-squares solver used to
+//! check the estimator against explicit dummy-variable regressions.
+
+/// Row-major square matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mat {
+    pub n: usize,
+    pub a: Vec<f64>,
+}
+
+impl Mat {
+    pub fn zeros(n: usize) -> Self {
+        Mat {
+            n,
+            a: vec![0.0; n * n],
+        }
+    }
+    #[inline]
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        self.a[i * self.n + j]
+    }
+    #[inline]
+    pub fn set(&mut self, i: usize, j: usize, v: f64) {
+        self.a[i * self.n + j] = v;
+    }
+    /// Principal sub-matrix on `idx`.
+    pub fn select(&self, idx: &[usize]) -> Mat {
+        let mut m = Mat::zeros(idx.len());
+        for (r, &i) in idx.iter().enumerate() {
+            for (c, &j) in idx.iter().enumerate() {
+                m.set(r, c, self.get(i, j));
+            }
+        }
+        m
+    }
+    pub fn mul(&self, b: &Mat) -> Mat {
+        let n = self.n;
+        let mut c = Mat::zeros(n);
+        for i in 0..n {
+            for k in 0..n {
+                let aik = self.get(i, k);
+                if aik == 0.0 {
+                    continue;
+                }
+                for j in 0..n {
+                    c.a[i * n + j] += aik * b.a[k * n + j];
+                }
+            }
+        }
+        c
+    }
+    pub fn scale(mut self, s: f64) -> Mat {
+        self.a.iter_mut().for_each(|v| *v *= s);
+        self
+    }
+    pub fn add(mut self, b: &Mat, s: f64) -> Mat {
+        self.a.iter_mut().zip(&b.a).for_each(|(v, w)| *v += s * w);
+        self
+    }
+    pub fn mul_vec(&self, v: &[f64]) -> Vec<f64> {
+        (0..self.n)
+            .map(|i| (0..self.n).map(|j| self.get(i, j) * v[j]).sum())
+            .collect()
+    }
+}
+
+/// Outcome of [`cholesky_drop`]: the columns kept and the Cholesky factor of their sub-matrix.
+pub struct CholeskyDrop {
+    pub kept: Vec<usize>,
+    pub dropped: Vec<usize>,
+    /// Lower-triangular factor of `A[kept, kept]`, row-major.
+    pub l: Mat,
+}
+
+/// Cholesky factorisation of a symmetric PSD matrix that drops, in order, every column whose
+/// pivot falls below `tol` relative to its diagonal, i.e. whose R² on the columns kept before it
+/// exceeds `1 − tol` (the rule of fixest's `collin.tol`, default 1e-10).
+pub fn cholesky_drop(a: &Mat, tol: f64) -> CholeskyDrop {
+    let n = a.n;
+    let mut kept: Vec<usize> = Vec::new();
+    let mut dropped = Vec::new();
+    // rows of L for kept columns, in kept order
+    let mut l: Vec<Vec<f64>> = Vec::new();
+    for j in 0..n {
+        let ajj = a.get(j, j);
+        if !(ajj > 0.0) || !ajj.is_finite() {
+            dropped.push(j);
+            continue;
+        }
+        let mut row = vec![0.0; kept.len() + 1];
+        for (r, &i) in kept.iter().enumerate() {
+            let mut s = a.get(j, i);
+            for m in 0..r {
+                s -= row[m] * l[r][m];
+            }
+            row[r] = s / l[r][r];
+        }
+        let d = ajj - row[..kept.len()].iter().map(|v| v * v).sum::<f64>();
+        if d <= tol * ajj {
+            dropped.push(j);
+            continue;
+        }
+        row[kept.len()] = d.sqrt();
+        kept.push(j);
+        l.push(row);
+    }
+    let k = kept.len();
+    let mut lm = Mat::zeros(k);
+    for (i, row) in l.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            lm.set(i, j, v);
+        }
+    }
+    CholeskyDrop {
+        kept,
+        dropped,
+        l: lm,
+    }
+}
+
+/// Inverse of `L Lᵀ` from its lower Cholesky factor.
+pub fn cholesky_inverse(l: &Mat) -> Mat {
+    let n = l.n;
+    // inv(L) by forward substitution
+    let mut li = Mat::zeros(n);
+    for j in 0..n {
+        li.set(j, j, 1.0 / l.get(j, j));
+        for i in j + 1..n {
+            let mut s = 0.0;
+            for m in j..i {
+                s -= l.get(i, m) * li.get(m, j);
+            }
+            li.set(i, j, s / l.get(i, i));
+        }
+    }
+    // inv(A) = inv(L)ᵀ inv(L)
+    let mut out = Mat::zeros(n);
+    for i in 0..n {
+        for j in 0..=i {
+            let mut s = 0.0;
+            for m in i.max(j)..n {
+                s += li.get(m, i) * li.get(m, j);
+            }
+            out.set(i, j, s);
+            out.set(j, i, s);
+        }
+    }
+    out
+}
+
+/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (values, vectors as
+/// columns of a row-major matrix).
+pub fn symmetric_eigen(a: &Mat) -> (Vec<f64>, Mat) {
+    let n = a.n;
+    let mut m = a.clone();
+    let mut v = Mat::zeros(n);
+    for i in 0..n {
+        v.set(i, i, 1.0);
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m.get(i, j).powi(2))
+            .sum();
+        let total: f64 = m.a.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = m.get(p, q);
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (m.get(q, q) - m.get(p, p)) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let mkp = m.get(k, p);
+                    let mkq = m.get(k, q);
+                    m.set(k, p, c * mkp - s * mkq);
+                    m.set(k, q, s * mkp + c * mkq);
+                }
+                for k in 0..n {
+                    let mpk = m.get(p, k);
+                    let mqk = m.get(q, k);
+                    m.set(p, k, c * mpk - s * mqk);
+                    m.set(q, k, s * mpk + c * mqk);
+                }
+                for k in 0..n {
+                    let vkp = v.get(k, p);
+                    let vkq = v.get(k, q);
+                    v.set(k, p, c * vkp - s * vkq);
+                    v.set(k, q, s * vkp + c * vkq);
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| m.get(i, i)).collect(), v)
+}
+
+/// Least squares by Householder QR on a column-major `n × k` design: (coefficients, rank-ok).
+/// Used as the independent dense reference in tests (explicit dummy-variable OLS).
+pub fn lstsq_qr(x_cols: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
+    let n = y.len();
+    let k = x_cols.len();
+    let mut a: Vec<Vec<f64>> = x_cols.to_vec();
+    let mut b = y.to_vec();
+    let mut diag = vec![0.0; k];
+    for j in 0..k {
+        let norm = a[j][j..].iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return None;
+        }
+        let alpha = if a[j][j] > 0.0 { -norm } else { norm };
+        let mut v: Vec<f64> = a[j][j..].to_vec();
+        v[0] -= alpha;
+        let vnorm2: f64 = v.iter().map(|x| x * x).sum();
+        if vnorm2 == 0.0 {
+            diag[j] = alpha;
+            continue;
+        }
+        for col in a.iter_mut().skip(j) {
+            let dot: f64 = v.iter().zip(&col[j..]).map(|(p, q)| p * q).sum();
+            let f = 2.0 * dot / vnorm2;
+            for (c, vi) in col[j..].iter_mut().zip(&v) {
+                *c -= f * vi;
+            }
+        }
+        let dot: f64 = v.iter().zip(&b[j..]).map(|(p, q)| p * q).sum();
+        let f = 2.0 * dot / vnorm2;
+        for (c, vi) in b[j..].iter_mut().zip(&v) {
+            *c -= f * vi;
+        }
+        diag[j] = a[j][j];
+    }
+    let max_diag = diag.iter().map(|d| d.abs()).fold(0.0, f64::max);
+    if diag.iter().any(|d| d.abs() <= 1e-11 * max_diag) {
+        return None;
+    }
+    let mut beta = vec![0.0; k];
+    for j in (0..k).rev() {
+        let mut s = b[j];
+        for m in j + 1..k {
+            s -= a[m][j] * beta[m];
+        }
+        beta[j] = s / a[j][j];
+    }
+    let _ = n;
+    Some(beta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_drops_collinear_column_and_inverts() {
+        // columns: x0, x1, x2 = x0 + x1
+        let x = [
+            [1.0, 2.0, 3.0, 4.0],
+            [0.5, -1.0, 2.0, 0.0],
+            [1.5, 1.0, 5.0, 4.0],
+        ];
+        let mut a = Mat::zeros(3);
+        for i in 0..3 {
+            for j in 0..3 {
+                a.set(i, j, (0..4).map(|r| x[i][r] * x[j][r]).sum());
+            }
+        }
+        let c = cholesky_drop(&a, 1e-10);
+        assert_eq!(c.kept, vec![0, 1]);
+        assert_eq!(c.dropped, vec![2]);
+        let inv = cholesky_inverse(&c.l);
+        let prod = a.select(&c.kept).mul(&inv);
+        for i in 0..2 {
+            for j in 0..2 {
+                assert!((prod.get(i, j) - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn jacobi_recovers_eigenvalues() {
+        let mut a = Mat::zeros(2);
+        a.a = vec![2.0, 1.0, 1.0, 2.0];
+        let (mut vals, _) = symmetric_eigen(&a);
+        vals.sort_by(f64::total_cmp);
+        assert!((vals[0] - 1.0).abs() < 1e-12 && (vals[1] - 3.0).abs() < 1e-12);
+    }
+}

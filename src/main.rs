@@ -1,0 +1,177 @@
+//! The `fegpu` command line: argument parsing only; every subcommand calls library functions.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use fegpu::data::{demo, load};
+use fegpu::demean::{CpuDemeaner, DemeanOptions};
+use fegpu::estimate::{fit, FitOptions, Ssc, VcovSpec};
+use fegpu::formula;
+use fegpu::report::{render, Format, Stat};
+use fegpu::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "fegpu",
+    version,
+    about = "High-dimensional fixed-effect regressions (reghdfe/fixest conventions), exact on the CPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Estimate one or more models and print them as one table (one column per model).
+    Fit(FitArgs),
+    /// Write the built-in demo panel (the data set `demo`) to a Parquet or CSV file.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct FitArgs {
+    /// Data: a .csv/.tsv/.parquet file, or `demo` for the built-in study-shaped panel.
+    data: String,
+    /// fixest-style formulas, e.g. "y ~ x1 + log(x2) | firm + year + firm^dest".
+    #[arg(required = true)]
+    formulas: Vec<String>,
+    /// Variance: iid, hetero (HC1), or cluster:VAR[+VAR] (one- or multi-way).
+    #[arg(long, default_value = "iid")]
+    vcov: String,
+    /// Observation weights (analytic weights, as fixest's `weights` and reghdfe's `aweight`).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Small-sample convention: reghdfe (default) or fixest.
+    #[arg(long, default_value = "reghdfe")]
+    ssc: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// What goes in parentheses: standard errors or t statistics.
+    #[arg(long, value_enum, default_value = "se")]
+    stat: Stat,
+    /// Write the table to FILE instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Demeaning tolerance.
+    #[arg(long, default_value_t = 1e-8)]
+    tol: f64,
+    /// Maximum demeaning iterations.
+    #[arg(long, default_value_t = 10_000)]
+    maxiter: usize,
+    /// Keep singleton observations (reghdfe's keepsingletons).
+    #[arg(long)]
+    keep_singletons: bool,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Output file (.parquet or .csv).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of rows.
+    #[arg(long, default_value_t = demo::DEMO_ROWS)]
+    rows: usize,
+    #[arg(long, default_value_t = demo::DEMO_SEED)]
+    seed: u64,
+}
+
+/// Write `text` to `path` through a temporary file (never a half-written table).
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let shown = path.display().to_string();
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|f| f.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(shown, e)
+    })
+}
+
+fn run_fit(a: FitArgs) -> Result<()> {
+    if !(a.tol > 0.0) {
+        return Err(Error::Usage(format!(
+            "--tol must be positive (got {})",
+            a.tol
+        )));
+    }
+    let vcov = VcovSpec::parse(&a.vcov)?;
+    let ssc = Ssc::parse(&a.ssc)?;
+    let models: Vec<formula::Model> = a
+        .formulas
+        .iter()
+        .map(|f| formula::parse(f))
+        .collect::<Result<_>>()?;
+    // Read only the columns some model, the weights or the clusters use.
+    let mut columns: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !columns.iter().any(|x| x == c) {
+            columns.push(c.to_string());
+        }
+    };
+    for m in &models {
+        m.variables().iter().for_each(|v| add(v));
+    }
+    if let Some(w) = &a.weights {
+        add(w);
+    }
+    for c in vcov.cluster_vars() {
+        c.split('^').for_each(|v| add(v.trim()));
+    }
+    let table = load(&a.data, &columns)?;
+    let opts = FitOptions {
+        vcov,
+        weights: a.weights.clone(),
+        ssc,
+        demean: DemeanOptions {
+            tol: a.tol,
+            max_iter: a.maxiter,
+        },
+        keep_singletons: a.keep_singletons,
+        ..FitOptions::default()
+    };
+    let demeaner = CpuDemeaner;
+    let mut results = Vec::new();
+    for m in &models {
+        let r = fit(&table, m, &opts, &demeaner)?;
+        for n in &r.notes {
+            eprintln!("note ({}): {n}", m.formula);
+        }
+        results.push(r);
+    }
+    let text = render(&results, a.format, a.stat)?;
+    match &a.output {
+        Some(p) => write_atomically(p, &text),
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io("stdout", e)),
+    }
+}
+
+fn run_demo(a: DemoArgs) -> Result<()> {
+    let mut df = demo::demo_frame(a.rows, a.seed)?;
+    fegpu::data::load::save(&mut df, &a.out)?;
+    eprintln!("wrote {} rows to {}", df.height(), a.out.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Fit(a) => run_fit(a),
+        Cmd::Demo(a) => run_demo(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

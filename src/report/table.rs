@@ -1,0 +1,183 @@
+//! Results → table cells. Coefficients carry significance stars (* p<0.10, ** p<0.05,
+//! *** p<0.01, the convention of the reference study and of fixest's `etable`) and their
+//! standard error or t statistic in parentheses; then one row per fixed effect (Yes/No), N, adj
+//! R² and within R²; notes state the variance estimator and the small-sample convention.
+
+use super::Stat;
+use crate::estimate::FitResult;
+
+/// A table as cells: header, body sections (separated by rules), and notes.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub header: Vec<String>,
+    pub sections: Vec<Vec<Vec<String>>>,
+    pub notes: Vec<String>,
+}
+
+/// Significance stars for a p-value.
+pub fn stars(p: f64) -> &'static str {
+    if p < 0.01 {
+        "***"
+    } else if p < 0.05 {
+        "**"
+    } else if p < 0.1 {
+        "*"
+    } else {
+        ""
+    }
+}
+
+/// Four significant digits, at least three decimals (0.0012 → "0.001200", 1.23456 → "1.235").
+pub fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NA".into()
+        } else {
+            format!("{v}")
+        };
+    }
+    if v == 0.0 {
+        return "0.000".into();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    let decimals = (3 - mag).clamp(3, 8) as usize;
+    format!("{v:.decimals$}")
+}
+
+fn fmt_r2(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "NA".into()
+    }
+}
+
+impl Grid {
+    pub fn build(results: &[FitResult], stat: Stat) -> Grid {
+        let m = results.len();
+        let mut header = vec![String::new()];
+        header.extend((1..=m).map(|i| format!("({i})")));
+        let depvars = {
+            let mut row = vec!["Dependent variable".to_string()];
+            row.extend(results.iter().map(|r| r.depvar.clone()));
+            row
+        };
+
+        // Coefficient names in order of first appearance across models.
+        let mut names: Vec<String> = Vec::new();
+        for r in results {
+            for c in &r.coefficients {
+                if !names.contains(&c.name) {
+                    names.push(c.name.clone());
+                }
+            }
+        }
+        let mut coef_rows = Vec::new();
+        for name in &names {
+            let mut est = vec![name.clone()];
+            let mut par = vec![String::new()];
+            for r in results {
+                match r.coefficients.iter().find(|c| &c.name == name) {
+                    Some(c) => {
+                        est.push(format!("{}{}", fmt_num(c.estimate), stars(c.p)));
+                        let s = match stat {
+                            Stat::Se => c.std_error,
+                            Stat::T => c.t,
+                        };
+                        par.push(format!("({})", fmt_num(s)));
+                    }
+                    None => {
+                        est.push(String::new());
+                        par.push(String::new());
+                    }
+                }
+            }
+            coef_rows.push(est);
+            coef_rows.push(par);
+        }
+
+        let mut fe_names: Vec<String> = Vec::new();
+        for r in results {
+            for f in &r.fixed_effects {
+                if !fe_names.contains(&f.name) {
+                    fe_names.push(f.name.clone());
+                }
+            }
+        }
+        let fe_rows: Vec<Vec<String>> = fe_names
+            .iter()
+            .map(|f| {
+                let mut row = vec![format!("{f} FE")];
+                row.extend(results.iter().map(|r| {
+                    if r.fixed_effects.iter().any(|x| &x.name == f) {
+                        "Yes".into()
+                    } else {
+                        "No".into()
+                    }
+                }));
+                row
+            })
+            .collect();
+
+        let stat_row = |label: &str, f: &dyn Fn(&FitResult) -> String| {
+            let mut row = vec![label.to_string()];
+            row.extend(results.iter().map(f));
+            row
+        };
+        let fit_rows = vec![
+            stat_row("N", &|r| r.nobs.to_string()),
+            stat_row("R2", &|r| fmt_r2(r.r2)),
+            stat_row("Adj. R2", &|r| fmt_r2(r.adj_r2)),
+            stat_row("Within R2", &|r| {
+                r.within_r2.map(fmt_r2).unwrap_or_default()
+            }),
+        ];
+
+        let mut sections = vec![vec![depvars], coef_rows];
+        if !fe_rows.is_empty() {
+            sections.push(fe_rows);
+        }
+        sections.push(fit_rows);
+
+        let mut notes = Vec::new();
+        let what = match stat {
+            Stat::Se => "Standard errors",
+            Stat::T => "t statistics",
+        };
+        let mut vcovs: Vec<String> = Vec::new();
+        for r in results {
+            let d = describe_vcov(r);
+            if !vcovs.contains(&d) {
+                vcovs.push(d);
+            }
+        }
+        notes.push(format!("{what} in parentheses; {}.", vcovs.join("; ")));
+        let mut sscs: Vec<&str> = results.iter().map(|r| r.ssc.name()).collect();
+        sscs.dedup();
+        notes.push(format!(
+            "Small-sample convention: {}. * p<0.10, ** p<0.05, *** p<0.01.",
+            sscs.join(", ")
+        ));
+        Grid {
+            header,
+            sections,
+            notes,
+        }
+    }
+}
+
+fn describe_vcov(r: &FitResult) -> String {
+    if r.clusters.is_empty() {
+        match r.vcov.as_str() {
+            "hetero" => "heteroskedasticity-robust (HC1)".into(),
+            _ => "iid".into(),
+        }
+    } else {
+        let parts: Vec<String> = r
+            .clusters
+            .iter()
+            .map(|c| format!("{} ({} clusters)", c.name, c.clusters))
+            .collect();
+        format!("clustered by {}", parts.join(" and "))
+    }
+}
