@@ -1,0 +1,184 @@
+//! The `fegpu` binary: bad input gives a clear one-line error and a non-zero exit (never a
+//! panic, never a half-written file); good input gives the table formats and the JSON contract.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fegpu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fegpu")).args(args).output().expect("run fegpu")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fegpu-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small panel: 4 firms × 5 years, a text column and a level-constant regressor.
+fn small_csv(dir: &PathBuf) -> String {
+    let mut s = String::from("firm,year,y,x,z,name,w,firmconst,neg\n");
+    for f in 0..4 {
+        for t in 0..5 {
+            let x = (f * 7 + t * 3) as f64 % 5.0 + 0.1 * t as f64;
+            let z = ((f + 1) * (t + 2)) as f64 / 3.0;
+            let y = 1.0 + 0.5 * x - 0.2 * z + f as f64 + ((f * 13 + t * 5) % 7) as f64 * 0.1;
+            s.push_str(&format!("{f},{},{y},{x},{z},n{f},{},{},{}\n", 2010 + t, 1.0 + t as f64, f * 2, -(t as f64) - 1.0));
+        }
+    }
+    let p = dir.join("small.csv");
+    std::fs::write(&p, s).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    assert!(err.contains(needle), "stderr should mention {needle:?}: {err}");
+    assert!(out.stdout.is_empty(), "nothing should be printed on stdout: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn missing_column_is_named() {
+    let d = tmpdir("missing");
+    let f = small_csv(&d);
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x + nope | firm"]), "column `nope`: not found");
+}
+
+#[test]
+fn text_regressor_is_refused_by_name() {
+    let d = tmpdir("text");
+    let f = small_csv(&d);
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x + name | year"]), "column `name`: is text");
+}
+
+#[test]
+fn all_rows_dropped_is_an_error() {
+    let d = tmpdir("alldrop");
+    let f = small_csv(&d);
+    // log of a column that is never positive: every row is dropped as non-finite
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x + log(neg) | firm"]), "20 non-finite");
+    // firm is its own singleton structure with the interaction firm^year: every row is a singleton
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm^year"]), "singletons");
+}
+
+#[test]
+fn syntax_error_points_at_the_character() {
+    let out = fegpu(&["fit", "demo", "qua ~ digtech + + age"]);
+    assert_clean_failure(&out, "formula error at character 17");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("^"));
+}
+
+#[test]
+fn fixed_effect_absorbing_the_regressor_is_an_error() {
+    let d = tmpdir("absorbed");
+    let f = small_csv(&d);
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ firmconst | firm"]), "no regressor is left to estimate: `firmconst` (collinear with the fixed effects)");
+    // with another regressor left, it is dropped with a note and the fit goes on
+    let out = fegpu(&["fit", &f, "y ~ x + firmconst | firm"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`firmconst` was removed"));
+}
+
+#[test]
+fn bad_options_and_files_are_errors() {
+    let d = tmpdir("opts");
+    let f = small_csv(&d);
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "clustered"]), "unknown --vcov");
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--ssc", "stata"]), "unknown --ssc");
+    assert_clean_failure(&fegpu(&["fit", "/nonexistent/panel.csv", "y ~ x"]), "no such file");
+    let odd = d.join("panel.xlsx");
+    std::fs::write(&odd, "x").unwrap();
+    assert_clean_failure(&fegpu(&["fit", odd.to_str().unwrap(), "y ~ x"]), "unknown file type");
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "cluster:nope"]), "column `nope`");
+    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | year | x ~ z"]), "IV-2SLS");
+    let neg = d.join("neg.csv");
+    std::fs::write(&neg, "y,x,w,g\n1,2,1,0\n2,3,-1,0\n3,5,1,1\n4,4,2,1\n").unwrap();
+    assert_clean_failure(&fegpu(&["fit", neg.to_str().unwrap(), "y ~ x | g", "--weights", "w"]), "row 2 has -1");
+}
+
+#[test]
+fn failed_run_writes_no_output_file() {
+    let d = tmpdir("nowrite");
+    let f = small_csv(&d);
+    let out_file = d.join("table.md");
+    let out = fegpu(&["fit", &f, "y ~ x | firm", "y ~ nope | firm", "--output", out_file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!out_file.exists(), "a failed run must not leave a table behind");
+}
+
+#[test]
+fn json_output_follows_the_contract() {
+    let d = tmpdir("json");
+    let f = small_csv(&d);
+    let out = fegpu(&["fit", &f, "y ~ x + z | firm + year", "y ~ x | firm", "--vcov", "cluster:firm", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        for key in ["formula", "nobs", "coefficients", "r2", "adj_r2", "within_r2", "rmse", "vcov", "ssc", "fixed_effects", "dropped", "df_absorbed", "iterations", "backend"] {
+            assert!(m.get(key).is_some(), "JSON model lacks `{key}`");
+        }
+        for c in m["coefficients"].as_array().unwrap() {
+            for key in ["name", "estimate", "std_error", "t", "p"] {
+                assert!(c.get(key).is_some(), "coefficient lacks `{key}`");
+            }
+        }
+        for fe in m["fixed_effects"].as_array().unwrap() {
+            assert!(fe["name"].is_string() && fe["levels"].is_u64());
+        }
+        assert!(m["dropped"]["missing"].is_u64() && m["dropped"]["singletons"].is_u64());
+        assert_eq!(m["vcov"], "cluster:firm");
+        assert_eq!(m["ssc"], "reghdfe");
+    }
+    // full f64 precision: the estimate round-trips through the text exactly
+    let est = models[0]["coefficients"][0]["estimate"].as_f64().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{est:?}")) || text.contains(&est.to_string()));
+}
+
+#[test]
+fn table_formats_and_output_file() {
+    let d = tmpdir("formats");
+    let f = small_csv(&d);
+    let fits = ["fit", &f, "y ~ x | firm", "y ~ x + z | firm + year", "--vcov", "hetero"];
+    let text = fegpu(&fits);
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.contains("(1)") && t.contains("(2)") && t.contains("firm FE") && t.contains("Adj. R2"));
+    assert!(t.contains("heteroskedasticity-robust") && t.contains("Small-sample convention: reghdfe"));
+    let md = fegpu(&[&fits[..], &["--format", "markdown"]].concat());
+    assert!(String::from_utf8_lossy(&md.stdout).contains("|:---|"));
+    let tex = fegpu(&[&fits[..], &["--format", "latex", "--stat", "t"]].concat());
+    let tex = String::from_utf8_lossy(&tex.stdout);
+    assert!(tex.contains("\\begin{tabular}") && tex.contains("\\toprule") && tex.contains("t statistics"));
+    let csv = fegpu(&[&fits[..], &["--format", "csv"]].concat());
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with(",(1),(2)"));
+    let out_file = d.join("t.tex");
+    let o = fegpu(&[&fits[..], &["--format", "latex", "--output", out_file.to_str().unwrap()]].concat());
+    assert!(o.status.success() && o.stdout.is_empty());
+    assert!(std::fs::read_to_string(&out_file).unwrap().contains("\\bottomrule"));
+}
+
+#[test]
+fn demo_file_round_trips_through_parquet_and_csv() {
+    let d = tmpdir("demo");
+    let pq = d.join("demo.parquet");
+    let csv = d.join("demo.csv");
+    for p in [&pq, &csv] {
+        let o = fegpu(&["demo", "--out", p.to_str().unwrap(), "--rows", "3000"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let f = "qua ~ digtech + age + lnlp | firm + year + firm^dest";
+    let a = fegpu(&["fit", pq.to_str().unwrap(), f, "--vcov", "cluster:dest", "--format", "json"]);
+    let b = fegpu(&["fit", csv.to_str().unwrap(), f, "--vcov", "cluster:dest", "--format", "json"]);
+    assert!(a.status.success() && b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let va: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let vb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert_eq!(va["models"][0]["nobs"], vb["models"][0]["nobs"]);
+    let ea = va["models"][0]["coefficients"][0]["estimate"].as_f64().unwrap();
+    let eb = vb["models"][0]["coefficients"][0]["estimate"].as_f64().unwrap();
+    assert!((ea - eb).abs() <= 1e-12 * ea.abs(), "parquet {ea} vs csv {eb}");
+    // missing values in lnlp are counted
+    assert!(va["models"][0]["dropped"]["missing"].as_u64().is_some());
+}
