@@ -45,11 +45,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, message } => write!(f, "{path}: {message}"),
-            Error::Formula {
-                formula,
-                pos,
-                message,
-            } => {
+            Error::Formula { formula, pos, message } => {
                 // Point at the offending character with a caret under it.
                 let col = formula.chars().take(*pos).count();
                 write!(

@@ -65,11 +65,7 @@ pub struct Term {
 impl Term {
     /// The coefficient name, as fixest prints it (`x1:x2`, `log(x3)`).
     pub fn name(&self) -> String {
-        self.factors
-            .iter()
-            .map(Factor::name)
-            .collect::<Vec<_>>()
-            .join(":")
+        self.factors.iter().map(Factor::name).collect::<Vec<_>>().join(":")
     }
     pub fn vars(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -239,10 +235,7 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
                 j += 1;
             }
             if j < chars.len() && is_ident_char(chars[j].1) {
-                return Err(err(
-                    chars[j].0,
-                    "a variable name cannot start with a digit".into(),
-                ));
+                return Err(err(chars[j].0, "a variable name cannot start with a digit".into()));
             }
             out.push((Tok::Num(chars[k..j].iter().map(|(_, c)| *c).collect()), pos));
             k = j;
@@ -251,10 +244,7 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
             while j < chars.len() && is_ident_char(chars[j].1) {
                 j += 1;
             }
-            out.push((
-                Tok::Ident(chars[k..j].iter().map(|(_, c)| *c).collect()),
-                pos,
-            ));
+            out.push((Tok::Ident(chars[k..j].iter().map(|(_, c)| *c).collect()), pos));
             k = j;
         } else {
             return Err(err(pos, format!("unexpected character `{c}`")));
@@ -320,10 +310,7 @@ impl<'a> Parser<'a> {
 
     fn model(&mut self) -> Result<Model> {
         if *self.peek() == Tok::End {
-            return Err(self.err_at(
-                0,
-                "the formula is empty; write it as `y ~ x1 + x2 | fe1 + fe2`",
-            ));
+            return Err(self.err_at(0, "the formula is empty; write it as `y ~ x1 + x2 | fe1 + fe2`"));
         }
         let lhs_pos = self.pos();
         let lhs_terms = self.product_term()?;
@@ -339,17 +326,11 @@ impl<'a> Parser<'a> {
             let bar = self.pos();
             self.bump();
             if iv.is_some() {
-                return Err(self.err_at(
-                    bar,
-                    "the IV part (`endog ~ instruments`) must be the last part",
-                ));
+                return Err(self.err_at(bar, "the IV part (`endog ~ instruments`) must be the last part"));
             }
             if self.part_has_tilde() {
                 let (endogenous, _) = self.sum(false)?;
-                self.expect(
-                    Tok::Tilde,
-                    "`~` between endogenous regressors and instruments",
-                )?;
+                self.expect(Tok::Tilde, "`~` between endogenous regressors and instruments")?;
                 let (instruments, _) = self.sum(false)?;
                 if endogenous.is_empty() {
                     return Err(self.err_at(bar, "the IV part names no endogenous regressor"));
@@ -422,7 +403,12 @@ impl<'a> Parser<'a> {
                 let value = match n.as_str() {
                     "0" => false,
                     "1" => true,
-                    _ => return Err(self.err_at(pos, format!("a number ({n}) is not a term; only `0`, `1` and `-1` set the intercept"))),
+                    _ => {
+                        return Err(self.err_at(
+                            pos,
+                            format!("a number ({n}) is not a term; only `0`, `1` and `-1` set the intercept"),
+                        ))
+                    }
                 };
                 if !allow_intercept {
                     return Err(self.err_at(pos, "an intercept marker is not allowed here"));
@@ -487,12 +473,7 @@ impl<'a> Parser<'a> {
                         "log" | "ln" => Func::Log,
                         "exp" => Func::Exp,
                         "sqrt" => Func::Sqrt,
-                        _ => {
-                            return Err(self.err_at(
-                                pos,
-                                format!("unknown function `{name}` (known: log, exp, sqrt)"),
-                            ))
-                        }
+                        _ => return Err(self.err_at(pos, format!("unknown function `{name}` (known: log, exp, sqrt)"))),
                     };
                     self.bump();
                     let arg = self.factor()?;
@@ -535,9 +516,7 @@ impl<'a> Parser<'a> {
             }
             let spec = FixedEffectSpec { vars };
             if out.iter().any(|o| o.name() == spec.name()) {
-                return Err(
-                    self.err_at(pos, format!("fixed effect `{}` appears twice", spec.name()))
-                );
+                return Err(self.err_at(pos, format!("fixed effect `{}` appears twice", spec.name())));
             }
             out.push(spec);
             if *self.peek() == Tok::Plus {
@@ -560,8 +539,7 @@ mod tests {
 
     #[test]
     fn parses_full_fixest_formula() {
-        let m =
-            parse("y ~ x1 + x2 + x1:x2 + log(x3) | fe1 + fe2 + fe1^fe2 | endog ~ z1 + z2").unwrap();
+        let m = parse("y ~ x1 + x2 + x1:x2 + log(x3) | fe1 + fe2 + fe1^fe2 | endog ~ z1 + z2").unwrap();
         assert_eq!(m.lhs.name(), "y");
         assert_eq!(names(&m.rhs), ["x1", "x2", "x1:x2", "log(x3)"]);
         assert_eq!(
@@ -606,22 +584,13 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("character 10"), "{msg}");
         assert!(msg.lines().last().unwrap().ends_with('^'));
-        assert!(matches!(
-            parse("y x").unwrap_err(),
-            Error::Formula { pos: 2, .. }
-        ));
+        assert!(matches!(parse("y x").unwrap_err(), Error::Formula { pos: 2, .. }));
         assert!(matches!(
             parse("y ~ foo(x)").unwrap_err(),
             Error::Formula { pos: 4, .. }
         ));
-        assert!(matches!(
-            parse("y ~ x | f1 + ").unwrap_err(),
-            Error::Formula { .. }
-        ));
-        assert!(matches!(
-            parse("y ~ x $ z").unwrap_err(),
-            Error::Formula { pos: 6, .. }
-        ));
+        assert!(matches!(parse("y ~ x | f1 + ").unwrap_err(), Error::Formula { .. }));
+        assert!(matches!(parse("y ~ x $ z").unwrap_err(), Error::Formula { pos: 6, .. }));
         assert!(matches!(parse("").unwrap_err(), Error::Formula { .. }));
     }
 

@@ -12,10 +12,7 @@ pub struct Mat {
 
 impl Mat {
     pub fn zeros(n: usize) -> Self {
-        Mat {
-            n,
-            a: vec![0.0; n * n],
-        }
+        Mat { n, a: vec![0.0; n * n] }
     }
     #[inline]
     pub fn get(&self, i: usize, j: usize) -> f64 {
@@ -113,11 +110,7 @@ pub fn cholesky_drop(a: &Mat, tol: f64) -> CholeskyDrop {
             lm.set(i, j, v);
         }
     }
-    CholeskyDrop {
-        kept,
-        dropped,
-        l: lm,
-    }
+    CholeskyDrop { kept, dropped, l: lm }
 }
 
 /// Inverse of `L Lᵀ` from its lower Cholesky factor.
@@ -261,11 +254,7 @@ mod tests {
     #[test]
     fn cholesky_drops_collinear_column_and_inverts() {
         // columns: x0, x1, x2 = x0 + x1
-        let x = [
-            [1.0, 2.0, 3.0, 4.0],
-            [0.5, -1.0, 2.0, 0.0],
-            [1.5, 1.0, 5.0, 4.0],
-        ];
+        let x = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0], [1.5, 1.0, 5.0, 4.0]];
         let mut a = Mat::zeros(3);
         for i in 0..3 {
             for j in 0..3 {

@@ -96,18 +96,11 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 
 fn run_fit(a: FitArgs) -> Result<()> {
     if !(a.tol > 0.0) {
-        return Err(Error::Usage(format!(
-            "--tol must be positive (got {})",
-            a.tol
-        )));
+        return Err(Error::Usage(format!("--tol must be positive (got {})", a.tol)));
     }
     let vcov = VcovSpec::parse(&a.vcov)?;
     let ssc = Ssc::parse(&a.ssc)?;
-    let models: Vec<formula::Model> = a
-        .formulas
-        .iter()
-        .map(|f| formula::parse(f))
-        .collect::<Result<_>>()?;
+    let models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
     // Read only the columns some model, the weights or the clusters use.
     let mut columns: Vec<String> = Vec::new();
     let mut add = |c: &str| {

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn fegpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fegpu")).args(args).output().expect("run fegpu")
+    Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(args)
+        .output()
+        .expect("run fegpu")
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -22,7 +25,13 @@ fn small_csv(dir: &PathBuf) -> String {
             let x = (f * 7 + t * 3) as f64 % 5.0 + 0.1 * t as f64;
             let z = ((f + 1) * (t + 2)) as f64 / 3.0;
             let y = 1.0 + 0.5 * x - 0.2 * z + f as f64 + ((f * 13 + t * 5) % 7) as f64 * 0.1;
-            s.push_str(&format!("{f},{},{y},{x},{z},n{f},{},{},{}\n", 2010 + t, 1.0 + t as f64, f * 2, -(t as f64) - 1.0));
+            s.push_str(&format!(
+                "{f},{},{y},{x},{z},n{f},{},{},{}\n",
+                2010 + t,
+                1.0 + t as f64,
+                f * 2,
+                -(t as f64) - 1.0
+            ));
         }
     }
     let p = dir.join("small.csv");
@@ -35,7 +44,11 @@ fn assert_clean_failure(out: &Output, needle: &str) {
     assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
     assert!(!err.contains("panicked"), "panic instead of an error: {err}");
     assert!(err.contains(needle), "stderr should mention {needle:?}: {err}");
-    assert!(out.stdout.is_empty(), "nothing should be printed on stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing should be printed on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -73,7 +86,10 @@ fn syntax_error_points_at_the_character() {
 fn fixed_effect_absorbing_the_regressor_is_an_error() {
     let d = tmpdir("absorbed");
     let f = small_csv(&d);
-    assert_clean_failure(&fegpu(&["fit", &f, "y ~ firmconst | firm"]), "no regressor is left to estimate: `firmconst` (collinear with the fixed effects)");
+    assert_clean_failure(
+        &fegpu(&["fit", &f, "y ~ firmconst | firm"]),
+        "no regressor is left to estimate: `firmconst` (collinear with the fixed effects)",
+    );
     // with another regressor left, it is dropped with a note and the fit goes on
     let out = fegpu(&["fit", &f, "y ~ x + firmconst | firm"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -84,17 +100,26 @@ fn fixed_effect_absorbing_the_regressor_is_an_error() {
 fn bad_options_and_files_are_errors() {
     let d = tmpdir("opts");
     let f = small_csv(&d);
-    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "clustered"]), "unknown --vcov");
+    assert_clean_failure(
+        &fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "clustered"]),
+        "unknown --vcov",
+    );
     assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--ssc", "stata"]), "unknown --ssc");
     assert_clean_failure(&fegpu(&["fit", "/nonexistent/panel.csv", "y ~ x"]), "no such file");
     let odd = d.join("panel.xlsx");
     std::fs::write(&odd, "x").unwrap();
     assert_clean_failure(&fegpu(&["fit", odd.to_str().unwrap(), "y ~ x"]), "unknown file type");
-    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "cluster:nope"]), "column `nope`");
+    assert_clean_failure(
+        &fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "cluster:nope"]),
+        "column `nope`",
+    );
     assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | year | x ~ z"]), "IV-2SLS");
     let neg = d.join("neg.csv");
     std::fs::write(&neg, "y,x,w,g\n1,2,1,0\n2,3,-1,0\n3,5,1,1\n4,4,2,1\n").unwrap();
-    assert_clean_failure(&fegpu(&["fit", neg.to_str().unwrap(), "y ~ x | g", "--weights", "w"]), "row 2 has -1");
+    assert_clean_failure(
+        &fegpu(&["fit", neg.to_str().unwrap(), "y ~ x | g", "--weights", "w"]),
+        "row 2 has -1",
+    );
 }
 
 #[test]
@@ -102,7 +127,14 @@ fn failed_run_writes_no_output_file() {
     let d = tmpdir("nowrite");
     let f = small_csv(&d);
     let out_file = d.join("table.md");
-    let out = fegpu(&["fit", &f, "y ~ x | firm", "y ~ nope | firm", "--output", out_file.to_str().unwrap()]);
+    let out = fegpu(&[
+        "fit",
+        &f,
+        "y ~ x | firm",
+        "y ~ nope | firm",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(!out_file.exists(), "a failed run must not leave a table behind");
 }
@@ -111,13 +143,37 @@ fn failed_run_writes_no_output_file() {
 fn json_output_follows_the_contract() {
     let d = tmpdir("json");
     let f = small_csv(&d);
-    let out = fegpu(&["fit", &f, "y ~ x + z | firm + year", "y ~ x | firm", "--vcov", "cluster:firm", "--format", "json"]);
+    let out = fegpu(&[
+        "fit",
+        &f,
+        "y ~ x + z | firm + year",
+        "y ~ x | firm",
+        "--vcov",
+        "cluster:firm",
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
     for m in models {
-        for key in ["formula", "nobs", "coefficients", "r2", "adj_r2", "within_r2", "rmse", "vcov", "ssc", "fixed_effects", "dropped", "df_absorbed", "iterations", "backend"] {
+        for key in [
+            "formula",
+            "nobs",
+            "coefficients",
+            "r2",
+            "adj_r2",
+            "within_r2",
+            "rmse",
+            "vcov",
+            "ssc",
+            "fixed_effects",
+            "dropped",
+            "df_absorbed",
+            "iterations",
+            "backend",
+        ] {
             assert!(m.get(key).is_some(), "JSON model lacks `{key}`");
         }
         for c in m["coefficients"].as_array().unwrap() {
@@ -155,7 +211,13 @@ fn table_formats_and_output_file() {
     let csv = fegpu(&[&fits[..], &["--format", "csv"]].concat());
     assert!(String::from_utf8_lossy(&csv.stdout).starts_with(",(1),(2)"));
     let out_file = d.join("t.tex");
-    let o = fegpu(&[&fits[..], &["--format", "latex", "--output", out_file.to_str().unwrap()]].concat());
+    let o = fegpu(
+        &[
+            &fits[..],
+            &["--format", "latex", "--output", out_file.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert!(o.status.success() && o.stdout.is_empty());
     assert!(std::fs::read_to_string(&out_file).unwrap().contains("\\bottomrule"));
 }
@@ -170,9 +232,29 @@ fn demo_file_round_trips_through_parquet_and_csv() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let f = "qua ~ digtech + age + lnlp | firm + year + firm^dest";
-    let a = fegpu(&["fit", pq.to_str().unwrap(), f, "--vcov", "cluster:dest", "--format", "json"]);
-    let b = fegpu(&["fit", csv.to_str().unwrap(), f, "--vcov", "cluster:dest", "--format", "json"]);
-    assert!(a.status.success() && b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let a = fegpu(&[
+        "fit",
+        pq.to_str().unwrap(),
+        f,
+        "--vcov",
+        "cluster:dest",
+        "--format",
+        "json",
+    ]);
+    let b = fegpu(&[
+        "fit",
+        csv.to_str().unwrap(),
+        f,
+        "--vcov",
+        "cluster:dest",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
     let va: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
     let vb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     assert_eq!(va["models"][0]["nobs"], vb["models"][0]["nobs"]);

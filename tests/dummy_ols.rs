@@ -49,10 +49,26 @@ fn skewed_ids(s: &mut Stream, n: usize, levels: usize, singletons: usize) -> Vec
 
 fn random_panel(seed: u64, n: usize, fe_levels: &[usize], n_clusters: &[usize], k: usize) -> Panel {
     let mut s = Stream::new(seed, 0);
-    let fes: Vec<Vec<u32>> = fe_levels.iter().enumerate().map(|(j, &g)| skewed_ids(&mut s, n, g, if j == 0 { 3 } else { 0 })).collect();
-    let clusters: Vec<Vec<u32>> = n_clusters.iter().map(|&g| (0..n).map(|_| s.below(g as u32)).collect()).collect();
-    let effects: Vec<Vec<f64>> = fes.iter().map(|ids| (0..=*ids.iter().max().unwrap()).map(|_| s.normal()).collect()).collect();
-    let x: Vec<Vec<f64>> = (0..k).map(|j| (0..n).map(|i| s.normal() + 0.3 * effects[0][fes[0][i] as usize] * (j as f64 + 1.0)).collect()).collect();
+    let fes: Vec<Vec<u32>> = fe_levels
+        .iter()
+        .enumerate()
+        .map(|(j, &g)| skewed_ids(&mut s, n, g, if j == 0 { 3 } else { 0 }))
+        .collect();
+    let clusters: Vec<Vec<u32>> = n_clusters
+        .iter()
+        .map(|&g| (0..n).map(|_| s.below(g as u32)).collect())
+        .collect();
+    let effects: Vec<Vec<f64>> = fes
+        .iter()
+        .map(|ids| (0..=*ids.iter().max().unwrap()).map(|_| s.normal()).collect())
+        .collect();
+    let x: Vec<Vec<f64>> = (0..k)
+        .map(|j| {
+            (0..n)
+                .map(|i| s.normal() + 0.3 * effects[0][fes[0][i] as usize] * (j as f64 + 1.0))
+                .collect()
+        })
+        .collect();
     let y = (0..n)
         .map(|i| {
             let mut v = (0..k).map(|j| (0.5 - 0.2 * j as f64) * x[j][i]).sum::<f64>();
@@ -61,19 +77,35 @@ fn random_panel(seed: u64, n: usize, fe_levels: &[usize], n_clusters: &[usize], 
         })
         .collect();
     let w = (0..n).map(|_| 0.2 + 2.0 * s.uniform()).collect();
-    Panel { n, y, x, fes, clusters, w }
+    Panel {
+        n,
+        y,
+        x,
+        fes,
+        clusters,
+        w,
+    }
 }
 
 fn table(p: &Panel) -> Table {
-    let mut cols = vec![Column::new("y".into(), p.y.clone()), Column::new("w".into(), p.w.clone())];
+    let mut cols = vec![
+        Column::new("y".into(), p.y.clone()),
+        Column::new("w".into(), p.w.clone()),
+    ];
     for (j, x) in p.x.iter().enumerate() {
         cols.push(Column::new(format!("x{}", j + 1).into(), x.clone()));
     }
     for (j, f) in p.fes.iter().enumerate() {
-        cols.push(Column::new(format!("f{}", j + 1).into(), f.iter().map(|&v| v as i64).collect::<Vec<_>>()));
+        cols.push(Column::new(
+            format!("f{}", j + 1).into(),
+            f.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+        ));
     }
     for (j, c) in p.clusters.iter().enumerate() {
-        cols.push(Column::new(format!("c{}", j + 1).into(), c.iter().map(|&v| v as i64).collect::<Vec<_>>()));
+        cols.push(Column::new(
+            format!("c{}", j + 1).into(),
+            c.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+        ));
     }
     Table::new(DataFrame::new(p.n, cols).unwrap(), "test panel".into())
 }
@@ -102,7 +134,13 @@ fn non_singleton_rows(fes: &[Vec<u32>]) -> Vec<usize> {
 
 fn combine(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut m: HashMap<(u32, u32), u32> = HashMap::new();
-    a.iter().zip(b).map(|(&p, &q)| { let n = m.len() as u32; *m.entry((p, q)).or_insert(n) }).collect()
+    a.iter()
+        .zip(b)
+        .map(|(&p, &q)| {
+            let n = m.len() as u32;
+            *m.entry((p, q)).or_insert(n)
+        })
+        .collect()
 }
 
 /// Dense reference: returns (beta, se, rank of the dummy block).
@@ -115,7 +153,15 @@ struct Reference {
 fn invert(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
     // Gauss–Jordan with partial pivoting.
     let k = a.len();
-    let mut m: Vec<Vec<f64>> = a.iter().enumerate().map(|(i, r)| { let mut r = r.clone(); r.extend((0..k).map(|j| if i == j { 1.0 } else { 0.0 })); r }).collect();
+    let mut m: Vec<Vec<f64>> = a
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r.extend((0..k).map(|j| if i == j { 1.0 } else { 0.0 }));
+            r
+        })
+        .collect();
     for c in 0..k {
         let p = (c..k).max_by(|&i, &j| m[i][c].abs().total_cmp(&m[j][c].abs())).unwrap();
         m.swap(c, p);
@@ -142,7 +188,14 @@ enum RefVcov<'a> {
     Cluster(Vec<&'a [u32]>),
 }
 
-fn dummy_ols(y: &[f64], x: &[Vec<f64>], fes: &[Vec<u32>], w: Option<&[f64]>, vcov: RefVcov, df_absorbed: Option<usize>) -> Reference {
+fn dummy_ols(
+    y: &[f64],
+    x: &[Vec<f64>],
+    fes: &[Vec<u32>],
+    w: Option<&[f64]>,
+    vcov: RefVcov,
+    df_absorbed: Option<usize>,
+) -> Reference {
     let n = y.len();
     let wt = |i: usize| w.map_or(1.0, |w| w[i]);
     let dot = |a: &[f64], b: &[f64]| (0..n).map(|i| wt(i) * a[i] * b[i]).sum::<f64>();
@@ -186,12 +239,18 @@ fn dummy_ols(y: &[f64], x: &[Vec<f64>], fes: &[Vec<u32>], w: Option<&[f64]>, vco
     let ai = invert(&a);
     let b: Vec<f64> = (0..k).map(|i| dot(&xt[i], &yt)).collect();
     let beta: Vec<f64> = (0..k).map(|i| (0..k).map(|j| ai[i][j] * b[j]).sum()).collect();
-    let e: Vec<f64> = (0..n).map(|i| yt[i] - (0..k).map(|j| beta[j] * xt[j][i]).sum::<f64>()).collect();
+    let e: Vec<f64> = (0..n)
+        .map(|i| yt[i] - (0..k).map(|j| beta[j] * xt[j][i]).sum::<f64>())
+        .collect();
     let rank_d = q.len();
     let df = n as f64 - k as f64 - df_absorbed.unwrap_or(rank_d) as f64;
     let sandwich = |meat: &[Vec<f64>]| -> Vec<Vec<f64>> {
-        let t: Vec<Vec<f64>> = (0..k).map(|i| (0..k).map(|j| (0..k).map(|m| ai[i][m] * meat[m][j]).sum()).collect()).collect();
-        (0..k).map(|i| (0..k).map(|j| (0..k).map(|m| t[i][m] * ai[m][j]).sum()).collect()).collect()
+        let t: Vec<Vec<f64>> = (0..k)
+            .map(|i| (0..k).map(|j| (0..k).map(|m| ai[i][m] * meat[m][j]).sum()).collect())
+            .collect();
+        (0..k)
+            .map(|i| (0..k).map(|j| (0..k).map(|m| t[i][m] * ai[m][j]).sum()).collect())
+            .collect()
     };
     let v: Vec<Vec<f64>> = match vcov {
         RefVcov::Iid => {
@@ -199,11 +258,24 @@ fn dummy_ols(y: &[f64], x: &[Vec<f64>], fes: &[Vec<u32>], w: Option<&[f64]>, vco
             ai.iter().map(|r| r.iter().map(|v| v * s2).collect()).collect()
         }
         RefVcov::Hetero => {
-            let meat: Vec<Vec<f64>> = (0..k).map(|a| (0..k).map(|b| (0..n).map(|i| (wt(i) * e[i]).powi(2) * xt[a][i] * xt[b][i]).sum()).collect()).collect();
-            sandwich(&meat).into_iter().map(|r| r.into_iter().map(|v| v * n as f64 / df).collect()).collect()
+            let meat: Vec<Vec<f64>> = (0..k)
+                .map(|a| {
+                    (0..k)
+                        .map(|b| (0..n).map(|i| (wt(i) * e[i]).powi(2) * xt[a][i] * xt[b][i]).sum())
+                        .collect()
+                })
+                .collect();
+            sandwich(&meat)
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| v * n as f64 / df).collect())
+                .collect()
         }
         RefVcov::Cluster(cl) => {
-            let gmin = cl.iter().map(|c| c.iter().collect::<std::collections::HashSet<_>>().len()).min().unwrap() as f64;
+            let gmin = cl
+                .iter()
+                .map(|c| c.iter().collect::<std::collections::HashSet<_>>().len())
+                .min()
+                .unwrap() as f64;
             let mut meat = vec![vec![0.0; k]; k];
             let mut terms: Vec<(Vec<u32>, f64)> = cl.iter().map(|c| (c.to_vec(), 1.0)).collect();
             if cl.len() == 2 {
@@ -226,10 +298,17 @@ fn dummy_ols(y: &[f64], x: &[Vec<f64>], fes: &[Vec<u32>], w: Option<&[f64]>, vco
                 }
             }
             let q = (n as f64 - 1.0) / df * gmin / (gmin - 1.0);
-            sandwich(&meat).into_iter().map(|r| r.into_iter().map(|v| v * q).collect()).collect()
+            sandwich(&meat)
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| v * q).collect())
+                .collect()
         }
     };
-    Reference { se: (0..k).map(|i| v[i][i].sqrt()).collect(), beta, rank_d }
+    Reference {
+        se: (0..k).map(|i| v[i][i].sqrt()).collect(),
+        beta,
+        rank_d,
+    }
 }
 
 fn estimate(p: &Panel, f: &str, vcov: &str, weights: bool, ssc: Ssc) -> FitResult {
@@ -238,7 +317,10 @@ fn estimate(p: &Panel, f: &str, vcov: &str, weights: bool, ssc: Ssc) -> FitResul
         vcov: VcovSpec::parse(vcov).unwrap(),
         weights: weights.then(|| "w".to_string()),
         ssc,
-        demean: DemeanOptions { tol: 1e-14, max_iter: 200_000 },
+        demean: DemeanOptions {
+            tol: 1e-14,
+            max_iter: 200_000,
+        },
         ..Default::default()
     };
     fit(&table(p), &model, &opts, &CpuDemeaner).unwrap()
@@ -259,7 +341,15 @@ fn subset_u(v: &[u32], rows: &[usize]) -> Vec<u32> {
     rows.iter().map(|&i| v[i]).collect()
 }
 
-fn check(p: &Panel, f: &str, vcov: &str, weighted: bool, fes: Vec<Vec<u32>>, regressors: &[usize], clusters: Vec<usize>) -> FitResult {
+fn check(
+    p: &Panel,
+    f: &str,
+    vcov: &str,
+    weighted: bool,
+    fes: Vec<Vec<u32>>,
+    regressors: &[usize],
+    clusters: Vec<usize>,
+) -> FitResult {
     let r = estimate(p, f, vcov, weighted, Ssc::Reghdfe);
     let rows = non_singleton_rows(&fes);
     assert_eq!(r.nobs, rows.len(), "{f}: estimation sample after singletons");
@@ -274,35 +364,78 @@ fn check(p: &Panel, f: &str, vcov: &str, weighted: bool, fes: Vec<Vec<u32>>, reg
         _ => RefVcov::Cluster(cl.iter().map(|c| c.as_slice()).collect()),
     };
     let reference = dummy_ols(&subset(&p.y, &rows), &x, &fs, w.as_deref(), rv, None);
-    assert_eq!(r.df_absorbed, reference.rank_d, "{f}: absorbed dof = rank of the dummy block");
-    assert_close(&format!("{f} [{vcov}] coefficients"), &r.coefficients.iter().map(|c| c.estimate).collect::<Vec<_>>(), &reference.beta);
-    assert_close(&format!("{f} [{vcov}] standard errors"), &r.coefficients.iter().map(|c| c.std_error).collect::<Vec<_>>(), &reference.se);
+    assert_eq!(
+        r.df_absorbed, reference.rank_d,
+        "{f}: absorbed dof = rank of the dummy block"
+    );
+    assert_close(
+        &format!("{f} [{vcov}] coefficients"),
+        &r.coefficients.iter().map(|c| c.estimate).collect::<Vec<_>>(),
+        &reference.beta,
+    );
+    assert_close(
+        &format!("{f} [{vcov}] standard errors"),
+        &r.coefficients.iter().map(|c| c.std_error).collect::<Vec<_>>(),
+        &reference.se,
+    );
     r
 }
 
 #[test]
 fn one_fixed_effect_with_singletons_iid() {
     let p = random_panel(1, 400, &[40], &[], 3);
-    check(&p, "y ~ x1 + x2 + x3 | f1", "iid", false, p.fes.clone(), &[0, 1, 2], vec![]);
+    check(
+        &p,
+        "y ~ x1 + x2 + x3 | f1",
+        "iid",
+        false,
+        p.fes.clone(),
+        &[0, 1, 2],
+        vec![],
+    );
 }
 
 #[test]
 fn two_fixed_effects_weighted_hetero() {
     let p = random_panel(2, 500, &[35, 12], &[], 2);
-    check(&p, "y ~ x1 + x2 | f1 + f2", "hetero", true, p.fes.clone(), &[0, 1], vec![]);
+    check(
+        &p,
+        "y ~ x1 + x2 | f1 + f2",
+        "hetero",
+        true,
+        p.fes.clone(),
+        &[0, 1],
+        vec![],
+    );
 }
 
 #[test]
 fn interacted_fixed_effect_one_way_cluster() {
     let p = random_panel(3, 600, &[8, 6, 10], &[15], 2);
     let inter = combine(&p.fes[0], &p.fes[1]);
-    check(&p, "y ~ x1 + x2 | f1^f2 + f3", "cluster:c1", false, vec![inter, p.fes[2].clone()], &[0, 1], vec![0]);
+    check(
+        &p,
+        "y ~ x1 + x2 | f1^f2 + f3",
+        "cluster:c1",
+        false,
+        vec![inter, p.fes[2].clone()],
+        &[0, 1],
+        vec![0],
+    );
 }
 
 #[test]
 fn two_way_clusters_weighted() {
     let p = random_panel(4, 500, &[30, 9], &[14, 11], 2);
-    check(&p, "y ~ x1 + x2 | f1 + f2", "cluster:c1+c2", true, p.fes.clone(), &[0, 1], vec![0, 1]);
+    check(
+        &p,
+        "y ~ x1 + x2 | f1 + f2",
+        "cluster:c1+c2",
+        true,
+        p.fes.clone(),
+        &[0, 1],
+        vec![0, 1],
+    );
 }
 
 #[test]
@@ -310,14 +443,30 @@ fn three_fixed_effects_cluster() {
     // Pairwise connected components are exact here (dense random panel: one component per
     // pair), so reghdfe's count equals the rank of the three dummy blocks.
     let p = random_panel(5, 700, &[30, 10, 7], &[20], 2);
-    check(&p, "y ~ x1 + x2 | f1 + f2 + f3", "cluster:c1", false, p.fes.clone(), &[0, 1], vec![0]);
+    check(
+        &p,
+        "y ~ x1 + x2 | f1 + f2 + f3",
+        "cluster:c1",
+        false,
+        p.fes.clone(),
+        &[0, 1],
+        vec![0],
+    );
 }
 
 #[test]
 fn collinear_regressor_is_dropped_and_reported() {
     let mut p = random_panel(6, 400, &[25, 8], &[], 3);
     p.x[2] = p.x[0].iter().zip(&p.x[1]).map(|(a, b)| a - 2.0 * b).collect();
-    let r = check(&p, "y ~ x1 + x2 + x3 | f1 + f2", "iid", false, p.fes.clone(), &[0, 1], vec![]);
+    let r = check(
+        &p,
+        "y ~ x1 + x2 + x3 | f1 + f2",
+        "iid",
+        false,
+        p.fes.clone(),
+        &[0, 1],
+        vec![],
+    );
     assert_eq!(r.collinear.len(), 1);
     assert_eq!(r.collinear[0].name, "x3");
     assert!(r.notes.iter().any(|n| n.contains("x3")));
@@ -328,7 +477,15 @@ fn regressor_constant_within_fixed_effect_is_dropped() {
     let mut p = random_panel(7, 400, &[25, 8], &[], 3);
     let level_value: Vec<f64> = (0..40).map(|g| (g as f64 * 0.37).sin()).collect();
     p.x[2] = p.fes[0].iter().map(|&g| level_value[g as usize]).collect();
-    let r = check(&p, "y ~ x1 + x2 + x3 | f1 + f2", "hetero", false, p.fes.clone(), &[0, 1], vec![]);
+    let r = check(
+        &p,
+        "y ~ x1 + x2 + x3 | f1 + f2",
+        "hetero",
+        false,
+        p.fes.clone(),
+        &[0, 1],
+        vec![],
+    );
     assert_eq!(r.collinear[0].name, "x3");
     assert!(r.collinear[0].reason.contains("fixed effects"));
 }
@@ -348,13 +505,28 @@ fn fixest_convention_differs_only_in_absorbed_dof() {
         let r = estimate(&p2, "y ~ x1 + x2 | f1 + f2", "cluster:c1", false, ssc);
         let g2 = r.fixed_effects[1].levels;
         let expected_df_a = match ssc {
-            Ssc::Reghdfe => g2,     // f1 nested: free; f2 becomes the first effect
+            Ssc::Reghdfe => g2,        // f1 nested: free; f2 becomes the first effect
             Ssc::Fixest => 1 + g2 - 1, // nested f1 counts 1; f2 loses one reference level
         };
         assert_eq!(r.df_absorbed, expected_df_a, "{ssc:?}");
         assert!(r.fixed_effects[0].nested);
-        let reference = dummy_ols(&subset(&p2.y, &rows), &x, &fs, None, RefVcov::Cluster(vec![&cl]), Some(expected_df_a));
-        assert_close(&format!("{ssc:?} coefficients"), &r.coefficients.iter().map(|c| c.estimate).collect::<Vec<_>>(), &reference.beta);
-        assert_close(&format!("{ssc:?} standard errors"), &r.coefficients.iter().map(|c| c.std_error).collect::<Vec<_>>(), &reference.se);
+        let reference = dummy_ols(
+            &subset(&p2.y, &rows),
+            &x,
+            &fs,
+            None,
+            RefVcov::Cluster(vec![&cl]),
+            Some(expected_df_a),
+        );
+        assert_close(
+            &format!("{ssc:?} coefficients"),
+            &r.coefficients.iter().map(|c| c.estimate).collect::<Vec<_>>(),
+            &reference.beta,
+        );
+        assert_close(
+            &format!("{ssc:?} standard errors"),
+            &r.coefficients.iter().map(|c| c.std_error).collect::<Vec<_>>(),
+            &reference.se,
+        );
     }
 }

@@ -22,8 +22,7 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 #[test]
 fn matches_pyfixest_on_every_golden_case() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("pyfixest.json")).unwrap()).unwrap();
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("pyfixest.json")).unwrap()).unwrap();
     let cases = golden["cases"].as_array().unwrap();
     assert!(cases.len() >= 13);
     let mut failures = Vec::new();
@@ -52,25 +51,15 @@ fn matches_pyfixest_on_every_golden_case() {
         let e = &case["expected"];
         let check = |failures: &mut Vec<String>, what: &str, ours: f64, theirs: f64| {
             if !close(ours, theirs, REL) {
-                failures.push(format!(
-                    "{name}: {what}: fegpu {ours:e} vs pyfixest {theirs:e}"
-                ));
+                failures.push(format!("{name}: {what}: fegpu {ours:e} vs pyfixest {theirs:e}"));
             }
         };
         assert_eq!(r.nobs as u64, e["nobs"].as_u64().unwrap(), "{name}: nobs");
         let ec = e["coefficients"].as_array().unwrap();
-        assert_eq!(
-            r.coefficients.len(),
-            ec.len(),
-            "{name}: number of coefficients"
-        );
+        assert_eq!(r.coefficients.len(), ec.len(), "{name}: number of coefficients");
         for (c, x) in r.coefficients.iter().zip(ec) {
             let xname = x["name"].as_str().unwrap();
-            let xname = if xname == "Intercept" {
-                "(Intercept)"
-            } else {
-                xname
-            };
+            let xname = if xname == "Intercept" { "(Intercept)" } else { xname };
             assert_eq!(c.name, xname, "{name}: coefficient order");
             check(
                 &mut failures,
@@ -84,37 +73,21 @@ fn matches_pyfixest_on_every_golden_case() {
                 c.std_error,
                 x["std_error"].as_f64().unwrap(),
             );
-            check(
-                &mut failures,
-                &format!("{} t", c.name),
-                c.t,
-                x["t"].as_f64().unwrap(),
-            );
+            check(&mut failures, &format!("{} t", c.name), c.t, x["t"].as_f64().unwrap());
             // p-values amplify the ~1e-8 noise pyfixest's own demeaning tolerance leaves in t
             // (dp/p ≈ t·f(t)/p · dt/t), and pyfixest computes `2 * (1 - cdf)`, which cancels to
             // 2.2e-16 for tiny p; fegpu evaluates the tail directly. Compare accordingly.
             let xp = x["p"].as_f64().unwrap();
             if xp > 1e-8 {
                 if !close(c.p, xp, 1e-6) {
-                    failures.push(format!(
-                        "{name}: {} p: fegpu {:e} vs pyfixest {xp:e}",
-                        c.name, c.p
-                    ));
+                    failures.push(format!("{name}: {} p: fegpu {:e} vs pyfixest {xp:e}", c.name, c.p));
                 }
             } else if (c.p - xp).abs() > 1e-12 {
-                failures.push(format!(
-                    "{name}: {} p: fegpu {:e} vs pyfixest {xp:e}",
-                    c.name, c.p
-                ));
+                failures.push(format!("{name}: {} p: fegpu {:e} vs pyfixest {xp:e}", c.name, c.p));
             }
         }
         check(&mut failures, "r2", r.r2, e["r2"].as_f64().unwrap());
-        check(
-            &mut failures,
-            "adj_r2",
-            r.adj_r2,
-            e["adj_r2"].as_f64().unwrap(),
-        );
+        check(&mut failures, "adj_r2", r.adj_r2, e["adj_r2"].as_f64().unwrap());
         check(&mut failures, "rmse", r.rmse, e["rmse"].as_f64().unwrap());
         check(&mut failures, "df_t", r.df_t, e["df_t"].as_f64().unwrap());
         if let Some(w) = e["within_r2"].as_f64() {

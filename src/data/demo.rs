@@ -56,9 +56,7 @@ pub fn demo_frame(rows: usize, seed: u64) -> Result<DataFrame> {
     let n_years = (*YEARS.end() - *YEARS.start() + 1) as usize;
 
     // Destination popularity (Zipf-like) and destination-year macro variables and shocks.
-    let pop: Vec<f64> = (0..N_DEST)
-        .map(|d| 1.0 / ((d + 1) as f64).powf(0.5))
-        .collect();
+    let pop: Vec<f64> = (0..N_DEST).map(|d| 1.0 / ((d + 1) as f64).powf(0.5)).collect();
     let pop_total: f64 = pop.iter().sum();
     let mut lnpergdp = vec![0.0; N_DEST * n_years];
     let mut xr = vec![0.0; N_DEST * n_years];
@@ -139,9 +137,8 @@ pub fn demo_frame(rows: usize, seed: u64) -> Result<DataFrame> {
             let year = *YEARS.start() + t as i64;
             let digtech = (1.0 + row_rng.poisson(innov * (1.0 + 0.15 * t as f64)) as f64).ln();
             let age = ((year - founded + 1) as f64).ln();
-            let fy: [f64; 6] = std::array::from_fn(|j| {
-                means[j] + [0.005, 0.02, 0.3, 0.1, 0.2, 0.05][j] * row_rng.normal()
-            });
+            let fy: [f64; 6] =
+                std::array::from_fn(|j| means[j] + [0.005, 0.02, 0.3, 0.1, 0.2, 0.05][j] * row_rng.normal());
             for (dk, &d) in dests.iter().enumerate() {
                 if row_rng.uniform() > 0.95 {
                     continue;
@@ -162,12 +159,7 @@ pub fn demo_frame(rows: usize, seed: u64) -> Result<DataFrame> {
                     lnpergdp[dt],
                     xr[dt],
                 ];
-                let mut q = 0.6
-                    + alpha
-                    + firm_dest_fx[dk]
-                    + 0.01 * t as f64
-                    + dest_shock[dt]
-                    + 0.06 * row_rng.normal();
+                let mut q = 0.6 + alpha + firm_dest_fx[dk] + 0.01 * t as f64 + dest_shock[dt] + 0.06 * row_rng.normal();
                 for (v, (_, b)) in vals.iter().zip(TRUE_COEFFICIENTS.iter()) {
                     q += b * v;
                 }
@@ -179,11 +171,7 @@ pub fn demo_frame(rows: usize, seed: u64) -> Result<DataFrame> {
                 // about one value in 20,000 of lnlp is missing, as in raw survey data
                 let lnlp_missing = row_rng.below(20_000) == 0;
                 for (j, v) in vals.iter().enumerate() {
-                    x[j].push(if j == 6 && lnlp_missing {
-                        None
-                    } else {
-                        Some(*v)
-                    });
+                    x[j].push(if j == 6 && lnlp_missing { None } else { Some(*v) });
                 }
                 c_qua.push(q);
                 if c_firm.len() == rows {

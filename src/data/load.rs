@@ -42,10 +42,7 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
     }
     let path = Path::new(source);
     if !path.exists() {
-        return Err(Error::io(
-            source,
-            "no such file (use `demo` for the built-in panel)",
-        ));
+        return Err(Error::io(source, "no such file (use `demo` for the built-in panel)"));
     }
     let ext = path
         .extension()
@@ -56,17 +53,10 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         "csv" | "tsv" | "txt" => csv_header(path, ext == "tsv")?,
         "parquet" | "pq" => {
             let file = File::open(path).map_err(|e| Error::io(source, e))?;
-            let schema = ParquetReader::new(file)
-                .schema()
-                .map_err(|e| polars_err(source, e))?;
+            let schema = ParquetReader::new(file).schema().map_err(|e| polars_err(source, e))?;
             schema.iter_names().map(|n| n.to_string()).collect()
         }
-        _ => {
-            return Err(Error::io(
-                source,
-                "unknown file type: expected .csv, .tsv or .parquet",
-            ))
-        }
+        _ => return Err(Error::io(source, "unknown file type: expected .csv, .tsv or .parquet")),
     };
     for c in columns {
         if !available.iter().any(|a| a == c) {
@@ -82,10 +72,7 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
                 .map_err(|e| polars_err(source, e))?
         }
         _ => {
-            let names: Arc<[PlSmallStr]> = columns
-                .iter()
-                .map(|c| PlSmallStr::from(c.as_str()))
-                .collect();
+            let names: Arc<[PlSmallStr]> = columns.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
             let parse = CsvParseOptions::default()
                 .with_separator(if ext == "tsv" { b'\t' } else { b',' })
                 .with_null_values(Some(NullValues::AllColumns(vec!["NA".into(), ".".into()])));
@@ -108,10 +95,7 @@ fn missing_column(c: &str, source: &str, available: &[String]) -> Error {
     if available.len() > 20 {
         shown.push("…");
     }
-    Error::column(
-        c,
-        format!("not found in {source} (it has: {})", shown.join(", ")),
-    )
+    Error::column(c, format!("not found in {source} (it has: {})", shown.join(", ")))
 }
 
 /// Column names of a delimited file, from its first line.
@@ -122,9 +106,7 @@ fn csv_header(path: &Path, tab: bool) -> Result<Vec<String>> {
     BufReader::new(file)
         .read_line(&mut line)
         .map_err(|e| Error::io(path.display().to_string(), e))?;
-    let line = line
-        .trim_end_matches(['\n', '\r'])
-        .trim_start_matches('\u{feff}');
+    let line = line.trim_end_matches(['\n', '\r']).trim_start_matches('\u{feff}');
     if line.is_empty() {
         return Err(Error::io(
             path.display().to_string(),
@@ -145,12 +127,7 @@ impl Table {
 
     /// Keep only `columns` (each must exist).
     pub fn select(self, columns: &[String]) -> Result<Table> {
-        let available: Vec<String> = self
-            .df
-            .get_column_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let available: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
         for c in columns {
             if !available.iter().any(|a| a == c) {
                 return Err(missing_column(c, &self.source, &available));
@@ -201,9 +178,7 @@ impl Table {
                 format!("is {what} in {}; a regressor must be numeric", self.source),
             ));
         }
-        let f = s
-            .cast(&DataType::Float64)
-            .map_err(|e| polars_err(name, e))?;
+        let f = s.cast(&DataType::Float64).map_err(|e| polars_err(name, e))?;
         let ca = f.f64().map_err(|e| polars_err(name, e))?;
         Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
@@ -223,29 +198,24 @@ impl Table {
                 Ok(factorize(ca.iter()))
             }
             dt if dt.is_float() => {
-                let f = s
-                    .cast(&DataType::Float64)
-                    .map_err(|e| polars_err(name, e))?;
+                let f = s.cast(&DataType::Float64).map_err(|e| polars_err(name, e))?;
                 let ca = f.f64().map_err(|e| polars_err(name, e))?;
                 // -0.0 and 0.0 are one level; NaN is missing.
-                Ok(factorize(ca.iter().map(|v| {
-                    v.filter(|x| !x.is_nan()).map(|x| (x + 0.0).to_bits())
-                })))
+                Ok(factorize(
+                    ca.iter()
+                        .map(|v| v.filter(|x| !x.is_nan()).map(|x| (x + 0.0).to_bits())),
+                ))
             }
             dt => Err(Error::column(
                 name,
-                format!(
-                    "is of type {dt}; a fixed effect or cluster variable must be integer or text"
-                ),
+                format!("is of type {dt}; a fixed effect or cluster variable must be integer or text"),
             )),
         }
     }
 }
 
 /// Dense codes in order of first appearance.
-pub fn factorize<K: std::hash::Hash + Eq>(
-    values: impl Iterator<Item = Option<K>>,
-) -> (Vec<u32>, usize) {
+pub fn factorize<K: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<K>>) -> (Vec<u32>, usize) {
     let mut map: HashMap<K, u32> = HashMap::new();
     let codes = values
         .map(|v| match v {
@@ -269,22 +239,15 @@ pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
         .unwrap_or("")
         .to_ascii_lowercase();
     if !matches!(ext.as_str(), "parquet" | "pq" | "csv") {
-        return Err(Error::io(
-            shown,
-            "unknown output type: expected .parquet or .csv",
-        ));
+        return Err(Error::io(shown, "unknown output type: expected .parquet or .csv"));
     }
     let tmp = path.with_extension(format!("{ext}.tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
         let file = File::create(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e))?;
         if ext == "csv" {
-            CsvWriter::new(file)
-                .finish(df)
-                .map_err(|e| polars_err(&shown, e))?;
+            CsvWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
         } else {
-            ParquetWriter::new(file)
-                .finish(df)
-                .map_err(|e| polars_err(&shown, e))?;
+            ParquetWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| Error::io(shown.clone(), e))
     })();

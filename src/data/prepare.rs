@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::load::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
-use crate::fe::index::{compact, interact};
+use crate::fe::index::{compact, interact, sort_rows_by};
 use crate::fe::{drop_singletons, FixedEffect};
 use crate::formula::{Factor, Func, Model, Term};
 
@@ -165,11 +165,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         .iter()
         .map(|fe| cols.codes(&fe.name()))
         .collect::<Result<_>>()?;
-    let cl_codes: Vec<(Vec<u32>, usize)> = opts
-        .clusters
-        .iter()
-        .map(|c| cols.codes(c))
-        .collect::<Result<_>>()?;
+    let cl_codes: Vec<(Vec<u32>, usize)> = opts.clusters.iter().map(|c| cols.codes(c)).collect::<Result<_>>()?;
     for (codes, _) in fe_codes.iter().chain(&cl_codes) {
         for (m, &c) in missing.iter_mut().zip(codes) {
             *m |= c == MISSING_CODE;
@@ -178,11 +174,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
 
     // Terms; a non-finite value on a row with no missing input is a "non-finite" drop.
     let y = cols.term(&model.lhs)?;
-    let x_raw: Vec<Vec<f64>> = model
-        .rhs
-        .iter()
-        .map(|t| cols.term(t))
-        .collect::<Result<_>>()?;
+    let x_raw: Vec<Vec<f64>> = model.rhs.iter().map(|t| cols.term(t)).collect::<Result<_>>()?;
     let mut keep = vec![true; n];
     let mut dropped = Dropped::default();
     for i in 0..n {
@@ -205,11 +197,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
                 if !wv[i].is_finite() || wv[i] < 0.0 {
                     return Err(Error::column(
                         w,
-                        format!(
-                            "weights must be finite and non-negative; row {} has {}",
-                            i + 1,
-                            wv[i]
-                        ),
+                        format!("weights must be finite and non-negative; row {} has {}", i + 1, wv[i]),
                     ));
                 }
                 if wv[i] == 0.0 {
@@ -223,16 +211,11 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     };
 
     if !opts.keep_singletons && !fe_codes.is_empty() {
-        let views: Vec<(&[u32], usize)> =
-            fe_codes.iter().map(|(c, g)| (c.as_slice(), *g)).collect();
+        let views: Vec<(&[u32], usize)> = fe_codes.iter().map(|(c, g)| (c.as_slice(), *g)).collect();
         // Codes of dropped rows may be MISSING_CODE; make them a harmless level 0 for counting.
         let safe: Vec<Vec<u32>> = views
             .iter()
-            .map(|(c, _)| {
-                c.iter()
-                    .map(|&v| if v == MISSING_CODE { 0 } else { v })
-                    .collect()
-            })
+            .map(|(c, _)| c.iter().map(|&v| if v == MISSING_CODE { 0 } else { v }).collect())
             .collect();
         let views: Vec<(&[u32], usize)> = safe
             .iter()
@@ -254,13 +237,13 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         )));
     }
 
-    let subset = |v: &[f64]| -> Vec<f64> {
-        v.iter()
-            .zip(&keep)
-            .filter(|(_, &k)| k)
-            .map(|(x, _)| *x)
-            .collect()
-    };
+    // The estimation sample, ordered by the fixed effect with the most levels (see
+    // `sort_rows_by`); every statistic is a sum over rows, so the order changes nothing else.
+    let mut rows: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
+    if let Some((codes, g)) = fe_codes.iter().max_by_key(|(_, g)| *g) {
+        rows = sort_rows_by(codes, *g, &rows);
+    }
+    let subset = |v: &[f64]| -> Vec<f64> { rows.iter().map(|&i| v[i]).collect() };
     let mut x_names = Vec::new();
     let mut x = Vec::new();
     if model.intercept {
@@ -276,7 +259,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         .iter()
         .zip(&fe_codes)
         .map(|(spec, (codes, g))| {
-            let (ids, levels) = compact(codes, *g, &keep);
+            let (ids, levels) = compact(codes, *g, &rows);
             FixedEffect {
                 name: spec.name(),
                 ids,
@@ -289,7 +272,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         .iter()
         .zip(&cl_codes)
         .map(|(name, (codes, g))| {
-            let (ids, levels) = compact(codes, *g, &keep);
+            let (ids, levels) = compact(codes, *g, &rows);
             ClusterVar {
                 name: name.clone(),
                 ids,

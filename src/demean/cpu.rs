@@ -23,12 +23,7 @@ impl Demeaner for CpuDemeaner {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn demean(
-        &self,
-        problem: &Absorb,
-        mut columns: Vec<Vec<f64>>,
-        opts: &DemeanOptions,
-    ) -> Result<Demeaned> {
+    fn demean(&self, problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
         let results: Vec<(usize, bool)> = columns
             .par_iter_mut()
             .map(|col| demean_column(problem, col, opts))

@@ -18,14 +18,14 @@ pub use cpu::CpuDemeaner;
 
 /// The fixed-effect structure and weights of one estimation sample.
 pub struct Absorb<'a> {
-    pub fes: &'a [FixedEffect],
+    pub fes: Vec<&'a FixedEffect>,
     pub weights: Option<&'a [f64]>,
     /// `1 / Σ_{i∈g} w_i` for each effect and level.
     pub inv_weight_sums: Vec<Vec<f64>>,
 }
 
 impl<'a> Absorb<'a> {
-    pub fn new(fes: &'a [FixedEffect], weights: Option<&'a [f64]>) -> Self {
+    pub fn new(fes: Vec<&'a FixedEffect>, weights: Option<&'a [f64]>) -> Self {
         let inv_weight_sums = fes
             .iter()
             .map(|fe| {
@@ -81,10 +81,5 @@ pub trait Demeaner: Send + Sync {
     /// What ran, for the `backend` field of results (e.g. `cpu (2 threads)` or an adapter name).
     fn name(&self) -> String;
     /// Demean every column in `columns` (each of length `problem.nobs()`).
-    fn demean(
-        &self,
-        problem: &Absorb,
-        columns: Vec<Vec<f64>>,
-        opts: &DemeanOptions,
-    ) -> Result<Demeaned>;
+    fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
 }

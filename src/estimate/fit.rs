@@ -11,7 +11,8 @@ use crate::data::prepare::{prepare, Design, Dropped, PrepareOptions};
 use crate::data::Table;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
-use crate::fe::absorbed_dof;
+use crate::fe::dof::effects_to_project;
+use crate::fe::{absorbed_dof, FixedEffect};
 use crate::formula::Model;
 use crate::stats::t_two_sided_p;
 
@@ -105,17 +106,20 @@ pub struct FitResult {
     pub seconds: f64,
 }
 
+/// With `FEGPU_TIMING` set, print how long each stage took (to standard error).
+fn timing(stage: &str, since: Instant) {
+    if std::env::var_os("FEGPU_TIMING").is_some() {
+        eprintln!("timing: {stage:<10} {:>9.4} s", since.elapsed().as_secs_f64());
+    }
+}
+
 /// Prepare the sample of `model` from `table` and estimate it.
-pub fn fit(
-    table: &Table,
-    model: &Model,
-    opts: &FitOptions,
-    demeaner: &dyn Demeaner,
-) -> Result<FitResult> {
+pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
     if model.iv.is_some() {
         return Err(Error::Estimation(
-            "the IV part (`| endog ~ instruments`) is parsed, but IV-2SLS estimation is not available in this version".into(),
+            "the IV part (`| endog ~ instruments`) is parsed, but IV-2SLS estimation is not available in this version"
+                .into(),
         ));
     }
     let popts = PrepareOptions {
@@ -124,6 +128,7 @@ pub fn fit(
         keep_singletons: opts.keep_singletons,
     };
     let design = prepare(table, model, &popts)?;
+    timing("prepare", t0);
     let mut r = fit_design(&design, &model.formula, opts, demeaner)?;
     r.seconds = t0.elapsed().as_secs_f64();
     Ok(r)
@@ -131,10 +136,7 @@ pub fn fit(
 
 fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
     let (sw, sx) = match w {
-        Some(w) => (
-            w.iter().sum::<f64>(),
-            x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>(),
-        ),
+        Some(w) => (w.iter().sum::<f64>(), x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()),
         None => (x.len() as f64, x.iter().sum::<f64>()),
     };
     let m = if centre && sw > 0.0 { sx / sw } else { 0.0 };
@@ -145,12 +147,7 @@ fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
 }
 
 /// Estimate a prepared design (the CPU/GPU-independent part of [`fit`]).
-pub fn fit_design(
-    design: &Design,
-    formula: &str,
-    opts: &FitOptions,
-    demeaner: &dyn Demeaner,
-) -> Result<FitResult> {
+pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
     let n = design.nobs();
     let w = design.weights.as_deref();
@@ -158,22 +155,19 @@ pub fn fit_design(
     let mut notes = Vec::new();
 
     let (yt, xt, iterations, converged, raw_ss) = if has_fe {
-        let raw_ss: Vec<f64> = design
-            .x
-            .iter()
-            .map(|c| weighted_centred_ss(c, w, true))
+        let raw_ss: Vec<f64> = design.x.iter().map(|c| weighted_centred_ss(c, w, true)).collect();
+        let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
+            .into_iter()
+            .map(|k| &design.fes[k])
             .collect();
-        let absorb = Absorb::new(&design.fes, w);
+        let absorb = Absorb::new(project, w);
         let mut cols = Vec::with_capacity(design.x.len() + 1);
         cols.push(design.y.clone());
         cols.extend(design.x.iter().cloned());
         let dm = demeaner.demean(&absorb, cols, &opts.demean)?;
+        timing("demean", t0);
         for &c in &dm.not_converged {
-            let name = if c == 0 {
-                &design.y_name
-            } else {
-                &design.x_names[c - 1]
-            };
+            let name = if c == 0 { &design.y_name } else { &design.x_names[c - 1] };
             notes.push(format!(
                 "demeaning of `{name}` did not converge in {} iterations (tolerance {:e}); estimates may be inaccurate",
                 opts.demean.max_iter, opts.demean.tol
@@ -182,25 +176,13 @@ pub fn fit_design(
         let converged = dm.not_converged.is_empty();
         let mut it = dm.columns.into_iter();
         let yt = it.next().unwrap();
-        (
-            yt,
-            it.collect::<Vec<_>>(),
-            dm.iterations,
-            converged,
-            Some(raw_ss),
-        )
+        (yt, it.collect::<Vec<_>>(), dm.iterations, converged, Some(raw_ss))
     } else {
         (design.y.clone(), design.x.clone(), 0, true, None)
     };
 
-    let est = ols::solve(
-        &design.x_names,
-        &xt,
-        &yt,
-        w,
-        raw_ss.as_deref(),
-        opts.collin_tol,
-    );
+    let est = ols::solve(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol);
+    timing("ols", t0);
     for d in &est.dropped {
         notes.push(format!("`{}` was removed: {}", d.name, d.reason));
     }
@@ -240,6 +222,7 @@ pub fn fit_design(
         },
         &design.clusters,
     )?;
+    timing("vcov", t0);
     if v.eigen_fixed {
         notes.push("the multiway cluster variance was not positive semi-definite; negative eigenvalues were set to zero (Cameron, Gelbach & Miller 2011)".into());
     }
@@ -282,9 +265,7 @@ pub fn fit_design(
             }
         })
         .collect();
-    let vcov_matrix = (0..k)
-        .map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect())
-        .collect();
+    let vcov_matrix = (0..k).map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect()).collect();
 
     Ok(FitResult {
         formula: formula.to_string(),

@@ -36,12 +36,7 @@ pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
     let vals: Vec<f64> = pairs
         .par_iter()
         .map(|&(i, j)| match weights {
-            Some(w) => cols[i]
-                .iter()
-                .zip(cols[j])
-                .zip(w)
-                .map(|((a, b), w)| w * a * b)
-                .sum(),
+            Some(w) => cols[i].iter().zip(cols[j]).zip(w).map(|((a, b), w)| w * a * b).sum(),
             None => cols[i].iter().zip(cols[j]).map(|(a, b)| a * b).sum(),
         })
         .collect();

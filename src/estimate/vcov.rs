@@ -80,9 +80,7 @@ impl VcovSpec {
         if let Some(rest) = s.strip_prefix("cluster:").or_else(|| s.strip_prefix("CL:")) {
             let vars: Vec<String> = rest.split('+').map(|v| v.trim().to_string()).collect();
             if vars.iter().any(|v| v.is_empty()) {
-                return Err(Error::Usage(format!(
-                    "--vcov `{s}`: empty cluster variable name"
-                )));
+                return Err(Error::Usage(format!("--vcov `{s}`: empty cluster variable name")));
             }
             return Ok(VcovSpec::Cluster(vars));
         }
@@ -193,11 +191,7 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
                     clusters.iter().find(|c| c.levels == g_min).unwrap().name
                 )));
             }
-            let scores: Vec<Vec<f64>> = inp
-                .x
-                .iter()
-                .map(|xj| (0..n).map(|i| we(i) * xj[i]).collect())
-                .collect();
+            let scores: Vec<Vec<f64>> = inp.x.iter().map(|xj| (0..n).map(|i| we(i) * xj[i]).collect()).collect();
             let m = clusters.len();
             let mut meat = Mat::zeros(k);
             for subset in 1u32..(1 << m) {

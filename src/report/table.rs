@@ -30,11 +30,7 @@ pub fn stars(p: f64) -> &'static str {
 /// Four significant digits, at least three decimals (0.0012 → "0.001200", 1.23456 → "1.235").
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
-        return if v.is_nan() {
-            "NA".into()
-        } else {
-            format!("{v}")
-        };
+        return if v.is_nan() { "NA".into() } else { format!("{v}") };
     }
     if v == 0.0 {
         return "0.000".into();
@@ -128,9 +124,7 @@ impl Grid {
             stat_row("N", &|r| r.nobs.to_string()),
             stat_row("R2", &|r| fmt_r2(r.r2)),
             stat_row("Adj. R2", &|r| fmt_r2(r.adj_r2)),
-            stat_row("Within R2", &|r| {
-                r.within_r2.map(fmt_r2).unwrap_or_default()
-            }),
+            stat_row("Within R2", &|r| r.within_r2.map(fmt_r2).unwrap_or_default()),
         ];
 
         let mut sections = vec![vec![depvars], coef_rows];

@@ -56,11 +56,7 @@ pub fn markdown(g: &Grid) -> String {
     let mut out = Vec::new();
     out.push(format!(
         "| {} |",
-        g.header
-            .iter()
-            .map(|c| esc(c))
-            .collect::<Vec<_>>()
-            .join(" | ")
+        g.header.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
     ));
     out.push(format!(
         "|{}",
@@ -104,11 +100,7 @@ fn latex_cell(s: &str) -> String {
     // estimates carry stars: typeset them as superscripts
     let stars = s.chars().rev().take_while(|&c| c == '*').count();
     if stars > 0 && s.len() > stars {
-        format!(
-            "{}$^{{{}}}$",
-            latex_escape(&s[..s.len() - stars]),
-            "*".repeat(stars)
-        )
+        format!("{}$^{{{}}}$", latex_escape(&s[..s.len() - stars]), "*".repeat(stars))
     } else {
         latex_escape(s)
     }
@@ -117,17 +109,11 @@ fn latex_cell(s: &str) -> String {
 /// LaTeX `tabular` with booktabs rules.
 pub fn latex(g: &Grid) -> String {
     let cols = format!("l{}", "c".repeat(g.header.len() - 1));
-    let mut out = vec![
-        format!("\\begin{{tabular}}{{{cols}}}"),
-        "\\toprule".to_string(),
-    ];
+    let mut out = vec![format!("\\begin{{tabular}}{{{cols}}}"), "\\toprule".to_string()];
     let row = |r: &Vec<String>| {
         format!(
             "{} \\\\",
-            r.iter()
-                .map(|c| latex_cell(c))
-                .collect::<Vec<_>>()
-                .join(" & ")
+            r.iter().map(|c| latex_cell(c)).collect::<Vec<_>>().join(" & ")
         )
     };
     out.push(row(&g.header));
