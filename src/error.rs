@@ -24,6 +24,8 @@ pub enum Error {
     Usage(String),
     /// The underlying data library failed (message carries its context).
     Data(String),
+    /// No usable GPU, a GPU error, out of GPU memory, or device loss.
+    Gpu(String),
 }
 
 impl Error {
@@ -60,6 +62,7 @@ impl fmt::Display for Error {
             Error::Estimation(m) => write!(f, "cannot estimate: {m}"),
             Error::Usage(m) => write!(f, "{m}"),
             Error::Data(m) => write!(f, "data error: {m}"),
+            Error::Gpu(m) => write!(f, "gpu: {m}"),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod estimate;
 pub mod fe;
 pub mod formula;
+pub mod gpu;
 pub mod linalg;
 pub mod report;
 pub mod rng;

@@ -10,11 +10,13 @@
 //!   as fixest does; one effect is solved in a single sweep; columns run in parallel (rayon).
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
 use crate::fe::FixedEffect;
 
 pub use cpu::CpuDemeaner;
+pub use gpu::GpuDemeaner;
 
 /// The fixed-effect structure and weights of one estimation sample.
 pub struct Absorb<'a> {

@@ -1,0 +1,72 @@
+// Weighted group means of every lane for one fixed effect, without atomics.
+//
+// Layout (all lanes share the fixed-effect structure; lane l = replicate * n_cols + column):
+//   x[l * n + i]          : R, the current residual of lane l at observation i
+//   w[r * n + i]          : R, observation weight of replicate r
+//   order[j]              : u32, observations sorted by level (CSR order of this effect)
+//   seg_start[s], seg_end : u32, segment s covers order[seg_start..seg_end), at most SEG long,
+//                           so a level holding half the sample is split over many threads
+//   level_seg[g..g+1]     : u32, CSR of segments per level
+//   inv_w[r * levels + g] : R, 1 / (weights of level g in replicate r), 0 for empty levels
+// Pass 1 (`segment_sums`): one thread per (segment, lane) writes partial[l * n_seg + s].
+// Pass 2 (`level_means`) : one thread per (level, lane) adds its segments in a fixed order and
+//                          writes mean[l * levels + g]. The summation order is deterministic.
+// Precision: R is df64 (f32 pairs) or f64; see the prelude.
+
+struct Params {
+    n: u32,            // observations
+    lanes: u32,        // columns x replicates in this batch
+    n_cols: u32,       // columns per replicate (lane l uses weights of replicate l / n_cols)
+    levels: u32,       // levels of the fixed effect being projected
+    n_seg: u32,        // CSR segments of that effect
+    row_stride: u32,   // threads per dispatch row (2-D dispatch above 65,535 workgroups)
+    n_chunks: u32,     // reduction chunks per lane
+    mode: u32,         // reduction mode: 0 = scale, 1 = Irons–Tuck statistics
+    max_iter: u32,
+    tol: f32,
+    pad0: u32,
+    zero: u32,         // 0, opaque to the compiler (see the df64 prelude)
+};
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<R>;
+@group(0) @binding(2) var<storage, read> w: array<R>;
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+@group(0) @binding(4) var<storage, read> seg_start: array<u32>;
+@group(0) @binding(5) var<storage, read> seg_end: array<u32>;
+@group(0) @binding(6) var<storage, read> level_seg: array<u32>;
+@group(0) @binding(7) var<storage, read> inv_w: array<R>;
+@group(0) @binding(8) var<storage, read_write> partial: array<R>;
+@group(0) @binding(9) var<storage, read_write> mean: array<R>;
+@group(0) @binding(10) var<storage, read> lane_state: array<u32>;
+
+@compute @workgroup_size(64)
+fn segment_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x + gid.y * P.row_stride;
+    if (t >= P.n_seg * P.lanes) { return; }
+    let l = t / P.n_seg;
+    let s = t - l * P.n_seg;
+    if (lane_state[l] != 1u) { return; }
+    let r = l / P.n_cols;
+    var acc = r_zero();
+    for (var j = seg_start[s]; j < seg_end[s]; j = j + 1u) {
+        let i = order[j];
+        acc = r_add(acc, r_mul(w[r * P.n + i], x[l * P.n + i]));
+    }
+    partial[l * P.n_seg + s] = acc;
+}
+
+@compute @workgroup_size(64)
+fn level_means(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x + gid.y * P.row_stride;
+    if (t >= P.levels * P.lanes) { return; }
+    let l = t / P.levels;
+    let g = t - l * P.levels;
+    if (lane_state[l] != 1u) { return; }
+    let r = l / P.n_cols;
+    var acc = r_zero();
+    for (var s = level_seg[g]; s < level_seg[g + 1u]; s = s + 1u) {
+        acc = r_add(acc, partial[l * P.n_seg + s]);
+    }
+    mean[l * P.levels + g] = r_mul(acc, inv_w[r * P.levels + g]);
+}

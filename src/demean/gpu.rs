@@ -1,0 +1,363 @@
+//! The GPU demeaner: the CPU algorithm (weighted group-mean sweeps, Irons–Tuck every two
+//! sweeps, per-lane convergence) run for many lanes at once in WGSL.
+//!
+//! * **Lanes.** A batch is `columns × replicates` lanes, laid out lane-major
+//!   (`x[lane * n + i]`, lane = replicate · columns + column). One dispatch works on every lane:
+//!   y, all regressors and instruments, under up to B weight vectors (the resampling issue sends
+//!   1000). Batches larger than the adapter's buffers or the memory budget are split by
+//!   replicates.
+//! * **No atomics.** Group sums go through each effect's observations sorted by level (CSR),
+//!   cut into segments of at most `SEGMENT` observations, so a level holding half the sample is
+//!   summed by many threads; a second pass adds each level's segments in a fixed order. Results
+//!   are deterministic.
+//! * **Precision.** The default arithmetic is df64 (pairs of f32, ~48 bits) built from f32
+//!   operations only, so adapters without f64 (Metal, most consumer GPUs) give f64-grade
+//!   answers; `Precision::F64` uses native f64 where `SHADER_F64` exists. Columns are uploaded
+//!   scaled by a power of two (exact) so df64 parts never reach f32 denormals.
+//! * **Convergence on the device.** Per-lane reductions (reduce.wgsl) decide convergence and
+//!   the Irons–Tuck step without a host round trip; converged lanes stop costing. The host only
+//!   polls a per-lane state word every few rounds.
+//! * **Faults.** Output buffers start as NaN; any wgpu error, lost device or non-finite result is
+//!   an error, never a stale number.
+
+use rayon::prelude::*;
+
+use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
+use crate::error::{Error, Result};
+use crate::fe::FixedEffect;
+use crate::gpu::buffers::{decode_reals, encode_reals, poisoned, read_back, storage, uniform, REAL_BYTES};
+use crate::gpu::pipelines::{grid, Kernels, Params, REDUCE_CHUNK, ROW_STRIDE};
+use crate::gpu::{GpuContext, Precision};
+
+/// Longest run of observations one thread sums.
+pub const SEGMENT: usize = 256;
+/// Rounds (two sweeps each) between checks of the lanes' state on the host.
+const ROUNDS_PER_CHECK: usize = 4;
+
+/// The CSR view of one fixed effect on the device.
+struct DeviceFe {
+    levels: u32,
+    n_seg: u32,
+    ids: wgpu::Buffer,
+    order: wgpu::Buffer,
+    seg_start: wgpu::Buffer,
+    seg_end: wgpu::Buffer,
+    level_seg: wgpu::Buffer,
+}
+
+/// GPU backend.
+pub struct GpuDemeaner {
+    ctx: GpuContext,
+    precision: Precision,
+    kernels: Kernels,
+    /// Bytes of device memory one batch may use (lanes are split to stay below).
+    pub memory_budget: u64,
+}
+
+impl GpuDemeaner {
+    /// Open the best adapter. `Precision::F64` requires `SHADER_F64`.
+    pub fn new(precision: Precision) -> Result<GpuDemeaner> {
+        let ctx = GpuContext::new(precision == Precision::F64)?;
+        let kernels = Kernels::new(&ctx, precision)?;
+        let memory_budget = std::env::var("FEGPU_GPU_MEMORY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2u64 << 30);
+        Ok(GpuDemeaner { ctx, precision, kernels, memory_budget })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn upload_fe(&self, fe: &FixedEffect) -> Result<DeviceFe> {
+        let n = fe.ids.len();
+        let g = fe.levels;
+        // counting sort: observations by level
+        let mut start = vec![0usize; g + 1];
+        for &l in &fe.ids {
+            start[l as usize + 1] += 1;
+        }
+        for l in 0..g {
+            start[l + 1] += start[l];
+        }
+        let mut pos = start.clone();
+        let mut order = vec![0u32; n];
+        for (i, &l) in fe.ids.iter().enumerate() {
+            order[pos[l as usize]] = i as u32;
+            pos[l as usize] += 1;
+        }
+        let (mut seg_start, mut seg_end, mut level_seg) = (Vec::new(), Vec::new(), Vec::with_capacity(g + 1));
+        for l in 0..g {
+            level_seg.push(seg_start.len() as u32);
+            let mut s = start[l];
+            while s < start[l + 1] {
+                let e = (s + SEGMENT).min(start[l + 1]);
+                seg_start.push(s as u32);
+                seg_end.push(e as u32);
+                s = e;
+            }
+        }
+        level_seg.push(seg_start.len() as u32);
+        Ok(DeviceFe {
+            levels: g as u32,
+            n_seg: seg_start.len() as u32,
+            ids: storage(&self.ctx, &format!("{} ids", fe.name), &fe.ids)?,
+            order: storage(&self.ctx, &format!("{} order", fe.name), &order)?,
+            seg_start: storage(&self.ctx, &format!("{} segments", fe.name), &seg_start)?,
+            seg_end: storage(&self.ctx, &format!("{} segment ends", fe.name), &seg_end)?,
+            level_seg: storage(&self.ctx, &format!("{} level segments", fe.name), &level_seg)?,
+        })
+    }
+
+    /// Demean `columns` under every weight vector in `weights` (one result per weight vector).
+    pub fn demean_batch(&self, fes: &[&FixedEffect], columns: &[Vec<f64>], weights: &[Vec<f64>], opts: &DemeanOptions) -> Result<Vec<Demeaned>> {
+        if fes.is_empty() {
+            return Ok(weights.iter().map(|_| Demeaned { columns: columns.to_vec(), iterations: 0, not_converged: vec![] }).collect());
+        }
+        let n = fes[0].ids.len();
+        let c = columns.len();
+        if n == 0 || c == 0 || weights.is_empty() {
+            return Ok(weights.iter().map(|_| Demeaned { columns: columns.to_vec(), iterations: 0, not_converged: vec![] }).collect());
+        }
+        for w in weights {
+            if w.len() != n {
+                return Err(Error::Usage(format!("a weight vector has {} entries for {n} observations", w.len())));
+            }
+        }
+        // Exact power-of-two scaling per column keeps df64 parts away from denormals.
+        let scales: Vec<f64> = columns
+            .iter()
+            .map(|col| {
+                let rms = (col.iter().map(|v| v * v).sum::<f64>() / n as f64).sqrt();
+                if rms > 0.0 && rms.is_finite() {
+                    2f64.powi(rms.log2().round() as i32)
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let dev_fes: Vec<DeviceFe> = fes.iter().map(|fe| self.upload_fe(fe)).collect::<Result<_>>()?;
+
+        // Replicates per batch: three copies of every lane plus weights within the budget and
+        // within one buffer binding.
+        let lane_bytes = n as u64 * REAL_BYTES;
+        let max_binding = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
+        if lane_bytes > max_binding {
+            return Err(Error::Gpu(format!(
+                "{n} observations need {lane_bytes} bytes per column, more than this adapter binds ({max_binding}); use --backend cpu"
+            )));
+        }
+        let per_rep = lane_bytes * (3 * c as u64 + 1);
+        let reps_budget = (self.memory_budget / per_rep).max(1);
+        let reps_binding = (max_binding / (lane_bytes * c as u64)).max(1);
+        let reps_per_batch = reps_budget.min(reps_binding).min(65_535 / c as u64).max(1) as usize;
+
+        let mut out = Vec::with_capacity(weights.len());
+        for chunk in weights.chunks(reps_per_batch) {
+            out.extend(self.run_batch(&dev_fes, fes, columns, &scales, chunk, opts)?);
+        }
+        Ok(out)
+    }
+
+    fn run_batch(
+        &self,
+        dev_fes: &[DeviceFe],
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        scales: &[f64],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Demeaned>> {
+        let ctx = &self.ctx;
+        let p = self.precision;
+        let n = fes[0].ids.len();
+        let c = columns.len();
+        let reps = weights.len();
+        let lanes = reps * c;
+        let n_chunks = n.div_ceil(REDUCE_CHUNK as usize);
+        let max_levels = dev_fes.iter().map(|f| f.levels).max().unwrap() as u64;
+        let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap() as u64;
+
+        // Inputs.
+        let x_words = encode_reals((0..reps).flat_map(|_| columns.iter().zip(scales).flat_map(|(col, s)| col.iter().map(move |v| v / s))), p);
+        let x = storage(ctx, "lanes", &x_words)?;
+        drop(x_words);
+        let w = storage(ctx, "weights", &encode_reals(weights.iter().flat_map(|w| w.iter().copied()), p))?;
+        let inv_w: Vec<wgpu::Buffer> = fes
+            .iter()
+            .map(|fe| {
+                let inv: Vec<f64> = weights
+                    .iter()
+                    .flat_map(|wr| fe.weight_sums(Some(wr)).into_iter().map(|s| if s > 0.0 { 1.0 / s } else { 0.0 }))
+                    .collect();
+                storage(ctx, &format!("{} inverse weights", fe.name), &encode_reals(inv.into_iter(), p))
+            })
+            .collect::<Result<_>>()?;
+        // Work and output buffers, poisoned.
+        let lane_bytes = lanes as u64 * n as u64 * REAL_BYTES;
+        let x0 = poisoned(ctx, "x0", lane_bytes)?;
+        let x1 = poisoned(ctx, "x1", lane_bytes)?;
+        let partial = poisoned(ctx, "segment sums", lanes as u64 * max_seg * REAL_BYTES)?;
+        let mean = poisoned(ctx, "level means", lanes as u64 * max_levels * REAL_BYTES)?;
+        let red = poisoned(ctx, "reduction partials", lanes as u64 * n_chunks as u64 * 16)?;
+        let active = storage(ctx, "lane state", &vec![1u32; lanes])?;
+        let coef = poisoned(ctx, "Irons-Tuck coefficients", lanes as u64 * 4)?;
+        let scale = poisoned(ctx, "lane scales", lanes as u64 * 4)?;
+        let iters = storage(ctx, "lane iterations", &vec![0u32; lanes])?;
+
+        let base = Params {
+            n: n as u32,
+            lanes: lanes as u32,
+            n_cols: c as u32,
+            row_stride: ROW_STRIDE,
+            n_chunks: n_chunks as u32,
+            max_iter: opts.max_iter.min(u32::MAX as usize) as u32,
+            tol: opts.tol as f32,
+            ..Default::default()
+        };
+        let fe_params: Vec<wgpu::Buffer> = dev_fes
+            .iter()
+            .map(|f| uniform(ctx, "fe params", &Params { levels: f.levels, n_seg: f.n_seg, ..base }))
+            .collect::<Result<_>>()?;
+        let scale_params = uniform(ctx, "scale params", &Params { mode: 0, ..base })?;
+        let it_params = uniform(ctx, "iteration params", &Params { mode: 1, ..base })?;
+
+        let bind = |pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| -> wgpu::BindGroup {
+            let entries: Vec<wgpu::BindGroupEntry> = entries.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }).collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipe.get_bind_group_layout(0), entries: &entries })
+        };
+        let k = &self.kernels;
+        let sweep_groups: Vec<[wgpu::BindGroup; 3]> = dev_fes
+            .iter()
+            .zip(&fe_params)
+            .zip(&inv_w)
+            .map(|((f, prm), iw)| {
+                [
+                    bind(&k.segment_sums, &[(0, prm), (1, &x), (2, &w), (3, &f.order), (4, &f.seg_start), (5, &f.seg_end), (8, &partial), (10, &active)]),
+                    bind(&k.level_means, &[(0, prm), (6, &f.level_seg), (7, iw), (8, &partial), (9, &mean), (10, &active)]),
+                    bind(&k.subtract_means, &[(0, prm), (1, &x), (2, &f.ids), (3, &mean), (4, &active)]),
+                ]
+            })
+            .collect();
+        let bg_save_x0 = bind(&k.save_x0, &[(0, &it_params), (1, &x), (4, &active), (5, &x0)]);
+        let bg_save_x1 = bind(&k.save_x1, &[(0, &it_params), (1, &x), (4, &active), (6, &x1)]);
+        let bg_extrapolate = bind(&k.extrapolate, &[(0, &it_params), (1, &x), (4, &active), (6, &x1), (7, &coef)]);
+        let reduce_bg = |prm: &wgpu::Buffer| {
+            (
+                bind(&k.lane_partials, &[(0, prm), (1, &x), (2, &x0), (3, &x1), (4, &w), (5, &red), (6, &active)]),
+                bind(&k.finish, &[(0, prm), (5, &red), (6, &active), (7, &coef), (8, &scale), (9, &iters)]),
+            )
+        };
+        let (bg_scale_partials, bg_scale_finish) = reduce_bg(&scale_params);
+        let (bg_it_partials, bg_it_finish) = reduce_bg(&it_params);
+        ctx.check("binding buffers")?;
+
+        let dispatch = |pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, threads: u64| {
+            let (gx, gy) = grid(threads);
+            pass.set_pipeline(pipe);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        };
+        let nl = (n * lanes) as u64;
+        let sweep = |pass: &mut wgpu::ComputePass| {
+            for (f, bgs) in dev_fes.iter().zip(&sweep_groups) {
+                dispatch(pass, &k.segment_sums, &bgs[0], f.n_seg as u64 * lanes as u64);
+                dispatch(pass, &k.level_means, &bgs[1], f.levels as u64 * lanes as u64);
+                dispatch(pass, &k.subtract_means, &bgs[2], nl);
+            }
+        };
+        let reduce = |pass: &mut wgpu::ComputePass, partials: &wgpu::BindGroup, finish: &wgpu::BindGroup| {
+            pass.set_pipeline(&k.lane_partials);
+            pass.set_bind_group(0, partials, &[]);
+            pass.dispatch_workgroups(n_chunks as u32, lanes as u32, 1);
+            dispatch(pass, &k.finish, finish, lanes as u64);
+        };
+        let submit = |record: &dyn Fn(&mut wgpu::ComputePass)| {
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("demean") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("demean"), timestamp_writes: None });
+                record(&mut pass);
+            }
+            ctx.queue.submit([enc.finish()]);
+        };
+
+        // First sweep; one effect is then exact. Otherwise measure each lane's scale and iterate.
+        submit(&|pass| sweep(pass));
+        let mut state = vec![2u32; lanes];
+        if dev_fes.len() > 1 {
+            submit(&|pass| reduce(pass, &bg_scale_partials, &bg_scale_finish));
+            let max_rounds = opts.max_iter.saturating_sub(1) / 2 + 1;
+            let mut rounds = 0;
+            loop {
+                submit(&|pass| {
+                    for _ in 0..ROUNDS_PER_CHECK {
+                        dispatch(pass, &k.save_x0, &bg_save_x0, nl);
+                        sweep(pass);
+                        dispatch(pass, &k.save_x1, &bg_save_x1, nl);
+                        sweep(pass);
+                        reduce(pass, &bg_it_partials, &bg_it_finish);
+                        dispatch(pass, &k.extrapolate, &bg_extrapolate, nl);
+                    }
+                });
+                rounds += ROUNDS_PER_CHECK;
+                state = read_back(ctx, &active, 0, lanes as u64 * 4, "demeaning")?;
+                if !state.contains(&1) || rounds > max_rounds + ROUNDS_PER_CHECK {
+                    break;
+                }
+            }
+        }
+        let it = read_back(ctx, &iters, 0, lanes as u64 * 4, "demeaning")?;
+        let words = read_back(ctx, &x, 0, lane_bytes, "demeaning")?;
+        ctx.check("demeaning")?;
+        let values = decode_reals(&words, p);
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Gpu(format!(
+                "the GPU returned a non-finite value (lane {}, observation {}): the computation did not complete; no results were used",
+                bad / n,
+                bad % n
+            )));
+        }
+        Ok((0..reps)
+            .map(|r| {
+                let cols: Vec<Vec<f64>> = (0..c)
+                    .map(|j| {
+                        let l = r * c + j;
+                        values[l * n..(l + 1) * n].iter().map(|v| v * scales[j]).collect()
+                    })
+                    .collect();
+                let lane_iters = (0..c).map(|j| 1 + it[r * c + j] as usize).max().unwrap_or(1);
+                let not_converged = (0..c).filter(|&j| state[r * c + j] == 1 || state[r * c + j] == 3).collect();
+                Demeaned { columns: cols, iterations: lane_iters, not_converged }
+            })
+            .collect())
+    }
+}
+
+impl Demeaner for GpuDemeaner {
+    fn name(&self) -> String {
+        self.ctx.describe(self.precision)
+    }
+
+    fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+        let n = problem.nobs();
+        let w = problem.weights.map(|w| w.to_vec()).unwrap_or_else(|| vec![1.0; n]);
+        let mut out = self.demean_batch(&problem.fes, &columns, &[w], opts)?;
+        Ok(out.pop().unwrap())
+    }
+}
+
+/// The CPU reference for batches: every replicate demeaned with its own weights, in parallel.
+pub fn cpu_demean_batch(fes: &[&FixedEffect], columns: &[Vec<f64>], weights: &[Vec<f64>], opts: &DemeanOptions) -> Result<Vec<Demeaned>> {
+    weights
+        .par_iter()
+        .map(|w| {
+            let problem = Absorb::new(fes.to_vec(), Some(w));
+            super::CpuDemeaner.demean(&problem, columns.to_vec(), opts)
+        })
+        .collect()
+}
