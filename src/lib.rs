@@ -5,7 +5,11 @@
 //! [`data::prepare`] (formula terms, missing values, singletons) → [`demean`] (partialling out
 //! the fixed effects, behind the [`demean::Demeaner`] trait) → [`estimate`] (OLS, variance,
 //! small-sample conventions) → [`report`] (text, Markdown, LaTeX, CSV, JSON tables).
+//! The demeaning runs on the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or
+//! DX12 GPU ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
 
+pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod demean;
 pub mod error;

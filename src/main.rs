@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use fegpu::backend::{choose, Backend};
 use fegpu::data::{demo, load};
-use fegpu::demean::{CpuDemeaner, DemeanOptions};
+use fegpu::demean::DemeanOptions;
+use fegpu::gpu::{list_adapters, Precision};
 use fegpu::estimate::{fit, FitOptions, Ssc, VcovSpec};
 use fegpu::formula;
 use fegpu::report::{render, Format, Stat};
@@ -30,6 +32,35 @@ enum Cmd {
     Fit(FitArgs),
     /// Write the built-in demo panel (the data set `demo`) to a Parquet or CSV file.
     Demo(DemoArgs),
+    /// List the GPU adapters wgpu can use (name, API, type, f64 support, memory limits).
+    Devices(DevicesArgs),
+    /// Time batched demeaning of the demo panel on the CPU and the GPU.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct DevicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Rows of the demo panel.
+    #[arg(long, default_value_t = demo::DEMO_ROWS)]
+    rows: usize,
+    /// Bootstrap weight vectors demeaned in one batch.
+    #[arg(long, default_value_t = 1)]
+    replicates: usize,
+    /// cpu, gpu, or auto (= both, the GPU when an adapter opens).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    #[arg(long, value_enum, default_value = "df64")]
+    precision: Precision,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -65,6 +96,12 @@ struct FitArgs {
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
+    /// Where the demeaning runs: auto (a GPU when present and the problem is big), cpu, gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    /// GPU arithmetic: df64 (f32 pairs, any adapter) or f64 (needs SHADER_F64).
+    #[arg(long, value_enum, default_value = "df64")]
+    precision: Precision,
 }
 
 #[derive(clap::Args)]
@@ -129,10 +166,11 @@ fn run_fit(a: FitArgs) -> Result<()> {
         keep_singletons: a.keep_singletons,
         ..FitOptions::default()
     };
-    let demeaner = CpuDemeaner;
+    let cells = table.nrows() * models.iter().map(|m| m.rhs.len() + 1).max().unwrap_or(1);
+    let demeaner = choose(a.backend, a.precision, cells, &mut |n| eprintln!("note: {n}"))?;
     let mut results = Vec::new();
     for m in &models {
-        let r = fit(&table, m, &opts, &demeaner)?;
+        let r = fit(&table, m, &opts, demeaner.as_ref())?;
         for n in &r.notes {
             eprintln!("note ({}): {n}", m.formula);
         }
@@ -154,11 +192,53 @@ fn run_demo(a: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_devices(a: DevicesArgs) -> Result<()> {
+    let rows = list_adapters();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no GPU adapter found (install a Vulkan, Metal or DX12 driver; on Linux without a GPU: mesa-vulkan-drivers)");
+        return Ok(());
+    }
+    println!("{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}", "adapter", "api", "type", "f64", "max buffer", "max storage bind");
+    for r in rows {
+        println!(
+            "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}",
+            r.name,
+            r.backend,
+            r.device_type,
+            if r.shader_f64 { "yes" } else { "no" },
+            r.max_buffer_size,
+            r.max_storage_buffer_binding_size
+        );
+    }
+    Ok(())
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let (cpu, gpu) = match a.backend {
+        Backend::Cpu => (true, false),
+        Backend::Gpu => (false, true),
+        Backend::Auto => (true, !list_adapters().is_empty()),
+    };
+    let rows = fegpu::bench::run(a.rows, a.replicates, a.precision, cpu, gpu)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?);
+    } else {
+        print!("{}", fegpu::bench::render(&rows));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Fit(a) => run_fit(a),
         Cmd::Demo(a) => run_demo(a),
+        Cmd::Devices(a) => run_devices(a),
+        Cmd::Bench(a) => run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

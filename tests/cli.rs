@@ -264,3 +264,45 @@ fn demo_file_round_trips_through_parquet_and_csv() {
     // missing values in lnlp are counted
     assert!(va["models"][0]["dropped"]["missing"].as_u64().is_some());
 }
+
+#[test]
+fn devices_lists_adapters_or_says_none() {
+    let out = fegpu(&["devices"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("adapter") || text.contains("no GPU adapter"), "{text}");
+}
+
+#[test]
+fn backend_gpu_without_adapter_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(["fit", "demo", "qua ~ digtech | firm + year", "--backend", "gpu"])
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "no GPU adapter found");
+}
+
+#[test]
+fn backend_gpu_gives_the_cpu_answer() {
+    let d = tmpdir("gpu");
+    let f = small_csv(&d);
+    let run = |backend: &str| fegpu(&["fit", &f, "y ~ x + z | firm + year", "--vcov", "cluster:firm", "--backend", backend, "--format", "json"]);
+    let cpu = run("cpu");
+    let gpu = run("gpu");
+    if !gpu.status.success() {
+        let err = String::from_utf8_lossy(&gpu.stderr);
+        assert!(std::env::var_os("CI").is_none() && err.contains("no GPU adapter"), "GPU run failed: {err}");
+        return;
+    }
+    let c: serde_json::Value = serde_json::from_slice(&cpu.stdout).unwrap();
+    let g: serde_json::Value = serde_json::from_slice(&gpu.stdout).unwrap();
+    assert!(g["models"][0]["backend"].as_str().unwrap().starts_with("gpu:"));
+    for (a, b) in c["models"][0]["coefficients"].as_array().unwrap().iter().zip(g["models"][0]["coefficients"].as_array().unwrap()) {
+        for key in ["estimate", "std_error"] {
+            let (u, v) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!((u - v).abs() <= 1e-7 * u.abs(), "{key}: cpu {u} vs gpu {v}");
+        }
+    }
+}
