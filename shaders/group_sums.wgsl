@@ -2,7 +2,8 @@
 //
 // Layout (all lanes share the fixed-effect structure; lane l = replicate * n_cols + column):
 //   x[l * n + i]          : R, the current residual of lane l at observation i
-//   w[r * n + i]          : R, observation weight of replicate r
+//   weight(r * n + i)     : observation weight of replicate r (weights_real.wgsl or
+//                           weights_f16.wgsl supplies it, binding 12)
 //   order[j]              : u32, observations sorted by level (CSR order of this effect)
 //   seg_start[s], seg_end : u32, segment s covers order[seg_start..seg_end), at most SEG long,
 //                           so a level holding half the sample is split over many threads
@@ -30,7 +31,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<R>;
-@group(0) @binding(2) var<storage, read> w: array<R>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<storage, read> seg_start: array<u32>;
 @group(0) @binding(5) var<storage, read> seg_end: array<u32>;
@@ -51,7 +51,7 @@ fn segment_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = r_zero();
     for (var j = seg_start[s]; j < seg_end[s]; j = j + 1u) {
         let i = order[j];
-        acc = r_add(acc, r_mul(w[r * P.n + i], x[l * P.n + i]));
+        acc = r_add(acc, r_mul(weight(r * P.n + i), x[l * P.n + i]));
     }
     partial[l * P.n_seg + s] = acc;
 }

@@ -34,7 +34,6 @@ const CHUNK: u32 = 4096u;
 @group(0) @binding(1) var<storage, read> x: array<R>;
 @group(0) @binding(2) var<storage, read> x0: array<R>;
 @group(0) @binding(3) var<storage, read> x1: array<R>;
-@group(0) @binding(4) var<storage, read> w: array<R>;
 @group(0) @binding(5) var<storage, read_write> partial: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> lane_state: array<u32>;
 @group(0) @binding(7) var<storage, read_write> coef: array<f32>;
@@ -57,7 +56,7 @@ fn lane_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             let t = l * P.n + i;
             if (P.mode == 0u) {
                 let v = r_hi(x[t]);
-                let wi = r_hi(w[r * P.n + i]);
+                let wi = r_hi(weight(r * P.n + i));
                 acc.x = acc.x + wi * v * v;
                 acc.y = acc.y + wi;
             } else {

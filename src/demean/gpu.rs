@@ -26,7 +26,7 @@ use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{decode_reals, encode_reals, poisoned, read_back, storage, uniform, REAL_BYTES};
-use crate::gpu::pipelines::{grid, Kernels, Params, REDUCE_CHUNK, ROW_STRIDE};
+use crate::gpu::pipelines::{grid, Kernels, Params, WeightStorage, REDUCE_CHUNK, ROW_STRIDE};
 use crate::gpu::{GpuContext, Precision};
 
 /// Longest run of observations one thread sums.
@@ -49,7 +49,9 @@ struct DeviceFe {
 pub struct GpuDemeaner {
     ctx: GpuContext,
     precision: Precision,
+    /// Kernels reading weights stored as reals, and as f16.
     kernels: Kernels,
+    kernels_f16: Kernels,
     /// Bytes of device memory one batch may use (lanes are split to stay below).
     pub memory_budget: u64,
 }
@@ -58,12 +60,13 @@ impl GpuDemeaner {
     /// Open the best adapter. `Precision::F64` requires `SHADER_F64`.
     pub fn new(precision: Precision) -> Result<GpuDemeaner> {
         let ctx = GpuContext::new(precision == Precision::F64)?;
-        let kernels = Kernels::new(&ctx, precision)?;
+        let kernels = Kernels::new(&ctx, precision, WeightStorage::Real)?;
+        let kernels_f16 = Kernels::new(&ctx, precision, WeightStorage::F16)?;
         let memory_budget = std::env::var("FEGPU_GPU_MEMORY")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2u64 << 30);
-        Ok(GpuDemeaner { ctx, precision, kernels, memory_budget })
+        Ok(GpuDemeaner { ctx, precision, kernels, kernels_f16, memory_budget })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -187,7 +190,15 @@ impl GpuDemeaner {
         let x_words = encode_reals((0..reps).flat_map(|_| columns.iter().zip(scales).flat_map(|(col, s)| col.iter().map(move |v| v / s))), p);
         let x = storage(ctx, "lanes", &x_words)?;
         drop(x_words);
-        let w = storage(ctx, "weights", &encode_reals(weights.iter().flat_map(|w| w.iter().copied()), p))?;
+        // Weights that are all exact f16 values (bootstrap counts, 0/1, ones) travel as f16.
+        let compact = weights.iter().all(|w| w.iter().all(|&v| half::f16::from_f64(v).to_f64() == v));
+        let w = if compact {
+            let halves: Vec<u16> = weights.iter().flat_map(|w| w.iter().map(|&v| half::f16::from_f64(v).to_bits())).collect();
+            let words: Vec<u32> = halves.chunks(2).map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16).collect();
+            storage(ctx, "weights (f16)", &words)?
+        } else {
+            storage(ctx, "weights", &encode_reals(weights.iter().flat_map(|w| w.iter().copied()), p))?
+        };
         let inv_w: Vec<wgpu::Buffer> = fes
             .iter()
             .map(|fe| {
@@ -231,14 +242,14 @@ impl GpuDemeaner {
             let entries: Vec<wgpu::BindGroupEntry> = entries.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }).collect();
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipe.get_bind_group_layout(0), entries: &entries })
         };
-        let k = &self.kernels;
+        let k = if compact { &self.kernels_f16 } else { &self.kernels };
         let sweep_groups: Vec<[wgpu::BindGroup; 3]> = dev_fes
             .iter()
             .zip(&fe_params)
             .zip(&inv_w)
             .map(|((f, prm), iw)| {
                 [
-                    bind(&k.segment_sums, &[(0, prm), (1, &x), (2, &w), (3, &f.order), (4, &f.seg_start), (5, &f.seg_end), (8, &partial), (10, &active)]),
+                    bind(&k.segment_sums, &[(0, prm), (1, &x), (12, &w), (3, &f.order), (4, &f.seg_start), (5, &f.seg_end), (8, &partial), (10, &active)]),
                     bind(&k.level_means, &[(0, prm), (6, &f.level_seg), (7, iw), (8, &partial), (9, &mean), (10, &active)]),
                     bind(&k.subtract_means, &[(0, prm), (1, &x), (2, &f.ids), (3, &mean), (4, &active)]),
                 ]
@@ -249,7 +260,7 @@ impl GpuDemeaner {
         let bg_extrapolate = bind(&k.extrapolate, &[(0, &it_params), (1, &x), (4, &active), (6, &x1), (7, &coef)]);
         let reduce_bg = |prm: &wgpu::Buffer| {
             (
-                bind(&k.lane_partials, &[(0, prm), (1, &x), (2, &x0), (3, &x1), (4, &w), (5, &red), (6, &active)]),
+                bind(&k.lane_partials, &[(0, prm), (1, &x), (2, &x0), (3, &x1), (12, &w), (5, &red), (6, &active)]),
                 bind(&k.finish, &[(0, prm), (5, &red), (6, &active), (7, &coef), (8, &scale), (9, &iters)]),
             )
         };

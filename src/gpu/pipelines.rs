@@ -10,6 +10,17 @@ const PRELUDE_F64: &str = include_str!("../../shaders/real_f64.wgsl");
 const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
 const SWEEP: &str = include_str!("../../shaders/sweep.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const WEIGHTS_REAL: &str = include_str!("../../shaders/weights_real.wgsl");
+const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
+
+/// How observation weights are stored on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightStorage {
+    /// As reals (df64 or f64), 8 bytes each.
+    Real,
+    /// As f16, 2 bytes each; only when every weight is exactly an f16 value.
+    F16,
+}
 
 /// Threads per workgroup of the element-wise and group kernels (must match the shaders).
 pub const WORKGROUP: u32 = 64;
@@ -77,14 +88,21 @@ fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgp
 }
 
 impl Kernels {
-    pub fn new(ctx: &GpuContext, precision: Precision) -> Result<Kernels> {
-        let prelude = match precision {
+    pub fn new(ctx: &GpuContext, precision: Precision, weights: WeightStorage) -> Result<Kernels> {
+        let real = match precision {
             Precision::Df64 => PRELUDE_DF64,
             Precision::F64 => PRELUDE_F64,
         };
-        let gs = module(ctx, "group_sums.wgsl", prelude, GROUP_SUMS)?;
-        let sw = module(ctx, "sweep.wgsl", prelude, SWEEP)?;
-        let rd = module(ctx, "reduce.wgsl", prelude, REDUCE)?;
+        let with_weights = format!(
+            "{real}\n{}",
+            match weights {
+                WeightStorage::Real => WEIGHTS_REAL,
+                WeightStorage::F16 => WEIGHTS_F16,
+            }
+        );
+        let gs = module(ctx, "group_sums.wgsl", &with_weights, GROUP_SUMS)?;
+        let sw = module(ctx, "sweep.wgsl", real, SWEEP)?;
+        let rd = module(ctx, "reduce.wgsl", &with_weights, REDUCE)?;
         Ok(Kernels {
             segment_sums: pipeline(ctx, &gs, "segment_sums")?,
             level_means: pipeline(ctx, &gs, "level_means")?,
