@@ -22,7 +22,12 @@ pub enum Backend {
 }
 
 /// The demeaner for a problem of `cells` observation × column cells. Notices go to `notice`.
-pub fn choose(backend: Backend, precision: Precision, cells: usize, notice: &mut dyn FnMut(String)) -> Result<Box<dyn Demeaner>> {
+pub fn choose(
+    backend: Backend,
+    precision: Precision,
+    cells: usize,
+    notice: &mut dyn FnMut(String),
+) -> Result<Box<dyn Demeaner>> {
     match backend {
         Backend::Cpu => Ok(Box::new(CpuDemeaner)),
         Backend::Gpu => Ok(Box::new(GpuDemeaner::new(precision)?)),
@@ -36,7 +41,10 @@ pub fn choose(backend: Backend, precision: Precision, cells: usize, notice: &mut
                 notice(if adapters.is_empty() {
                     "backend auto: no GPU adapter found; using the CPU".to_string()
                 } else {
-                    format!("backend auto: only a software adapter ({}) is present; using the CPU", adapters[0].name)
+                    format!(
+                        "backend auto: only a software adapter ({}) is present; using the CPU",
+                        adapters[0].name
+                    )
                 });
                 return Ok(Box::new(CpuDemeaner));
             }

@@ -36,10 +36,19 @@ pub struct BenchRow {
 /// Nominal memory bandwidth of a few well-known adapters (vendor data sheets), GB/s.
 pub fn nominal_bandwidth(name: &str) -> Option<f64> {
     let n = name.to_ascii_lowercase();
-    [("h200", 4800.0), ("h100", 3350.0), ("a100", 2039.0), ("rtx 4090", 1008.0), ("rtx 3090", 936.0), ("l40s", 864.0), ("a10", 600.0), ("t4", 320.0)]
-        .iter()
-        .find(|(k, _)| n.contains(k))
-        .map(|(_, v)| *v)
+    [
+        ("h200", 4800.0),
+        ("h100", 3350.0),
+        ("a100", 2039.0),
+        ("rtx 4090", 1008.0),
+        ("rtx 3090", 936.0),
+        ("l40s", 864.0),
+        ("a10", 600.0),
+        ("t4", 320.0),
+    ]
+    .iter()
+    .find(|(k, _)| n.contains(k))
+    .map(|(_, v)| *v)
 }
 
 /// Bootstrap multiplicities (Poisson(1) approximated by the number of successes of 4 draws
@@ -62,15 +71,28 @@ fn gbps(rows: usize, lanes: usize, projections: usize, sweeps: usize, seconds: f
 }
 
 /// Run the benchmark: CPU always (unless `gpu_only`), GPU when an adapter opens.
-pub fn run(rows: usize, replicates: usize, precision: Precision, with_cpu: bool, with_gpu: bool) -> Result<Vec<BenchRow>> {
+pub fn run(
+    rows: usize,
+    replicates: usize,
+    precision: Precision,
+    with_cpu: bool,
+    with_gpu: bool,
+) -> Result<Vec<BenchRow>> {
     let table = Table::new(demo::demo_frame(rows, demo::DEMO_SEED)?, "demo".into());
     let model = formula::parse(demo::MAIN_FORMULA)?;
     let design = prepare(&table, &model, &PrepareOptions::default())?;
     let n = design.nobs();
     let mut columns = vec![design.y.clone()];
     columns.extend(design.x.iter().cloned());
-    let project: Vec<&FixedEffect> = effects_to_project(&design.fes).into_iter().map(|k| &design.fes[k]).collect();
-    let weights = if replicates <= 1 { vec![vec![1.0; n]] } else { bootstrap_weights(1, replicates, n) };
+    let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
+        .into_iter()
+        .map(|k| &design.fes[k])
+        .collect();
+    let weights = if replicates <= 1 {
+        vec![vec![1.0; n]]
+    } else {
+        bootstrap_weights(1, replicates, n)
+    };
     let opts = DemeanOptions::default();
     let lanes = columns.len() * weights.len();
     let mut out = Vec::new();
@@ -107,7 +129,9 @@ pub fn run(rows: usize, replicates: usize, precision: Precision, with_cpu: bool,
             let mut worst = 0.0f64;
             for (a, b) in c.iter().zip(&r) {
                 for (ca, cb) in a.columns.iter().zip(&b.columns) {
-                    let scale = (ca.iter().map(|v| v * v).sum::<f64>() / ca.len() as f64).sqrt().max(1e-300);
+                    let scale = (ca.iter().map(|v| v * v).sum::<f64>() / ca.len() as f64)
+                        .sqrt()
+                        .max(1e-300);
                     for (u, v) in ca.iter().zip(cb) {
                         worst = worst.max((u - v).abs() / scale);
                     }
@@ -137,7 +161,17 @@ pub fn run(rows: usize, replicates: usize, precision: Precision, with_cpu: bool,
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
         "{:>9} {:>7} {:>10} {:<12} {:<34} {:>9} {:>12} {:>7} {:>9} {:>9} {:>12}\n",
-        "rows", "columns", "replicates", "backend", "adapter", "seconds", "s per fit", "sweeps", "GB/s", "nominal", "|gpu-cpu|"
+        "rows",
+        "columns",
+        "replicates",
+        "backend",
+        "adapter",
+        "seconds",
+        "s per fit",
+        "sweeps",
+        "GB/s",
+        "nominal",
+        "|gpu-cpu|"
     );
     for r in rows {
         s.push_str(&format!(
@@ -151,8 +185,12 @@ pub fn render(rows: &[BenchRow]) -> String {
             r.seconds_per_fit,
             r.sweeps,
             r.gb_per_s,
-            r.nominal_gb_per_s.map(|v| format!("{v:.0}")).unwrap_or_else(|| "n/a".into()),
-            r.max_rel_diff_vs_cpu.map(|v| format!("{v:.1e}")).unwrap_or_else(|| "-".into()),
+            r.nominal_gb_per_s
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "n/a".into()),
+            r.max_rel_diff_vs_cpu
+                .map(|v| format!("{v:.1e}"))
+                .unwrap_or_else(|| "-".into()),
         ));
     }
     s

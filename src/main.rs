@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 use fegpu::backend::{choose, Backend};
 use fegpu::data::{demo, load};
 use fegpu::demean::DemeanOptions;
-use fegpu::gpu::{list_adapters, Precision};
 use fegpu::estimate::{fit, FitOptions, Ssc, VcovSpec};
 use fegpu::formula;
+use fegpu::gpu::{list_adapters, Precision};
 use fegpu::report::{render, Format, Stat};
 use fegpu::{Error, Result};
 
@@ -195,14 +195,20 @@ fn run_demo(a: DemoArgs) -> Result<()> {
 fn run_devices(a: DevicesArgs) -> Result<()> {
     let rows = list_adapters();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?
+        );
         return Ok(());
     }
     if rows.is_empty() {
         println!("no GPU adapter found (install a Vulkan, Metal or DX12 driver; on Linux without a GPU: mesa-vulkan-drivers)");
         return Ok(());
     }
-    println!("{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}", "adapter", "api", "type", "f64", "max buffer", "max storage bind");
+    println!(
+        "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}",
+        "adapter", "api", "type", "f64", "max buffer", "max storage bind"
+    );
     for r in rows {
         println!(
             "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}",
@@ -225,7 +231,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     };
     let rows = fegpu::bench::run(a.rows, a.replicates, a.precision, cpu, gpu)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?
+        );
     } else {
         print!("{}", fegpu::bench::render(&rows));
     }

@@ -288,18 +288,38 @@ fn backend_gpu_without_adapter_is_an_error() {
 fn backend_gpu_gives_the_cpu_answer() {
     let d = tmpdir("gpu");
     let f = small_csv(&d);
-    let run = |backend: &str| fegpu(&["fit", &f, "y ~ x + z | firm + year", "--vcov", "cluster:firm", "--backend", backend, "--format", "json"]);
+    let run = |backend: &str| {
+        fegpu(&[
+            "fit",
+            &f,
+            "y ~ x + z | firm + year",
+            "--vcov",
+            "cluster:firm",
+            "--backend",
+            backend,
+            "--format",
+            "json",
+        ])
+    };
     let cpu = run("cpu");
     let gpu = run("gpu");
     if !gpu.status.success() {
         let err = String::from_utf8_lossy(&gpu.stderr);
-        assert!(std::env::var_os("CI").is_none() && err.contains("no GPU adapter"), "GPU run failed: {err}");
+        assert!(
+            std::env::var_os("CI").is_none() && err.contains("no GPU adapter"),
+            "GPU run failed: {err}"
+        );
         return;
     }
     let c: serde_json::Value = serde_json::from_slice(&cpu.stdout).unwrap();
     let g: serde_json::Value = serde_json::from_slice(&gpu.stdout).unwrap();
     assert!(g["models"][0]["backend"].as_str().unwrap().starts_with("gpu:"));
-    for (a, b) in c["models"][0]["coefficients"].as_array().unwrap().iter().zip(g["models"][0]["coefficients"].as_array().unwrap()) {
+    for (a, b) in c["models"][0]["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["models"][0]["coefficients"].as_array().unwrap())
+    {
         for key in ["estimate", "std_error"] {
             let (u, v) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
             assert!((u - v).abs() <= 1e-7 * u.abs(), "{key}: cpu {u} vs gpu {v}");

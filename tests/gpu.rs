@@ -53,7 +53,11 @@ fn fe(name: &str, codes: Vec<u32>) -> FixedEffect {
     let n = codes.len();
     let levels = *codes.iter().max().unwrap() as usize + 1;
     let (ids, levels) = fegpu::fe::index::compact(&codes, levels, &(0..n).collect::<Vec<_>>());
-    FixedEffect { name: name.into(), ids, levels }
+    FixedEffect {
+        name: name.into(),
+        ids,
+        levels,
+    }
 }
 
 struct Problem {
@@ -71,13 +75,29 @@ fn problem(seed: u64, n: usize, n_fe: usize, weights: bool, interacted: bool) ->
         let a = (fes[1].ids.clone(), fes[1].levels);
         let b: (Vec<u32>, usize) = ((0..n).map(|_| s.below(4)).collect(), 4);
         let (ids, levels) = interact(&[a, b]);
-        fes.push(FixedEffect { name: "f1^z".into(), ids, levels });
+        fes.push(FixedEffect {
+            name: "f1^z".into(),
+            ids,
+            levels,
+        });
     }
     let k = 3;
-    let x: Vec<Vec<f64>> = (0..k).map(|j| (0..n).map(|i| s.normal() * (1.0 + j as f64) + 0.5 * (fes[0].ids[i] % 5) as f64).collect()).collect();
-    let y: Vec<f64> = (0..n).map(|i| 1.0 + 0.7 * x[0][i] - 0.4 * x[1][i] + 0.1 * x[2][i] + (fes[0].ids[i] % 11) as f64 * 0.3 + s.normal()).collect();
+    let x: Vec<Vec<f64>> = (0..k)
+        .map(|j| {
+            (0..n)
+                .map(|i| s.normal() * (1.0 + j as f64) + 0.5 * (fes[0].ids[i] % 5) as f64)
+                .collect()
+        })
+        .collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| 1.0 + 0.7 * x[0][i] - 0.4 * x[1][i] + 0.1 * x[2][i] + (fes[0].ids[i] % 11) as f64 * 0.3 + s.normal())
+        .collect();
     let w = weights.then(|| (0..n).map(|_| 0.25 + 3.0 * s.uniform()).collect());
-    let cl = ClusterVar { name: "cl".into(), ids: (0..n).map(|_| s.below(40)).collect(), levels: 40 };
+    let cl = ClusterVar {
+        name: "cl".into(),
+        ids: (0..n).map(|_| s.below(40)).collect(),
+        levels: 40,
+    };
     Problem {
         design: Design {
             y_name: "y".into(),
@@ -95,16 +115,31 @@ fn problem(seed: u64, n: usize, n_fe: usize, weights: bool, interacted: bool) ->
 }
 
 fn fit_with(d: &Design, vcov: &str, demeaner: &dyn fegpu::demean::Demeaner) -> FitResult {
-    let opts = FitOptions { vcov: VcovSpec::parse(vcov).unwrap(), ssc: Ssc::Reghdfe, demean: DemeanOptions { tol: 1e-10, max_iter: 100_000 }, ..Default::default() };
+    let opts = FitOptions {
+        vcov: VcovSpec::parse(vcov).unwrap(),
+        ssc: Ssc::Reghdfe,
+        demean: DemeanOptions {
+            tol: 1e-10,
+            max_iter: 100_000,
+        },
+        ..Default::default()
+    };
     fit_design(d, "y ~ x1 + x2 + x3", &opts, demeaner).unwrap()
 }
 
 fn assert_fits_agree(what: &str, cpu: &FitResult, gpu: &FitResult) {
     assert_eq!(cpu.coefficients.len(), gpu.coefficients.len());
     for (a, b) in cpu.coefficients.iter().zip(&gpu.coefficients) {
-        for (name, u, v) in [("estimate", a.estimate, b.estimate), ("std_error", a.std_error, b.std_error)] {
+        for (name, u, v) in [
+            ("estimate", a.estimate, b.estimate),
+            ("std_error", a.std_error, b.std_error),
+        ] {
             let rel = (u - v).abs() / u.abs().max(1e-300);
-            assert!(rel <= 1e-7, "{what}: {} {name}: cpu {u:e} vs gpu {v:e} (rel {rel:e})", a.name);
+            assert!(
+                rel <= 1e-7,
+                "{what}: {} {name}: cpu {u:e} vs gpu {v:e} (rel {rel:e})",
+                a.name
+            );
         }
     }
     assert!(gpu.backend.starts_with("gpu:"), "{}", gpu.backend);
@@ -146,7 +181,10 @@ fn gpu_batch_of_64_weight_vectors_with_zero_weights_matches_cpu() {
     let mut columns = vec![d.y.clone()];
     columns.extend(d.x.iter().cloned());
     let fes: Vec<&FixedEffect> = d.fes.iter().collect();
-    let opts = DemeanOptions { tol: 1e-11, max_iter: 100_000 };
+    let opts = DemeanOptions {
+        tol: 1e-11,
+        max_iter: 100_000,
+    };
     let on_gpu = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
     let on_cpu = cpu_demean_batch(&fes, &columns, &weights, &opts).unwrap();
     assert_eq!(on_gpu.len(), 64);
@@ -154,9 +192,26 @@ fn gpu_batch_of_64_weight_vectors_with_zero_weights_matches_cpu() {
         assert!(b.not_converged.is_empty(), "replicate {r} did not converge on the GPU");
         for (j, (ca, cb)) in a.columns.iter().zip(&b.columns).enumerate() {
             // compare only where the weight is positive: zero-weight rows are not in the sample
-            let scale = ca.iter().zip(&weights[r]).filter(|(_, w)| **w > 0.0).map(|(v, _)| v * v).sum::<f64>().sqrt().max(1e-300);
-            let diff = ca.iter().zip(cb).zip(&weights[r]).filter(|(_, w)| **w > 0.0).map(|((u, v), _)| (u - v) * (u - v)).sum::<f64>().sqrt();
-            assert!(diff <= 1e-9 * scale, "replicate {r}, column {j}: |cpu - gpu| = {diff:e} vs scale {scale:e}");
+            let scale = ca
+                .iter()
+                .zip(&weights[r])
+                .filter(|(_, w)| **w > 0.0)
+                .map(|(v, _)| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-300);
+            let diff = ca
+                .iter()
+                .zip(cb)
+                .zip(&weights[r])
+                .filter(|(_, w)| **w > 0.0)
+                .map(|((u, v), _)| (u - v) * (u - v))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                diff <= 1e-9 * scale,
+                "replicate {r}, column {j}: |cpu - gpu| = {diff:e} vs scale {scale:e}"
+            );
         }
     }
 }
@@ -171,4 +226,61 @@ fn devices_are_listed() {
         assert!(!r.name.is_empty());
         assert!(r.max_storage_buffer_binding_size > 0);
     }
+}
+
+#[test]
+fn gpu_batches_split_by_memory_budget_give_the_same_numbers() {
+    let Some(mut g) = gpu(Precision::Df64) else { return };
+    let p = problem(44, 800, 2, false, false);
+    let d = &p.design;
+    let n = d.nobs();
+    let mut s = Stream::new(6, 6);
+    let weights: Vec<Vec<f64>> = (0..5).map(|_| (0..n).map(|_| 0.5 + s.uniform()).collect()).collect();
+    let columns = vec![d.y.clone(), d.x[0].clone()];
+    let fes: Vec<&FixedEffect> = d.fes.iter().collect();
+    let opts = DemeanOptions {
+        tol: 1e-11,
+        max_iter: 100_000,
+    };
+    let whole = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
+    // room for two replicates per batch: three copies of each lane plus the weights
+    g.memory_budget = 2 * (n as u64 * 8) * (3 * columns.len() as u64 + 1);
+    let split = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
+    assert_eq!(whole.len(), split.len());
+    for (a, b) in whole.iter().zip(&split) {
+        for (ca, cb) in a.columns.iter().zip(&b.columns) {
+            assert!(
+                ca.iter().zip(cb).all(|(u, v)| u.to_bits() == v.to_bits()),
+                "lanes must not depend on how the batch is split"
+            );
+        }
+    }
+}
+
+#[test]
+fn philox_on_the_device_matches_the_rust_generator_bit_for_bit() {
+    let Some(g) = gpu(Precision::Df64) else { return };
+    let mut counters = vec![
+        [0u32; 4],
+        [u32::MAX; 4],
+        [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+    ];
+    let mut keys = vec![[0u32; 2], [u32::MAX; 2], [0xa4093822, 0x299f31d0]];
+    // replicate x unit counters under several seeds, as the resampling kernels use them
+    for seed in [1u64, 42, 0xDEAD_BEEF_CAFE] {
+        for r in 0..16u32 {
+            for u in [0u32, 1, 2, 1000, 65_535, 1 << 20] {
+                counters.push([r, u, 7, 0]);
+                keys.push([seed as u32, (seed >> 32) as u32]);
+            }
+        }
+    }
+    let device = fegpu::gpu::random::philox_on_device(g.context(), &counters, &keys).unwrap();
+    for ((c, k), d) in counters.iter().zip(&keys).zip(&device) {
+        assert_eq!(*d, fegpu::rng::philox4x32(*c, *k), "counter {c:x?} key {k:x?}");
+    }
+    // the published known answers, on the device too
+    assert_eq!(device[0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+    assert_eq!(device[1], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
+    assert_eq!(device[2], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
 }

@@ -178,6 +178,16 @@ impl Table {
                 format!("is {what} in {}; a regressor must be numeric", self.source),
             ));
         }
+        if matches!(dt, DataType::Float64) {
+            // already f64: copy the buffer directly when it is one chunk without nulls
+            let ca = s.f64().map_err(|e| polars_err(name, e))?;
+            if ca.null_count() == 0 {
+                if let Ok(slice) = ca.cont_slice() {
+                    return Ok(slice.to_vec());
+                }
+            }
+            return Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect());
+        }
         let f = s.cast(&DataType::Float64).map_err(|e| polars_err(name, e))?;
         let ca = f.f64().map_err(|e| polars_err(name, e))?;
         Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
@@ -195,6 +205,30 @@ impl Table {
             dt if dt.is_integer() || matches!(dt, DataType::Boolean) => {
                 let i = s.cast(&DataType::Int64).map_err(|e| polars_err(name, e))?;
                 let ca = i.i64().map_err(|e| polars_err(name, e))?;
+                let (lo, hi) = ca
+                    .iter()
+                    .flatten()
+                    .fold((i64::MAX, i64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+                if lo <= hi && ((hi as i128 - lo as i128) as u128) < 4 * ca.len() as u128 + 1024 {
+                    // small range (firm ids, years): a lookup table instead of hashing
+                    let mut remap = vec![u32::MAX; (hi - lo) as usize + 1];
+                    let mut next = 0u32;
+                    let codes = ca
+                        .iter()
+                        .map(|v| match v {
+                            None => MISSING_CODE,
+                            Some(v) => {
+                                let r = &mut remap[(v - lo) as usize];
+                                if *r == u32::MAX {
+                                    *r = next;
+                                    next += 1;
+                                }
+                                *r
+                            }
+                        })
+                        .collect();
+                    return Ok((codes, next as usize));
+                }
                 Ok(factorize(ca.iter()))
             }
             dt if dt.is_float() => {
@@ -214,9 +248,51 @@ impl Table {
     }
 }
 
+/// A fast non-cryptographic hasher for factorising: FxHash's multiply-rotate per word, then
+/// MurmurHash3's 64-bit finaliser so the low bits hashbrown indexes by depend on every input bit
+/// (without it, pair keys `a << 32 | b` collide on `b`). Keys are data values, not
+/// attacker-controlled, and SipHash dominated the preparation of large panels.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64);
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 /// Dense codes in order of first appearance.
 pub fn factorize<K: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<K>>) -> (Vec<u32>, usize) {
-    let mut map: HashMap<K, u32> = HashMap::new();
+    let mut map: FastMap<K, u32> = FastMap::default();
     let codes = values
         .map(|v| match v {
             None => MISSING_CODE,

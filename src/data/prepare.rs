@@ -70,6 +70,7 @@ impl Design {
 struct Columns<'a> {
     table: &'a Table,
     numeric: HashMap<String, Vec<f64>>,
+    codes: HashMap<String, (Vec<u32>, usize)>,
 }
 
 impl<'a> Columns<'a> {
@@ -83,6 +84,7 @@ impl<'a> Columns<'a> {
 
     fn factor(&mut self, f: &Factor) -> Result<Vec<f64>> {
         match f {
+            // a bare variable is the cached column itself (see `term`); here it is an argument
             Factor::Var(v) => Ok(self.numeric(v)?.clone()),
             Factor::Call(func, arg) => {
                 let mut v = self.factor(arg)?;
@@ -115,7 +117,13 @@ impl<'a> Columns<'a> {
         }
     }
 
-    fn term(&mut self, t: &Term) -> Result<Vec<f64>> {
+    /// The values of a term: a bare variable is borrowed from the cache (no copy of a
+    /// 10-million-row column), anything computed is owned.
+    fn term(&mut self, t: &Term) -> Result<std::borrow::Cow<'_, [f64]>> {
+        if let [Factor::Var(v)] = t.factors.as_slice() {
+            self.numeric(v)?;
+            return Ok(std::borrow::Cow::Borrowed(self.numeric[v.as_str()].as_slice()));
+        }
         let mut out = self.factor(&t.factors[0])?;
         for f in &t.factors[1..] {
             let v = self.factor(f)?;
@@ -123,15 +131,20 @@ impl<'a> Columns<'a> {
                 *o *= x;
             }
         }
-        Ok(out)
+        Ok(std::borrow::Cow::Owned(out))
     }
 
-    /// Codes of a categorical variable or of an interaction `a^b`.
-    fn codes(&self, spec: &str) -> Result<(Vec<u32>, usize)> {
-        let parts: Vec<(Vec<u32>, usize)> = spec
-            .split('^')
-            .map(|v| self.table.codes(v.trim()))
-            .collect::<Result<_>>()?;
+    /// Codes of a categorical variable (cached: `dest` may be an effect, part of `firm^dest` and
+    /// the cluster) or of an interaction `a^b`.
+    fn codes(&mut self, spec: &str) -> Result<(Vec<u32>, usize)> {
+        let mut parts = Vec::new();
+        for v in spec.split('^').map(str::trim) {
+            if !self.codes.contains_key(v) {
+                let c = self.table.codes(v)?;
+                self.codes.insert(v.to_string(), c);
+            }
+            parts.push(self.codes[v].clone());
+        }
         Ok(interact(&parts))
     }
 }
@@ -142,6 +155,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     let mut cols = Columns {
         table,
         numeric: HashMap::new(),
+        codes: HashMap::new(),
     };
 
     // Raw variables: a NaN there means the value is missing.
@@ -173,8 +187,21 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     }
 
     // Terms; a non-finite value on a row with no missing input is a "non-finite" drop.
-    let y = cols.term(&model.lhs)?;
-    let x_raw: Vec<Vec<f64>> = model.rhs.iter().map(|t| cols.term(t)).collect::<Result<_>>()?;
+    // Computed terms are materialised once; bare variables stay in the cache and are read there.
+    for t in std::iter::once(&model.lhs).chain(&model.rhs) {
+        if !matches!(t.factors.as_slice(), [Factor::Var(_)]) {
+            let v = cols.term(t)?.into_owned();
+            cols.numeric.insert(t.name(), v);
+        }
+    }
+    let column_of = |t: &Term| -> &[f64] {
+        match t.factors.as_slice() {
+            [Factor::Var(v)] => cols.numeric[v.as_str()].as_slice(),
+            _ => cols.numeric[&t.name()].as_slice(),
+        }
+    };
+    let y = column_of(&model.lhs);
+    let x_raw: Vec<&[f64]> = model.rhs.iter().map(column_of).collect();
     let mut keep = vec![true; n];
     let mut dropped = Dropped::default();
     for i in 0..n {
@@ -189,7 +216,8 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
 
     let weights_raw = match &opts.weights {
         Some(w) => {
-            let wv = cols.numeric(w)?.clone();
+            // loaded with the raw variables above
+            let wv = cols.numeric[w.as_str()].clone();
             for i in 0..n {
                 if !keep[i] {
                     continue;
@@ -282,7 +310,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         .collect();
     Ok(Design {
         y_name: model.lhs.name(),
-        y: subset(&y),
+        y: subset(y),
         x_names,
         x,
         intercept: model.intercept,

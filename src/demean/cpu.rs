@@ -98,34 +98,52 @@ fn scale_of(problem: &Absorb, x: &[f64]) -> f64 {
     }
 }
 
+/// Reusable buffers of [`demean_column_with`].
+#[derive(Default)]
+pub struct Scratch {
+    x1: Vec<f64>,
+    x2: Vec<f64>,
+    sums: Vec<f64>,
+}
+
 /// Demean one column in place; returns (sweeps used, converged).
 pub fn demean_column(problem: &Absorb, x: &mut [f64], opts: &DemeanOptions) -> (usize, bool) {
-    let mut sums = Vec::new();
+    demean_column_with(problem, x, opts, &mut Scratch::default())
+}
+
+/// [`demean_column`] with caller-provided scratch buffers.
+pub fn demean_column_with(
+    problem: &Absorb,
+    x: &mut [f64],
+    opts: &DemeanOptions,
+    scratch: &mut Scratch,
+) -> (usize, bool) {
+    let Scratch { x1, x2, sums } = scratch;
     match problem.fes.len() {
         0 => return (0, true),
         1 => {
-            project(problem, 0, x, &mut sums);
+            project(problem, 0, x, sums);
             return (1, true);
         }
         _ => {}
     }
     // First sweep centres the column, so the scale is that of the within variation's
     // neighbourhood rather than of the raw level.
-    sweep(problem, x, &mut sums);
+    sweep(problem, x, sums);
     let scale = scale_of(problem, x);
     if scale == 0.0 || !scale.is_finite() {
         return (1, scale == 0.0);
     }
     let threshold = opts.tol * scale;
     let n = x.len();
-    let mut x1 = vec![0.0; n];
-    let mut x2 = vec![0.0; n];
+    x1.resize(n, 0.0);
+    x2.resize(n, 0.0);
     let mut sweeps = 1;
     while sweeps + 2 <= opts.max_iter {
         x1.copy_from_slice(x);
-        sweep(problem, &mut x1, &mut sums);
-        x2.copy_from_slice(&x1);
-        sweep(problem, &mut x2, &mut sums);
+        sweep(problem, x1, sums);
+        x2.copy_from_slice(x1);
+        sweep(problem, x2, sums);
         sweeps += 2;
         let mut max_change = 0.0f64;
         let (mut num, mut den) = (0.0, 0.0);
@@ -137,7 +155,7 @@ pub fn demean_column(problem: &Absorb, x: &mut [f64], opts: &DemeanOptions) -> (
             den += d2 * d2;
         }
         if max_change <= threshold {
-            x.copy_from_slice(&x2);
+            x.copy_from_slice(x2);
             return (sweeps, true);
         }
         if den > 0.0 {
@@ -146,7 +164,7 @@ pub fn demean_column(problem: &Absorb, x: &mut [f64], opts: &DemeanOptions) -> (
                 x[i] = x2[i] - a * (x2[i] - x1[i]);
             }
         } else {
-            x.copy_from_slice(&x2);
+            x.copy_from_slice(x2);
         }
     }
     (sweeps, false)

@@ -66,7 +66,13 @@ impl GpuDemeaner {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2u64 << 30);
-        Ok(GpuDemeaner { ctx, precision, kernels, kernels_f16, memory_budget })
+        Ok(GpuDemeaner {
+            ctx,
+            precision,
+            kernels,
+            kernels_f16,
+            memory_budget,
+        })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -118,18 +124,41 @@ impl GpuDemeaner {
     }
 
     /// Demean `columns` under every weight vector in `weights` (one result per weight vector).
-    pub fn demean_batch(&self, fes: &[&FixedEffect], columns: &[Vec<f64>], weights: &[Vec<f64>], opts: &DemeanOptions) -> Result<Vec<Demeaned>> {
+    pub fn demean_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Demeaned>> {
         if fes.is_empty() {
-            return Ok(weights.iter().map(|_| Demeaned { columns: columns.to_vec(), iterations: 0, not_converged: vec![] }).collect());
+            return Ok(weights
+                .iter()
+                .map(|_| Demeaned {
+                    columns: columns.to_vec(),
+                    iterations: 0,
+                    not_converged: vec![],
+                })
+                .collect());
         }
         let n = fes[0].ids.len();
         let c = columns.len();
         if n == 0 || c == 0 || weights.is_empty() {
-            return Ok(weights.iter().map(|_| Demeaned { columns: columns.to_vec(), iterations: 0, not_converged: vec![] }).collect());
+            return Ok(weights
+                .iter()
+                .map(|_| Demeaned {
+                    columns: columns.to_vec(),
+                    iterations: 0,
+                    not_converged: vec![],
+                })
+                .collect());
         }
         for w in weights {
             if w.len() != n {
-                return Err(Error::Usage(format!("a weight vector has {} entries for {n} observations", w.len())));
+                return Err(Error::Usage(format!(
+                    "a weight vector has {} entries for {n} observations",
+                    w.len()
+                )));
             }
         }
         // Exact power-of-two scaling per column keeps df64 parts away from denormals.
@@ -187,26 +216,54 @@ impl GpuDemeaner {
         let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap() as u64;
 
         // Inputs.
-        let x_words = encode_reals((0..reps).flat_map(|_| columns.iter().zip(scales).flat_map(|(col, s)| col.iter().map(move |v| v / s))), p);
+        let x_words = encode_reals(
+            (0..reps).flat_map(|_| {
+                columns
+                    .iter()
+                    .zip(scales)
+                    .flat_map(|(col, s)| col.iter().map(move |v| v / s))
+            }),
+            p,
+        );
         let x = storage(ctx, "lanes", &x_words)?;
         drop(x_words);
         // Weights that are all exact f16 values (bootstrap counts, 0/1, ones) travel as f16.
-        let compact = weights.iter().all(|w| w.iter().all(|&v| half::f16::from_f64(v).to_f64() == v));
+        let compact = weights
+            .iter()
+            .all(|w| w.iter().all(|&v| half::f16::from_f64(v).to_f64() == v));
         let w = if compact {
-            let halves: Vec<u16> = weights.iter().flat_map(|w| w.iter().map(|&v| half::f16::from_f64(v).to_bits())).collect();
-            let words: Vec<u32> = halves.chunks(2).map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16).collect();
+            let halves: Vec<u16> = weights
+                .iter()
+                .flat_map(|w| w.iter().map(|&v| half::f16::from_f64(v).to_bits()))
+                .collect();
+            let words: Vec<u32> = halves
+                .chunks(2)
+                .map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16)
+                .collect();
             storage(ctx, "weights (f16)", &words)?
         } else {
-            storage(ctx, "weights", &encode_reals(weights.iter().flat_map(|w| w.iter().copied()), p))?
+            storage(
+                ctx,
+                "weights",
+                &encode_reals(weights.iter().flat_map(|w| w.iter().copied()), p),
+            )?
         };
         let inv_w: Vec<wgpu::Buffer> = fes
             .iter()
             .map(|fe| {
                 let inv: Vec<f64> = weights
                     .iter()
-                    .flat_map(|wr| fe.weight_sums(Some(wr)).into_iter().map(|s| if s > 0.0 { 1.0 / s } else { 0.0 }))
+                    .flat_map(|wr| {
+                        fe.weight_sums(Some(wr))
+                            .into_iter()
+                            .map(|s| if s > 0.0 { 1.0 / s } else { 0.0 })
+                    })
                     .collect();
-                storage(ctx, &format!("{} inverse weights", fe.name), &encode_reals(inv.into_iter(), p))
+                storage(
+                    ctx,
+                    &format!("{} inverse weights", fe.name),
+                    &encode_reals(inv.into_iter(), p),
+                )
             })
             .collect::<Result<_>>()?;
         // Work and output buffers, poisoned.
@@ -233,14 +290,34 @@ impl GpuDemeaner {
         };
         let fe_params: Vec<wgpu::Buffer> = dev_fes
             .iter()
-            .map(|f| uniform(ctx, "fe params", &Params { levels: f.levels, n_seg: f.n_seg, ..base }))
+            .map(|f| {
+                uniform(
+                    ctx,
+                    "fe params",
+                    &Params {
+                        levels: f.levels,
+                        n_seg: f.n_seg,
+                        ..base
+                    },
+                )
+            })
             .collect::<Result<_>>()?;
         let scale_params = uniform(ctx, "scale params", &Params { mode: 0, ..base })?;
         let it_params = uniform(ctx, "iteration params", &Params { mode: 1, ..base })?;
 
         let bind = |pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| -> wgpu::BindGroup {
-            let entries: Vec<wgpu::BindGroupEntry> = entries.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }).collect();
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipe.get_bind_group_layout(0), entries: &entries })
+            let entries: Vec<wgpu::BindGroupEntry> = entries
+                .iter()
+                .map(|(b, buf)| wgpu::BindGroupEntry {
+                    binding: *b,
+                    resource: buf.as_entire_binding(),
+                })
+                .collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipe.get_bind_group_layout(0),
+                entries: &entries,
+            })
         };
         let k = if compact { &self.kernels_f16 } else { &self.kernels };
         let sweep_groups: Vec<[wgpu::BindGroup; 3]> = dev_fes
@@ -249,31 +326,66 @@ impl GpuDemeaner {
             .zip(&inv_w)
             .map(|((f, prm), iw)| {
                 [
-                    bind(&k.segment_sums, &[(0, prm), (1, &x), (12, &w), (3, &f.order), (4, &f.seg_start), (5, &f.seg_end), (8, &partial), (10, &active)]),
-                    bind(&k.level_means, &[(0, prm), (6, &f.level_seg), (7, iw), (8, &partial), (9, &mean), (10, &active)]),
-                    bind(&k.subtract_means, &[(0, prm), (1, &x), (2, &f.ids), (3, &mean), (4, &active)]),
+                    bind(
+                        &k.segment_sums,
+                        &[
+                            (0, prm),
+                            (1, &x),
+                            (12, &w),
+                            (3, &f.order),
+                            (4, &f.seg_start),
+                            (5, &f.seg_end),
+                            (8, &partial),
+                            (10, &active),
+                        ],
+                    ),
+                    bind(
+                        &k.level_means,
+                        &[
+                            (0, prm),
+                            (6, &f.level_seg),
+                            (7, iw),
+                            (8, &partial),
+                            (9, &mean),
+                            (10, &active),
+                        ],
+                    ),
+                    bind(
+                        &k.subtract_means,
+                        &[(0, prm), (1, &x), (2, &f.ids), (3, &mean), (4, &active)],
+                    ),
                 ]
             })
             .collect();
         let bg_save_x0 = bind(&k.save_x0, &[(0, &it_params), (1, &x), (4, &active), (5, &x0)]);
         let bg_save_x1 = bind(&k.save_x1, &[(0, &it_params), (1, &x), (4, &active), (6, &x1)]);
-        let bg_extrapolate = bind(&k.extrapolate, &[(0, &it_params), (1, &x), (4, &active), (6, &x1), (7, &coef)]);
+        let bg_extrapolate = bind(
+            &k.extrapolate,
+            &[(0, &it_params), (1, &x), (4, &active), (6, &x1), (7, &coef)],
+        );
         let reduce_bg = |prm: &wgpu::Buffer| {
             (
-                bind(&k.lane_partials, &[(0, prm), (1, &x), (2, &x0), (3, &x1), (12, &w), (5, &red), (6, &active)]),
-                bind(&k.finish, &[(0, prm), (5, &red), (6, &active), (7, &coef), (8, &scale), (9, &iters)]),
+                bind(
+                    &k.lane_partials,
+                    &[(0, prm), (1, &x), (2, &x0), (3, &x1), (12, &w), (5, &red), (6, &active)],
+                ),
+                bind(
+                    &k.finish,
+                    &[(0, prm), (5, &red), (6, &active), (7, &coef), (8, &scale), (9, &iters)],
+                ),
             )
         };
         let (bg_scale_partials, bg_scale_finish) = reduce_bg(&scale_params);
         let (bg_it_partials, bg_it_finish) = reduce_bg(&it_params);
         ctx.check("binding buffers")?;
 
-        let dispatch = |pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, threads: u64| {
-            let (gx, gy) = grid(threads);
-            pass.set_pipeline(pipe);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-        };
+        let dispatch =
+            |pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, threads: u64| {
+                let (gx, gy) = grid(threads);
+                pass.set_pipeline(pipe);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(gx, gy, 1);
+            };
         let nl = (n * lanes) as u64;
         let sweep = |pass: &mut wgpu::ComputePass| {
             for (f, bgs) in dev_fes.iter().zip(&sweep_groups) {
@@ -289,9 +401,14 @@ impl GpuDemeaner {
             dispatch(pass, &k.finish, finish, lanes as u64);
         };
         let submit = |record: &dyn Fn(&mut wgpu::ComputePass)| {
-            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("demean") });
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("demean") });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("demean"), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("demean"),
+                    timestamp_writes: None,
+                });
                 record(&mut pass);
             }
             ctx.queue.submit([enc.finish()]);
@@ -342,8 +459,14 @@ impl GpuDemeaner {
                     })
                     .collect();
                 let lane_iters = (0..c).map(|j| 1 + it[r * c + j] as usize).max().unwrap_or(1);
-                let not_converged = (0..c).filter(|&j| state[r * c + j] == 1 || state[r * c + j] == 3).collect();
-                Demeaned { columns: cols, iterations: lane_iters, not_converged }
+                let not_converged = (0..c)
+                    .filter(|&j| state[r * c + j] == 1 || state[r * c + j] == 3)
+                    .collect();
+                Demeaned {
+                    columns: cols,
+                    iterations: lane_iters,
+                    not_converged,
+                }
             })
             .collect())
     }
@@ -363,7 +486,12 @@ impl Demeaner for GpuDemeaner {
 }
 
 /// The CPU reference for batches: every replicate demeaned with its own weights, in parallel.
-pub fn cpu_demean_batch(fes: &[&FixedEffect], columns: &[Vec<f64>], weights: &[Vec<f64>], opts: &DemeanOptions) -> Result<Vec<Demeaned>> {
+pub fn cpu_demean_batch(
+    fes: &[&FixedEffect],
+    columns: &[Vec<f64>],
+    weights: &[Vec<f64>],
+    opts: &DemeanOptions,
+) -> Result<Vec<Demeaned>> {
     weights
         .par_iter()
         .map(|w| {

@@ -1,9 +1,7 @@
 //! One fixed effect as a dense id per observation (`ids[i]` in `0..levels`), plus the helpers that
 //! build ids: interacting several codes (`a^b`) and compacting codes after rows are dropped.
 
-use std::collections::HashMap;
-
-use crate::data::load::MISSING_CODE;
+use crate::data::load::{FastMap, MISSING_CODE};
 
 /// A fixed effect over the estimation sample: `ids[i] ∈ 0..levels`, every level used.
 #[derive(Debug, Clone)]
@@ -51,7 +49,7 @@ pub fn interact(parts: &[(Vec<u32>, usize)]) -> (Vec<u32>, usize) {
         [first, rest @ ..] => {
             let mut acc = first.clone();
             for next in rest {
-                let mut map: HashMap<u64, u32> = HashMap::new();
+                let mut map: FastMap<u64, u32> = FastMap::default();
                 let codes = acc
                     .0
                     .iter()

@@ -115,7 +115,9 @@ pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, bytes: u64, 
         .map_err(|e| Error::Gpu(format!("poisoning the read-back buffer of {stage}: {e}")))?
         .copy_from_slice(&vec![0xFF; bytes as usize]);
     staging.unmap();
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("read-back"),
+    });
     enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
     ctx.queue.submit([enc.finish()]);
     let slice = staging.slice(..);
@@ -127,7 +129,9 @@ pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, bytes: u64, 
     rx.recv()
         .map_err(|_| Error::Gpu(format!("read-back of {stage} never completed")))?
         .map_err(|e| Error::Gpu(format!("mapping the results of {stage}: {e}")))?;
-    let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading the results of {stage}: {e}")))?;
+    let data = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("reading the results of {stage}: {e}")))?;
     let out = bytemuck::cast_slice::<u8, u32>(&data).to_vec();
     drop(data);
     staging.unmap();

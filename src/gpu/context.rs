@@ -29,8 +29,12 @@ pub struct AdapterRow {
     pub max_compute_workgroups_per_dimension: u32,
 }
 
+/// The native APIs (Vulkan, Metal, DX12) unless `WGPU_BACKEND` says otherwise: OpenGL has no
+/// f64 and a weaker compute model, and initialising it costs ~200 ms and prints EGL noise.
 fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    wgpu::Instance::new(desc)
 }
 
 fn row(a: &wgpu::Adapter) -> AdapterRow {
@@ -50,7 +54,10 @@ fn row(a: &wgpu::Adapter) -> AdapterRow {
 /// Every adapter wgpu can see (all backends).
 pub fn list_adapters() -> Vec<AdapterRow> {
     let inst = instance();
-    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all())).iter().map(row).collect()
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(row)
+        .collect()
 }
 
 fn rank(a: &wgpu::Adapter) -> (u8, u8) {
@@ -99,7 +106,11 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let shader_f64 = adapter.features().contains(wgpu::Features::SHADER_F64);
-        let required_features = if want_f64 { wgpu::Features::SHADER_F64 } else { wgpu::Features::empty() };
+        let required_features = if want_f64 {
+            wgpu::Features::SHADER_F64
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fegpu"),
             required_features,
@@ -117,21 +128,37 @@ impl GpuContext {
         device.set_device_lost_callback(move |reason, msg| {
             *lost_sink.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
         });
-        Ok(GpuContext { info, device, queue, limits, shader_f64, errors, lost })
+        Ok(GpuContext {
+            info,
+            device,
+            queue,
+            limits,
+            shader_f64,
+            errors,
+            lost,
+        })
     }
 
     /// A short description for the `backend` field of results.
     pub fn describe(&self, precision: Precision) -> String {
-        format!("gpu: {} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, match precision {
-            Precision::Df64 => "df64",
-            Precision::F64 => "f64",
-        })
+        format!(
+            "gpu: {} ({:?}, {:?}, {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            match precision {
+                Precision::Df64 => "df64",
+                Precision::F64 => "f64",
+            }
+        )
     }
 
     /// Fail if wgpu reported an error or the device was lost since the last check.
     pub fn check(&self, stage: &str) -> Result<()> {
         if let Some(l) = self.lost.lock().unwrap().clone() {
-            return Err(Error::Gpu(format!("the GPU device was lost during {stage} ({l}); no results were produced")));
+            return Err(Error::Gpu(format!(
+                "the GPU device was lost during {stage} ({l}); no results were produced"
+            )));
         }
         let mut errs = self.errors.lock().unwrap();
         if !errs.is_empty() {

@@ -5,5 +5,6 @@
 pub mod buffers;
 pub mod context;
 pub mod pipelines;
+pub mod random;
 
 pub use context::{list_adapters, AdapterRow, GpuContext, Precision};

@@ -1,0 +1,14 @@
+// Known-answer kernel for the WGSL Philox: one thread per (counter, key) pair.
+// Layout: input[i] = (counter.x, counter.y, counter.z, counter.w), keys[i] = (k0, k1, _, _);
+// output[i] = philox4x32(counter, key).
+
+@group(0) @binding(0) var<storage, read> input: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> keys: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> output: array<vec4<u32>>;
+
+@compute @workgroup_size(64)
+fn philox_check(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= arrayLength(&input)) { return; }
+    output[i] = philox4x32(input[i], keys[i].xy);
+}
