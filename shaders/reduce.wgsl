@@ -12,25 +12,9 @@
 // Precision: the differences are formed in R (df64 or f64) and only then rounded to f32; the
 // statistics steer the iteration, they never enter the results.
 
-struct Params {
-    n: u32,            // observations
-    lanes: u32,        // columns x replicates in this batch
-    n_cols: u32,       // columns per replicate (lane l uses weights of replicate l / n_cols)
-    levels: u32,       // levels of the fixed effect being projected
-    n_seg: u32,        // CSR segments of that effect
-    row_stride: u32,   // threads per dispatch row (2-D dispatch above 65,535 workgroups)
-    n_chunks: u32,     // reduction chunks per lane
-    mode: u32,         // reduction mode: 0 = scale, 1 = Irons–Tuck statistics
-    max_iter: u32,
-    tol: f32,
-    pad0: u32,
-    zero: u32,         // 0, opaque to the compiler (see the df64 prelude)
-};
-
 const WG: u32 = 256u;
 const CHUNK: u32 = 4096u;
 
-@group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<R>;
 @group(0) @binding(2) var<storage, read> x0: array<R>;
 @group(0) @binding(3) var<storage, read> x1: array<R>;

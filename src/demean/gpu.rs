@@ -131,19 +131,10 @@ impl GpuDemeaner {
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
     ) -> Result<Vec<Demeaned>> {
-        if fes.is_empty() {
-            return Ok(weights
-                .iter()
-                .map(|_| Demeaned {
-                    columns: columns.to_vec(),
-                    iterations: 0,
-                    not_converged: vec![],
-                })
-                .collect());
-        }
-        let n = fes[0].ids.len();
+        let n = fes.first().map_or(0, |f| f.ids.len());
         let c = columns.len();
-        if n == 0 || c == 0 || weights.is_empty() {
+        if fes.is_empty() || n == 0 || c == 0 {
+            // nothing to project: every replicate gets the columns unchanged
             return Ok(weights
                 .iter()
                 .map(|_| Demeaned {

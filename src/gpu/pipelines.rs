@@ -5,6 +5,7 @@
 use super::context::{GpuContext, Precision};
 use crate::error::{Error, Result};
 
+const PARAMS: &str = include_str!("../../shaders/params.wgsl");
 const PRELUDE_DF64: &str = include_str!("../../shaders/real_df64.wgsl");
 const PRELUDE_F64: &str = include_str!("../../shaders/real_f64.wgsl");
 const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
@@ -89,10 +90,13 @@ fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgp
 
 impl Kernels {
     pub fn new(ctx: &GpuContext, precision: Precision, weights: WeightStorage) -> Result<Kernels> {
-        let real = match precision {
-            Precision::Df64 => PRELUDE_DF64,
-            Precision::F64 => PRELUDE_F64,
-        };
+        let real = format!(
+            "{PARAMS}\n{}",
+            match precision {
+                Precision::Df64 => PRELUDE_DF64,
+                Precision::F64 => PRELUDE_F64,
+            }
+        );
         let with_weights = format!(
             "{real}\n{}",
             match weights {
@@ -101,7 +105,7 @@ impl Kernels {
             }
         );
         let gs = module(ctx, "group_sums.wgsl", &with_weights, GROUP_SUMS)?;
-        let sw = module(ctx, "sweep.wgsl", real, SWEEP)?;
+        let sw = module(ctx, "sweep.wgsl", &real, SWEEP)?;
         let rd = module(ctx, "reduce.wgsl", &with_weights, REDUCE)?;
         Ok(Kernels {
             segment_sums: pipeline(ctx, &gs, "segment_sums")?,
