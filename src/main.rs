@@ -102,6 +102,41 @@ struct FitArgs {
     /// GPU arithmetic: df64 (f32 pairs, any adapter) or f64 (needs SHADER_F64).
     #[arg(long, value_enum, default_value = "df64")]
     precision: Precision,
+    /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
+    /// as a table, one column per endogenous regressor).
+    #[arg(long, value_enum, default_value = "second")]
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Stage {
+    First,
+    Second,
+}
+
+/// The first-stage regressions of an IV model: each endogenous regressor on the exogenous
+/// regressors and the excluded instruments, with the same fixed effects.
+fn first_stage_models(m: &formula::Model) -> Vec<formula::Model> {
+    let Some(iv) = &m.iv else { return vec![m.clone()] };
+    iv.endogenous
+        .iter()
+        .map(|e| {
+            let mut rhs = m.rhs.clone();
+            rhs.extend(iv.instruments.iter().cloned());
+            formula::Model {
+                formula: format!(
+                    "first stage of {}: {} on exogenous regressors and instruments",
+                    m.formula,
+                    e.name()
+                ),
+                lhs: e.clone(),
+                rhs,
+                intercept: m.intercept,
+                fixed_effects: m.fixed_effects.clone(),
+                iv: None,
+            }
+        })
+        .collect()
 }
 
 #[derive(clap::Args)]
@@ -137,7 +172,15 @@ fn run_fit(a: FitArgs) -> Result<()> {
     }
     let vcov = VcovSpec::parse(&a.vcov)?;
     let ssc = Ssc::parse(&a.ssc)?;
-    let models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
+    let mut models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
+    if a.stage == Stage::First {
+        if !models.iter().any(|m| m.iv.is_some()) {
+            return Err(Error::Usage(
+                "--stage first needs a formula with an IV part (`| endog ~ instruments`)".into(),
+            ));
+        }
+        models = models.iter().flat_map(first_stage_models).collect();
+    }
     // Read only the columns some model, the weights or the clusters use.
     let mut columns: Vec<String> = Vec::new();
     let mut add = |c: &str| {

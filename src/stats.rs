@@ -149,6 +149,17 @@ pub fn normal_two_sided_p(z: f64) -> f64 {
     gamma_q(0.5, z * z / 2.0)
 }
 
+/// Upper tail of an F(d1, d2) variable: P(F > f) = I_{d2/(d2 + d1 f)}(d2/2, d1/2).
+pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
+    if !f.is_finite() || !(d1 > 0.0) || !(d2 > 0.0) {
+        return f64::NAN;
+    }
+    if f <= 0.0 {
+        return 1.0;
+    }
+    inc_beta(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f))
+}
+
 /// Upper tail of a chi-squared variable with `df` degrees of freedom.
 pub fn chi2_sf(x: f64, df: f64) -> f64 {
     gamma_q(df / 2.0, x / 2.0)

@@ -1,7 +1,7 @@
 //! The `fegpu` binary: bad input gives a clear one-line error and a non-zero exit (never a
 //! panic, never a half-written file); good input gives the table formats and the JSON contract.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fegpu(args: &[&str]) -> Output {
@@ -113,7 +113,11 @@ fn bad_options_and_files_are_errors() {
         &fegpu(&["fit", &f, "y ~ x | firm", "--vcov", "cluster:nope"]),
         "column `nope`",
     );
-    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x | year | x ~ z"]), "IV-2SLS");
+    // x both exogenous and endogenous: the second stage is not identified
+    assert_clean_failure(
+        &fegpu(&["fit", &f, "y ~ x | year | x ~ z"]),
+        "second stage is collinear",
+    );
     let neg = d.join("neg.csv");
     std::fs::write(&neg, "y,x,w,g\n1,2,1,0\n2,3,-1,0\n3,5,1,1\n4,4,2,1\n").unwrap();
     assert_clean_failure(
@@ -325,4 +329,108 @@ fn backend_gpu_gives_the_cpu_answer() {
             assert!((u - v).abs() <= 1e-7 * u.abs(), "{key}: cpu {u} vs gpu {v}");
         }
     }
+}
+
+fn iv_csv() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/iv/panel_iv.csv")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn iv_with_fewer_instruments_than_endogenous_is_an_error() {
+    assert_clean_failure(
+        &fegpu(&["fit", &iv_csv(), "y ~ x1 | f1 | d1 + d2 ~ z1"]),
+        "only 1 excluded instrument(s)",
+    );
+}
+
+#[test]
+fn iv_instrument_absorbed_by_fixed_effects_is_an_error() {
+    let d = tmpdir("ivabs");
+    let mut s = String::from("y,d,z,zf,f\n");
+    for i in 0..60 {
+        let f = i % 6;
+        s.push_str(&format!(
+            "{},{},{},{},{f}\n",
+            (i as f64 * 0.7).sin() + f as f64,
+            (i as f64 * 1.3).cos(),
+            (i as f64 * 0.37).sin(),
+            f * 3
+        ));
+    }
+    let p = d.join("ivabs.csv");
+    std::fs::write(&p, s).unwrap();
+    assert_clean_failure(
+        &fegpu(&["fit", p.to_str().unwrap(), "y ~ 1 | f | d ~ zf"]),
+        "instrument `zf` is absorbed by the fixed effects",
+    );
+}
+
+#[test]
+fn iv_collinear_instrument_is_dropped_and_reported() {
+    let d = tmpdir("ivcol");
+    let src = std::fs::read_to_string(iv_csv()).unwrap();
+    let mut out = String::new();
+    for (k, line) in src.lines().enumerate() {
+        if k == 0 {
+            out.push_str(&format!("{line},z4\n"));
+        } else {
+            let cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+            out.push_str(&format!("{line},{}\n", cells[4] + 2.0 * cells[5])); // z1 + 2 z2
+        }
+    }
+    let p = d.join("ivcol.csv");
+    std::fs::write(&p, out).unwrap();
+    let o = fegpu(&[
+        "fit",
+        p.to_str().unwrap(),
+        "y ~ x1 | f1 | d1 ~ z1 + z2 + z4",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("instrument `z4` was removed"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["models"][0]["iv"]["instruments"], serde_json::json!(["z1", "z2"]));
+    for key in [
+        "kp_lm",
+        "kp_lm_p",
+        "kp_wald_f",
+        "cragg_donald_f",
+        "stock_yogo",
+        "hansen_j",
+        "hansen_j_p",
+        "first_stage",
+    ] {
+        assert!(v["models"][0]["iv"].get(key).is_some(), "iv JSON lacks {key}");
+    }
+}
+
+#[test]
+fn iv_first_stage_table() {
+    let o = fegpu(&[
+        "fit",
+        &iv_csv(),
+        "y ~ x1 | f1 | d1 + d2 ~ z1 + z2 + z3",
+        "--stage",
+        "first",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0]["depvar"], "d1");
+    assert_eq!(models[1]["depvar"], "d2");
+    let names: Vec<&str> = models[0]["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["x1", "z1", "z2", "z3"]);
 }

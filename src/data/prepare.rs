@@ -53,6 +53,11 @@ pub struct Design {
     /// Regressors, one vector per column.
     pub x: Vec<Vec<f64>>,
     pub intercept: bool,
+    /// Endogenous regressors and excluded instruments of an IV model (empty otherwise).
+    pub endog_names: Vec<String>,
+    pub endog: Vec<Vec<f64>>,
+    pub inst_names: Vec<String>,
+    pub inst: Vec<Vec<f64>>,
     pub weights: Option<Vec<f64>>,
     pub fes: Vec<FixedEffect>,
     pub clusters: Vec<ClusterVar>,
@@ -149,6 +154,14 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// The endogenous regressors and instruments of the IV part, if any.
+fn iv_terms(model: &Model) -> impl Iterator<Item = &Term> {
+    model
+        .iv
+        .iter()
+        .flat_map(|iv| iv.endogenous.iter().chain(iv.instruments.iter()))
+}
+
 /// Build the estimation sample of `model` from `table`.
 pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
     let n = table.nrows();
@@ -163,6 +176,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     let raw_vars: Vec<String> = {
         let mut v: Vec<String> = std::iter::once(&model.lhs)
             .chain(&model.rhs)
+            .chain(iv_terms(model))
             .flat_map(|t| t.vars())
             .collect();
         v.extend(opts.weights.iter().cloned());
@@ -188,7 +202,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
 
     // Terms; a non-finite value on a row with no missing input is a "non-finite" drop.
     // Computed terms are materialised once; bare variables stay in the cache and are read there.
-    for t in std::iter::once(&model.lhs).chain(&model.rhs) {
+    for t in std::iter::once(&model.lhs).chain(&model.rhs).chain(iv_terms(model)) {
         if !matches!(t.factors.as_slice(), [Factor::Var(_)]) {
             let v = cols.term(t)?.into_owned();
             cols.numeric.insert(t.name(), v);
@@ -202,13 +216,14 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     };
     let y = column_of(&model.lhs);
     let x_raw: Vec<&[f64]> = model.rhs.iter().map(column_of).collect();
+    let iv_raw: Vec<&[f64]> = iv_terms(model).map(column_of).collect();
     let mut keep = vec![true; n];
     let mut dropped = Dropped::default();
     for i in 0..n {
         if missing[i] {
             keep[i] = false;
             dropped.missing += 1;
-        } else if !y[i].is_finite() || x_raw.iter().any(|c| !c[i].is_finite()) {
+        } else if !y[i].is_finite() || x_raw.iter().chain(&iv_raw).any(|c| !c[i].is_finite()) {
             keep[i] = false;
             dropped.nonfinite += 1;
         }
@@ -311,6 +326,26 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     Ok(Design {
         y_name: model.lhs.name(),
         y: subset(y),
+        endog_names: model
+            .iv
+            .iter()
+            .flat_map(|iv| iv.endogenous.iter().map(Term::name))
+            .collect(),
+        endog: model
+            .iv
+            .iter()
+            .flat_map(|iv| iv.endogenous.iter().map(|t| subset(column_of(t))))
+            .collect(),
+        inst_names: model
+            .iv
+            .iter()
+            .flat_map(|iv| iv.instruments.iter().map(Term::name))
+            .collect(),
+        inst: model
+            .iv
+            .iter()
+            .flat_map(|iv| iv.instruments.iter().map(|t| subset(column_of(t))))
+            .collect(),
         x_names,
         x,
         intercept: model.intercept,

@@ -104,6 +104,9 @@ pub struct FitResult {
     pub notes: Vec<String>,
     /// Wall time of the estimation proper (prepare to vcov), seconds.
     pub seconds: f64,
+    /// IV-2SLS diagnostics (first stages, weak identification, overidentification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iv: Option<super::iv::IvDiagnostics>,
 }
 
 /// With `FEGPU_TIMING` set, print how long each stage took (to standard error).
@@ -116,12 +119,6 @@ fn timing(stage: &str, since: Instant) {
 /// Prepare the sample of `model` from `table` and estimate it.
 pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
-    if model.iv.is_some() {
-        return Err(Error::Estimation(
-            "the IV part (`| endog ~ instruments`) is parsed, but IV-2SLS estimation is not available in this version"
-                .into(),
-        ));
-    }
     let popts = PrepareOptions {
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),
@@ -129,7 +126,11 @@ pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demea
     };
     let design = prepare(table, model, &popts)?;
     timing("prepare", t0);
-    let mut r = fit_design(&design, &model.formula, opts, demeaner)?;
+    let mut r = if model.iv.is_some() {
+        super::iv::fit_iv_design(&design, &model.formula, opts, demeaner)?
+    } else {
+        fit_design(&design, &model.formula, opts, demeaner)?
+    };
     r.seconds = t0.elapsed().as_secs_f64();
     Ok(r)
 }
@@ -316,5 +317,6 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
         eigen_fixed: v.eigen_fixed,
         notes,
         seconds: t0.elapsed().as_secs_f64(),
+        iv: None,
     })
 }

@@ -132,6 +132,9 @@ impl Grid {
             sections.push(fe_rows);
         }
         sections.push(fit_rows);
+        if results.iter().any(|r| r.iv.is_some()) {
+            sections.push(iv_rows(results));
+        }
 
         let mut notes = Vec::new();
         let what = match stat {
@@ -158,6 +161,61 @@ impl Grid {
             notes,
         }
     }
+}
+
+fn with_p(v: Option<f64>, p: Option<f64>) -> String {
+    match (v, p) {
+        (Some(v), Some(p)) => format!("{} [{}]", fmt_num(v), fmt_p(p)),
+        (Some(v), None) => fmt_num(v),
+        _ => String::new(),
+    }
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.0001 {
+        "<0.0001".into()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// Weak-identification and overidentification rows of IV models (p-values in brackets).
+fn iv_rows(results: &[FitResult]) -> Vec<Vec<String>> {
+    let row = |label: &str, f: &dyn Fn(&crate::estimate::iv::IvDiagnostics) -> String| {
+        let mut r = vec![label.to_string()];
+        r.extend(results.iter().map(|m| m.iv.as_ref().map(f).unwrap_or_default()));
+        r
+    };
+    let mut rows = vec![
+        row("KP rk LM [p]", &|iv| with_p(iv.kp_lm, iv.kp_lm_p)),
+        row("KP rk Wald F", &|iv| iv.kp_wald_f.map(fmt_num).unwrap_or_default()),
+        row("CD Wald F", &|iv| fmt_num(iv.cragg_donald_f)),
+        row("Stock-Yogo 10% size", &|iv| {
+            iv.stock_yogo.size_10.map(|v| format!("{v:.2}")).unwrap_or_default()
+        }),
+        row("Hansen J / Sargan [p]", &|iv| with_p(iv.hansen_j, iv.hansen_j_p)),
+        row("Anderson-Rubin F [p]", &|iv| {
+            with_p(Some(iv.anderson_rubin.f), Some(iv.anderson_rubin.f_p))
+        }),
+    ];
+    let mut endog: Vec<String> = Vec::new();
+    for r in results {
+        for e in r.iv.iter().flat_map(|iv| iv.endogenous.iter()) {
+            if !endog.contains(e) {
+                endog.push(e.clone());
+            }
+        }
+    }
+    for e in &endog {
+        rows.push(row(&format!("First-stage F ({e})"), &|iv| {
+            iv.first_stage
+                .iter()
+                .find(|f| &f.endogenous == e)
+                .map(|f| with_p(Some(f.f), Some(f.f_p)))
+                .unwrap_or_default()
+        }));
+    }
+    rows
 }
 
 fn describe_vcov(r: &FitResult) -> String {
