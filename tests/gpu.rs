@@ -288,3 +288,21 @@ fn philox_on_the_device_matches_the_rust_generator_bit_for_bit() {
     assert_eq!(device[1], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
     assert_eq!(device[2], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
 }
+
+#[test]
+fn gpu_iv_matches_cpu_iv() {
+    let Some(g) = gpu(Precision::Df64) else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iv");
+    let model = fegpu::formula::parse("y ~ x1 | f1 + f2 | d1 + d2 ~ z1 + z2 + z3").unwrap();
+    let mut cols = model.variables();
+    cols.push("c".into());
+    let table = fegpu::data::load(dir.join("panel_iv.csv").to_str().unwrap(), &cols).unwrap();
+    let opts = FitOptions { vcov: VcovSpec::parse("cluster:c").unwrap(), demean: DemeanOptions { tol: 1e-10, max_iter: 100_000 }, ..Default::default() };
+    let cpu = fegpu::estimate::fit(&table, &model, &opts, &CpuDemeaner).unwrap();
+    let on_gpu = fegpu::estimate::fit(&table, &model, &opts, &g).unwrap();
+    assert_fits_agree("IV", &cpu, &on_gpu);
+    let (a, b) = (cpu.iv.unwrap(), on_gpu.iv.unwrap());
+    for (u, v) in [(a.kp_lm.unwrap(), b.kp_lm.unwrap()), (a.cragg_donald_f, b.cragg_donald_f), (a.hansen_j.unwrap(), b.hansen_j.unwrap())] {
+        assert!((u - v).abs() <= 1e-7 * u.abs(), "cpu {u} vs gpu {v}");
+    }
+}

