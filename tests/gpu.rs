@@ -297,12 +297,23 @@ fn gpu_iv_matches_cpu_iv() {
     let mut cols = model.variables();
     cols.push("c".into());
     let table = fegpu::data::load(dir.join("panel_iv.csv").to_str().unwrap(), &cols).unwrap();
-    let opts = FitOptions { vcov: VcovSpec::parse("cluster:c").unwrap(), demean: DemeanOptions { tol: 1e-10, max_iter: 100_000 }, ..Default::default() };
+    let opts = FitOptions {
+        vcov: VcovSpec::parse("cluster:c").unwrap(),
+        demean: DemeanOptions {
+            tol: 1e-10,
+            max_iter: 100_000,
+        },
+        ..Default::default()
+    };
     let cpu = fegpu::estimate::fit(&table, &model, &opts, &CpuDemeaner).unwrap();
     let on_gpu = fegpu::estimate::fit(&table, &model, &opts, &g).unwrap();
     assert_fits_agree("IV", &cpu, &on_gpu);
     let (a, b) = (cpu.iv.unwrap(), on_gpu.iv.unwrap());
-    for (u, v) in [(a.kp_lm.unwrap(), b.kp_lm.unwrap()), (a.cragg_donald_f, b.cragg_donald_f), (a.hansen_j.unwrap(), b.hansen_j.unwrap())] {
+    for (u, v) in [
+        (a.kp_lm.unwrap(), b.kp_lm.unwrap()),
+        (a.cragg_donald_f, b.cragg_donald_f),
+        (a.hansen_j.unwrap(), b.hansen_j.unwrap()),
+    ] {
         assert!((u - v).abs() <= 1e-7 * u.abs(), "cpu {u} vs gpu {v}");
     }
 }

@@ -128,7 +128,14 @@ fn anderson_rubin_equals_the_reduced_form_wald_test() {
     let path = dir.join("panel_iv.csv");
     for vcov in ["iid", "hetero", "cluster:c"] {
         let spec = VcovSpec::parse(vcov).unwrap();
-        let opts = FitOptions { vcov: spec.clone(), demean: DemeanOptions { tol: 1e-14, max_iter: 100_000 }, ..Default::default() };
+        let opts = FitOptions {
+            vcov: spec.clone(),
+            demean: DemeanOptions {
+                tol: 1e-14,
+                max_iter: 100_000,
+            },
+            ..Default::default()
+        };
         let iv_model = formula::parse("y ~ x1 | f1 + f2 | d1 ~ z1 + z2").unwrap();
         let rf_model = formula::parse("y ~ x1 + z1 + z2 | f1 + f2").unwrap();
         let mut cols = iv_model.variables();
@@ -138,12 +145,19 @@ fn anderson_rubin_equals_the_reduced_form_wald_test() {
         let rf = fit(&table, &rf_model, &opts, &CpuDemeaner).unwrap();
         // Wald statistic of (z1, z2) from the reduced form's coefficients and variance
         let b = [rf.coefficients[1].estimate, rf.coefficients[2].estimate];
-        let v = [[rf.vcov_matrix[1][1], rf.vcov_matrix[1][2]], [rf.vcov_matrix[2][1], rf.vcov_matrix[2][2]]];
+        let v = [
+            [rf.vcov_matrix[1][1], rf.vcov_matrix[1][2]],
+            [rf.vcov_matrix[2][1], rf.vcov_matrix[2][2]],
+        ];
         let det = v[0][0] * v[1][1] - v[0][1] * v[1][0];
         let inv = [[v[1][1] / det, -v[0][1] / det], [-v[1][0] / det, v[0][0] / det]];
         let w = b[0] * (inv[0][0] * b[0] + inv[0][1] * b[1]) + b[1] * (inv[1][0] * b[0] + inv[1][1] * b[1]);
         let ar = &iv.iv.as_ref().unwrap().anderson_rubin;
-        assert!((ar.chi2 - w).abs() <= 1e-9 * w, "{vcov}: AR {} vs reduced-form Wald {w}", ar.chi2);
+        assert!(
+            (ar.chi2 - w).abs() <= 1e-9 * w,
+            "{vcov}: AR {} vs reduced-form Wald {w}",
+            ar.chi2
+        );
         assert!((ar.f - w / 2.0).abs() <= 1e-9 * w);
     }
 }

@@ -186,18 +186,29 @@ fn iv_rows(results: &[FitResult]) -> Vec<Vec<String>> {
         r.extend(results.iter().map(|m| m.iv.as_ref().map(f).unwrap_or_default()));
         r
     };
+    let cv = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
     let mut rows = vec![
         row("KP rk LM [p]", &|iv| with_p(iv.kp_lm, iv.kp_lm_p)),
         row("KP rk Wald F", &|iv| iv.kp_wald_f.map(fmt_num).unwrap_or_default()),
         row("CD Wald F", &|iv| fmt_num(iv.cragg_donald_f)),
-        row("Stock-Yogo 10% size", &|iv| {
-            iv.stock_yogo.size_10.map(|v| format!("{v:.2}")).unwrap_or_default()
-        }),
-        row("Hansen J / Sargan [p]", &|iv| with_p(iv.hansen_j, iv.hansen_j_p)),
-        row("Anderson-Rubin F [p]", &|iv| {
-            with_p(Some(iv.anderson_rubin.f), Some(iv.anderson_rubin.f_p))
-        }),
+        row("Stock-Yogo 10% size", &|iv| cv(iv.stock_yogo.size_10)),
+        row("Stock-Yogo 15% size", &|iv| cv(iv.stock_yogo.size_15)),
+        row("Stock-Yogo 20% size", &|iv| cv(iv.stock_yogo.size_20)),
+        row("Stock-Yogo 25% size", &|iv| cv(iv.stock_yogo.size_25)),
     ];
+    if results
+        .iter()
+        .any(|r| r.iv.as_ref().is_some_and(|iv| iv.stock_yogo.bias_05.is_some()))
+    {
+        rows.push(row("Stock-Yogo 5% rel. bias", &|iv| cv(iv.stock_yogo.bias_05)));
+        rows.push(row("Stock-Yogo 10% rel. bias", &|iv| cv(iv.stock_yogo.bias_10)));
+        rows.push(row("Stock-Yogo 20% rel. bias", &|iv| cv(iv.stock_yogo.bias_20)));
+        rows.push(row("Stock-Yogo 30% rel. bias", &|iv| cv(iv.stock_yogo.bias_30)));
+    }
+    rows.push(row("Hansen J / Sargan [p]", &|iv| with_p(iv.hansen_j, iv.hansen_j_p)));
+    rows.push(row("Anderson-Rubin F [p]", &|iv| {
+        with_p(Some(iv.anderson_rubin.f), Some(iv.anderson_rubin.f_p))
+    }));
     let mut endog: Vec<String> = Vec::new();
     for r in results {
         for e in r.iv.iter().flat_map(|iv| iv.endogenous.iter()) {
@@ -206,13 +217,38 @@ fn iv_rows(results: &[FitResult]) -> Vec<Vec<String>> {
             }
         }
     }
+    // The first-stage block: coefficients on the excluded instruments, partial R², F.
+    let mut instruments: Vec<String> = Vec::new();
+    for r in results {
+        for z in r.iv.iter().flat_map(|iv| iv.instruments.iter()) {
+            if !instruments.contains(z) {
+                instruments.push(z.clone());
+            }
+        }
+    }
     for e in &endog {
-        rows.push(row(&format!("First-stage F ({e})"), &|iv| {
-            iv.first_stage
-                .iter()
-                .find(|f| &f.endogenous == e)
-                .map(|f| with_p(Some(f.f), Some(f.f_p)))
-                .unwrap_or_default()
+        let stage =
+            |iv: &crate::estimate::iv::IvDiagnostics| iv.first_stage.iter().find(|f| &f.endogenous == e).cloned();
+        for z in &instruments {
+            let coef = |iv: &crate::estimate::iv::IvDiagnostics| {
+                stage(iv).and_then(|f| f.coefficients.iter().find(|c| &c.name == z).cloned())
+            };
+            rows.push(row(&format!("First stage {e}: {z}"), &|iv| {
+                coef(iv)
+                    .map(|c| format!("{}{}", fmt_num(c.estimate), stars(c.p)))
+                    .unwrap_or_default()
+            }));
+            rows.push(row("", &|iv| {
+                coef(iv)
+                    .map(|c| format!("({})", fmt_num(c.std_error)))
+                    .unwrap_or_default()
+            }));
+        }
+        rows.push(row(&format!("First stage {e}: partial R2"), &|iv| {
+            stage(iv).map(|f| fmt_r2(f.partial_r2)).unwrap_or_default()
+        }));
+        rows.push(row(&format!("First stage {e}: F [p]"), &|iv| {
+            stage(iv).map(|f| with_p(Some(f.f), Some(f.f_p))).unwrap_or_default()
         }));
     }
     rows
