@@ -17,6 +17,7 @@ pub mod estimate;
 pub mod fe;
 pub mod formula;
 pub mod gpu;
+pub mod inference;
 pub mod linalg;
 pub mod report;
 pub mod rng;

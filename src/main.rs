@@ -36,6 +36,53 @@ enum Cmd {
     Devices(DevicesArgs),
     /// Time batched demeaning of the demo panel on the CPU and the GPU.
     Bench(BenchArgs),
+    /// Bootstrap inference for one model: the restricted wild cluster bootstrap (WCR).
+    Boot(BootArgs),
+}
+
+#[derive(clap::Args)]
+struct BootArgs {
+    /// Data file or `demo`.
+    data: String,
+    /// One fixest-style formula (OLS).
+    formula: String,
+    /// Cluster variable.
+    #[arg(long)]
+    cluster: String,
+    /// `wild`: restricted wild cluster bootstrap (Roodman, MacKinnon, Nielsen & Webb 2019).
+    #[arg(long, value_enum, default_value = "wild")]
+    kind: BootKind,
+    /// Coefficient to test (default: the first regressor).
+    #[arg(long)]
+    param: Option<String>,
+    /// Value of the coefficient under the null.
+    #[arg(long, default_value_t = 0.0)]
+    null: f64,
+    #[arg(long, default_value_t = 999)]
+    reps: usize,
+    #[arg(long, value_enum, default_value = "rademacher")]
+    weights_type: fegpu::inference::replicates::WildWeights,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Confidence level of the interval obtained by inverting the bootstrap test (0 = none).
+    #[arg(long, default_value_t = 0.95)]
+    level: f64,
+    #[arg(long)]
+    weights: Option<String>,
+    #[arg(long, default_value = "reghdfe")]
+    ssc: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    #[arg(long, value_enum, default_value = "df64")]
+    precision: Precision,
+    /// text or json
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BootKind {
+    Wild,
 }
 
 #[derive(clap::Args)]
@@ -284,6 +331,101 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_boot(a: BootArgs) -> Result<()> {
+    use fegpu::data::{prepare, PrepareOptions};
+    use fegpu::inference::wild::{wild_bootstrap, WildOptions};
+    let model = formula::parse(&a.formula)?;
+    if model.iv.is_some() {
+        return Err(Error::Usage("fegpu boot supports OLS formulas only".into()));
+    }
+    if a.reps == 0 {
+        return Err(Error::Usage("--reps must be positive".into()));
+    }
+    if !(0.0..1.0).contains(&a.level) {
+        return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", a.level)));
+    }
+    let mut columns = model.variables();
+    a.cluster.split('^').for_each(|c| columns.push(c.trim().to_string()));
+    columns.extend(a.weights.iter().cloned());
+    let table = load(&a.data, &columns)?;
+    let design = prepare(
+        &table,
+        &model,
+        &PrepareOptions {
+            weights: a.weights.clone(),
+            clusters: vec![a.cluster.clone()],
+            keep_singletons: false,
+        },
+    )?;
+    let param = a
+        .param
+        .clone()
+        .or_else(|| model.rhs.first().map(|t| t.name()))
+        .ok_or_else(|| Error::Usage("the model has no regressor to test".into()))?;
+    let demeaner = choose(a.backend, a.precision, design.nobs() * (design.x.len() + 1), &mut |n| {
+        eprintln!("note: {n}")
+    })?;
+    let opts = WildOptions {
+        coefficient: param,
+        null: a.null,
+        reps: a.reps,
+        weights: a.weights_type,
+        seed: a.seed,
+        level: (a.level > 0.0).then_some(a.level),
+        ssc: Ssc::parse(&a.ssc)?,
+        demean: DemeanOptions::default(),
+    };
+    let r = match a.kind {
+        BootKind::Wild => wild_bootstrap(&design, &opts, demeaner.as_ref())?,
+    };
+    match a.format {
+        Format::Json => {
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                formula: &'a str,
+                kind: &'a str,
+                backend: String,
+                wild: &'a fegpu::inference::wild::WildResult,
+            }
+            let out = Out {
+                formula: &a.formula,
+                kind: "wild",
+                backend: demeaner.name(),
+                wild: &r,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| Error::Data(e.to_string()))?
+            );
+        }
+        _ => {
+            println!(
+                "Wild cluster bootstrap (WCR, {:?} weights) of `{}` in {}",
+                r.weights, r.coefficient, a.formula
+            );
+            println!(
+                "  estimate {:.6}   H0: {} = {}   t = {:.4}",
+                r.estimate, r.coefficient, r.null, r.t
+            );
+            println!(
+                "  bootstrap p-value {:.4}   ({} replicates{}, {} clusters, seed {})",
+                r.p,
+                r.reps,
+                if r.full_enumeration { ", full enumeration" } else { "" },
+                r.clusters,
+                r.seed
+            );
+            if let (Some((lo, hi)), Some(level)) = (r.ci, r.level) {
+                println!(
+                    "  {:.0}% confidence interval (test inversion): [{lo:.6}, {hi:.6}]",
+                    level * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -291,6 +433,7 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => run_demo(a),
         Cmd::Devices(a) => run_devices(a),
         Cmd::Bench(a) => run_bench(a),
+        Cmd::Boot(a) => run_boot(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
