@@ -110,6 +110,7 @@ fn problem(seed: u64, n: usize, n_fe: usize, weights: bool, interacted: bool) ->
             inst_names: vec![],
             inst: vec![],
             weights: w,
+            extra: vec![],
             fes,
             clusters: vec![cl],
             nobs_raw: n,

@@ -33,6 +33,9 @@ pub struct PrepareOptions {
     pub clusters: Vec<String>,
     /// Keep singletons (reghdfe's `keepsingletons`); default false.
     pub keep_singletons: bool,
+    /// Further numeric columns carried along row by row (e.g. the group of `bdiff`); rows where
+    /// they are missing are dropped like any other used variable.
+    pub extra: Vec<String>,
 }
 
 /// A cluster variable over the estimation sample.
@@ -59,6 +62,8 @@ pub struct Design {
     pub inst_names: Vec<String>,
     pub inst: Vec<Vec<f64>>,
     pub weights: Option<Vec<f64>>,
+    /// The `PrepareOptions::extra` columns over the estimation sample.
+    pub extra: Vec<Vec<f64>>,
     pub fes: Vec<FixedEffect>,
     pub clusters: Vec<ClusterVar>,
     pub nobs_raw: usize,
@@ -180,6 +185,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
             .flat_map(|t| t.vars())
             .collect();
         v.extend(opts.weights.iter().cloned());
+        v.extend(opts.extra.iter().cloned());
         v.dedup();
         v
     };
@@ -350,6 +356,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         x,
         intercept: model.intercept,
         weights: weights_raw.as_deref().map(subset),
+        extra: opts.extra.iter().map(|e| subset(&cols.numeric[e.as_str()])).collect(),
         fes,
         clusters,
         nobs_raw: n,

@@ -471,8 +471,18 @@ impl Demeaner for GpuDemeaner {
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
         let n = problem.nobs();
         let w = problem.weights.map(|w| w.to_vec()).unwrap_or_else(|| vec![1.0; n]);
-        let mut out = self.demean_batch(&problem.fes, &columns, &[w], opts)?;
+        let mut out = GpuDemeaner::demean_batch(self, &problem.fes, &columns, &[w], opts)?;
         Ok(out.pop().unwrap())
+    }
+
+    fn demean_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Demeaned>> {
+        GpuDemeaner::demean_batch(self, fes, columns, weights, opts)
     }
 }
 

@@ -84,4 +84,19 @@ pub trait Demeaner: Send + Sync {
     fn name(&self) -> String;
     /// Demean every column in `columns` (each of length `problem.nobs()`).
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
+
+    /// Demean `columns` under each weight vector (the replicate engine's batch: columns ×
+    /// replicates). The default runs the replicates one after another; backends batch them.
+    fn demean_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Demeaned>> {
+        weights
+            .iter()
+            .map(|w| self.demean(&Absorb::new(fes.to_vec(), Some(w)), columns.to_vec(), opts))
+            .collect()
+    }
 }

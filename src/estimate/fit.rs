@@ -123,6 +123,7 @@ pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demea
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),
         keep_singletons: opts.keep_singletons,
+        ..Default::default()
     };
     let design = prepare(table, model, &popts)?;
     timing("prepare", t0);

@@ -1,0 +1,356 @@
+//! `fegpu bdiff`: the Fisher permutation test of the difference between two groups'
+//! coefficients (Stata's `bdiff`, Lian Yujun; as used in the study's Tables 5, 6 and 8).
+//!
+//! The model is fitted on each group (with every fixed effect and reghdfe's singleton rule
+//! applied within the group). A replicate reassigns the group labels at random across units —
+//! observations, or whole firms/clusters with `--unit VAR`, which panel data need — keeping the
+//! group sizes, refits both groups and records d* = β*_A − β*_B. With `--bsample` each replicate
+//! first resamples units with replacement (pairs bootstrap), then permutes. Each replicate is a
+//! pair of weight vectors (membership × multiplicity), so all replicates go through the batched
+//! demeaning engine (CPU in parallel, or the GPU) in memory-sized chunks, and the draws are
+//! Philox functions of (seed, replicate, unit): results do not depend on backend or chunking.
+//!
+//! p-values: one-sided in the direction of the observed difference (bdiff's empirical p: the
+//! share of d* at least as large as d when d ≥ 0, at least as small when d < 0), and two-sided
+//! (share of |d*| ≥ |d|). When the number of distinct assignments is at most `reps` (and no
+//! resampling), every assignment is enumerated once and the p-values are exact.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::replicates::{pairs_multiplicities, permutation_first_group};
+use crate::data::prepare::Design;
+use crate::demean::{DemeanOptions, Demeaner};
+use crate::error::{Error, Result};
+use crate::fe::dof::effects_to_project;
+use crate::fe::FixedEffect;
+use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
+
+#[derive(Debug, Clone)]
+pub struct BdiffOptions {
+    pub reps: usize,
+    pub seed: u64,
+    pub bsample: bool,
+    pub demean: DemeanOptions,
+    /// Bytes of demeaned columns held at once (replicates are processed in chunks).
+    pub memory_budget: u64,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BdiffRow {
+    pub name: String,
+    pub estimate_group1: f64,
+    pub estimate_group0: f64,
+    pub difference: f64,
+    pub p: f64,
+    pub p_two_sided: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BdiffResult {
+    pub coefficients: Vec<BdiffRow>,
+    pub reps_requested: usize,
+    pub reps_used: usize,
+    pub reps_failed: usize,
+    pub enumerated: bool,
+    pub units: usize,
+    pub units_group1: usize,
+    pub nobs_group1: usize,
+    pub nobs_group0: usize,
+    pub seed: u64,
+    pub bsample: bool,
+    /// Replicate differences, one vector per coefficient (for plots).
+    #[serde(skip)]
+    pub differences: Vec<Vec<f64>>,
+}
+
+/// Set the weight of singletons (among rows with positive weight) to zero, iteratively.
+pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
+    if fes.is_empty() {
+        return;
+    }
+    let mut counts: Vec<Vec<u32>> = fes.iter().map(|f| vec![0; f.levels]).collect();
+    for (k, f) in fes.iter().enumerate() {
+        for (i, &g) in f.ids.iter().enumerate() {
+            if w[i] > 0.0 {
+                counts[k][g as usize] += 1;
+            }
+        }
+    }
+    loop {
+        let mut changed = false;
+        for i in 0..w.len() {
+            if w[i] > 0.0 && fes.iter().enumerate().any(|(k, f)| counts[k][f.ids[i] as usize] == 1) {
+                w[i] = 0.0;
+                changed = true;
+                for (k, f) in fes.iter().enumerate() {
+                    counts[k][f.ids[i] as usize] -= 1;
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+/// Weighted least squares on demeaned columns: β, or `None` when the design is singular.
+fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
+    let k = x.len();
+    let mut a = Mat::zeros(k);
+    let mut b = vec![0.0; k];
+    for i in 0..y.len() {
+        let wi = w[i];
+        if wi == 0.0 {
+            continue;
+        }
+        for p in 0..k {
+            let xp = wi * x[p][i];
+            b[p] += xp * y[i];
+            for q in 0..=p {
+                a.a[p * k + q] += xp * x[q][i];
+            }
+        }
+    }
+    for p in 0..k {
+        for q in 0..p {
+            a.a[q * k + p] = a.a[p * k + q];
+        }
+    }
+    let c = cholesky_drop(&a, 1e-10);
+    if !c.dropped.is_empty() {
+        return None;
+    }
+    Some(cholesky_inverse(&c.l).mul_vec(&b))
+}
+
+/// Number of ways to choose `k` of `n`, saturating.
+fn binomial(n: usize, k: usize) -> u128 {
+    let k = k.min(n - k.min(n));
+    let mut r: u128 = 1;
+    for i in 0..k {
+        r = r.saturating_mul((n - i) as u128) / (i as u128 + 1);
+        if r > u64::MAX as u128 {
+            return u128::MAX;
+        }
+    }
+    r
+}
+
+/// All k-subsets of 0..n (n ≤ 63) as bit masks, in increasing order (Gosper's hack).
+fn subsets(n: usize, k: usize) -> Vec<u64> {
+    if k == 0 {
+        return vec![0];
+    }
+    let mut out = Vec::new();
+    let mut s: u64 = (1u64 << k) - 1;
+    while s < (1u64 << n) {
+        out.push(s);
+        let c = s & s.wrapping_neg();
+        let r = s + c;
+        s = (((r ^ s) >> 2) / c) | r;
+    }
+    out
+}
+
+/// Run the permutation test. `group` is 1/0 per row; `units` maps rows to units (`None`: each
+/// row is a unit).
+pub fn bdiff(
+    design: &Design,
+    group: &[f64],
+    units: Option<(&[u32], usize)>,
+    opts: &BdiffOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<BdiffResult> {
+    let n = design.nobs();
+    if let Some(bad) = group.iter().position(|&g| g != 0.0 && g != 1.0) {
+        return Err(Error::Usage(format!(
+            "the group variable must be 0/1; row {} of the estimation sample has {}",
+            bad + 1,
+            group[bad]
+        )));
+    }
+    let (unit_ids, n_units): (Vec<u32>, usize) = match units {
+        Some((ids, u)) => (ids.to_vec(), u),
+        None => ((0..n as u32).collect(), n),
+    };
+    // group must be constant within a unit
+    let mut unit_group = vec![-1.0f64; n_units];
+    for i in 0..n {
+        let u = unit_ids[i] as usize;
+        if unit_group[u] < 0.0 {
+            unit_group[u] = group[i];
+        } else if unit_group[u] != group[i] {
+            return Err(Error::Usage(
+                "the group variable varies within a unit: with --unit VAR the group must be constant within each unit"
+                    .into(),
+            ));
+        }
+    }
+    let n1 = unit_group.iter().filter(|&&g| g == 1.0).count();
+    if n1 == 0 || n1 == n_units {
+        return Err(Error::Usage(
+            "both groups must be present (the group variable is constant in the sample)".into(),
+        ));
+    }
+    let fes: Vec<&FixedEffect> = effects_to_project(&design.fes)
+        .into_iter()
+        .map(|k| &design.fes[k])
+        .collect();
+    let all_fes: Vec<&FixedEffect> = design.fes.iter().collect();
+    let base_w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; n]);
+    let mut columns = vec![design.y.clone()];
+    columns.extend(design.x.iter().cloned());
+    let k = design.x.len();
+
+    // weight vectors of one replicate: (group 1, group 0)
+    let weights_for = |in_first: &dyn Fn(usize) -> bool, mult: Option<&[u32]>| -> [Vec<f64>; 2] {
+        let mut w1 = vec![0.0; n];
+        let mut w0 = vec![0.0; n];
+        for i in 0..n {
+            let u = unit_ids[i] as usize;
+            let m = mult.map_or(1.0, |m| m[u] as f64);
+            if in_first(u) {
+                w1[i] = base_w[i] * m;
+            } else {
+                w0[i] = base_w[i] * m;
+            }
+        }
+        drop_weighted_singletons(&all_fes, &mut w1);
+        drop_weighted_singletons(&all_fes, &mut w0);
+        [w1, w0]
+    };
+    let betas = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
+        if fes.is_empty() {
+            return Ok(ws.iter().map(|w| wls(&columns[0], &columns[1..], w)).collect());
+        }
+        let dm = demeaner.demean_batch(&fes, &columns, ws, &opts.demean)?;
+        Ok(dm
+            .iter()
+            .zip(ws)
+            .map(|(d, w)| wls(&d.columns[0], &d.columns[1..], w))
+            .collect())
+    };
+
+    // observed
+    let obs_w = weights_for(&|u| unit_group[u] == 1.0, None);
+    let nobs1 = obs_w[0].iter().filter(|&&w| w > 0.0).count();
+    let nobs0 = obs_w[1].iter().filter(|&&w| w > 0.0).count();
+    let obs = betas(&obs_w)?;
+    let (b1, b0) = match (&obs[0], &obs[1]) {
+        (Some(a), Some(b)) => (a.clone(), b.clone()),
+        _ => {
+            return Err(Error::Estimation(
+                "a regressor is collinear within one of the groups; the groups' coefficients cannot be compared".into(),
+            ))
+        }
+    };
+    let d_obs: Vec<f64> = b1.iter().zip(&b0).map(|(a, b)| a - b).collect();
+
+    // replicates
+    let enumerate = !opts.bsample && n_units <= 63 && binomial(n_units, n1) <= opts.reps as u128;
+    let masks: Vec<u64> = if enumerate { subsets(n_units, n1) } else { Vec::new() };
+    let total = if enumerate { masks.len() } else { opts.reps };
+    let per_rep = 2 * (k as u64 + 1) * n as u64 * 8;
+    let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
+    let mut diffs: Vec<Vec<f64>> = vec![Vec::with_capacity(total); k];
+    let mut failed = 0;
+    let started = Instant::now();
+    let show = opts.progress && std::io::stderr().is_terminal();
+    let mut r0 = 0;
+    while r0 < total {
+        let r1 = (r0 + chunk).min(total);
+        let mut ws = Vec::with_capacity(2 * (r1 - r0));
+        for r in r0..r1 {
+            let pair = if enumerate {
+                let m = masks[r];
+                weights_for(&|u| m >> u & 1 == 1, None)
+            } else {
+                let first = permutation_first_group(opts.seed, r as u32, n_units, n1);
+                let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                weights_for(&|u| first[u], mult.as_deref())
+            };
+            ws.extend(pair);
+        }
+        let bs = betas(&ws)?;
+        for pair in bs.chunks(2) {
+            match (&pair[0], &pair[1]) {
+                (Some(a), Some(b)) => {
+                    for c in 0..k {
+                        diffs[c].push(a[c] - b[c]);
+                    }
+                }
+                _ => failed += 1,
+            }
+        }
+        r0 = r1;
+        if show {
+            let el = started.elapsed().as_secs_f64();
+            let eta = el / r0 as f64 * (total - r0) as f64;
+            eprint!("\rbdiff: {r0}/{total} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
+        }
+    }
+    if show {
+        eprintln!();
+    }
+    let used = total - failed;
+    if used == 0 {
+        return Err(Error::Estimation(
+            "every replicate failed (a regressor is collinear within a permuted group)".into(),
+        ));
+    }
+    let coefficients = (0..k)
+        .map(|c| {
+            let d = d_obs[c];
+            let tol = 1e-12 * d.abs().max(1e-300);
+            let one = if d >= 0.0 {
+                diffs[c].iter().filter(|&&x| x >= d - tol).count()
+            } else {
+                diffs[c].iter().filter(|&&x| x <= d + tol).count()
+            };
+            let two = diffs[c].iter().filter(|&&x| x.abs() >= d.abs() - tol).count();
+            BdiffRow {
+                name: design.x_names[c].clone(),
+                estimate_group1: b1[c],
+                estimate_group0: b0[c],
+                difference: d,
+                p: one as f64 / used as f64,
+                p_two_sided: two as f64 / used as f64,
+            }
+        })
+        .collect();
+    Ok(BdiffResult {
+        coefficients,
+        reps_requested: opts.reps,
+        reps_used: used,
+        reps_failed: failed,
+        enumerated: enumerate,
+        units: n_units,
+        units_group1: n1,
+        nobs_group1: nobs1,
+        nobs_group0: nobs0,
+        seed: opts.seed,
+        bsample: opts.bsample,
+        differences: diffs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gosper_enumerates_every_subset_once() {
+        let s = subsets(6, 3);
+        assert_eq!(s.len(), 20);
+        assert!(s.iter().all(|m| m.count_ones() == 3));
+        let mut u = s.clone();
+        u.dedup();
+        assert_eq!(u.len(), 20);
+        assert_eq!(binomial(6, 3), 20);
+        assert_eq!(binomial(70, 35), u128::MAX);
+    }
+}
