@@ -78,7 +78,8 @@ struct BootArgs {
     /// Cluster variable.
     #[arg(long)]
     cluster: String,
-    /// `wild`: restricted wild cluster bootstrap (Roodman, MacKinnon, Nielsen & Webb 2019).
+    /// `wild`: restricted wild cluster bootstrap (Roodman, MacKinnon, Nielsen & Webb 2019);
+    /// `pairs`: cluster (pairs) bootstrap standard errors and percentile intervals.
     #[arg(long, value_enum, default_value = "wild")]
     kind: BootKind,
     /// Coefficient to test (default: the first regressor).
@@ -111,6 +112,7 @@ struct BootArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BootKind {
+    Pairs,
     Wild,
 }
 
@@ -404,9 +406,61 @@ fn run_boot(a: BootArgs) -> Result<()> {
         ssc: Ssc::parse(&a.ssc)?,
         demean: DemeanOptions::default(),
     };
-    let r = match a.kind {
-        BootKind::Wild => wild_bootstrap(&design, &opts, demeaner.as_ref())?,
-    };
+    if a.kind == BootKind::Pairs {
+        use fegpu::inference::bootstrap::{pairs_bootstrap, PairsOptions};
+        let level = if a.level > 0.0 { a.level } else { 0.95 };
+        let popts = PairsOptions {
+            reps: a.reps,
+            seed: a.seed,
+            level,
+            demean: DemeanOptions::default(),
+            memory_budget: 512 << 20,
+            progress: true,
+        };
+        let r = pairs_bootstrap(&design, &popts, demeaner.as_ref())?;
+        if a.format == Format::Json {
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                formula: &'a str,
+                kind: &'a str,
+                cluster: &'a str,
+                backend: String,
+                pairs: &'a fegpu::inference::bootstrap::PairsResult,
+            }
+            let out = Out {
+                formula: &a.formula,
+                kind: "pairs",
+                cluster: &a.cluster,
+                backend: demeaner.name(),
+                pairs: &r,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| Error::Data(e.to_string()))?
+            );
+        } else {
+            println!(
+                "Pairs cluster bootstrap ({} clusters of {}), {} replicates used ({} failed), seed {}",
+                r.clusters, a.cluster, r.reps_used, r.reps_failed, r.seed
+            );
+            println!(
+                "{:<16} {:>14} {:>14} {:>14} {:>14}",
+                "",
+                "estimate",
+                "boot s.e.",
+                format!("{:.0}% low", level * 100.0),
+                "high"
+            );
+            for c in &r.coefficients {
+                println!(
+                    "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
+                    c.name, c.estimate, c.std_error, c.ci_low, c.ci_high
+                );
+            }
+        }
+        return Ok(());
+    }
+    let r = wild_bootstrap(&design, &opts, demeaner.as_ref())?;
     match a.format {
         Format::Json => {
             #[derive(serde::Serialize)]

@@ -184,3 +184,41 @@ fn bdiff_does_not_depend_on_chunk_size_or_backend() {
         panic!("CI must have a GPU adapter (lavapipe)");
     }
 }
+
+#[test]
+fn pairs_bootstrap_se_is_close_to_the_cluster_robust_se_and_chunk_invariant() {
+    use fegpu::inference::bootstrap::{pairs_bootstrap, PairsOptions};
+    let (d, _) = panel(21, 120, 4, 0.0);
+    let o = PairsOptions {
+        reps: 399,
+        seed: 3,
+        level: 0.9,
+        demean: DemeanOptions {
+            tol: 1e-12,
+            max_iter: 100_000,
+        },
+        memory_budget: 64 << 20,
+        progress: false,
+    };
+    let r = pairs_bootstrap(&d, &o, &CpuDemeaner).unwrap();
+    let r2 = pairs_bootstrap(
+        &d,
+        &PairsOptions {
+            memory_budget: 1,
+            ..o.clone()
+        },
+        &CpuDemeaner,
+    )
+    .unwrap();
+    assert_eq!(r.draws, r2.draws, "replicates must not depend on the chunk size");
+    // CRV1 standard error of the same model
+    let fo = fegpu::estimate::FitOptions {
+        vcov: fegpu::estimate::VcovSpec::Cluster(vec!["firm".into()]),
+        ..Default::default()
+    };
+    let f = fegpu::estimate::fit_design(&d, "y ~ x | firm + year", &fo, &CpuDemeaner).unwrap();
+    let (boot, crv) = (r.coefficients[0].std_error, f.coefficients[0].std_error);
+    assert!((boot / crv - 1.0).abs() < 0.2, "bootstrap se {boot} vs CRV1 {crv}");
+    let c = &r.coefficients[0];
+    assert!(c.ci_low < c.estimate && c.estimate < c.ci_high);
+}

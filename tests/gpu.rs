@@ -318,3 +318,43 @@ fn gpu_iv_matches_cpu_iv() {
         assert!((u - v).abs() <= 1e-7 * u.abs(), "cpu {u} vs gpu {v}");
     }
 }
+
+#[test]
+fn replicate_decisions_on_the_device_match_the_rust_draws() {
+    use fegpu::inference::replicates::{draw, stream, wild_weight, WildWeights};
+    let Some(g) = gpu(Precision::Df64) else { return };
+    for seed in [1u64, 99, 0x1234_5678_9ABC] {
+        let mut counters = Vec::new();
+        for r in 0..32u32 {
+            for unit in [0u32, 1, 7, 150, 4095] {
+                for (st, range) in [(stream::WILD, 150u32), (stream::PAIRS, 3000), (stream::PERMUTATION, 7)] {
+                    counters.push([r, unit, st, range]);
+                }
+            }
+        }
+        let dev = fegpu::gpu::random::decisions_on_device(g.context(), &counters, seed).unwrap();
+        for (c, d) in counters.iter().zip(&dev) {
+            let u = draw(seed, c[2], c[0], c[1]);
+            assert_eq!(d[3], u, "raw word, counter {c:?}");
+            assert_eq!(
+                d[2],
+                ((u as u64 * c[3] as u64) >> 32) as u32,
+                "multiply-shift, counter {c:?}"
+            );
+            if c[2] == stream::WILD {
+                let rad = wild_weight(seed, WildWeights::Rademacher, c[0], c[1]);
+                assert_eq!(rad > 0.0, d[0] == 1);
+                let webb = wild_weight(seed, WildWeights::Webb, c[0], c[1]);
+                let points = [
+                    -1.224_744_871_391_589,
+                    -1.0,
+                    -0.707_106_781_186_547_6,
+                    0.707_106_781_186_547_6,
+                    1.0,
+                    1.224_744_871_391_589,
+                ];
+                assert_eq!(webb, points[d[1] as usize]);
+            }
+        }
+    }
+}

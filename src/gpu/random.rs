@@ -73,3 +73,67 @@ pub fn philox_on_device(ctx: &GpuContext, counters: &[[u32; 4]], keys: &[[u32; 2
     let words = read_back(ctx, &output, 0, bytes, "philox")?;
     Ok(words.chunks_exact(4).map(|w| [w[0], w[1], w[2], w[3]]).collect())
 }
+
+/// The replicate decisions of [`crate::inference::replicates`] computed on the device for
+/// counters (replicate, unit, stream, n): (Rademacher bit, Webb index, multiply-shift draw in
+/// 0..n, raw word). Used by tests to hold the WGSL and Rust generators to the same bits.
+pub fn decisions_on_device(ctx: &GpuContext, counters: &[[u32; 4]], seed: u64) -> Result<Vec<[u32; 4]>> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("philox_check.wgsl"),
+        source: wgpu::ShaderSource::Wgsl(format!("{PHILOX}\n{CHECK}").into()),
+    });
+    let pipe = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("decisions_check"),
+        layout: None,
+        module: &module,
+        entry_point: Some("decisions_check"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu(format!("building the decisions kernel: {e}")));
+    }
+    let flat_c: Vec<u32> = counters.iter().flatten().copied().collect();
+    let flat_k: Vec<u32> = counters
+        .iter()
+        .flat_map(|_| [seed as u32, (seed >> 32) as u32, 0, 0])
+        .collect();
+    let input = storage(ctx, "decision counters", &flat_c)?;
+    let key_buf = storage(ctx, "decision keys", &flat_k)?;
+    let bytes = counters.len() as u64 * 16;
+    let output = poisoned(ctx, "decisions", bytes)?;
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: input.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: key_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: output.as_entire_binding(),
+            },
+        ],
+    });
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("decisions"),
+    });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("decisions"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipe);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups((counters.len() as u32).div_ceil(64), 1, 1);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let words = read_back(ctx, &output, 0, bytes, "decisions")?;
+    Ok(words.chunks_exact(4).map(|w| [w[0], w[1], w[2], w[3]]).collect())
+}

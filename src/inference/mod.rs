@@ -4,6 +4,7 @@
 //! coefficient with every fixed effect absorbed, by the fast algorithm of Roodman, MacKinnon,
 //! Nielsen & Webb (2019), whose cost per replicate does not grow with N.
 
+pub mod bootstrap;
 pub mod permutation;
 pub mod replicates;
 pub mod wild;
