@@ -67,6 +67,9 @@ struct BdiffArgs {
     precision: Precision,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Draw the permutation distribution of the first regressor's difference (FILE.svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +111,9 @@ struct BootArgs {
     /// text or json
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Draw the bootstrap distribution with the observed statistic (FILE.svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -362,7 +368,18 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a plot path we cannot write before spending time on replicates.
+fn check_plot_path(p: &Option<PathBuf>) -> Result<()> {
+    if let Some(p) = p {
+        if p.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("svg")) != Some(true) {
+            return Err(Error::Usage(format!("--plot {}: only .svg is supported", p.display())));
+        }
+    }
+    Ok(())
+}
+
 fn run_boot(a: BootArgs) -> Result<()> {
+    check_plot_path(&a.plot)?;
     use fegpu::data::{prepare, PrepareOptions};
     use fegpu::inference::wild::{wild_bootstrap, WildOptions};
     let model = formula::parse(&a.formula)?;
@@ -418,6 +435,10 @@ fn run_boot(a: BootArgs) -> Result<()> {
             progress: true,
         };
         let r = pairs_bootstrap(&design, &popts, demeaner.as_ref())?;
+        if let Some(p) = &a.plot {
+            let c = r.coefficients.iter().position(|c| c.name == opts.coefficient).unwrap_or(0);
+            fegpu::report::plot::histogram_svg(p, &r.draws[c], r.coefficients[c].estimate, &format!("Pairs bootstrap of {} ({} replicates)", r.coefficients[c].name, r.reps_used), &r.coefficients[c].name)?;
+        }
         if a.format == Format::Json {
             #[derive(serde::Serialize)]
             struct Out<'a> {
@@ -461,6 +482,9 @@ fn run_boot(a: BootArgs) -> Result<()> {
         return Ok(());
     }
     let r = wild_bootstrap(&design, &opts, demeaner.as_ref())?;
+    if let Some(p) = &a.plot {
+        fegpu::report::plot::histogram_svg(p, &r.t_boot, r.t, &format!("Wild cluster bootstrap t of {} ({} replicates)", r.coefficient, r.reps), "t*")?;
+    }
     match a.format {
         Format::Json => {
             #[derive(serde::Serialize)]
@@ -510,6 +534,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
 }
 
 fn run_bdiff(a: BdiffArgs) -> Result<()> {
+    check_plot_path(&a.plot)?;
     use fegpu::data::{prepare, PrepareOptions};
     use fegpu::inference::permutation::{bdiff, BdiffOptions};
     let model = formula::parse(&a.formula)?;
@@ -546,6 +571,10 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let r = bdiff(&design, &design.extra[0], units, &opts, demeaner.as_ref())?;
     let secs = t.elapsed().as_secs_f64();
+    if let Some(p) = &a.plot {
+        let c = &r.coefficients[0];
+        fegpu::report::plot::histogram_svg(p, &r.differences[0], c.difference, &format!("Permutation distribution of the {} difference ({} replicates)", c.name, r.reps_used), &format!("{} (group 1) − {} (group 0)", c.name, c.name))?;
+    }
     match a.format {
         Format::Json => {
             #[derive(serde::Serialize)]
