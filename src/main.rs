@@ -371,7 +371,11 @@ fn run_bench(a: BenchArgs) -> Result<()> {
 /// Refuse a plot path we cannot write before spending time on replicates.
 fn check_plot_path(p: &Option<PathBuf>) -> Result<()> {
     if let Some(p) = p {
-        if p.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("svg")) != Some(true) {
+        if p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.eq_ignore_ascii_case("svg"))
+            != Some(true)
+        {
             return Err(Error::Usage(format!("--plot {}: only .svg is supported", p.display())));
         }
     }
@@ -436,8 +440,21 @@ fn run_boot(a: BootArgs) -> Result<()> {
         };
         let r = pairs_bootstrap(&design, &popts, demeaner.as_ref())?;
         if let Some(p) = &a.plot {
-            let c = r.coefficients.iter().position(|c| c.name == opts.coefficient).unwrap_or(0);
-            fegpu::report::plot::histogram_svg(p, &r.draws[c], r.coefficients[c].estimate, &format!("Pairs bootstrap of {} ({} replicates)", r.coefficients[c].name, r.reps_used), &r.coefficients[c].name)?;
+            let c = r
+                .coefficients
+                .iter()
+                .position(|c| c.name == opts.coefficient)
+                .unwrap_or(0);
+            fegpu::report::plot::histogram_svg(
+                p,
+                &r.draws[c],
+                r.coefficients[c].estimate,
+                &format!(
+                    "Pairs bootstrap of {} ({} replicates)",
+                    r.coefficients[c].name, r.reps_used
+                ),
+                &r.coefficients[c].name,
+            )?;
         }
         if a.format == Format::Json {
             #[derive(serde::Serialize)]
@@ -483,7 +500,13 @@ fn run_boot(a: BootArgs) -> Result<()> {
     }
     let r = wild_bootstrap(&design, &opts, demeaner.as_ref())?;
     if let Some(p) = &a.plot {
-        fegpu::report::plot::histogram_svg(p, &r.t_boot, r.t, &format!("Wild cluster bootstrap t of {} ({} replicates)", r.coefficient, r.reps), "t*")?;
+        fegpu::report::plot::histogram_svg(
+            p,
+            &r.t_boot,
+            r.t,
+            &format!("Wild cluster bootstrap t of {} ({} replicates)", r.coefficient, r.reps),
+            "t*",
+        )?;
     }
     match a.format {
         Format::Json => {
@@ -573,7 +596,16 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     let secs = t.elapsed().as_secs_f64();
     if let Some(p) = &a.plot {
         let c = &r.coefficients[0];
-        fegpu::report::plot::histogram_svg(p, &r.differences[0], c.difference, &format!("Permutation distribution of the {} difference ({} replicates)", c.name, r.reps_used), &format!("{} (group 1) − {} (group 0)", c.name, c.name))?;
+        fegpu::report::plot::histogram_svg(
+            p,
+            &r.differences[0],
+            c.difference,
+            &format!(
+                "Permutation distribution of the {} difference ({} replicates)",
+                c.name, r.reps_used
+            ),
+            &format!("{} (group 1) − {} (group 0)", c.name, c.name),
+        )?;
     }
     match a.format {
         Format::Json => {

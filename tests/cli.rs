@@ -441,17 +441,45 @@ fn boot_and_bdiff_commands_run_and_plot() {
     let wild = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wild/wild.csv");
     let w = wild.to_str().unwrap();
     let svg = d.join("t.svg");
-    let o = fegpu(&["boot", w, "y ~ x1 + x2 | f", "--cluster", "c", "--reps", "1999", "--plot", svg.to_str().unwrap(), "--format", "json"]);
+    let o = fegpu(&[
+        "boot",
+        w,
+        "y ~ x1 + x2 | f",
+        "--cluster",
+        "c",
+        "--reps",
+        "1999",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["wild"]["full_enumeration"], true);
     assert!(v["wild"]["p"].as_f64().unwrap() < 0.2);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
-    let o = fegpu(&["boot", w, "y ~ x1 + x2 | f", "--cluster", "c", "--kind", "pairs", "--reps", "50"]);
+    let o = fegpu(&[
+        "boot",
+        w,
+        "y ~ x1 + x2 | f",
+        "--cluster",
+        "c",
+        "--kind",
+        "pairs",
+        "--reps",
+        "50",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("boot s.e."));
-    assert_clean_failure(&fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--plot", "x.png"]), "only .svg");
-    assert_clean_failure(&fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--param", "nope"]), "`nope` is not a regressor");
+    assert_clean_failure(
+        &fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--plot", "x.png"]),
+        "only .svg",
+    );
+    assert_clean_failure(
+        &fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--param", "nope"]),
+        "`nope` is not a regressor",
+    );
     // bdiff on a 0/1 group that is constant within clusters
     let src = std::fs::read_to_string(&wild).unwrap();
     let mut out = String::new();
@@ -465,10 +493,25 @@ fn boot_and_bdiff_commands_run_and_plot() {
     }
     let p = d.join("g.csv");
     std::fs::write(&p, out).unwrap();
-    let o = fegpu(&["bdiff", p.to_str().unwrap(), "y ~ x1 + x2 | f", "--group", "g", "--unit", "c", "--reps", "500", "--format", "json"]);
+    let o = fegpu(&[
+        "bdiff",
+        p.to_str().unwrap(),
+        "y ~ x1 + x2 | f",
+        "--group",
+        "g",
+        "--unit",
+        "c",
+        "--reps",
+        "500",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["bdiff"]["enumerated"], true); // C(10, 5) = 252 <= 500
     assert_eq!(v["bdiff"]["reps_used"], 252);
-    assert_clean_failure(&fegpu(&["bdiff", p.to_str().unwrap(), "y ~ x1 | f", "--group", "x2"]), "must be 0/1");
+    assert_clean_failure(
+        &fegpu(&["bdiff", p.to_str().unwrap(), "y ~ x1 | f", "--group", "x2"]),
+        "must be 0/1",
+    );
 }

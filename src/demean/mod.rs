@@ -85,6 +85,12 @@ pub trait Demeaner: Send + Sync {
     /// Demean every column in `columns` (each of length `problem.nobs()`).
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
 
+    /// Whether the backend gains from many lanes of the same rows in one batch (GPU). When it
+    /// does not (CPU), the replicate engine drops zero-weight rows before demeaning instead.
+    fn batches_lanes(&self) -> bool {
+        false
+    }
+
     /// Demean `columns` under each weight vector (the replicate engine's batch: columns ×
     /// replicates). The default runs the replicates one after another; backends batch them.
     fn demean_batch(

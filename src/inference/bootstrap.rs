@@ -16,7 +16,6 @@ use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 #[derive(Debug, Clone)]
 pub struct PairsOptions {
@@ -50,31 +49,6 @@ pub struct PairsResult {
     pub draws: Vec<Vec<f64>>,
 }
 
-fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
-    let k = x.len();
-    let mut a = Mat::zeros(k);
-    let mut b = vec![0.0; k];
-    for i in 0..y.len() {
-        if w[i] == 0.0 {
-            continue;
-        }
-        for p in 0..k {
-            let xp = w[i] * x[p][i];
-            b[p] += xp * y[i];
-            for q in 0..=p {
-                a.a[p * k + q] += xp * x[q][i];
-            }
-        }
-    }
-    for p in 0..k {
-        for q in 0..p {
-            a.a[q * k + p] = a.a[p * k + q];
-        }
-    }
-    let c = cholesky_drop(&a, 1e-10);
-    c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
-}
-
 /// Empirical quantile with linear interpolation (type 7).
 fn quantile(sorted: &[f64], p: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * p;
@@ -101,15 +75,7 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     let mut columns = vec![design.y.clone()];
     columns.extend(design.x.iter().cloned());
     let fit = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        if fes.is_empty() {
-            return Ok(ws.iter().map(|w| wls(&columns[0], &columns[1..], w)).collect());
-        }
-        let dm = demeaner.demean_batch(&fes, &columns, ws, &opts.demean)?;
-        Ok(dm
-            .iter()
-            .zip(ws)
-            .map(|(d, w)| wls(&d.columns[0], &d.columns[1..], w))
-            .collect())
+        super::replicate_betas(&fes, &columns, ws, &opts.demean, demeaner)
     };
     let estimate = fit(std::slice::from_ref(&base_w))?
         .pop()

@@ -8,3 +8,88 @@ pub mod bootstrap;
 pub mod permutation;
 pub mod replicates;
 pub mod wild;
+
+use rayon::prelude::*;
+
+use crate::demean::{Absorb, DemeanOptions, Demeaner};
+use crate::error::Result;
+use crate::fe::index::compact;
+use crate::fe::FixedEffect;
+use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
+
+/// Weighted least squares of `x` on `y` over rows with positive weight: β, or `None` when
+/// singular (a regressor without variation in this replicate).
+pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
+    let k = x.len();
+    let mut a = Mat::zeros(k);
+    let mut b = vec![0.0; k];
+    for i in 0..y.len() {
+        if w[i] == 0.0 {
+            continue;
+        }
+        for p in 0..k {
+            let xp = w[i] * x[p][i];
+            b[p] += xp * y[i];
+            for q in 0..=p {
+                a.a[p * k + q] += xp * x[q][i];
+            }
+        }
+    }
+    for p in 0..k {
+        for q in 0..p {
+            a.a[q * k + p] = a.a[p * k + q];
+        }
+    }
+    let c = cholesky_drop(&a, 1e-10);
+    c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
+}
+
+/// The replicate engine: for each weight vector, demean `columns` (y first, then the
+/// regressors) on the fixed effects and return the weighted least-squares coefficients.
+/// Backends that batch lanes (GPU) get all weight vectors at once over the full rows; the CPU
+/// instead drops each replicate's zero-weight rows first (a permutation group or the clusters a
+/// bootstrap did not draw), which halves its work, and runs the replicates in parallel.
+pub fn replicate_betas(
+    fes: &[&FixedEffect],
+    columns: &[Vec<f64>],
+    weights: &[Vec<f64>],
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    if fes.is_empty() {
+        return Ok(weights.iter().map(|w| wls(&columns[0], &columns[1..], w)).collect());
+    }
+    if demeaner.batches_lanes() {
+        let dm = demeaner.demean_batch(fes, columns, weights, opts)?;
+        return Ok(dm
+            .iter()
+            .zip(weights)
+            .map(|(d, w)| wls(&d.columns[0], &d.columns[1..], w))
+            .collect());
+    }
+    weights
+        .par_iter()
+        .map(|w| {
+            let rows: Vec<usize> = (0..w.len()).filter(|&i| w[i] > 0.0).collect();
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let sub_fes: Vec<FixedEffect> = fes
+                .iter()
+                .map(|f| {
+                    let (ids, levels) = compact(&f.ids, f.levels, &rows);
+                    FixedEffect {
+                        name: f.name.clone(),
+                        ids,
+                        levels,
+                    }
+                })
+                .collect();
+            let sub_w: Vec<f64> = rows.iter().map(|&i| w[i]).collect();
+            let sub_cols: Vec<Vec<f64>> = columns.iter().map(|c| rows.iter().map(|&i| c[i]).collect()).collect();
+            let refs: Vec<&FixedEffect> = sub_fes.iter().collect();
+            let d = demeaner.demean(&Absorb::new(refs, Some(&sub_w)), sub_cols, opts)?;
+            Ok(wls(&d.columns[0], &d.columns[1..], &sub_w))
+        })
+        .collect()
+}

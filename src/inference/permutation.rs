@@ -26,7 +26,6 @@ use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 #[derive(Debug, Clone)]
 pub struct BdiffOptions {
@@ -98,34 +97,6 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
 }
 
 /// Weighted least squares on demeaned columns: β, or `None` when the design is singular.
-fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
-    let k = x.len();
-    let mut a = Mat::zeros(k);
-    let mut b = vec![0.0; k];
-    for i in 0..y.len() {
-        let wi = w[i];
-        if wi == 0.0 {
-            continue;
-        }
-        for p in 0..k {
-            let xp = wi * x[p][i];
-            b[p] += xp * y[i];
-            for q in 0..=p {
-                a.a[p * k + q] += xp * x[q][i];
-            }
-        }
-    }
-    for p in 0..k {
-        for q in 0..p {
-            a.a[q * k + p] = a.a[p * k + q];
-        }
-    }
-    let c = cholesky_drop(&a, 1e-10);
-    if !c.dropped.is_empty() {
-        return None;
-    }
-    Some(cholesky_inverse(&c.l).mul_vec(&b))
-}
 
 /// Number of ways to choose `k` of `n`, saturating.
 fn binomial(n: usize, k: usize) -> u128 {
@@ -224,15 +195,7 @@ pub fn bdiff(
         [w1, w0]
     };
     let betas = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        if fes.is_empty() {
-            return Ok(ws.iter().map(|w| wls(&columns[0], &columns[1..], w)).collect());
-        }
-        let dm = demeaner.demean_batch(&fes, &columns, ws, &opts.demean)?;
-        Ok(dm
-            .iter()
-            .zip(ws)
-            .map(|(d, w)| wls(&d.columns[0], &d.columns[1..], w))
-            .collect())
+        super::replicate_betas(&fes, &columns, ws, &opts.demean, demeaner)
     };
 
     // observed

@@ -8,9 +8,16 @@ use crate::error::{Error, Result};
 
 /// Write a histogram of `draws` with a vertical line at `observed` to `path` (.svg).
 pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_label: &str) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext != "svg" {
-        return Err(Error::Usage(format!("--plot {}: only .svg is supported", path.display())));
+        return Err(Error::Usage(format!(
+            "--plot {}: only .svg is supported",
+            path.display()
+        )));
     }
     let finite: Vec<f64> = draws.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
@@ -27,7 +34,9 @@ pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_l
     let bins = 40;
     let mut counts = vec![0usize; bins];
     for v in &finite {
-        let b = (((v - lo) / (hi - lo)) * bins as f64).floor().clamp(0.0, bins as f64 - 1.0) as usize;
+        let b = (((v - lo) / (hi - lo)) * bins as f64)
+            .floor()
+            .clamp(0.0, bins as f64 - 1.0) as usize;
         counts[b] += 1;
     }
     let max = *counts.iter().max().unwrap() as f64;
@@ -58,7 +67,12 @@ pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_l
         top + 12.0,
         crate::report::table::fmt_num(observed)
     ));
-    svg.push_str(&format!("<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", left + pw, top + ph, top + ph));
+    svg.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        left + pw,
+        top + ph,
+        top + ph
+    ));
     for t in 0..=4 {
         let v = lo + (hi - lo) * t as f64 / 4.0;
         svg.push_str(&format!(
