@@ -222,3 +222,38 @@ fn pairs_bootstrap_se_is_close_to_the_cluster_robust_se_and_chunk_invariant() {
     let c = &r.coefficients[0];
     assert!(c.ci_low < c.estimate && c.estimate < c.ci_high);
 }
+
+#[test]
+fn unit_sufficient_statistics_equal_the_general_replicate_engine() {
+    use fegpu::inference::permutation::UnitStats;
+    use fegpu::inference::replicate_betas;
+    let (d, _) = panel(31, 40, 5, 0.2);
+    let o = DemeanOptions {
+        tol: 1e-13,
+        max_iter: 100_000,
+    };
+    let ids = d.clusters[0].ids.clone();
+    let us = UnitStats::build(&d, &ids, 40, &CpuDemeaner, &o)
+        .unwrap()
+        .expect("firm + year qualifies");
+    let mut s = Stream::new(8, 8);
+    let fes: Vec<&FixedEffect> = d.fes.iter().collect();
+    let cols = vec![d.y.clone(), d.x[0].clone()];
+    for _ in 0..10 {
+        // bootstrap-like multiplicities per firm (0..3)
+        let m: Vec<f64> = (0..40).map(|_| s.below(4) as f64).collect();
+        let w: Vec<f64> = ids.iter().map(|&u| m[u as usize]).collect();
+        let fast = us.beta(&m).unwrap().unwrap();
+        let general = replicate_betas(&fes, &cols, &[w], &o, &CpuDemeaner)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
+        assert!(
+            (fast[0] - general[0]).abs() <= 1e-9 * general[0].abs().max(1e-6),
+            "{} vs {}",
+            fast[0],
+            general[0]
+        );
+    }
+}

@@ -81,6 +81,7 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
         .pop()
         .flatten()
         .ok_or_else(|| Error::Estimation("the model is collinear".into()))?;
+    let unit_stats = super::permutation::UnitStats::build(design, &cl.ids, g, demeaner, &opts.demean)?;
     let per_rep = (k as u64 + 1) * n as u64 * 8;
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(opts.reps); k];
@@ -90,15 +91,35 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     let mut r0 = 0;
     while r0 < opts.reps {
         let r1 = (r0 + chunk).min(opts.reps);
-        let ws: Vec<Vec<f64>> = (r0..r1)
-            .map(|r| {
-                let m = pairs_multiplicities(opts.seed, r as u32, g);
+        let mults: Vec<Vec<u32>> = (r0..r1).map(|r| pairs_multiplicities(opts.seed, r as u32, g)).collect();
+        // Sufficient statistics per cluster when the effects allow (see UnitStats); replicates
+        // where a few-level effect has a singleton go through the general engine.
+        let mut results: Vec<Option<Option<Vec<f64>>>> = vec![None; mults.len()];
+        if let Some(us) = &unit_stats {
+            for (r, m) in mults.iter().enumerate() {
+                let mf: Vec<f64> = m.iter().map(|&v| v as f64).collect();
+                if let Ok(b) = us.beta(&mf) {
+                    results[r] = Some(b);
+                }
+            }
+        }
+        let todo: Vec<usize> = (0..mults.len()).filter(|&r| results[r].is_none()).collect();
+        let ws: Vec<Vec<f64>> = todo
+            .iter()
+            .map(|&r| {
+                let m = &mults[r];
                 let mut w: Vec<f64> = (0..n).map(|i| base_w[i] * m[cl.ids[i] as usize] as f64).collect();
                 drop_weighted_singletons(&all_fes, &mut w);
                 w
             })
             .collect();
-        for b in fit(&ws)? {
+        if !ws.is_empty() {
+            for (j, b) in fit(&ws)?.into_iter().enumerate() {
+                results[todo[j]] = Some(b);
+            }
+        }
+        let ws: Vec<Option<Vec<f64>>> = results.into_iter().map(|b| b.flatten()).collect();
+        for b in ws {
             match b {
                 Some(b) => b.iter().enumerate().for_each(|(c, v)| draws[c].push(*v)),
                 None => failed += 1,

@@ -26,6 +26,7 @@ use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
+use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 #[derive(Debug, Clone)]
 pub struct BdiffOptions {
@@ -97,6 +98,154 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
 }
 
 /// Weighted least squares on demeaned columns: β, or `None` when the design is singular.
+
+/// Sufficient statistics per permutation unit, for the common panel case where every fixed
+/// effect is either nested in the unit (firm, firm×destination when firms are permuted) or has
+/// few levels (year). The nested effects are partialled out once — whole units move between
+/// groups, so their within-unit projection never changes — and the few-level effects become
+/// dummies. A group's normal equations are then the sum of its units' cross-product matrices
+/// of z = √w (ỹ, X̃, D̃), and partialling the dummies out of that small matrix gives exactly the
+/// coefficients the full fixed-effect regression would: each replicate costs O(units · p²)
+/// instead of a demeaning of every column.
+pub struct UnitStats {
+    k: usize,
+    p: usize,
+    /// Row-major p×p cross products per unit.
+    stats: Vec<Vec<f64>>,
+    /// Observations per unit at each level of the few-level effects (flattened).
+    counts: Vec<Vec<u32>>,
+    levels: usize,
+}
+
+/// Most dummy columns the unit path accepts for effects not nested in the unit.
+const MAX_DUMMIES: usize = 64;
+
+impl UnitStats {
+    pub fn build(
+        design: &Design,
+        unit_ids: &[u32],
+        n_units: usize,
+        demeaner: &dyn Demeaner,
+        opts: &DemeanOptions,
+    ) -> Result<Option<UnitStats>> {
+        let n = design.nobs();
+        let (nested, others): (Vec<&FixedEffect>, Vec<&FixedEffect>) =
+            design.fes.iter().partition(|f| crate::fe::dof::nested_in(f, unit_ids));
+        let levels: usize = others.iter().map(|f| f.levels).sum();
+        if levels > MAX_DUMMIES || design.fes.is_empty() {
+            return Ok(None);
+        }
+        let k = design.x.len();
+        let mut cols: Vec<Vec<f64>> = Vec::with_capacity(1 + k + levels);
+        cols.push(design.y.clone());
+        cols.extend(design.x.iter().cloned());
+        for f in &others {
+            for l in 0..f.levels as u32 {
+                cols.push(f.ids.iter().map(|&v| if v == l { 1.0 } else { 0.0 }).collect());
+            }
+        }
+        let w = design.weights.as_deref();
+        if !nested.is_empty() {
+            let owned: Vec<FixedEffect> = nested.iter().map(|f| (*f).clone()).collect();
+            let keep = effects_to_project(&owned);
+            let project: Vec<&FixedEffect> = keep.into_iter().map(|i| nested[i]).collect();
+            cols = demeaner
+                .demean(&crate::demean::Absorb::new(project, w), cols, opts)?
+                .columns;
+        }
+        let p = cols.len();
+        let mut stats = vec![vec![0.0; p * p]; n_units];
+        let mut counts = vec![vec![0u32; levels]; n_units];
+        let mut z = vec![0.0; p];
+        for i in 0..n {
+            let u = unit_ids[i] as usize;
+            let sw = w.map_or(1.0, |w| w[i].sqrt());
+            for (zc, c) in z.iter_mut().zip(&cols) {
+                *zc = sw * c[i];
+            }
+            let s = &mut stats[u];
+            for a in 0..p {
+                let za = z[a];
+                if za == 0.0 {
+                    continue;
+                }
+                for b in 0..=a {
+                    s[a * p + b] += za * z[b];
+                }
+            }
+            let mut off = 0;
+            for f in &others {
+                counts[u][off + f.ids[i] as usize] += 1;
+                off += f.levels;
+            }
+        }
+        Ok(Some(UnitStats {
+            k,
+            p,
+            stats,
+            counts,
+            levels,
+        }))
+    }
+
+    /// Coefficients for a group given each unit's multiplier (0 = out of the group). `Err(())`
+    /// when a few-level effect has a singleton level in this group (the caller then uses the
+    /// general engine, which applies reghdfe's singleton rule); `Ok(None)` when singular.
+    pub fn beta(&self, mult: &[f64]) -> std::result::Result<Option<Vec<f64>>, ()> {
+        let (p, k) = (self.p, self.k);
+        let mut cnt = vec![0.0f64; self.levels];
+        let mut s = vec![0.0; p * p];
+        for (u, &m) in mult.iter().enumerate() {
+            if m == 0.0 {
+                continue;
+            }
+            for (c, &v) in cnt.iter_mut().zip(&self.counts[u]) {
+                *c += m * v as f64;
+            }
+            for (a, &v) in s.iter_mut().zip(&self.stats[u]) {
+                *a += m * v;
+            }
+        }
+        if cnt.iter().any(|&c| c == 1.0) {
+            return Err(());
+        }
+        let get = |a: usize, b: usize| if a >= b { s[a * p + b] } else { s[b * p + a] };
+        let d_idx: Vec<usize> = (1 + k..p).collect();
+        let x_idx: Vec<usize> = (1..1 + k).collect();
+        // Sdd⁻¹ on the non-redundant dummies
+        let mut sdd = Mat::zeros(d_idx.len());
+        for (r, &a) in d_idx.iter().enumerate() {
+            for (c, &b) in d_idx.iter().enumerate() {
+                sdd.set(r, c, get(a, b));
+            }
+        }
+        let chol = cholesky_drop(&sdd, 1e-10);
+        let kept: Vec<usize> = chol.kept.iter().map(|&r| d_idx[r]).collect();
+        let sdd_inv = cholesky_inverse(&chol.l);
+        // partial the dummies out of [y, X]
+        let resid = |a: usize, b: usize| -> f64 {
+            let mut v = get(a, b);
+            for (r, &da) in kept.iter().enumerate() {
+                for (c, &db) in kept.iter().enumerate() {
+                    v -= get(a, da) * sdd_inv.get(r, c) * get(db, b);
+                }
+            }
+            v
+        };
+        let mut xx = Mat::zeros(k);
+        let mut xy = vec![0.0; k];
+        for (r, &a) in x_idx.iter().enumerate() {
+            xy[r] = resid(a, 0);
+            for (c, &b) in x_idx.iter().enumerate().take(r + 1) {
+                let v = resid(a, b);
+                xx.set(r, c, v);
+                xx.set(c, r, v);
+            }
+        }
+        let c = cholesky_drop(&xx, 1e-10);
+        Ok(c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&xy)))
+    }
+}
 
 /// Number of ways to choose `k` of `n`, saturating.
 fn binomial(n: usize, k: usize) -> u128 {
@@ -194,15 +343,53 @@ pub fn bdiff(
         drop_weighted_singletons(&all_fes, &mut w0);
         [w1, w0]
     };
-    let betas = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
+    let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
         super::replicate_betas(&fes, &columns, ws, &opts.demean, demeaner)
+    };
+    let unit_stats = match units {
+        Some(_) => UnitStats::build(design, &unit_ids, n_units, demeaner, &opts.demean)?,
+        None => None,
+    };
+    // A replicate: the group-1 membership of every unit and optional multiplicities.
+    let betas_of = |pairs: &[(Vec<bool>, Option<Vec<u32>>)]| -> Result<Vec<Option<Vec<f64>>>> {
+        let mut out: Vec<Option<Option<Vec<f64>>>> = vec![None; 2 * pairs.len()];
+        let mut fallback = Vec::new();
+        for (r, (first, mult)) in pairs.iter().enumerate() {
+            if let Some(us) = &unit_stats {
+                let m = |u: usize, g1: bool| {
+                    if first[u] == g1 {
+                        mult.as_ref().map_or(1.0, |m| m[u] as f64)
+                    } else {
+                        0.0
+                    }
+                };
+                let m1: Vec<f64> = (0..n_units).map(|u| m(u, true)).collect();
+                let m0: Vec<f64> = (0..n_units).map(|u| m(u, false)).collect();
+                if let (Ok(a), Ok(b)) = (us.beta(&m1), us.beta(&m0)) {
+                    out[2 * r] = Some(a);
+                    out[2 * r + 1] = Some(b);
+                    continue;
+                }
+            }
+            fallback.push(r);
+        }
+        if !fallback.is_empty() {
+            let ws: Vec<Vec<f64>> = fallback
+                .iter()
+                .flat_map(|&r| weights_for(&|u| pairs[r].0[u], pairs[r].1.as_deref()))
+                .collect();
+            for (j, b) in general(&ws)?.into_iter().enumerate() {
+                out[2 * fallback[j / 2] + j % 2] = Some(b);
+            }
+        }
+        Ok(out.into_iter().map(|b| b.flatten()).collect())
     };
 
     // observed
     let obs_w = weights_for(&|u| unit_group[u] == 1.0, None);
     let nobs1 = obs_w[0].iter().filter(|&&w| w > 0.0).count();
     let nobs0 = obs_w[1].iter().filter(|&&w| w > 0.0).count();
-    let obs = betas(&obs_w)?;
+    let obs = betas_of(&[((0..n_units).map(|u| unit_group[u] == 1.0).collect(), None)])?;
     let (b1, b0) = match (&obs[0], &obs[1]) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {
@@ -226,19 +413,19 @@ pub fn bdiff(
     let mut r0 = 0;
     while r0 < total {
         let r1 = (r0 + chunk).min(total);
-        let mut ws = Vec::with_capacity(2 * (r1 - r0));
-        for r in r0..r1 {
-            let pair = if enumerate {
-                let m = masks[r];
-                weights_for(&|u| m >> u & 1 == 1, None)
-            } else {
-                let first = permutation_first_group(opts.seed, r as u32, n_units, n1);
-                let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
-                weights_for(&|u| first[u], mult.as_deref())
-            };
-            ws.extend(pair);
-        }
-        let bs = betas(&ws)?;
+        let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
+            .map(|r| {
+                if enumerate {
+                    let m = masks[r];
+                    ((0..n_units).map(|u| m >> u & 1 == 1).collect(), None)
+                } else {
+                    let first = permutation_first_group(opts.seed, r as u32, n_units, n1);
+                    let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                    (first, mult)
+                }
+            })
+            .collect();
+        let bs = betas_of(&pairs)?;
         for pair in bs.chunks(2) {
             match (&pair[0], &pair[1]) {
                 (Some(a), Some(b)) => {
