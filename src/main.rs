@@ -67,7 +67,7 @@ struct BdiffArgs {
     precision: Precision,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Draw the permutation distribution of the first regressor's difference (FILE.svg).
+    /// Draw the permutation distribution of the first regressor's difference (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -111,7 +111,7 @@ struct BootArgs {
     /// text or json
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Draw the bootstrap distribution with the observed statistic (FILE.svg).
+    /// Draw the bootstrap distribution with the observed statistic (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -371,12 +371,16 @@ fn run_bench(a: BenchArgs) -> Result<()> {
 /// Refuse a plot path we cannot write before spending time on replicates.
 fn check_plot_path(p: &Option<PathBuf>) -> Result<()> {
     if let Some(p) = p {
-        if p.extension()
+        let ext = p
+            .extension()
             .and_then(|e| e.to_str())
-            .map(|e| e.eq_ignore_ascii_case("svg"))
-            != Some(true)
-        {
-            return Err(Error::Usage(format!("--plot {}: only .svg is supported", p.display())));
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ext != "svg" && ext != "png" {
+            return Err(Error::Usage(format!(
+                "--plot {}: expected a .svg or .png file",
+                p.display()
+            )));
         }
     }
     Ok(())
