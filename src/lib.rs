@@ -22,5 +22,6 @@ pub mod linalg;
 pub mod report;
 pub mod rng;
 pub mod stats;
+pub mod study;
 
 pub use error::{Error, Result};

@@ -472,9 +472,22 @@ fn boot_and_bdiff_commands_run_and_plot() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("boot s.e."));
-    assert_clean_failure(&fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--plot", "x.gif"]), "expected a .svg or .png");
+    assert_clean_failure(
+        &fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--plot", "x.gif"]),
+        "expected a .svg or .png",
+    );
     let png = d.join("t.png");
-    let o = fegpu(&["boot", w, "y ~ x1 + x2 | f", "--cluster", "c", "--reps", "999", "--plot", png.to_str().unwrap()]);
+    let o = fegpu(&[
+        "boot",
+        w,
+        "y ~ x1 + x2 | f",
+        "--cluster",
+        "c",
+        "--reps",
+        "999",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&png).unwrap().starts_with(&[0x89, b'P', b'N', b'G']));
     assert_clean_failure(
