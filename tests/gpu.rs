@@ -345,14 +345,7 @@ fn replicate_decisions_on_the_device_match_the_rust_draws() {
                 let rad = wild_weight(seed, WildWeights::Rademacher, c[0], c[1]);
                 assert_eq!(rad > 0.0, d[0] == 1);
                 let webb = wild_weight(seed, WildWeights::Webb, c[0], c[1]);
-                let points = [
-                    -1.224_744_871_391_589,
-                    -1.0,
-                    -0.707_106_781_186_547_6,
-                    0.707_106_781_186_547_6,
-                    1.0,
-                    1.224_744_871_391_589,
-                ];
+                let points = fegpu::inference::replicates::WEBB_POINTS;
                 assert_eq!(webb, points[d[1] as usize]);
             }
         }

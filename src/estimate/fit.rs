@@ -109,6 +109,31 @@ pub struct FitResult {
     pub iv: Option<super::iv::IvDiagnostics>,
 }
 
+/// The per-effect absorbed-dof table as reported.
+pub(crate) fn fixed_effect_info(dof: &crate::fe::AbsorbedDof) -> Vec<FixedEffectInfo> {
+    dof.per_fe
+        .iter()
+        .map(|d| FixedEffectInfo {
+            name: d.name.clone(),
+            levels: d.levels,
+            redundant: d.redundant,
+            nested: d.nested,
+        })
+        .collect()
+}
+
+/// Cluster counts as reported.
+pub(crate) fn cluster_info(design: &Design) -> Vec<ClusterInfo> {
+    design
+        .clusters
+        .iter()
+        .map(|c| ClusterInfo {
+            name: c.name.clone(),
+            clusters: c.levels,
+        })
+        .collect()
+}
+
 /// With `FEGPU_TIMING` set, print how long each stage took (to standard error).
 fn timing(stage: &str, since: Instant) {
     if std::env::var_os("FEGPU_TIMING").is_some() {
@@ -284,24 +309,8 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
         vcov: opts.vcov.describe(),
         ssc: opts.ssc,
         weights: opts.weights.clone(),
-        fixed_effects: dof_vcov
-            .per_fe
-            .iter()
-            .map(|d| FixedEffectInfo {
-                name: d.name.clone(),
-                levels: d.levels,
-                redundant: d.redundant,
-                nested: d.nested,
-            })
-            .collect(),
-        clusters: design
-            .clusters
-            .iter()
-            .map(|c| ClusterInfo {
-                name: c.name.clone(),
-                clusters: c.levels,
-            })
-            .collect(),
+        fixed_effects: fixed_effect_info(&dof_vcov),
+        clusters: cluster_info(design),
         dropped: design.dropped.clone(),
         collinear: est.dropped.clone(),
         df_absorbed: dof_vcov.df_a,

@@ -588,55 +588,30 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let kp_df = l - m + 1;
     let left: M = (0..l).map(|r| uvec[r][m - 1..].to_vec()).collect();
     let right: M = (0..m).map(|r| vec![vvec[r][m - 1]]).collect();
+    // Kleibergen–Paap: the LM uses scores z ⊗ x⊥, the Wald F scores z ⊗ (first-stage residuals).
+    let fs_resid = || -> Vec<Vec<f64>> {
+        let pihat = mat_mul(&mat_mul(&irqzz, &transpose(&irqzz)), &qzx);
+        (0..m)
+            .map(|j| {
+                (0..n)
+                    .map(|i| xp[j][i] - (0..l).map(|r| zp[r][i] * pihat[r][j]).sum::<f64>())
+                    .collect()
+            })
+            .collect()
+    };
+    let kp = |clusters: Option<(&[u32], usize)>, scale: f64| {
+        let lm = kp_chi2(&theta, &left, &right, &irqzz, &irqxx, &zp, &xp, clusters);
+        let wf =
+            kp_chi2(&theta, &left, &right, &irqzz, &irqxx, &zp, &fs_resid(), clusters).map(|c| c * scale / l as f64);
+        (lm, wf)
+    };
     let (kp_lm, kp_wald_f) = match &opts.vcov {
         VcovSpec::Iid => (Some(nf * r2_min), Some(cragg_donald_f)),
-        VcovSpec::Hetero => {
-            let pihat = mat_mul(&mat_mul(&irqzz, &transpose(&irqzz)), &qzx);
-            let resid: Vec<Vec<f64>> = (0..m)
-                .map(|j| {
-                    (0..n)
-                        .map(|i| xp[j][i] - (0..l).map(|r| zp[r][i] * pihat[r][j]).sum::<f64>())
-                        .collect()
-                })
-                .collect();
-            let lm = kp_chi2(&theta, &left, &right, &irqzz, &irqxx, &zp, &xp, None);
-            let wf =
-                kp_chi2(&theta, &left, &right, &irqzz, &irqxx, &zp, &resid, None).map(|c| c * dof_cd / nf / l as f64);
-            (lm, wf)
-        }
+        VcovSpec::Hetero => kp(None, dof_cd / nf),
         VcovSpec::Cluster(vars) if vars.len() == 1 => {
             let cl = &design.clusters[0];
-            let pihat = mat_mul(&mat_mul(&irqzz, &transpose(&irqzz)), &qzx);
-            let resid: Vec<Vec<f64>> = (0..m)
-                .map(|j| {
-                    (0..n)
-                        .map(|i| xp[j][i] - (0..l).map(|r| zp[r][i] * pihat[r][j]).sum::<f64>())
-                        .collect()
-                })
-                .collect();
             let g = cl.levels as f64;
-            let lm = kp_chi2(
-                &theta,
-                &left,
-                &right,
-                &irqzz,
-                &irqxx,
-                &zp,
-                &xp,
-                Some((&cl.ids, cl.levels)),
-            );
-            let wf = kp_chi2(
-                &theta,
-                &left,
-                &right,
-                &irqzz,
-                &irqxx,
-                &zp,
-                &resid,
-                Some((&cl.ids, cl.levels)),
-            )
-            .map(|c| c * dof_cd * (g - 1.0) / g / (nf - 1.0) / l as f64);
-            (lm, wf)
+            kp(Some((&cl.ids, cl.levels)), dof_cd * (g - 1.0) / g / (nf - 1.0))
         }
         VcovSpec::Cluster(_) => {
             notes.push("the Kleibergen–Paap statistics are not defined for multiway clustering".into());
@@ -786,24 +761,8 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         vcov: opts.vcov.describe(),
         ssc: opts.ssc,
         weights: opts.weights.clone(),
-        fixed_effects: dof_vcov
-            .per_fe
-            .iter()
-            .map(|d| super::fit::FixedEffectInfo {
-                name: d.name.clone(),
-                levels: d.levels,
-                redundant: d.redundant,
-                nested: d.nested,
-            })
-            .collect(),
-        clusters: design
-            .clusters
-            .iter()
-            .map(|c| super::fit::ClusterInfo {
-                name: c.name.clone(),
-                clusters: c.levels,
-            })
-            .collect(),
+        fixed_effects: super::fit::fixed_effect_info(&dof_vcov),
+        clusters: super::fit::cluster_info(design),
         dropped: design.dropped.clone(),
         collinear: vec![],
         df_absorbed: dof_vcov.df_a,

@@ -41,19 +41,19 @@ pub fn wild_weight(seed: u64, kind: WildWeights, r: u32, g: u32) -> f64 {
                 -1.0
             }
         }
-        WildWeights::Webb => {
-            const POINTS: [f64; 6] = [
-                -1.224_744_871_391_589,
-                -1.0,
-                -0.707_106_781_186_547_6,
-                0.707_106_781_186_547_6,
-                1.0,
-                1.224_744_871_391_589,
-            ];
-            POINTS[((u as u64 * 6) >> 32) as usize]
-        }
+        WildWeights::Webb => WEBB_POINTS[((u as u64 * 6) >> 32) as usize],
     }
 }
+
+/// Webb's six points, indexed by the multiply-shift draw in 0..6.
+pub const WEBB_POINTS: [f64; 6] = [
+    -1.224_744_871_391_589,
+    -1.0,
+    -0.707_106_781_186_547_6,
+    0.707_106_781_186_547_6,
+    1.0,
+    1.224_744_871_391_589,
+];
 
 /// Which units fall in the first group of a permutation replicate: units are ordered by
 /// (Philox key, unit index) and the first `n_first` are taken, so group sizes are kept exactly.

@@ -7,6 +7,31 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Range and counts of a 40-bin histogram of the finite draws, padded 5% and covering the
+/// observed value.
+fn binned(draws: &[f64], observed: f64) -> Result<(f64, f64, Vec<usize>, usize)> {
+    let finite: Vec<f64> = draws.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return Err(Error::Estimation("no finite replicate statistic to plot".into()));
+    }
+    let mut lo = finite.iter().copied().fold(f64::INFINITY, f64::min).min(observed);
+    let mut hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(observed);
+    if hi <= lo {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let pad = 0.05 * (hi - lo);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let bins = 40;
+    let mut counts = vec![0usize; bins];
+    for v in &finite {
+        counts[(((v - lo) / (hi - lo)) * bins as f64)
+            .floor()
+            .clamp(0.0, bins as f64 - 1.0) as usize] += 1;
+    }
+    Ok((lo, hi, counts, finite.len()))
+}
+
 /// Write a histogram of `draws` with a vertical line at `observed` to `path` (.svg).
 pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_label: &str) -> Result<()> {
     let ext = path
@@ -23,26 +48,8 @@ pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_l
             path.display()
         )));
     }
-    let finite: Vec<f64> = draws.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return Err(Error::Estimation("no finite replicate statistic to plot".into()));
-    }
-    let mut lo = finite.iter().copied().fold(f64::INFINITY, f64::min).min(observed);
-    let mut hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(observed);
-    if hi <= lo {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let pad = 0.05 * (hi - lo);
-    let (lo, hi) = (lo - pad, hi + pad);
-    let bins = 40;
-    let mut counts = vec![0usize; bins];
-    for v in &finite {
-        let b = (((v - lo) / (hi - lo)) * bins as f64)
-            .floor()
-            .clamp(0.0, bins as f64 - 1.0) as usize;
-        counts[b] += 1;
-    }
+    let (lo, hi, counts, n_finite) = binned(draws, observed)?;
+    let bins = counts.len();
     let max = *counts.iter().max().unwrap() as f64;
     let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
     let pw = w - left - right;
@@ -93,7 +100,7 @@ pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_l
         esc(x_label),
         top + ph / 2.0,
         top + ph / 2.0,
-        finite.len()
+        n_finite
     ));
     let tmp = path.with_extension(format!("svg.tmp-{}", std::process::id()));
     std::fs::write(&tmp, svg).map_err(|e| Error::io(tmp.display().to_string(), e))?;
@@ -126,26 +133,9 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 /// The histogram as a PNG: bars, the observed value as a vertical line, and the x axis.
 pub fn histogram_png(path: &Path, draws: &[f64], observed: f64) -> Result<()> {
-    let finite: Vec<f64> = draws.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return Err(Error::Estimation("no finite replicate statistic to plot".into()));
-    }
     let (w, h) = (640usize, 400usize);
-    let mut lo = finite.iter().copied().fold(f64::INFINITY, f64::min).min(observed);
-    let mut hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(observed);
-    if hi <= lo {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let pad = 0.05 * (hi - lo);
-    let (lo, hi) = (lo - pad, hi + pad);
-    let bins = 40;
-    let mut counts = vec![0usize; bins];
-    for v in &finite {
-        counts[(((v - lo) / (hi - lo)) * bins as f64)
-            .floor()
-            .clamp(0.0, bins as f64 - 1.0) as usize] += 1;
-    }
+    let (lo, hi, counts, _) = binned(draws, observed)?;
+    let bins = counts.len();
     let max = *counts.iter().max().unwrap() as f64;
     let (left, right, top, bottom) = (40usize, 20usize, 20usize, 30usize);
     let (pw, ph) = (w - left - right, h - top - bottom);
