@@ -40,6 +40,35 @@ enum Cmd {
     Boot(BootArgs),
     /// Permutation test of the difference between two groups' coefficients (Stata's bdiff).
     Bdiff(BdiffArgs),
+    /// Simulate the study's raw databases (survey, customs exports, patents) with truth.json.
+    Simulate(SimulateArgs),
+    /// Match customs exporters to survey firms (name within year, then phone + postcode).
+    Match(RawArgs),
+    /// Digital patents per firm-year from the raw patent records (CNIPA 2023 table).
+    Patents(RawArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 20_230_323)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "paper")]
+    scale: fegpu::study::simulate::Scale,
+    /// Write CSV instead of Parquet.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(clap::Args)]
+struct RawArgs {
+    /// Directory with firms, exports and patents tables (.parquet or .csv).
+    #[arg(long)]
+    raw: PathBuf,
+    /// Write the result table here (.parquet or .csv).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -674,6 +703,58 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_simulate(a: SimulateArgs) -> Result<()> {
+    let t = std::time::Instant::now();
+    let truth = fegpu::study::simulate::simulate(&a.out, a.seed, a.scale, a.csv)?;
+    eprintln!(
+        "simulated into {} in {:.1} s: {} customs links, {} intermediaries, {} firm-years with digital patents",
+        a.out.display(),
+        t.elapsed().as_secs_f64(),
+        truth.links.len(),
+        truth.intermediaries.len(),
+        truth.digital_applications.len()
+    );
+    Ok(())
+}
+
+fn run_match(a: RawArgs) -> Result<()> {
+    let (links, report) = fegpu::study::matching::match_customs(&a.raw)?;
+    print!("{}", fegpu::study::matching::render_report(&report));
+    if let Some(out) = &a.out {
+        use polars::prelude::{Column, DataFrame};
+        let mut df = DataFrame::new(
+            links.len(),
+            vec![
+                Column::new(
+                    "customs_name".into(),
+                    links.iter().map(|l| l.customs_name.clone()).collect::<Vec<_>>(),
+                ),
+                Column::new("year".into(), links.iter().map(|l| l.year).collect::<Vec<_>>()),
+                Column::new("firm_id".into(), links.iter().map(|l| l.firm_id).collect::<Vec<_>>()),
+                Column::new("step".into(), links.iter().map(|l| l.step).collect::<Vec<_>>()),
+            ],
+        )
+        .map_err(|e| Error::Data(e.to_string()))?;
+        fegpu::data::load::save(&mut df, out)?;
+    }
+    Ok(())
+}
+
+fn run_patents(a: RawArgs) -> Result<()> {
+    let fy = fegpu::study::patents::firm_year_patents(&a.raw)?;
+    let mut df = fegpu::study::patents::patent_frame(&fy)?;
+    let total: u32 = fy.values().map(|e| e.digital).sum();
+    println!(
+        "{} firm-years with patents; {} digital applications (counted once per applicant firm)",
+        fy.len(),
+        total
+    );
+    if let Some(out) = &a.out {
+        fegpu::data::load::save(&mut df, out)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -683,6 +764,9 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => run_bench(a),
         Cmd::Boot(a) => run_boot(a),
         Cmd::Bdiff(a) => run_bdiff(a),
+        Cmd::Simulate(a) => run_simulate(a),
+        Cmd::Match(a) => run_match(a),
+        Cmd::Patents(a) => run_patents(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -193,6 +193,14 @@ impl Table {
         Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
 
+    /// A text column (numbers are formatted); missing values are `None`.
+    pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let s = self.series(name)?;
+        let t = s.cast(&DataType::String).map_err(|e| polars_err(name, e))?;
+        let ca = t.str().map_err(|e| polars_err(name, e))?;
+        Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+    }
+
     /// A categorical column (integers, text, booleans or floats) as dense codes `0..levels` in
     /// order of first appearance; missing values get [`MISSING_CODE`].
     pub fn codes(&self, name: &str) -> Result<(Vec<u32>, usize)> {

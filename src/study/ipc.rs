@@ -16,6 +16,23 @@ use crate::error::{Error, Result};
 
 const TABLE: &str = include_str!("../../data/cnipa_2023_digital_ipc_long.csv");
 
+/// Every IPC pattern of the shipped table (with the PDF's typo corrected).
+pub fn table_patterns() -> Vec<String> {
+    TABLE
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(3))
+        .map(|p| {
+            if p == "GC23C16*" {
+                "C23C16*".to_string()
+            } else {
+                p.trim().to_string()
+            }
+        })
+        .filter(|p| parse_code(p.trim_end_matches('*')).is_some())
+        .collect()
+}
+
 /// A parsed IPC code: subclass (`G06F`), main group (`17`), subgroup (`30`, may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpcCode {

@@ -1,0 +1,137 @@
+//! `fegpu patents`: digital-technology innovation per firm-year from raw patent records.
+//! Applicants are mapped to survey firms by normalised name; each digital patent (any IPC code
+//! in the CNIPA 2023 table, see [`super::ipc`]) counts once for every applicant firm, in its
+//! application year. Variables (STUDY.md): Digquantity (digital applications), Digtech =
+//! ln(1 + Digquantity), Digtech_A (digital applications later granted), Digtech_co / Digtech_in
+//! (with several applicants / one), Digtech2 = 1 − Σ_g α_g² over the main groups of the firm's
+//! IPC codes that year, and Digtech lagged one and two years.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use polars::prelude::{Column, DataFrame};
+
+use super::ipc::{knowledge_breadth, parse_codes, DigitalTable, IpcCode};
+use super::matching::raw_file;
+use super::names::normalise_name;
+use crate::data::load;
+use crate::error::{Error, Result};
+
+/// Counts of one firm-year.
+#[derive(Debug, Clone, Default)]
+pub struct FirmYear {
+    pub digital: u32,
+    pub digital_granted: u32,
+    pub digital_co: u32,
+    pub digital_single: u32,
+    pub codes: Vec<IpcCode>,
+}
+
+/// Classify the patents of `raw` and aggregate per (firm id, year).
+pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
+    let firms = load(&raw_file(raw, "firms")?, &["firm_id".into(), "name".into()])?;
+    let patents_path = raw_file(raw, "patents")?;
+    let patents = load(
+        &patents_path,
+        &[
+            "application_year".into(),
+            "grant_year".into(),
+            "applicants".into(),
+            "ipc".into(),
+        ],
+    )?;
+    let (fid, fname) = (firms.numeric("firm_id")?, firms.strings("name")?);
+    let mut firm_of: HashMap<String, i64> = HashMap::new();
+    for i in 0..firms.nrows() {
+        if let (Some(n), true) = (&fname[i], fid[i].is_finite()) {
+            firm_of.insert(normalise_name(n), fid[i] as i64);
+        }
+    }
+    let table = DigitalTable::cnipa_2023();
+    let (years, grants, applicants, ipc) = (
+        patents.numeric("application_year")?,
+        patents.numeric("grant_year")?,
+        patents.strings("applicants")?,
+        patents.strings("ipc")?,
+    );
+    let mut out: BTreeMap<(i64, i64), FirmYear> = BTreeMap::new();
+    for i in 0..patents.nrows() {
+        if !years[i].is_finite() {
+            return Err(Error::column(
+                "application_year",
+                format!("missing in {patents_path}, row {}", i + 1),
+            ));
+        }
+        let year = years[i] as i64;
+        let codes = parse_codes(ipc[i].as_deref().unwrap_or(""))
+            .map_err(|e| Error::column("ipc", format!("{e} in {patents_path}, row {}", i + 1)))?;
+        let is_digital = !table.classify(&codes).is_empty();
+        let names: Vec<&str> = applicants[i]
+            .as_deref()
+            .unwrap_or("")
+            .split([';', '；'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut firms_here: Vec<i64> = names
+            .iter()
+            .filter_map(|n| firm_of.get(&normalise_name(n)).copied())
+            .collect();
+        firms_here.sort_unstable();
+        firms_here.dedup();
+        for f in firms_here {
+            let e = out.entry((f, year)).or_default();
+            e.codes.extend(codes.iter().cloned());
+            if is_digital {
+                e.digital += 1;
+                if grants[i].is_finite() {
+                    e.digital_granted += 1;
+                }
+                if names.len() > 1 {
+                    e.digital_co += 1;
+                } else {
+                    e.digital_single += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The firm-year variables as a table (firms without patents in a year are absent: zero).
+pub fn patent_frame(fy: &BTreeMap<(i64, i64), FirmYear>) -> Result<DataFrame> {
+    let ln1 = |c: u32| (1.0 + c as f64).ln();
+    let digtech_of = |f: i64, y: i64| fy.get(&(f, y)).map(|e| ln1(e.digital));
+    let rows: Vec<(&(i64, i64), &FirmYear)> = fy.iter().collect();
+    let col_i = |name: &str, v: Vec<i64>| Column::new(name.into(), v);
+    let col_f = |name: &str, v: Vec<f64>| Column::new(name.into(), v);
+    DataFrame::new(
+        rows.len(),
+        vec![
+            col_i("firm_id", rows.iter().map(|(k, _)| k.0).collect()),
+            col_i("year", rows.iter().map(|(k, _)| k.1).collect()),
+            col_i("digquantity", rows.iter().map(|(_, e)| e.digital as i64).collect()),
+            col_f("digtech", rows.iter().map(|(_, e)| ln1(e.digital)).collect()),
+            col_f("digtech_a", rows.iter().map(|(_, e)| ln1(e.digital_granted)).collect()),
+            col_f("digtech_co", rows.iter().map(|(_, e)| ln1(e.digital_co)).collect()),
+            col_f("digtech_in", rows.iter().map(|(_, e)| ln1(e.digital_single)).collect()),
+            col_f(
+                "digtech2",
+                rows.iter().map(|(_, e)| knowledge_breadth(&e.codes)).collect(),
+            ),
+            Column::new(
+                "digtech_l1".into(),
+                rows.iter()
+                    .map(|(k, _)| Some(digtech_of(k.0, k.1 - 1).unwrap_or(0.0)))
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+            Column::new(
+                "digtech_l2".into(),
+                rows.iter()
+                    .map(|(k, _)| Some(digtech_of(k.0, k.1 - 2).unwrap_or(0.0)))
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+        ],
+    )
+    .map_err(|e| Error::Data(format!("building the patent table: {e}")))
+}

@@ -1,0 +1,58 @@
+//! The study's raw-data steps at `--scale small`: matching recovers the simulator's true
+//! customs ↔ firm links, and the digital-patent counts equal the truth.
+
+use std::collections::{HashMap, HashSet};
+
+use fegpu::study::simulate::{simulate, Scale, NON_DIGITAL_SUBCLASSES};
+
+#[test]
+fn small_scale_matching_and_patents_recover_the_truth() {
+    let dir = std::env::temp_dir().join(format!("fegpu-study-{}", std::process::id()));
+    let truth = simulate(&dir, 7, Scale::Small, false).unwrap();
+    let (links, report) = fegpu::study::matching::match_customs(&dir).unwrap();
+    let true_links: HashMap<(String, i64), i64> = truth.links.iter().map(|(n, y, f)| ((n.clone(), *y), *f)).collect();
+    let correct = links
+        .iter()
+        .filter(|l| true_links.get(&(l.customs_name.clone(), l.year)) == Some(&l.firm_id))
+        .count();
+    let precision = correct as f64 / links.len() as f64;
+    let recall = correct as f64 / true_links.len() as f64;
+    eprintln!(
+        "matching: precision {precision:.4}, recall {recall:.4}, {} links, report {:?}",
+        links.len(),
+        report.total
+    );
+    assert!(precision >= 0.99, "precision {precision}");
+    assert!(recall >= 0.90, "recall {recall}");
+    // intermediaries are never linked
+    let inter: HashSet<&String> = truth.intermediaries.iter().collect();
+    assert!(links.iter().all(|l| !inter.contains(&l.customs_name)));
+    assert_eq!(report.total.intermediaries, truth.intermediaries.len() * 7);
+
+    let fy = fegpu::study::patents::firm_year_patents(&dir).unwrap();
+    let ours: HashMap<(i64, i64), u32> = fy
+        .iter()
+        .filter(|(_, e)| e.digital > 0)
+        .map(|(k, e)| (*k, e.digital))
+        .collect();
+    let theirs: HashMap<(i64, i64), u32> = truth
+        .digital_applications
+        .iter()
+        .map(|(f, y, c)| ((*f, *y), *c))
+        .collect();
+    assert_eq!(ours, theirs, "digital applications per firm-year must equal the truth");
+    let df = fegpu::study::patents::patent_frame(&fy).unwrap();
+    assert!(df.height() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulated_non_digital_subclasses_are_outside_the_cnipa_table() {
+    let t = fegpu::study::ipc::DigitalTable::cnipa_2023();
+    for sc in NON_DIGITAL_SUBCLASSES {
+        for main in 1..40 {
+            let c = fegpu::study::ipc::parse_code(&format!("{sc} {main}/00")).unwrap();
+            assert!(t.industries(&c).is_empty(), "{sc} {main}/00 is in the digital table");
+        }
+    }
+}
