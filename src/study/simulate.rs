@@ -81,7 +81,8 @@ struct Firm {
 }
 
 fn firm_name(s: &mut Stream, city: usize, industry: usize) -> String {
-    let brand: String = (0..2)
+    // three syllables: 8 cities × 24³ brands × 6 industries leaves room for 30,000 unique names
+    let brand: String = (0..3)
         .map(|_| SYLLABLES[s.below(SYLLABLES.len() as u32) as usize])
         .collect();
     format!("{}{}{}有限公司", CITIES[city].0, brand, INDUSTRIES[industry].1)
@@ -133,7 +134,12 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     // survey firms with unique normalised names
     let mut firms = Vec::with_capacity(n_firms);
     let mut seen = std::collections::HashSet::new();
+    let mut attempts = 0usize;
     while firms.len() < n_firms {
+        attempts += 1;
+        if attempts > 100 * n_firms {
+            return Err(Error::Estimation("could not draw enough distinct firm names".into()));
+        }
         let city = s.below(CITIES.len() as u32) as usize;
         let industry = s.below(INDUSTRIES.len() as u32) as usize;
         let name = firm_name(&mut s, city, industry);
