@@ -415,17 +415,23 @@ fn check_plot_path(p: &Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The OLS model of a resampling command, with its replicate count checked.
+fn resampling_model(f: &str, reps: usize, cmd: &str) -> Result<formula::Model> {
+    let model = formula::parse(f)?;
+    if model.iv.is_some() {
+        return Err(Error::Usage(format!("fegpu {cmd} supports OLS formulas only")));
+    }
+    if reps == 0 {
+        return Err(Error::Usage("--reps must be positive".into()));
+    }
+    Ok(model)
+}
+
 fn run_boot(a: BootArgs) -> Result<()> {
     check_plot_path(&a.plot)?;
     use fegpu::data::{prepare, PrepareOptions};
     use fegpu::inference::wild::{wild_bootstrap, WildOptions};
-    let model = formula::parse(&a.formula)?;
-    if model.iv.is_some() {
-        return Err(Error::Usage("fegpu boot supports OLS formulas only".into()));
-    }
-    if a.reps == 0 {
-        return Err(Error::Usage("--reps must be positive".into()));
-    }
+    let model = resampling_model(&a.formula, a.reps, "boot")?;
     if !(0.0..1.0).contains(&a.level) {
         return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", a.level)));
     }
@@ -593,13 +599,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     check_plot_path(&a.plot)?;
     use fegpu::data::{prepare, PrepareOptions};
     use fegpu::inference::permutation::{bdiff, BdiffOptions};
-    let model = formula::parse(&a.formula)?;
-    if model.iv.is_some() {
-        return Err(Error::Usage("fegpu bdiff supports OLS formulas only".into()));
-    }
-    if a.reps == 0 {
-        return Err(Error::Usage("--reps must be positive".into()));
-    }
+    let model = resampling_model(&a.formula, a.reps, "bdiff")?;
     let mut columns = model.variables();
     columns.push(a.group.clone());
     let unit = (a.unit != "obs").then(|| a.unit.clone());
