@@ -43,6 +43,33 @@ fn small_scale_matching_and_patents_recover_the_truth() {
     assert_eq!(ours, theirs, "digital applications per firm-year must equal the truth");
     let df = fegpu::study::patents::patent_frame(&fy).unwrap();
     assert!(df.height() > 0);
+    for col in [
+        "digquantity",
+        "digtech",
+        "digtech_a",
+        "digtech_co",
+        "digtech_in",
+        "digtech2",
+        "degree",
+        "constraint",
+        "digtech_l1",
+        "digtech_l2",
+    ] {
+        assert!(df.column(col).is_ok(), "patent table lacks {col}");
+    }
+    // a firm with a co-applicant firm on a digital patent has a tie; one without has none
+    let with_partner = fy
+        .values()
+        .find(|e| e.digital > 0 && !e.partners.is_empty())
+        .expect("some co-applied digital patent");
+    assert!(with_partner.degree > 0.0 && with_partner.constraint.is_finite());
+    let alone = fy.values().find(|e| e.digital > 0 && e.partners.is_empty()).unwrap();
+    assert_eq!(alone.degree, 0.0);
+    assert!(alone.constraint.is_nan());
+    // the other raw tables exist
+    for t in ["imports", "countries", "regions"] {
+        assert!(dir.join(format!("{t}.parquet")).exists(), "{t}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -55,4 +82,34 @@ fn simulated_non_digital_subclasses_are_outside_the_cnipa_table() {
             assert!(t.industries(&c).is_empty(), "{sc} {main}/00 is in the digital table");
         }
     }
+}
+
+#[test]
+fn raw_input_errors_name_the_file_column_and_row() {
+    let dir = std::env::temp_dir().join(format!("fegpu-study-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("firms.csv"), "firm_id,name,year\n1,甲有限公司,2010\n").unwrap();
+    std::fs::write(
+        dir.join("exports.csv"),
+        "customs_name,phone,postcode,year\n甲有限公司,123,518000,2010\n",
+    )
+    .unwrap();
+    let e = fegpu::study::matching::match_customs(&dir).unwrap_err().to_string();
+    assert!(e.contains("phone") && e.contains("firms.csv"), "{e}");
+    std::fs::write(
+        dir.join("firms.csv"),
+        "firm_id,name,phone,postcode,year\n1,甲有限公司,075512345678,518000,2010\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("patents.csv"),
+        "application_no,application_year,grant_year,applicants,ipc\nCN1,2010,,甲有限公司,G06F 17/30; XYZ\n",
+    )
+    .unwrap();
+    let e = fegpu::study::patents::firm_year_patents(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("XYZ") && e.contains("row 1") && e.contains("patents.csv"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,12 @@ use crate::error::{Error, Result};
 /// Counts of one firm-year.
 #[derive(Debug, Clone, Default)]
 pub struct FirmYear {
+    /// Position in that year's co-applicant network of digital patents (Table 13): degree
+    /// centrality and Burt's constraint (NaN for a firm without co-applicant ties).
+    pub degree: f64,
+    pub constraint: f64,
+    /// Surveyed co-applicant firms of this firm's digital patents this year (with repeats).
+    pub partners: Vec<i64>,
     pub digital: u32,
     pub digital_granted: u32,
     pub digital_co: u32,
@@ -50,7 +56,7 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
     let table = DigitalTable::cnipa_2023();
     let (years, grants, applicants, ipc) = (
         patents.numeric("application_year")?,
-        patents.numeric("grant_year")?,
+        patents.strings("grant_year")?,
         patents.strings("applicants")?,
         patents.strings("ipc")?,
     );
@@ -83,8 +89,19 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
             let e = out.entry((f, year)).or_default();
             e.codes.extend(codes.iter().cloned());
             if is_digital {
+                e.partners.extend(
+                    names
+                        .iter()
+                        .filter_map(|n| firm_of.get(&normalise_name(n)).copied())
+                        .filter(|&g| g != f),
+                );
                 e.digital += 1;
-                if grants[i].is_finite() {
+                // granted: any grant year present (an all-empty column reads as text, so parse)
+                if grants[i]
+                    .as_deref()
+                    .and_then(|g| g.trim().parse::<f64>().ok())
+                    .is_some()
+                {
                     e.digital_granted += 1;
                 }
                 if names.len() > 1 {
@@ -95,7 +112,36 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
             }
         }
     }
+    network_positions(&mut out);
     Ok(out)
+}
+
+/// Degree centrality and constraint of every firm in each year's co-applicant network of
+/// digital patents (nodes: firms with a digital patent that year; tie weight: joint patents).
+fn network_positions(fy: &mut BTreeMap<(i64, i64), FirmYear>) {
+    let years: std::collections::BTreeSet<i64> = fy.keys().map(|k| k.1).collect();
+    for year in years {
+        let nodes: Vec<i64> = fy
+            .iter()
+            .filter(|(k, e)| k.1 == year && e.digital > 0)
+            .map(|(k, _)| k.0)
+            .collect();
+        let index: HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, f)| (*f, i)).collect();
+        let mut g = super::network::Graph::new(nodes.len());
+        for &f in &nodes {
+            for p in &fy[&(f, year)].partners {
+                if let Some(&j) = index.get(p) {
+                    // each joint patent is listed by both partners: half a tie from each side
+                    g.add_edge(index[&f], j, 0.5);
+                }
+            }
+        }
+        for (i, f) in nodes.iter().enumerate() {
+            let e = fy.get_mut(&(*f, year)).unwrap();
+            e.degree = g.degree_centrality(i);
+            e.constraint = g.constraint(i);
+        }
+    }
 }
 
 /// The firm-year variables as a table (firms without patents in a year are absent: zero).
@@ -119,6 +165,8 @@ pub fn patent_frame(fy: &BTreeMap<(i64, i64), FirmYear>) -> Result<DataFrame> {
                 "digtech2",
                 rows.iter().map(|(_, e)| knowledge_breadth(&e.codes)).collect(),
             ),
+            col_f("degree", rows.iter().map(|(_, e)| e.degree).collect()),
+            col_f("constraint", rows.iter().map(|(_, e)| e.constraint).collect()),
             Column::new(
                 "digtech_l1".into(),
                 rows.iter()

@@ -1,5 +1,5 @@
 //! `fegpu simulate`: seeded stand-ins for the study's raw databases (the industrial-firm survey,
-//! customs exports, patents, country and region tables), with the messiness of the real ones —
+//! customs exports and imports, patents, country and region tables), with the messiness of the real ones —
 //! customs names spelled differently from survey names (legal-form variants, spaces, brackets,
 //! full-width characters, renamings), missing or short phone numbers, trading intermediaries,
 //! duplicated survey records, IPC codes with odd spacing, patents with several applicants and
@@ -54,6 +54,9 @@ const COUNTRIES: [&str; 12] = [
 /// IPC subclasses outside the CNIPA digital table (checked by a test).
 pub const NON_DIGITAL_SUBCLASSES: [&str; 8] = ["A01B", "A23L", "B60K", "C07D", "A47C", "C05F", "F16H", "B65D"];
 const YEARS: std::ops::RangeInclusive<i64> = 2008..=2014;
+/// OECD/UNCTAD ICT goods (HS 2017 six-digit), shipped in `data/`.
+const ICT_GOODS: &str = include_str!("../../data/ict_goods_hs2017.csv");
+const DIGITAL_PRODUCTS: [&str; 5] = ["集成电路", "计算机零件", "通信设备", "数字处理器", "传感器"];
 
 /// What the simulator knows and the pipeline must recover.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
@@ -306,6 +309,127 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     )
     .map_err(|e| Error::Data(format!("building the exports table: {e}")))?;
 
+    // customs imports: some firms import ICT goods (OECD/UNCTAD ICT HS codes) or goods with
+    // digital words in their Chinese names; the rest are ordinary inputs
+    let ict: Vec<&str> = ICT_GOODS.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    let (mut i_name, mut i_phone, mut i_post, mut i_year, mut i_hs8, mut i_prod, mut i_ctry, mut i_val, mut i_qty) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for f in firms.iter().filter(|f| f.exporter) {
+        for year in YEARS {
+            for _ in 0..s.poisson(1.5) {
+                let digital = s.uniform() < 0.3 * f.innov.min(2.0);
+                let (hs, prod) = if digital {
+                    (
+                        format!("{}{:02}", ict[s.below(ict.len() as u32) as usize], s.below(100)),
+                        DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
+                    )
+                } else {
+                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
+                };
+                i_name.push(name_variant(&mut s, &f.name));
+                i_phone.push(f.phone.clone());
+                i_post.push(f.postcode.clone());
+                i_year.push(year);
+                i_hs8.push(hs);
+                i_prod.push(prod);
+                i_ctry.push(COUNTRIES[s.below(COUNTRIES.len() as u32) as usize]);
+                let q = (2.0 + s.normal()).exp().round() + 1.0;
+                i_val.push(q * (3.0 + 0.5 * s.normal()).exp());
+                i_qty.push(q);
+            }
+        }
+    }
+    let mut imports = DataFrame::new(
+        i_name.len(),
+        vec![
+            Column::new("customs_name".into(), i_name),
+            Column::new("phone".into(), i_phone),
+            Column::new("postcode".into(), i_post),
+            Column::new("year".into(), i_year),
+            Column::new("hs8".into(), i_hs8),
+            Column::new("product_name".into(), i_prod),
+            Column::new("country".into(), i_ctry),
+            Column::new("value_usd".into(), i_val),
+            Column::new("quantity".into(), i_qty),
+        ],
+    )
+    .map_err(|e| Error::Data(format!("building the imports table: {e}")))?;
+
+    // countries (destination-year) and regions (province-year), with the study's instruments
+    let (mut k_c, mut k_y, mut k_gdp, mut k_xr, mut k_dist, mut k_nri) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (ci, c) in COUNTRIES.iter().enumerate() {
+        let (base, xr0, dist, nri) = (
+            8.5 + 1.5 * s.normal(),
+            (1.0 + 0.5 * s.normal()).abs() + 0.1,
+            1_000.0 + 1_000.0 * ci as f64 + 500.0 * s.uniform(),
+            3.5 + 1.5 * s.uniform(),
+        );
+        for year in YEARS {
+            k_c.push(*c);
+            k_y.push(year);
+            k_gdp.push((base + 0.02 * (year - 2008) as f64).exp());
+            k_xr.push(xr0 * (1.0 + 0.03 * s.normal()));
+            k_dist.push(dist);
+            k_nri.push(nri + 0.05 * (year - 2008) as f64);
+        }
+    }
+    let mut countries = DataFrame::new(
+        k_c.len(),
+        vec![
+            Column::new("country".into(), k_c),
+            Column::new("year".into(), k_y),
+            Column::new("gdp_per_capita".into(), k_gdp),
+            Column::new("exchange_rate".into(), k_xr),
+            Column::new("distance_km".into(), k_dist),
+            Column::new("nri".into(), k_nri),
+        ],
+    )
+    .map_err(|e| Error::Data(format!("building the countries table: {e}")))?;
+    let provinces: Vec<&str> = {
+        let mut v: Vec<&str> = CITIES.iter().map(|c| c.1).collect();
+        v.dedup();
+        v
+    };
+    let (mut r_p, mut r_y, mut r_gdp, mut r_open, mut r_mkt, mut r_ipr, mut r_bb, mut r_post, mut r_tel) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for p in &provinces {
+        let (post84, tel84) = ((3.0 + 0.5 * s.normal()).exp(), (5.0 + 0.5 * s.normal()).exp());
+        let (g0, o0, m0, i0) = (
+            10.0 + 0.5 * s.normal(),
+            0.4 + 0.2 * s.uniform(),
+            7.0 + s.normal(),
+            0.5 + 0.3 * s.uniform(),
+        );
+        for year in YEARS {
+            let t = (year - 2008) as f64;
+            r_p.push(*p);
+            r_y.push(year);
+            r_gdp.push((g0 + 0.09 * t).exp());
+            r_open.push(o0 + 0.01 * s.normal());
+            r_mkt.push(m0 + 0.15 * t);
+            r_ipr.push(i0 + 0.02 * t);
+            r_bb.push((6.0 + 0.15 * t + 0.1 * s.normal()).exp());
+            r_post.push(post84);
+            r_tel.push(tel84);
+        }
+    }
+    let mut regions = DataFrame::new(
+        r_p.len(),
+        vec![
+            Column::new("province".into(), r_p),
+            Column::new("year".into(), r_y),
+            Column::new("gdp".into(), r_gdp),
+            Column::new("openness".into(), r_open),
+            Column::new("marketisation".into(), r_mkt),
+            Column::new("ipr_index".into(), r_ipr),
+            Column::new("broadband_users".into(), r_bb),
+            Column::new("post_volume_1984".into(), r_post),
+            Column::new("phones_1984".into(), r_tel),
+        ],
+    )
+    .map_err(|e| Error::Data(format!("building the regions table: {e}")))?;
+
     // patents
     let (mut p_no, mut p_year, mut p_grant, mut p_appl, mut p_ipc) = (vec![], vec![], vec![], vec![], vec![]);
     let mut digital: HashMap<(i64, i64), u32> = HashMap::new();
@@ -382,8 +506,13 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     save(&mut survey, &out.join(format!("firms.{ext}")))?;
     save(&mut exports, &out.join(format!("exports.{ext}")))?;
     save(&mut patents, &out.join(format!("patents.{ext}")))?;
+    save(&mut imports, &out.join(format!("imports.{ext}")))?;
+    save(&mut countries, &out.join(format!("countries.{ext}")))?;
+    save(&mut regions, &out.join(format!("regions.{ext}")))?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Data(e.to_string()))?;
-    std::fs::write(out.join("truth.json"), json)
-        .map_err(|e| Error::io(out.join("truth.json").display().to_string(), e))?;
+    let path = out.join("truth.json");
+    let tmp = out.join(format!(".truth.json.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, json).map_err(|e| Error::io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display().to_string(), e))?;
     Ok(truth)
 }
