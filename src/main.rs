@@ -703,16 +703,29 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     Ok(())
 }
 
+/// Peak resident memory of this process (Linux `VmHWM`), for the raw-data steps' reports.
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "n/a".into())
+}
+
 fn run_simulate(a: SimulateArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let truth = fegpu::study::simulate::simulate(&a.out, a.seed, a.scale, a.csv)?;
     eprintln!(
-        "simulated into {} in {:.1} s: {} customs links, {} intermediaries, {} firm-years with digital patents",
+        "simulated into {} in {:.1} s: {} customs links, {} intermediaries, {} firm-years with digital patents; peak memory {}",
         a.out.display(),
         t.elapsed().as_secs_f64(),
         truth.links.len(),
         truth.intermediaries.len(),
-        truth.digital_applications.len()
+        truth.digital_applications.len(),
+        peak_memory()
     );
     Ok(())
 }
@@ -720,6 +733,7 @@ fn run_simulate(a: SimulateArgs) -> Result<()> {
 fn run_match(a: RawArgs) -> Result<()> {
     let (links, report) = fegpu::study::matching::match_customs(&a.raw)?;
     print!("{}", fegpu::study::matching::render_report(&report));
+    eprintln!("peak memory {}", peak_memory());
     if let Some(out) = &a.out {
         use polars::prelude::{Column, DataFrame};
         let mut df = DataFrame::new(
@@ -745,9 +759,10 @@ fn run_patents(a: RawArgs) -> Result<()> {
     let mut df = fegpu::study::patents::patent_frame(&fy)?;
     let total: u32 = fy.values().map(|e| e.digital).sum();
     println!(
-        "{} firm-years with patents; {} digital applications (counted once per applicant firm)",
+        "{} firm-years with patents; {} digital applications (counted once per applicant firm); peak memory {}",
         fy.len(),
-        total
+        total,
+        peak_memory()
     );
     if let Some(out) = &a.out {
         fegpu::data::load::save(&mut df, out)?;
