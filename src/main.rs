@@ -351,10 +351,7 @@ fn run_demo(a: DemoArgs) -> Result<()> {
 fn run_devices(a: DevicesArgs) -> Result<()> {
     let rows = list_adapters();
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?
-        );
+        print_json(&rows)?;
         return Ok(());
     }
     if rows.is_empty() {
@@ -387,13 +384,19 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     };
     let rows = fegpu::bench::run(a.rows, a.replicates, a.precision, cpu, gpu)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Data(e.to_string()))?
-        );
+        print_json(&rows)?;
     } else {
         print!("{}", fegpu::bench::render(&rows));
     }
+    Ok(())
+}
+
+/// Print a serialisable result as pretty JSON on standard output.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| Error::Data(e.to_string()))?
+    );
     Ok(())
 }
 
@@ -511,10 +514,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
                 backend: demeaner.name(),
                 pairs: &r,
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| Error::Data(e.to_string()))?
-            );
+            print_json(&out)?;
         } else {
             println!(
                 "Pairs cluster bootstrap ({} clusters of {}), {} replicates used ({} failed), seed {}",
@@ -562,10 +562,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
                 backend: demeaner.name(),
                 wild: &r,
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| Error::Data(e.to_string()))?
-            );
+            print_json(&out)?;
         }
         _ => {
             println!(
@@ -659,10 +656,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
                 seconds: secs,
                 bdiff: &r,
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| Error::Data(e.to_string()))?
-            );
+            print_json(&out)?;
         }
         _ => {
             println!(
