@@ -313,9 +313,9 @@ pub fn factorize<K: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<K>
     (codes, map.len())
 }
 
-/// Write `df` to `path` as Parquet (`.parquet`/`.pq`) or CSV (`.csv`), through a temporary file
-/// renamed into place, so a failed write never leaves a half-written file.
-pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
+/// Check, before any work, that `path` names a table file fegpu can write (.parquet, .pq or
+/// .csv) in an existing directory; returns the lower-case extension.
+pub fn check_output(path: &Path) -> Result<String> {
     let shown = path.display().to_string();
     let ext = path
         .extension()
@@ -325,6 +325,19 @@ pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
     if !matches!(ext.as_str(), "parquet" | "pq" | "csv") {
         return Err(Error::io(shown, "unknown output type: expected .parquet or .csv"));
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(Error::io(shown, format!("directory {} does not exist", dir.display())));
+        }
+    }
+    Ok(ext)
+}
+
+/// Write `df` to `path` as Parquet (`.parquet`/`.pq`) or CSV (`.csv`), through a temporary file
+/// renamed into place, so a failed write never leaves a half-written file.
+pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let shown = path.display().to_string();
+    let ext = check_output(path)?;
     let tmp = path.with_extension(format!("{ext}.tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
         let file = File::create(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e))?;

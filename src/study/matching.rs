@@ -82,8 +82,13 @@ fn insert(map: &mut HashMap<(String, i64), Key>, k: (String, i64), id: i64) {
 
 /// Match the customs exporters of `raw` to its survey firms.
 pub fn match_customs(raw: &Path) -> Result<(Vec<Link>, MatchReport)> {
+    match_table(raw, "exports")
+}
+
+/// Match the firms of the customs table `stem` (`exports` or `imports`) to the survey firms.
+pub fn match_table(raw: &Path, stem: &str) -> Result<(Vec<Link>, MatchReport)> {
     let firms_path = raw_file(raw, "firms")?;
-    let exports_path = raw_file(raw, "exports")?;
+    let exports_path = raw_file(raw, stem)?;
     let firms = load(
         &firms_path,
         &[

@@ -8,5 +8,7 @@ pub mod ipc;
 pub mod matching;
 pub mod names;
 pub mod network;
+pub mod panel;
 pub mod patents;
+pub mod quality;
 pub mod simulate;

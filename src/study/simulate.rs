@@ -48,8 +48,10 @@ const INDUSTRIES: [(&str, &str); 6] = [
     ("C39", "电子科技"),
     ("C40", "仪器仪表"),
 ];
-const COUNTRIES: [&str; 12] = [
-    "USA", "JPN", "KOR", "DEU", "GBR", "FRA", "AUS", "SGP", "IND", "BRA", "RUS", "VNM",
+const COUNTRIES: [&str; 40] = [
+    "USA", "JPN", "KOR", "DEU", "GBR", "FRA", "AUS", "SGP", "IND", "BRA", "RUS", "VNM", "CAN", "MEX", "ITA", "ESP",
+    "NLD", "BEL", "THA", "MYS", "IDN", "PHL", "ARE", "SAU", "TUR", "POL", "ZAF", "NGA", "EGY", "CHL", "ARG", "PER",
+    "NZL", "SWE", "CHE", "AUT", "DNK", "IRN", "PAK", "BGD",
 ];
 /// IPC subclasses outside the CNIPA digital table (checked by a test).
 pub const NON_DIGITAL_SUBCLASSES: [&str; 8] = ["A01B", "A23L", "B60K", "C07D", "A47C", "C05F", "F16H", "B65D"];
@@ -125,13 +127,60 @@ fn concrete_code(pattern: &str, s: &mut Stream) -> String {
     }
 }
 
+/// Size of one simulated world.
+struct Size {
+    firms: usize,
+    exporter_share: f64,
+    products: usize,
+    countries: usize,
+}
+
+impl Scale {
+    fn size(self) -> Size {
+        match self {
+            // ~60 exporters, a few thousand panel rows
+            Scale::Small => Size {
+                firms: 300,
+                exporter_share: 0.2,
+                products: 6,
+                countries: 15,
+            },
+            // ~3,000 exporters, ~130,000 firm-year-destination rows (STUDY.md: N = 129,843)
+            Scale::Paper => Size {
+                firms: 30_000,
+                exporter_share: 0.1,
+                products: 30,
+                countries: COUNTRIES.len(),
+            },
+        }
+    }
+}
+
+/// The planted effect of Digtech on log quality λ is chosen so that its effect on the study's
+/// min-max standardised quality (Qua) is close to the paper's 0.0012 (Table 1, column 5).
+const DIGTECH_ON_LOG_QUALITY: f64 = 0.0012 * 4.3;
+/// Supplier's Digtech on the client's log quality (Table 13: 0.0291 on Qua).
+const SUPPLIER_ON_LOG_QUALITY: f64 = 0.0291 * 4.3;
+/// Demand noise (log quantity).
+const DEMAND_NOISE: f64 = 0.1;
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Data(format!("building the {what} table: {e}"))
+}
+
 /// Simulate the raw tables into `out` (Parquet, or CSV with `csv`), with `truth.json`.
+///
+/// Data-generating process of the exports (Khandelwal–Schott–Wei demand): for firm i, HS6
+/// product g, destination m, year t, log quality λ = a_i + b_im + β·Digtech_it + β_s·Digtech of
+/// i's supplier + u, u ~ U(−½, ½); log price = c_g + λ/2 + s_i·(ln dist_m − mean) + noise, where
+/// s_i is the firm's competition strategy (quality: s > 0, price: s < 0); log quantity =
+/// χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g) + ε. Digtech follows the simulated digital patents,
+/// whose rate rises with the province's 1984 post intensity × lagged broadband (the study's
+/// instruments), so IV and OLS estimate the same β.
 pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
-    let n_firms = match scale {
-        Scale::Small => 300,
-        Scale::Paper => 30_000,
-    };
+    let size = scale.size();
+    let n_firms = size.firms;
     let mut s = Stream::new(seed, 11);
     let table: Vec<String> = crate::study::ipc::table_patterns();
     // survey firms with unique normalised names
@@ -152,7 +201,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         let id = 100_000 + firms.len() as i64;
         let phone = format!("{}{:08}", CITIES[city].2, 20_000_000 + s.below(70_000_000));
         let postcode = format!("{}{:03}", CITIES[city].3, s.below(1000));
-        let exporter = s.uniform() < 0.1;
+        let exporter = s.uniform() < size.exporter_share;
         firms.push(Firm {
             id,
             name,
@@ -166,7 +215,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         });
     }
 
-    // survey: firm-year records (a few duplicated, as in the raw survey)
+    // survey: firm-year records (a few duplicated, as in the raw survey); ratios vary by firm-year
     let (mut f_id, mut f_name, mut f_phone, mut f_post, mut f_prov, mut f_city, mut f_ind, mut f_year, mut f_found) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut f_assets, mut f_fixed, mut f_emp, mut f_int, mut f_profit, mut f_rev, mut f_out, mut f_liab) =
@@ -175,6 +224,17 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         for year in YEARS {
             let copies = if s.uniform() < 0.01 { 2 } else { 1 };
             let assets = (10.0 + 1.5 * s.normal()).exp();
+            let emp = (assets / 2000.0 * (0.3 * s.normal()).exp()).max(8.0).round();
+            let rev = assets * (1.2 * (0.3 * s.normal()).exp());
+            let rec = [
+                assets * (0.4 * (0.3 * s.normal()).exp()).min(0.95),
+                emp,
+                assets * 0.02 * (0.5 * s.normal()).exp(),
+                rev * (0.05 + 0.04 * s.normal()),
+                rev,
+                rev * (0.92 + 0.05 * s.normal()),
+                assets * (0.55 + 0.15 * s.normal()).clamp(0.05, 1.5),
+            ];
             for _ in 0..copies {
                 f_id.push(f.id);
                 f_name.push(f.name.clone());
@@ -186,13 +246,13 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 f_year.push(year);
                 f_found.push(f.founded);
                 f_assets.push(assets);
-                f_fixed.push(assets * 0.4);
-                f_emp.push((assets / 2000.0).max(8.0).round());
-                f_int.push(assets * 0.02);
-                f_profit.push(assets * 0.05);
-                f_rev.push(assets * 1.2);
-                f_out.push(assets * 1.1);
-                f_liab.push(assets * 0.55);
+                f_fixed.push(rec[0]);
+                f_emp.push(rec[1]);
+                f_int.push(rec[2]);
+                f_profit.push(rec[3]);
+                f_rev.push(rec[4]);
+                f_out.push(rec[5]);
+                f_liab.push(rec[6]);
             }
         }
     }
@@ -218,174 +278,10 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             Column::new("liabilities".into(), f_liab),
         ],
     )
-    .map_err(|e| Error::Data(format!("building the survey table: {e}")))?;
+    .map_err(|e| err("survey", e))?;
 
-    // customs exports
-    let mut truth = Truth {
-        seed,
-        ..Default::default()
-    };
-    let (mut c_name, mut c_phone, mut c_post, mut c_year, mut c_hs8, mut c_prod, mut c_ctry, mut c_val, mut c_qty) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut push_rows = |name: &str, phone: &str, post: &str, year: i64, s: &mut Stream| {
-        for _ in 0..1 + s.below(4) {
-            let hs = 85_000_000 + s.below(999_999) as i64;
-            c_name.push(name.to_string());
-            c_phone.push(phone.to_string());
-            c_post.push(post.to_string());
-            c_year.push(year);
-            c_hs8.push(format!("{hs:08}"));
-            c_prod.push(
-                if s.uniform() < 0.3 {
-                    "电子元件"
-                } else {
-                    "机械零件"
-                }
-                .to_string(),
-            );
-            c_ctry.push(COUNTRIES[s.below(COUNTRIES.len() as u32) as usize]);
-            let q = (3.0 + s.normal()).exp().round() + 1.0;
-            c_val.push(q * (2.0 + 0.5 * s.normal()).exp());
-            c_qty.push(q);
-        }
-    };
-    for f in firms.iter().filter(|f| f.exporter) {
-        // one customs spelling per firm-year; some firms are renamed in customs (only the phone
-        // and postcode can find them), some phones are missing or short
-        let renamed = s.uniform() < 0.08;
-        for year in YEARS {
-            if s.uniform() < 0.15 {
-                continue;
-            }
-            let name = if renamed {
-                format!("{}{}贸工有限公司", CITIES[f.city].0, SYLLABLES[s.below(24) as usize])
-            } else {
-                name_variant(&mut s, &f.name)
-            };
-            let phone = match s.below(20) {
-                0 | 1 => String::new(),
-                2 => f.phone[f.phone.len() - 5..].to_string(),
-                3..=9 => format!("{}-{}", &f.phone[..f.phone.len() - 8], &f.phone[f.phone.len() - 8..]),
-                _ => f.phone.clone(),
-            };
-            push_rows(&name, &phone, &f.postcode, year, &mut s);
-            truth.links.push((name, year, f.id));
-        }
-    }
-    // trading intermediaries: customs exporters that are not producers
-    for k in 0..(n_firms / 20).max(3) {
-        let city = k % CITIES.len();
-        let name = format!(
-            "{}{}{}进出口有限公司",
-            CITIES[city].0,
-            SYLLABLES[k % 24],
-            SYLLABLES[(k * 7) % 24]
-        );
-        let phone = format!("{}{:08}", CITIES[city].2, 90_000_000 + k);
-        for year in YEARS {
-            push_rows(
-                &name,
-                &phone,
-                &format!("{}{:03}", CITIES[city].3, k % 1000),
-                year,
-                &mut s,
-            );
-        }
-        truth.intermediaries.push(name);
-    }
-    let mut exports = DataFrame::new(
-        c_name.len(),
-        vec![
-            Column::new("customs_name".into(), c_name),
-            Column::new("phone".into(), c_phone),
-            Column::new("postcode".into(), c_post),
-            Column::new("year".into(), c_year),
-            Column::new("hs8".into(), c_hs8),
-            Column::new("product_name".into(), c_prod),
-            Column::new("country".into(), c_ctry),
-            Column::new("value_usd".into(), c_val),
-            Column::new("quantity".into(), c_qty),
-        ],
-    )
-    .map_err(|e| Error::Data(format!("building the exports table: {e}")))?;
-
-    // customs imports: some firms import ICT goods (OECD/UNCTAD ICT HS codes) or goods with
-    // digital words in their Chinese names; the rest are ordinary inputs
-    let ict: Vec<&str> = ICT_GOODS.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
-    let (mut i_name, mut i_phone, mut i_post, mut i_year, mut i_hs8, mut i_prod, mut i_ctry, mut i_val, mut i_qty) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for f in firms.iter().filter(|f| f.exporter) {
-        for year in YEARS {
-            for _ in 0..s.poisson(1.5) {
-                let digital = s.uniform() < 0.3 * f.innov.min(2.0);
-                let (hs, prod) = if digital {
-                    (
-                        format!("{}{:02}", ict[s.below(ict.len() as u32) as usize], s.below(100)),
-                        DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
-                    )
-                } else {
-                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
-                };
-                i_name.push(name_variant(&mut s, &f.name));
-                i_phone.push(f.phone.clone());
-                i_post.push(f.postcode.clone());
-                i_year.push(year);
-                i_hs8.push(hs);
-                i_prod.push(prod);
-                i_ctry.push(COUNTRIES[s.below(COUNTRIES.len() as u32) as usize]);
-                let q = (2.0 + s.normal()).exp().round() + 1.0;
-                i_val.push(q * (3.0 + 0.5 * s.normal()).exp());
-                i_qty.push(q);
-            }
-        }
-    }
-    let mut imports = DataFrame::new(
-        i_name.len(),
-        vec![
-            Column::new("customs_name".into(), i_name),
-            Column::new("phone".into(), i_phone),
-            Column::new("postcode".into(), i_post),
-            Column::new("year".into(), i_year),
-            Column::new("hs8".into(), i_hs8),
-            Column::new("product_name".into(), i_prod),
-            Column::new("country".into(), i_ctry),
-            Column::new("value_usd".into(), i_val),
-            Column::new("quantity".into(), i_qty),
-        ],
-    )
-    .map_err(|e| Error::Data(format!("building the imports table: {e}")))?;
-
-    // countries (destination-year) and regions (province-year), with the study's instruments
-    let (mut k_c, mut k_y, mut k_gdp, mut k_xr, mut k_dist, mut k_nri) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (ci, c) in COUNTRIES.iter().enumerate() {
-        let (base, xr0, dist, nri) = (
-            8.5 + 1.5 * s.normal(),
-            (1.0 + 0.5 * s.normal()).abs() + 0.1,
-            1_000.0 + 1_000.0 * ci as f64 + 500.0 * s.uniform(),
-            3.5 + 1.5 * s.uniform(),
-        );
-        for year in YEARS {
-            k_c.push(*c);
-            k_y.push(year);
-            k_gdp.push((base + 0.02 * (year - 2008) as f64).exp());
-            k_xr.push(xr0 * (1.0 + 0.03 * s.normal()));
-            k_dist.push(dist);
-            k_nri.push(nri + 0.05 * (year - 2008) as f64);
-        }
-    }
-    let mut countries = DataFrame::new(
-        k_c.len(),
-        vec![
-            Column::new("country".into(), k_c),
-            Column::new("year".into(), k_y),
-            Column::new("gdp_per_capita".into(), k_gdp),
-            Column::new("exchange_rate".into(), k_xr),
-            Column::new("distance_km".into(), k_dist),
-            Column::new("nri".into(), k_nri),
-        ],
-    )
-    .map_err(|e| Error::Data(format!("building the countries table: {e}")))?;
+    // regions (province-year, 2007-2014 so that lagged broadband exists in 2008), with the
+    // study's instruments; `push` = standardised 1984 post intensity × ln broadband(t−1)
     let provinces: Vec<&str> = {
         let mut v: Vec<&str> = CITIES.iter().map(|c| c.1).collect();
         v.dedup();
@@ -393,6 +289,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     };
     let (mut r_p, mut r_y, mut r_gdp, mut r_open, mut r_mkt, mut r_ipr, mut r_bb, mut r_post, mut r_tel) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut iv_raw: HashMap<(&str, i64), f64> = HashMap::new();
     for p in &provinces {
         let (post84, tel84) = ((3.0 + 0.5 * s.normal()).exp(), (5.0 + 0.5 * s.normal()).exp());
         let (g0, o0, m0, i0) = (
@@ -401,19 +298,34 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             7.0 + s.normal(),
             0.5 + 0.3 * s.uniform(),
         );
-        for year in YEARS {
+        let growth = 0.15 + 0.04 * s.normal();
+        let mut last_bb = f64::NAN;
+        for year in 2007..=*YEARS.end() {
             let t = (year - 2008) as f64;
+            let bb = (6.0 + growth * t + 0.05 * s.normal()).exp();
+            if year >= *YEARS.start() {
+                iv_raw.insert((p, year), post84 * last_bb.ln());
+            }
+            last_bb = bb;
             r_p.push(*p);
             r_y.push(year);
-            r_gdp.push((g0 + 0.09 * t).exp());
-            r_open.push(o0 + 0.01 * s.normal());
-            r_mkt.push(m0 + 0.15 * t);
+            r_gdp.push((g0 + 0.09 * t + 0.02 * s.normal()).exp());
+            r_open.push(o0 + 0.03 * s.normal());
+            r_mkt.push(m0 + 0.15 * t + 0.1 * s.normal());
             r_ipr.push(i0 + 0.02 * t);
-            r_bb.push((6.0 + 0.15 * t + 0.1 * s.normal()).exp());
+            r_bb.push(bb);
             r_post.push(post84);
             r_tel.push(tel84);
         }
     }
+    let iv_std: HashMap<(&str, i64), f64> = {
+        let v: Vec<f64> = iv_raw.values().copied().collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64)
+            .sqrt()
+            .max(1e-12);
+        iv_raw.iter().map(|(k, x)| (*k, (x - m) / sd)).collect()
+    };
     let mut regions = DataFrame::new(
         r_p.len(),
         vec![
@@ -428,15 +340,59 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             Column::new("phones_1984".into(), r_tel),
         ],
     )
-    .map_err(|e| Error::Data(format!("building the regions table: {e}")))?;
+    .map_err(|e| err("regions", e))?;
 
-    // patents
+    // countries (destination-year)
+    let countries_used = &COUNTRIES[..size.countries];
+    let (mut k_c, mut k_y, mut k_gdp, mut k_gdppc, mut k_xr, mut k_dist, mut k_nri) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut ln_dist = Vec::with_capacity(countries_used.len());
+    let mut demand = Vec::with_capacity(countries_used.len());
+    for (ci, c) in countries_used.iter().enumerate() {
+        let (base, pop, xr0, dist, nri) = (
+            8.5 + 1.2 * s.normal(),
+            16.0 + 1.5 * s.normal(),
+            (1.0 + 0.5 * s.normal()).abs() + 0.1,
+            800.0 + 18_000.0 * s.uniform() + 10.0 * ci as f64,
+            3.5 + 1.5 * s.uniform(),
+        );
+        ln_dist.push(dist.ln());
+        demand.push(0.3 * s.normal());
+        for year in YEARS {
+            let gdppc = (base + 0.02 * (year - 2008) as f64 + 0.01 * s.normal()).exp();
+            k_c.push(*c);
+            k_y.push(year);
+            k_gdppc.push(gdppc);
+            k_gdp.push(gdppc * pop.exp());
+            k_xr.push(xr0 * (1.0 + 0.03 * s.normal()));
+            k_dist.push(dist);
+            k_nri.push(nri + 0.05 * (year - 2008) as f64 + 0.05 * s.normal());
+        }
+    }
+    let mean_ln_dist = ln_dist.iter().sum::<f64>() / ln_dist.len() as f64;
+    let mut countries = DataFrame::new(
+        k_c.len(),
+        vec![
+            Column::new("country".into(), k_c),
+            Column::new("year".into(), k_y),
+            Column::new("gdp".into(), k_gdp),
+            Column::new("gdp_per_capita".into(), k_gdppc),
+            Column::new("exchange_rate".into(), k_xr),
+            Column::new("distance_km".into(), k_dist),
+            Column::new("nri".into(), k_nri),
+        ],
+    )
+    .map_err(|e| err("countries", e))?;
+
+    // patents: the rate rises with the province's instrument
     let (mut p_no, mut p_year, mut p_grant, mut p_appl, mut p_ipc) = (vec![], vec![], vec![], vec![], vec![]);
     let mut digital: HashMap<(i64, i64), u32> = HashMap::new();
     let mut counter = 0u64;
     for f in &firms {
         for year in YEARS {
-            for _ in 0..s.poisson(f.innov * if f.exporter { 1.5 } else { 0.5 }) {
+            let z = iv_std[&(CITIES[f.city].1, year)];
+            let rate = f.innov * if f.exporter { 1.5 } else { 0.5 } * (0.8 * z).exp();
+            for _ in 0..s.poisson(rate) {
                 counter += 1;
                 let is_digital = s.uniform() < 0.4;
                 let n_codes = 1 + s.below(3) as usize;
@@ -496,11 +452,287 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             Column::new("ipc".into(), p_ipc),
         ],
     )
-    .map_err(|e| Error::Data(format!("building the patents table: {e}")))?;
-    let mut dig: Vec<(i64, i64, u32)> = digital.into_iter().map(|((f, y), c)| (f, y, c)).collect();
+    .map_err(|e| err("patents", e))?;
+    let digtech = |id: i64, year: i64| (1.0 + *digital.get(&(id, year)).unwrap_or(&0) as f64).ln();
+
+    // products: HS6 codes in chapters 84, 85 and 90 with Broda–Weinstein σ at most 6
+    let sigmas = crate::study::quality::SigmaTable::broda_weinstein()?;
+    let eligible: Vec<(u32, f64)> = sigmas
+        .entries()
+        .filter(|(h, sg)| matches!(h / 10, 84 | 85 | 90) && *sg <= 6.0)
+        .collect();
+    let products: Vec<(String, f64, f64)> = (0..size.products)
+        .map(|k| {
+            let (hs3, sigma) = eligible[(k * 7 + s.below(3) as usize) % eligible.len()];
+            (format!("{hs3:03}{:03}", 100 + k), sigma, 1.0 + 2.0 * s.uniform())
+        })
+        .collect();
+
+    // supply chain: a tenth of the exporters buy from a surveyed supplier
+    let exporters: Vec<usize> = (0..firms.len()).filter(|&k| firms[k].exporter).collect();
+    let mut supplier_of: HashMap<i64, usize> = HashMap::new();
+    for &k in &exporters {
+        if s.uniform() < 0.1 {
+            let sup = s.below(firms.len() as u32) as usize;
+            if sup != k {
+                supplier_of.insert(firms[k].id, sup);
+            }
+        }
+    }
+
+    // customs exports
+    let mut truth = Truth {
+        seed,
+        ..Default::default()
+    };
+    let (mut c_name, mut c_phone, mut c_post, mut c_year, mut c_hs8, mut c_prod, mut c_ctry, mut c_val, mut c_qty) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    // (product, country, year) cell and identified quality of every true flow, for the truth
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut strategies = [0usize; 5];
+    for &k in &exporters {
+        let f = &firms[k];
+        let renamed = s.uniform() < 0.08;
+        let a_i = 2.0 * s.uniform() - 1.0;
+        let portfolio: Vec<usize> = {
+            let mut v: Vec<usize> = (0..2 + s.below(4))
+                .map(|_| s.below(size.products as u32) as usize)
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let n_dest = (2 + s.poisson(7.0) as usize).min(countries_used.len());
+        let mut dests: Vec<usize> = Vec::new();
+        while dests.len() < n_dest {
+            let u = s.uniform();
+            let c = ((u * u) * countries_used.len() as f64) as usize;
+            if !dests.contains(&c) {
+                dests.push(c);
+            }
+        }
+        let b_im: Vec<f64> = dests.iter().map(|_| s.uniform() - 0.5).collect();
+        // Table 7's categories: 4 strong quality, 2 weak quality, 3 strong price, 1 weak price
+        let (category, slope) = match s.uniform() {
+            u if u < 0.06 => (4, 0.6),
+            u if u < 0.40 => (2, 0.02),
+            u if u < 0.50 => (3, -0.6),
+            _ => (1, -0.02),
+        };
+        strategies[category] += 1;
+        let continuing = s.uniform() < 0.5;
+        let (entry, exit) = if continuing {
+            (*YEARS.start(), *YEARS.end())
+        } else {
+            let e = *YEARS.start() + s.below(4) as i64;
+            (e, (e + 2 + s.below(5) as i64).min(*YEARS.end()))
+        };
+        let supplier = supplier_of.get(&f.id).map(|&j| firms[j].id);
+        for year in entry..=exit {
+            let name = if renamed {
+                format!("{}{}贸工有限公司", CITIES[f.city].0, SYLLABLES[s.below(24) as usize])
+            } else {
+                name_variant(&mut s, &f.name)
+            };
+            let phone = match s.below(20) {
+                0 | 1 => String::new(),
+                2 => f.phone[f.phone.len() - 5..].to_string(),
+                3..=9 => format!("{}-{}", &f.phone[..f.phone.len() - 8], &f.phone[f.phone.len() - 8..]),
+                _ => f.phone.clone(),
+            };
+            let dig = digtech(f.id, year);
+            let dig_sup = supplier.map_or(0.0, |j| digtech(j, year));
+            let mut any = false;
+            for (d, &c) in dests.iter().enumerate() {
+                if s.uniform() > 0.85 && !(d + 1 == dests.len() && !any) {
+                    continue;
+                }
+                any = true;
+                let mut active: Vec<usize> = portfolio.iter().copied().filter(|_| s.uniform() < 0.6).collect();
+                if active.is_empty() {
+                    active.push(portfolio[s.below(portfolio.len() as u32) as usize]);
+                }
+                for g in active {
+                    let (hs6, sigma, c_g) = &products[g];
+                    let lambda = a_i
+                        + b_im[d]
+                        + DIGTECH_ON_LOG_QUALITY * dig
+                        + SUPPLIER_ON_LOG_QUALITY * dig_sup
+                        + (s.uniform() - 0.5);
+                    let delta = 0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal();
+                    let eps = DEMAND_NOISE * s.normal();
+                    let ln_q =
+                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
+                    let price = (c_g + delta).exp();
+                    let q = ln_q.exp().round().max(1.0);
+                    flows.push(Flow {
+                        product: g,
+                        country: c,
+                        year,
+                        firm: k,
+                        quality: lambda + eps / (sigma - 1.0),
+                        value: q * price,
+                    });
+                    // one customs line, or the flow split over two HS8 lines of the product
+                    let parts = if s.uniform() < 0.2 && q >= 2.0 { 2 } else { 1 };
+                    for part in 0..parts {
+                        let qp = if parts == 1 {
+                            q
+                        } else if part == 0 {
+                            (q / 2.0).floor()
+                        } else {
+                            q - (q / 2.0).floor()
+                        };
+                        c_name.push(name.clone());
+                        c_phone.push(phone.clone());
+                        c_post.push(f.postcode.clone());
+                        c_year.push(year);
+                        c_hs8.push(format!("{hs6}{:02}", 10 * (part + 1)));
+                        c_prod.push(if g % 2 == 0 { "电子元件" } else { "机械零件" }.to_string());
+                        c_ctry.push(countries_used[c]);
+                        c_val.push(qp * price);
+                        c_qty.push(qp);
+                    }
+                }
+            }
+            truth.links.push((name, year, f.id));
+        }
+    }
+    // trading intermediaries: customs exporters that are not producers
+    for k in 0..(n_firms / 20).max(3) {
+        let city = k % CITIES.len();
+        let name = format!(
+            "{}{}{}进出口有限公司",
+            CITIES[city].0,
+            SYLLABLES[k % 24],
+            SYLLABLES[(k * 7) % 24]
+        );
+        let phone = format!("{}{:08}", CITIES[city].2, 90_000_000 + k);
+        for year in YEARS {
+            for _ in 0..1 + s.below(4) {
+                let g = s.below(size.products as u32) as usize;
+                let q = (3.0 + s.normal()).exp().round() + 1.0;
+                c_name.push(name.clone());
+                c_phone.push(phone.clone());
+                c_post.push(format!("{}{:03}", CITIES[city].3, k % 1000));
+                c_year.push(year);
+                c_hs8.push(format!("{}10", products[g].0));
+                c_prod.push("机械零件".to_string());
+                c_ctry.push(countries_used[s.below(countries_used.len() as u32) as usize]);
+                c_val.push(q * (products[g].2 + 0.5 * s.normal()).exp());
+                c_qty.push(q);
+            }
+        }
+        truth.intermediaries.push(name);
+    }
+    let mut exports = DataFrame::new(
+        c_name.len(),
+        vec![
+            Column::new("customs_name".into(), c_name),
+            Column::new("phone".into(), c_phone),
+            Column::new("postcode".into(), c_post),
+            Column::new("year".into(), c_year),
+            Column::new("hs8".into(), c_hs8),
+            Column::new("product_name".into(), c_prod),
+            Column::new("country".into(), c_ctry),
+            Column::new("value_usd".into(), c_val),
+            Column::new("quantity".into(), c_qty),
+        ],
+    )
+    .map_err(|e| err("exports", e))?;
+
+    // customs imports: some firms import ICT goods (OECD/UNCTAD ICT HS codes) or goods with
+    // digital words in their Chinese names; the rest are ordinary inputs
+    let ict: Vec<&str> = ICT_GOODS.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    let (mut i_name, mut i_phone, mut i_post, mut i_year, mut i_hs8, mut i_prod, mut i_ctry, mut i_val, mut i_qty) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for f in firms.iter().filter(|f| f.exporter) {
+        for year in YEARS {
+            for _ in 0..s.poisson(1.5) {
+                let digital = s.uniform() < 0.3 * f.innov.min(2.0);
+                let (hs, prod) = if digital {
+                    (
+                        format!("{}{:02}", ict[s.below(ict.len() as u32) as usize], s.below(100)),
+                        DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
+                    )
+                } else {
+                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
+                };
+                i_name.push(name_variant(&mut s, &f.name));
+                i_phone.push(f.phone.clone());
+                i_post.push(f.postcode.clone());
+                i_year.push(year);
+                i_hs8.push(hs);
+                i_prod.push(prod);
+                i_ctry.push(countries_used[s.below(countries_used.len() as u32) as usize]);
+                let q = (2.0 + s.normal()).exp().round() + 1.0;
+                i_val.push(q * (3.0 + 0.5 * s.normal()).exp());
+                i_qty.push(q);
+            }
+        }
+    }
+    let mut imports = DataFrame::new(
+        i_name.len(),
+        vec![
+            Column::new("customs_name".into(), i_name),
+            Column::new("phone".into(), i_phone),
+            Column::new("postcode".into(), i_post),
+            Column::new("year".into(), i_year),
+            Column::new("hs8".into(), i_hs8),
+            Column::new("product_name".into(), i_prod),
+            Column::new("country".into(), i_ctry),
+            Column::new("value_usd".into(), i_val),
+            Column::new("quantity".into(), i_qty),
+        ],
+    )
+    .map_err(|e| err("imports", e))?;
+
+    // supplier–client links (survey names), every year the client exports
+    let (mut l_year, mut l_sup, mut l_cli) = (vec![], vec![], vec![]);
+    let mut pairs: Vec<(&i64, &usize)> = supplier_of.iter().collect();
+    pairs.sort();
+    for (client, &sup) in pairs {
+        let c = &firms[(client - 100_000) as usize];
+        for year in YEARS {
+            l_year.push(year);
+            l_sup.push(firms[sup].name.clone());
+            l_cli.push(c.name.clone());
+        }
+    }
+    let mut chain = DataFrame::new(
+        l_year.len(),
+        vec![
+            Column::new("year".into(), l_year),
+            Column::new("supplier_name".into(), l_sup),
+            Column::new("client_name".into(), l_cli),
+        ],
+    )
+    .map_err(|e| err("supply chain", e))?;
+
+    let mut dig: Vec<(i64, i64, u32)> = digital.iter().map(|(&(f, y), &c)| (f, y, c)).collect();
     dig.sort();
     truth.digital_applications = dig;
-    truth.planted.insert("digtech_on_quality".into(), 0.0012);
+    // The planted effects on the standardised quality scale: λ̂ is demeaned within its
+    // (product, destination, year) cell and divided by its product's range, so the effect on Qua
+    // is β·mean[(1 − 1/n_cell)/range_g].
+    let factor = standardised_scale(&flows, size.products);
+    truth
+        .planted
+        .insert("digtech_on_qua".into(), DIGTECH_ON_LOG_QUALITY * factor);
+    truth
+        .planted
+        .insert("supplier_digtech_on_qua".into(), SUPPLIER_ON_LOG_QUALITY * factor);
+    truth
+        .planted
+        .insert("digtech_on_log_quality".into(), DIGTECH_ON_LOG_QUALITY);
+    for (cat, name) in [
+        (4, "strong_quality"),
+        (2, "weak_quality"),
+        (3, "strong_price"),
+        (1, "weak_price"),
+    ] {
+        truth.planted.insert(format!("firms_{name}"), strategies[cat] as f64);
+    }
 
     let ext = if csv { "csv" } else { "parquet" };
     save(&mut survey, &out.join(format!("firms.{ext}")))?;
@@ -509,10 +741,51 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     save(&mut imports, &out.join(format!("imports.{ext}")))?;
     save(&mut countries, &out.join(format!("countries.{ext}")))?;
     save(&mut regions, &out.join(format!("regions.{ext}")))?;
+    save(&mut chain, &out.join(format!("supply_chain.{ext}")))?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Data(e.to_string()))?;
     let path = out.join("truth.json");
     let tmp = out.join(format!(".truth.json.tmp-{}", std::process::id()));
     std::fs::write(&tmp, json).map_err(|e| Error::io(tmp.display().to_string(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display().to_string(), e))?;
     Ok(truth)
+}
+
+/// One simulated export flow, as the truth computation needs it.
+struct Flow {
+    product: usize,
+    country: usize,
+    year: i64,
+    firm: usize,
+    /// Identified log quality λ + ε/(σ − 1).
+    quality: f64,
+    value: f64,
+}
+
+/// The effect on Qua of a unit effect on log quality: λ̂ is demeaned within its (product,
+/// destination, year) cell, divided by its product's range, and value-weighted over the firm's
+/// products in a destination-year, so the effect on a firm-year-destination's Qua is
+/// Σ_g s_g (1 − 1/n_cell)/range_g; this returns its mean over firm-year-destinations.
+fn standardised_scale(flows: &[Flow], products: usize) -> f64 {
+    let mut cells: HashMap<(usize, usize, i64), (f64, usize)> = HashMap::new();
+    for f in flows {
+        let e = cells.entry((f.product, f.country, f.year)).or_default();
+        e.0 += f.quality;
+        e.1 += 1;
+    }
+    let mut range = vec![(f64::INFINITY, f64::NEG_INFINITY); products];
+    for f in flows {
+        let (sum, n) = cells[&(f.product, f.country, f.year)];
+        let v = f.quality - sum / n as f64;
+        range[f.product] = (range[f.product].0.min(v), range[f.product].1.max(v));
+    }
+    let mut rows: HashMap<(usize, usize, i64), (f64, f64)> = HashMap::new();
+    for f in flows {
+        let n = cells[&(f.product, f.country, f.year)].1 as f64;
+        let r = range[f.product].1 - range[f.product].0;
+        let effect = if r > 0.0 { (1.0 - 1.0 / n) / r } else { 0.0 };
+        let e = rows.entry((f.firm, f.country, f.year)).or_default();
+        e.0 += f.value * effect;
+        e.1 += f.value;
+    }
+    rows.values().map(|(a, b)| a / b).sum::<f64>() / rows.len().max(1) as f64
 }
