@@ -19,6 +19,7 @@ pub mod formula;
 pub mod gpu;
 pub mod inference;
 pub mod linalg;
+pub mod replicate;
 pub mod report;
 pub mod rng;
 pub mod stats;

@@ -49,6 +49,38 @@ enum Cmd {
     /// Build the firm-year-destination analysis panel (matching, patents, batched export
     /// quality, controls, mechanism and split variables) from the raw tables.
     BuildPanel(BuildPanelArgs),
+    /// Replicate the study end to end: simulate (or read) the raw data, build the panel, run
+    /// all thirteen tables, write tables, JSON, an HTML report and a timing table.
+    Replicate(ReplicateArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplicateArgs {
+    /// Raw tables (firms, exports, imports, patents, countries, regions, supply_chain). Without
+    /// it (and without --panel) the data are simulated first.
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    /// Use a panel built earlier with `fegpu build-panel` instead of raw data.
+    #[arg(long, conflicts_with = "raw")]
+    panel: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "replication")]
+    out: PathBuf,
+    /// Size of the simulated data when --raw is not given.
+    #[arg(long, value_enum, default_value = "paper")]
+    scale: fegpu::study::simulate::Scale,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    #[arg(long, value_enum, default_value = "df64")]
+    precision: Precision,
+    /// Replications of each permutation test.
+    #[arg(long, default_value_t = 1000)]
+    reps: usize,
+    #[arg(long, default_value_t = 20_230_323)]
+    seed: u64,
+    /// The tables as data (JSON; default: the study's thirteen tables, data/replicate_spec.json).
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -823,6 +855,39 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_replicate(a: ReplicateArgs) -> Result<()> {
+    use fegpu::replicate;
+    let demeaner = choose(a.backend, a.precision, usize::MAX, &mut |m| eprintln!("{m}"))?;
+    let opts = replicate::Options {
+        raw: a.raw,
+        panel: a.panel,
+        out: a.out.clone(),
+        scale: a.scale,
+        seed: a.seed,
+        reps: a.reps,
+        spec: a.spec,
+    };
+    let rep = replicate::run(&opts, demeaner.as_ref())?;
+    if let Some(t) = rep.tables.first() {
+        println!("{}", fegpu::report::writers::text(&replicate::grid(t, &rep.controls)));
+    }
+    eprintln!(
+        "wrote {} tables, results.json, report.html and timing.md to {} in {:.1} s; peak memory {}",
+        rep.tables.len(),
+        a.out.display(),
+        rep.total_seconds,
+        peak_memory()
+    );
+    if rep.failures > 0 {
+        return Err(Error::Estimation(format!(
+            "{} specification(s) failed; each is reported in its table (see {}/report.html)",
+            rep.failures,
+            a.out.display()
+        )));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -836,6 +901,7 @@ fn main() -> ExitCode {
         Cmd::Match(a) => run_match(a),
         Cmd::Patents(a) => run_patents(a),
         Cmd::BuildPanel(a) => run_build_panel(a),
+        Cmd::Replicate(a) => run_replicate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

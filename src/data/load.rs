@@ -41,23 +41,12 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         return Table::new(df, "demo".to_string()).select(columns);
     }
     let path = Path::new(source);
-    if !path.exists() {
-        return Err(Error::io(source, "no such file (use `demo` for the built-in panel)"));
-    }
+    let available = column_names(source)?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let available = match ext.as_str() {
-        "csv" | "tsv" | "txt" => csv_header(path, ext == "tsv")?,
-        "parquet" | "pq" => {
-            let file = File::open(path).map_err(|e| Error::io(source, e))?;
-            let schema = ParquetReader::new(file).schema().map_err(|e| polars_err(source, e))?;
-            schema.iter_names().map(|n| n.to_string()).collect()
-        }
-        _ => return Err(Error::io(source, "unknown file type: expected .csv, .tsv or .parquet")),
-    };
     for c in columns {
         if !available.iter().any(|a| a == c) {
             return Err(missing_column(c, source, &available));
@@ -88,6 +77,28 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         }
     };
     Ok(Table::new(df, source.to_string()))
+}
+
+/// The column names of a `.csv`/`.tsv`/`.parquet` file (read from its header or schema only).
+pub fn column_names(source: &str) -> Result<Vec<String>> {
+    let path = Path::new(source);
+    if !path.exists() {
+        return Err(Error::io(source, "no such file (use `demo` for the built-in panel)"));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" | "tsv" | "txt" => csv_header(path, ext == "tsv"),
+        "parquet" | "pq" => {
+            let file = File::open(path).map_err(|e| Error::io(source, e))?;
+            let schema = ParquetReader::new(file).schema().map_err(|e| polars_err(source, e))?;
+            Ok(schema.iter_names().map(|n| n.to_string()).collect())
+        }
+        _ => Err(Error::io(source, "unknown file type: expected .csv, .tsv or .parquet")),
+    }
 }
 
 fn missing_column(c: &str, source: &str, available: &[String]) -> Error {
@@ -127,6 +138,13 @@ impl Table {
 
     /// Keep only `columns` (each must exist).
     pub fn select(self, columns: &[String]) -> Result<Table> {
+        let mut unique: Vec<String> = Vec::with_capacity(columns.len());
+        for c in columns {
+            if !unique.contains(c) {
+                unique.push(c.clone());
+            }
+        }
+        let columns = unique.as_slice();
         let available: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
         for c in columns {
             if !available.iter().any(|a| a == c) {

@@ -190,3 +190,88 @@ pub fn histogram_png(path: &Path, draws: &[f64], observed: f64) -> Result<()> {
     std::fs::write(&tmp, png).map_err(|e| Error::io(tmp.display().to_string(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
 }
+
+/// One row of a coefficient plot: label, estimate, 95% interval, planted truth.
+pub struct CoefRow {
+    pub label: String,
+    pub estimate: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub truth: Option<f64>,
+}
+
+/// A coefficient plot (SVG text): one horizontal 95% interval per row, the estimate as a dot,
+/// the planted truth as an orange tick, a dashed zero line; rows whose interval misses the
+/// truth are drawn in red.
+pub fn coefficient_svg(rows: &[CoefRow], title: &str) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let (w, left, right, top, row_h) = (760.0, 260.0, 30.0, 40.0, 22.0);
+    let h = top + row_h * rows.len().max(1) as f64 + 40.0;
+    let finite = rows
+        .iter()
+        .flat_map(|r| [r.lo, r.hi, r.truth.unwrap_or(r.estimate), 0.0])
+        .filter(|v| v.is_finite());
+    let (mut lo, mut hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !(hi > lo) {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let pad = 0.05 * (hi - lo);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let pw = w - left - right;
+    let x = |v: f64| left + (v - lo) / (hi - lo) * pw;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
+        w / 2.0,
+        esc(title)
+    );
+    let x0 = x(0.0);
+    s.push_str(&format!(
+        "<line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n",
+        h - 35.0
+    ));
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + row_h * (i as f64 + 0.5);
+        let miss = r.truth.is_some_and(|t| t < r.lo || t > r.hi);
+        let colour = if miss { "#d7191c" } else { "#2c7bb6" };
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+            left - 8.0,
+            y + 4.0,
+            esc(&r.label)
+        ));
+        if r.lo.is_finite() && r.hi.is_finite() {
+            s.push_str(&format!(
+                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"2\"/>\n",
+                x(r.lo),
+                x(r.hi)
+            ));
+        }
+        if r.estimate.is_finite() {
+            s.push_str(&format!(
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"3.5\" fill=\"{colour}\"/>\n",
+                x(r.estimate)
+            ));
+        }
+        if let Some(t) = r.truth {
+            s.push_str(&format!(
+                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#fdae61\" stroke-width=\"3\"/>\n",
+                x(t),
+                x(t),
+                y - 7.0,
+                y + 7.0
+            ));
+        }
+    }
+    let yb = h - 20.0;
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * k as f64 / 4.0;
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{yb:.1}\" text-anchor=\"middle\">{}</text>\n",
+            x(v),
+            super::table::fmt_num(v)
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}

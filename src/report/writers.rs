@@ -149,3 +149,34 @@ pub fn csv(g: &Grid) -> String {
     }
     out.join("\n") + "\n"
 }
+
+/// An HTML `<table>` (for the replication report); significance stars stay as text.
+pub fn html(g: &Grid) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut out = String::from("<table class=\"results\">\n<thead><tr>");
+    for h in &g.header {
+        out.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    out.push_str("</tr></thead>\n");
+    for s in &g.sections {
+        out.push_str("<tbody>\n");
+        for row in s {
+            out.push_str("<tr>");
+            for (i, c) in row.iter().enumerate() {
+                let flag = if c.contains('⚑') { " class=\"flag\"" } else { "" };
+                if i == 0 {
+                    out.push_str(&format!("<th{flag}>{}</th>", esc(c)));
+                } else {
+                    out.push_str(&format!("<td{flag}>{}</td>", esc(c)));
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n");
+    }
+    out.push_str("</table>\n");
+    for n in &g.notes {
+        out.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
+    }
+    out
+}

@@ -534,15 +534,14 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     let mut agg: BTreeMap<(i64, u32, u32, i64), (f64, f64)> = BTreeMap::new();
     let (mut unmatched, mut bad_value) = (0usize, 0usize);
     for i in 0..ex.nrows() {
-        let Some(name) = &xname[i] else {
-            unmatched += 1;
-            continue;
+        // a CSV reader turns 01012100 into the number 1012100: restore the leading zeros
+        let raw_hs = xhs[i].as_deref().unwrap_or("").trim();
+        let padded = if (5..8).contains(&raw_hs.len()) && raw_hs.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{raw_hs:0>8}")
+        } else {
+            raw_hs.to_string()
         };
-        let Some(&firm) = link.get(&(name.clone(), xyear[i])) else {
-            unmatched += 1;
-            continue;
-        };
-        let hs = xhs[i].as_deref().unwrap_or("").trim();
+        let hs = padded.as_str();
         if hs.len() < 6 || !hs.bytes().take(6).all(|b| b.is_ascii_digit()) {
             return Err(Error::column(
                 "hs8",
@@ -552,6 +551,14 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
                 ),
             ));
         }
+        let Some(name) = &xname[i] else {
+            unmatched += 1;
+            continue;
+        };
+        let Some(&firm) = link.get(&(name.clone(), xyear[i])) else {
+            unmatched += 1;
+            continue;
+        };
         let Some(c) = xcty[i].as_deref() else {
             return Err(Error::column("country", format!("missing in {ex_path}, row {}", i + 1)));
         };
@@ -572,12 +579,18 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             "no export line of {ex_path} matched a survey firm"
         )));
     }
-    let export_years: BTreeSet<i64> = agg.keys().map(|k| k.3).collect();
-    if let Some(y) = export_years.iter().find(|y| !survey_years.contains(y)) {
+    // every year of the customs file must have survey records (an empty year means a file
+    // is missing or truncated, and would silently drop that year's exporters)
+    let mut lines_per_year: BTreeMap<i64, usize> = BTreeMap::new();
+    for y in &xyear {
+        *lines_per_year.entry(*y).or_default() += 1;
+    }
+    if let Some((y, n)) = lines_per_year.iter().find(|(y, _)| !survey_years.contains(y)) {
         return Err(Error::Data(format!(
-            "year {y}: matched exports exist but {firms_path} has no firm records for that year"
+            "year {y}: {ex_path} has {n} export lines but {firms_path} has no firm records for that year"
         )));
     }
+    let export_years: BTreeSet<i64> = agg.keys().map(|k| k.3).collect();
     let dest_names: Vec<String> = {
         let mut v = vec![String::new(); dest_index.len()];
         for (k, &i) in &dest_index {
@@ -1064,6 +1077,15 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         ] {
             c.f(cat, strategies.get(&f).map_or(f64::NAN, |&s| (s == k) as u8 as f64));
         }
+        let st = strategies.get(&f).copied();
+        c.f(
+            "quality_strategy",
+            st.map_or(f64::NAN, |s| matches!(s, 2 | 4) as u8 as f64),
+        );
+        c.f(
+            "strong_strategy",
+            st.map_or(f64::NAN, |s| matches!(s, 3 | 4) as u8 as f64),
+        );
         let dynamics = fyd
             .get(&(f, y - 1, d))
             .map(|p| Dynamics::between(&p.products, &a.products));

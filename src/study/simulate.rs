@@ -384,11 +384,25 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     )
     .map_err(|e| err("countries", e))?;
 
-    // patents: the rate rises with the province's instrument
+    // patents: the rate rises with the province's instrument; co-applicants come from a
+    // firm's few standing partners (half of them exporters), so the co-applicant network has
+    // repeated ties and firms spanning several partners (structural holes)
+    let exporter_ids: Vec<usize> = (0..firms.len()).filter(|&k| firms[k].exporter).collect();
+    let partners: Vec<[usize; 3]> = (0..firms.len())
+        .map(|_| {
+            std::array::from_fn(|_| {
+                if s.uniform() < 0.5 && !exporter_ids.is_empty() {
+                    exporter_ids[s.below(exporter_ids.len() as u32) as usize]
+                } else {
+                    s.below(firms.len() as u32) as usize
+                }
+            })
+        })
+        .collect();
     let (mut p_no, mut p_year, mut p_grant, mut p_appl, mut p_ipc) = (vec![], vec![], vec![], vec![], vec![]);
     let mut digital: HashMap<(i64, i64), u32> = HashMap::new();
     let mut counter = 0u64;
-    for f in &firms {
+    for (fk, f) in firms.iter().enumerate() {
         for year in YEARS {
             let z = iv_std[&(CITIES[f.city].1, year)];
             let rate = f.innov * if f.exporter { 1.5 } else { 0.5 } * (0.8 * z).exp();
@@ -412,9 +426,9 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                     .collect();
                 // co-applicants: another surveyed firm, or a university (not a firm)
                 let mut applicants = vec![f.name.clone()];
-                let co = if s.uniform() < 0.2 {
-                    if s.uniform() < 0.5 {
-                        let other = &firms[s.below(firms.len() as u32) as usize];
+                let co = if s.uniform() < 0.3 {
+                    if s.uniform() < 0.7 {
+                        let other = &firms[partners[fk][s.below(3) as usize]];
                         if other.id != f.id {
                             applicants.push(other.name.clone());
                             Some(other.id)

@@ -1,0 +1,1137 @@
+//! `fegpu replicate`: the study's thirteen tables from raw data in one command.
+//!
+//! The tables are data ([`Spec`], `data/replicate_spec.json`; `--spec FILE` takes a researcher's
+//! own): each column is a fixest formula with an optional sample filter, a split variable (the
+//! column is then estimated on split == 1 and split == 0, with a Fisher permutation p-value of
+//! the difference, as Stata's `bdiff`), a coefficient of interest and the name of a planted
+//! value in the simulator's `truth.json`. One failing column (a split with too few
+//! observations, say) is reported in its table and the rest still run; the run fails at the end
+//! if anything failed.
+//!
+//! Outputs in `--out`: `tableN.{md,tex,csv}` in the paper's layout, `results.json` with every
+//! result, `report.html` (tables, a coefficient plot against the planted truth, permutation
+//! distributions; SVG inline), `timing.{md,csv}` (seconds and backend per stage), the panel,
+//! and, when the data were simulated, `raw/` with `truth.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray};
+use serde::{Deserialize, Serialize};
+
+use crate::data::load::{self, Table};
+use crate::data::{prepare, PrepareOptions};
+use crate::demean::{DemeanOptions, Demeaner};
+use crate::error::{Error, Result};
+use crate::estimate::vcov::VcovSpec;
+use crate::estimate::{fit, FitOptions, FitResult};
+use crate::inference::permutation::{bdiff, BdiffOptions};
+use crate::report::table::{fmt_num, Grid};
+use crate::report::{writers, Stat};
+
+/// The shipped specification of the study's tables.
+pub const DEFAULT_SPEC: &str = include_str!("../data/replicate_spec.json");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Spec {
+    #[serde(default)]
+    pub about: String,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub macros: BTreeMap<String, String>,
+    pub tables: Vec<TableSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Defaults {
+    #[serde(default = "default_vcov")]
+    pub vcov: String,
+    /// Regressors shown as one "Controls: Yes/No" row instead of coefficient by coefficient
+    /// (the paper's layout; macros allowed). The JSON keeps every coefficient.
+    #[serde(default)]
+    pub controls: Option<String>,
+    #[serde(default = "default_param")]
+    pub param: String,
+}
+
+fn default_vcov() -> String {
+    "cluster:country".into()
+}
+fn default_param() -> String {
+    "digtech".into()
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            vcov: default_vcov(),
+            controls: None,
+            param: default_param(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TableSpec {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    pub counts: Option<CountsSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ColumnSpec {
+    pub label: String,
+    pub formula: String,
+    #[serde(default)]
+    pub sample: Option<String>,
+    #[serde(default)]
+    pub vcov: Option<String>,
+    #[serde(default)]
+    pub param: Option<String>,
+    #[serde(default)]
+    pub split: Option<String>,
+    #[serde(default)]
+    pub split_labels: Option<[String; 2]>,
+    /// Permutation unit of the split test: `obs` (bdiff's default) or a variable whose units
+    /// move together (e.g. `firm_id` for a firm-level split). When the split varies within a
+    /// unit, observations are permuted instead and the table says so.
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub truth: Option<String>,
+}
+
+/// Distinct units per level of a categorical variable (Table 7's firm counts).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CountsSpec {
+    pub variable: String,
+    pub unit: String,
+    pub levels: Vec<(f64, String)>,
+    #[serde(default)]
+    pub truth: Vec<String>,
+}
+
+impl Spec {
+    /// Parse a specification (JSON) and check it: known macros, parseable formulas and vcov,
+    /// well-formed sample filters.
+    pub fn parse(text: &str, source: &str) -> Result<Spec> {
+        let spec: Spec = serde_json::from_str(text)
+            .map_err(|e| Error::Usage(format!("{source}: not a valid specification: {e}")))?;
+        if spec.tables.is_empty() {
+            return Err(Error::Usage(format!("{source}: the specification has no tables")));
+        }
+        for t in &spec.tables {
+            for c in &t.columns {
+                let where_ = format!("{source}, table {} column `{}`", t.id, c.label);
+                let f = spec
+                    .expand(&c.formula)
+                    .map_err(|e| Error::Usage(format!("{where_}: {e}")))?;
+                crate::formula::parse(&f).map_err(|e| Error::Usage(format!("{where_}: {e}")))?;
+                VcovSpec::parse(c.vcov.as_deref().unwrap_or(&spec.defaults.vcov))
+                    .map_err(|e| Error::Usage(format!("{where_}: {e}")))?;
+                if let Some(s) = &c.sample {
+                    parse_filter(s).map_err(|e| Error::Usage(format!("{where_}: {e}")))?;
+                }
+            }
+            if t.columns.is_empty() && t.counts.is_none() {
+                return Err(Error::Usage(format!(
+                    "{source}, table {}: no columns and no counts",
+                    t.id
+                )));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The variables collapsed into the "Controls" row.
+    pub fn control_names(&self) -> Vec<String> {
+        self.defaults
+            .controls
+            .as_deref()
+            .and_then(|c| self.expand(c).ok())
+            .map(|c| {
+                c.split('+')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Expand `{NAME}` macros.
+    pub fn expand(&self, formula: &str) -> std::result::Result<String, String> {
+        let mut out = String::new();
+        let mut rest = formula;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let Some(j) = rest[i..].find('}') else {
+                return Err(format!("unclosed `{{` in `{formula}`"));
+            };
+            let name = &rest[i + 1..i + j];
+            match self.macros.get(name) {
+                Some(v) => out.push_str(v),
+                None => return Err(format!("unknown macro {{{name}}} in `{formula}`")),
+            }
+            rest = &rest[i + j + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// One clause `var op value` of a sample filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clause {
+    pub var: String,
+    pub op: String,
+    pub value: f64,
+}
+
+/// Parse `a == 1 & b >= 2.5` (ops ==, !=, >=, <=, >, <).
+pub fn parse_filter(s: &str) -> std::result::Result<Vec<Clause>, String> {
+    s.split('&')
+        .map(|c| {
+            let c = c.trim();
+            for op in ["==", "!=", ">=", "<=", ">", "<"] {
+                if let Some(i) = c.find(op) {
+                    let var = c[..i].trim();
+                    let val = c[i + op.len()..].trim();
+                    if var.is_empty() || !var.chars().all(|ch| ch.is_alphanumeric() || ch == '_') {
+                        return Err(format!("sample clause `{c}`: `{var}` is not a variable name"));
+                    }
+                    let value: f64 = val
+                        .parse()
+                        .map_err(|_| format!("sample clause `{c}`: `{val}` is not a number"))?;
+                    return Ok(Clause {
+                        var: var.to_string(),
+                        op: op.to_string(),
+                        value,
+                    });
+                }
+            }
+            Err(format!(
+                "sample clause `{c}`: expected `variable op number` with op one of == != >= <= > <"
+            ))
+        })
+        .collect()
+}
+
+fn holds(op: &str, x: f64, v: f64) -> bool {
+    match op {
+        "==" => x == v,
+        "!=" => x != v,
+        ">=" => x >= v,
+        "<=" => x <= v,
+        ">" => x > v,
+        _ => x < v,
+    }
+}
+
+/// Rows of `df` where every clause holds (missing values fail every clause).
+pub fn filter_rows(df: &DataFrame, clauses: &[Clause], source: &str) -> Result<DataFrame> {
+    if clauses.is_empty() {
+        return Ok(df.clone());
+    }
+    let t = Table::new(df.clone(), source.to_string());
+    let mut mask = vec![true; df.height()];
+    for c in clauses {
+        let v = t.numeric(&c.var)?;
+        for (m, x) in mask.iter_mut().zip(&v) {
+            *m &= x.is_finite() && holds(&c.op, *x, c.value);
+        }
+    }
+    let mask = BooleanChunked::from_slice("mask".into(), &mask);
+    df.filter(&mask)
+        .map_err(|e| Error::Data(format!("{source}: filtering rows: {e}")))
+}
+
+/// t critical value for a two-sided test at `alpha` (bisection on the tail).
+pub fn t_critical(alpha: f64, df: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0, 1000.0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if crate::stats::t_two_sided_p(mid, df) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// One estimated column.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnResult {
+    pub label: String,
+    pub formula: String,
+    pub sample: Option<String>,
+    pub param: String,
+    pub estimate: Option<f64>,
+    pub std_error: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+    pub truth: Option<f64>,
+    /// Whether the 95% interval contains the planted truth (simulated data only).
+    pub covers_truth: Option<bool>,
+    pub error: Option<String>,
+    pub result: Option<FitResult>,
+}
+
+/// The permutation test of one split.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitTest {
+    pub label: String,
+    pub split: String,
+    pub param: String,
+    pub difference: f64,
+    pub p: f64,
+    pub reps: usize,
+    /// What was permuted (`obs` or the unit variable).
+    pub unit: String,
+    pub note: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub draws: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CountRow {
+    pub level: f64,
+    pub label: String,
+    pub units: usize,
+    pub truth: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableResult {
+    pub id: String,
+    pub title: String,
+    pub columns: Vec<ColumnResult>,
+    pub splits: Vec<SplitTest>,
+    pub counts: Vec<CountRow>,
+    pub seconds: f64,
+    pub failures: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub reps: usize,
+    pub seed: u64,
+}
+
+/// Estimate one column on `df`.
+fn estimate_column(
+    df: &DataFrame,
+    spec: &Spec,
+    col: &ColumnSpec,
+    extra_filter: Option<Clause>,
+    label: String,
+    truth: &BTreeMap<String, f64>,
+    demeaner: &dyn Demeaner,
+) -> ColumnResult {
+    let formula = spec.expand(&col.formula).unwrap_or_else(|_| col.formula.clone());
+    let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
+    let mut sample = col.sample.clone();
+    if let Some(c) = &extra_filter {
+        let s = format!("{} {} {}", c.var, c.op, c.value);
+        sample = Some(match sample {
+            Some(x) => format!("{x} & {s}"),
+            None => s,
+        });
+    }
+    let planted = col.truth.as_ref().and_then(|k| truth.get(k)).copied();
+    let mut out = ColumnResult {
+        label,
+        formula: formula.clone(),
+        sample: sample.clone(),
+        param: param.clone(),
+        estimate: None,
+        std_error: None,
+        ci95: None,
+        truth: planted,
+        covers_truth: None,
+        error: None,
+        result: None,
+    };
+    let run = || -> Result<FitResult> {
+        let model = crate::formula::parse(&formula)?;
+        let vcov = VcovSpec::parse(col.vcov.as_deref().unwrap_or(&spec.defaults.vcov))?;
+        let mut clauses = match &col.sample {
+            Some(s) => parse_filter(s).map_err(Error::Usage)?,
+            None => vec![],
+        };
+        clauses.extend(extra_filter.clone());
+        let sub = filter_rows(df, &clauses, "panel")?;
+        let mut vars = model.variables();
+        for c in vcov.cluster_vars() {
+            for v in c.split('^') {
+                if !vars.iter().any(|x| x == v.trim()) {
+                    vars.push(v.trim().to_string());
+                }
+            }
+        }
+        let table = Table::new(sub, "panel".into()).select(&vars)?;
+        let opts = FitOptions {
+            vcov,
+            ..Default::default()
+        };
+        fit(&table, &model, &opts, demeaner)
+    };
+    match run() {
+        Ok(r) => {
+            if let Some(c) = r.coefficients.iter().find(|c| c.name == param) {
+                let t = t_critical(0.05, r.df_t);
+                let ci = [c.estimate - t * c.std_error, c.estimate + t * c.std_error];
+                out.estimate = Some(c.estimate);
+                out.std_error = Some(c.std_error);
+                out.ci95 = Some(ci);
+                out.covers_truth = planted.map(|v| ci[0] <= v && v <= ci[1]);
+            } else {
+                out.error = Some(format!(
+                    "`{param}` is not among the estimated coefficients (dropped as collinear?)"
+                ));
+            }
+            out.result = Some(r);
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+/// Permutation test of the difference in `param` between split == 1 and split == 0.
+fn split_test(
+    df: &DataFrame,
+    spec: &Spec,
+    col: &ColumnSpec,
+    split: &str,
+    opts: &RunOptions,
+    demeaner: &dyn Demeaner,
+) -> SplitTest {
+    let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
+    let mut out = SplitTest {
+        label: col.label.clone(),
+        split: split.to_string(),
+        param: param.clone(),
+        difference: f64::NAN,
+        p: f64::NAN,
+        reps: opts.reps,
+        unit: "obs".into(),
+        note: None,
+        error: None,
+        draws: vec![],
+    };
+    let wanted = col.unit.clone().filter(|u| u != "obs");
+    let run = |unit: Option<&String>| -> Result<(f64, f64, Vec<f64>)> {
+        let formula = spec.expand(&col.formula).map_err(Error::Usage)?;
+        let model = crate::formula::parse(&formula)?;
+        let clauses = match &col.sample {
+            Some(s) => parse_filter(s).map_err(Error::Usage)?,
+            None => vec![],
+        };
+        let sub = filter_rows(df, &clauses, "panel")?;
+        let mut vars = model.variables();
+        vars.push(split.to_string());
+        vars.extend(unit.cloned());
+        let table = Table::new(sub, "panel".into()).select(&vars)?;
+        let design = prepare(
+            &table,
+            &model,
+            &PrepareOptions {
+                extra: vec![split.to_string()],
+                clusters: unit.cloned().into_iter().collect(),
+                ..Default::default()
+            },
+        )?;
+        let units = match design.clusters.first() {
+            Some(c) => {
+                // the split must be constant within a unit
+                let mut first = vec![f64::NAN; c.levels];
+                for (&u, &g) in c.ids.iter().zip(&design.extra[0]) {
+                    let f = &mut first[u as usize];
+                    if f.is_nan() {
+                        *f = g;
+                    } else if *f != g {
+                        return Err(Error::Usage(format!("{split} varies within {}", c.name)));
+                    }
+                }
+                Some((c.ids.as_slice(), c.levels))
+            }
+            None => None,
+        };
+        let bopts = BdiffOptions {
+            reps: opts.reps,
+            seed: opts.seed,
+            bsample: false,
+            demean: DemeanOptions::default(),
+            memory_budget: 512 << 20,
+            progress: false,
+        };
+        let r = bdiff(&design, &design.extra[0], units, &bopts, demeaner)?;
+        let k = r
+            .coefficients
+            .iter()
+            .position(|c| c.name == param)
+            .ok_or_else(|| Error::Estimation(format!("`{param}` is not among the estimated coefficients")))?;
+        Ok((
+            r.coefficients[k].difference,
+            r.coefficients[k].p,
+            r.differences[k].clone(),
+        ))
+    };
+    let mut result = run(wanted.as_ref());
+    if let (Err(Error::Usage(m)), Some(u)) = (&result, &wanted) {
+        if m.contains("varies within") {
+            out.note = Some(format!("{split} varies within {u}; observations were permuted instead"));
+            result = run(None);
+        } else {
+            out.unit = u.clone();
+        }
+    } else if let Some(u) = &wanted {
+        out.unit = u.clone();
+    }
+    match result {
+        Ok((d, p, draws)) => {
+            out.difference = d;
+            out.p = p;
+            out.draws = draws;
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+/// Run one table of the specification on the panel.
+pub fn run_table(
+    df: &DataFrame,
+    spec: &Spec,
+    t: &TableSpec,
+    truth: &BTreeMap<String, f64>,
+    opts: &RunOptions,
+    demeaner: &dyn Demeaner,
+) -> TableResult {
+    let t0 = Instant::now();
+    let mut res = TableResult {
+        id: t.id.clone(),
+        title: t.title.clone(),
+        columns: vec![],
+        splits: vec![],
+        counts: vec![],
+        seconds: 0.0,
+        failures: 0,
+    };
+    for col in &t.columns {
+        match &col.split {
+            None => res
+                .columns
+                .push(estimate_column(df, spec, col, None, col.label.clone(), truth, demeaner)),
+            Some(split) => {
+                let labels = col
+                    .split_labels
+                    .clone()
+                    .unwrap_or_else(|| [format!("{split} = 1"), format!("{split} = 0")]);
+                for (g, label) in [(1.0, &labels[0]), (0.0, &labels[1])] {
+                    let clause = Clause {
+                        var: split.clone(),
+                        op: "==".into(),
+                        value: g,
+                    };
+                    res.columns.push(estimate_column(
+                        df,
+                        spec,
+                        col,
+                        Some(clause),
+                        label.clone(),
+                        truth,
+                        demeaner,
+                    ));
+                }
+                res.splits.push(split_test(df, spec, col, split, opts, demeaner));
+            }
+        }
+    }
+    if let Some(c) = &t.counts {
+        match count_units(df, c, truth) {
+            Ok(rows) => res.counts = rows,
+            Err(e) => res.columns.push(ColumnResult {
+                label: "counts".into(),
+                formula: String::new(),
+                sample: None,
+                param: c.variable.clone(),
+                estimate: None,
+                std_error: None,
+                ci95: None,
+                truth: None,
+                covers_truth: None,
+                error: Some(e.to_string()),
+                result: None,
+            }),
+        }
+    }
+    res.failures = res.columns.iter().filter(|c| c.error.is_some()).count()
+        + res.splits.iter().filter(|s| s.error.is_some()).count();
+    res.seconds = t0.elapsed().as_secs_f64();
+    res
+}
+
+fn count_units(df: &DataFrame, c: &CountsSpec, truth: &BTreeMap<String, f64>) -> Result<Vec<CountRow>> {
+    let t = Table::new(df.clone(), "panel".into());
+    let v = t.numeric(&c.variable)?;
+    let u = t.numeric(&c.unit)?;
+    Ok(c.levels
+        .iter()
+        .enumerate()
+        .map(|(k, (level, label))| {
+            let units: std::collections::BTreeSet<i64> = v
+                .iter()
+                .zip(&u)
+                .filter(|(x, _)| **x == *level)
+                .map(|(_, id)| *id as i64)
+                .collect();
+            CountRow {
+                level: *level,
+                label: label.clone(),
+                units: units.len(),
+                truth: c.truth.get(k).and_then(|name| truth.get(name)).copied(),
+            }
+        })
+        .collect())
+}
+
+/// A table in the paper's layout: the coefficient table of its columns (labels as headers),
+/// then permutation p-values of split differences, the planted truth and whether each 95%
+/// interval covers it, and failures as notes.
+pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
+    if !t.counts.is_empty() {
+        let has_truth = t.counts.iter().any(|c| c.truth.is_some());
+        let mut header = vec!["Strategy".to_string(), "Firms".to_string()];
+        if has_truth {
+            header.push("Simulated (truth)".into());
+        }
+        let rows = t
+            .counts
+            .iter()
+            .map(|c| {
+                let mut r = vec![c.label.clone(), c.units.to_string()];
+                if has_truth {
+                    r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
+                }
+                r
+            })
+            .collect();
+        return Grid {
+            header,
+            sections: vec![rows],
+            notes: vec![format!("Table {}: {}.", t.id, t.title)],
+        };
+    }
+    let ok: Vec<&ColumnResult> = t.columns.iter().filter(|c| c.result.is_some()).collect();
+    let has_controls: Vec<bool> = ok
+        .iter()
+        .map(|c| {
+            let r = c.result.as_ref().unwrap();
+            r.coefficients.iter().any(|k| controls.contains(&k.name))
+        })
+        .collect();
+    let results: Vec<FitResult> = ok
+        .iter()
+        .map(|c| {
+            let mut r = c.result.clone().unwrap();
+            r.coefficients.retain(|k| !controls.contains(&k.name));
+            r
+        })
+        .collect();
+    let mut g = if results.is_empty() {
+        Grid {
+            header: vec![String::new()],
+            sections: vec![],
+            notes: vec![],
+        }
+    } else {
+        Grid::build(&results, Stat::T)
+    };
+    // labels as headers
+    for (k, c) in ok.iter().enumerate() {
+        g.header[k + 1] = c.label.clone();
+    }
+    let mut extra: Vec<Vec<String>> = Vec::new();
+    if !controls.is_empty() && !ok.is_empty() {
+        let mut row = vec!["Controls".to_string()];
+        row.extend(
+            has_controls
+                .iter()
+                .map(|&h| if h { "Yes".to_string() } else { "No".to_string() }),
+        );
+        extra.push(row);
+    }
+    if !t.splits.is_empty() {
+        // p-value under the first column of each split pair
+        let mut row = vec!["Permutation p (difference)".to_string()];
+        for c in &ok {
+            let s = t.splits.iter().find(|s| {
+                c.sample
+                    .as_deref()
+                    .is_some_and(|x| x.ends_with(&format!("{} == 1", s.split)))
+            });
+            row.push(s.map_or(String::new(), |s| {
+                if s.error.is_some() {
+                    "failed".into()
+                } else {
+                    format!("{:.3}", s.p)
+                }
+            }));
+        }
+        extra.push(row);
+    }
+    if ok.iter().any(|c| c.truth.is_some()) {
+        let mut tr = vec!["Planted truth".to_string()];
+        let mut cov = vec!["95% CI covers truth".to_string()];
+        for c in &ok {
+            tr.push(c.truth.map_or(String::new(), fmt_num));
+            cov.push(match c.covers_truth {
+                Some(true) => "yes".into(),
+                Some(false) => "NO ⚑".into(),
+                None => String::new(),
+            });
+        }
+        extra.push(tr);
+        extra.push(cov);
+    }
+    if !extra.is_empty() {
+        g.sections.push(extra);
+    }
+    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
+    notes.extend(g.notes.drain(..));
+    for c in t.columns.iter().filter(|c| c.error.is_some()) {
+        notes.push(format!("Column `{}` failed: {}", c.label, c.error.as_ref().unwrap()));
+    }
+    for s in t.splits.iter().filter(|s| s.error.is_some()) {
+        notes.push(format!(
+            "Permutation test `{}` failed: {}",
+            s.label,
+            s.error.as_ref().unwrap()
+        ));
+    }
+    for s in t.splits.iter().filter(|s| s.error.is_none()) {
+        notes.push(format!(
+            "`{}`: difference in {} between {} = 1 and 0 is {}, Fisher permutation p = {:.3} ({} replications, permuting {}).{}",
+            s.label,
+            s.param,
+            s.split,
+            fmt_num(s.difference),
+            s.p,
+            s.reps,
+            if s.unit == "obs" { "observations".to_string() } else { format!("whole {}", s.unit) },
+            s.note.as_ref().map_or(String::new(), |n| format!(" Note: {n}."))
+        ));
+    }
+    g.notes = notes;
+    g
+}
+
+/// Seconds and backend of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub seconds: f64,
+    pub backend: String,
+}
+
+/// Everything a run produced (written as `results.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Replication {
+    pub raw: String,
+    pub simulated: bool,
+    pub backend: String,
+    pub reps: usize,
+    pub seed: u64,
+    pub panel_rows: usize,
+    pub tables: Vec<TableResult>,
+    pub timing: Vec<Stage>,
+    pub truth: BTreeMap<String, f64>,
+    pub failures: usize,
+    pub total_seconds: f64,
+    /// Regressors shown as the "Controls" row.
+    pub controls: Vec<String>,
+}
+
+/// Write a text file atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp-{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
+}
+
+/// Write every table's files; returns the paths written.
+pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for t in tables {
+        let g = grid(t, controls);
+        for (ext, text) in [
+            ("md", writers::markdown(&g)),
+            ("tex", writers::latex(&g)),
+            ("csv", writers::csv(&g)),
+        ] {
+            let p = out.join(format!("table{}.{ext}", t.id));
+            write_atomic(&p, &text)?;
+            written.push(p);
+        }
+    }
+    Ok(written)
+}
+
+/// The timing table as Markdown and CSV.
+pub fn timing_tables(stages: &[Stage]) -> (String, String) {
+    let mut md = String::from("| stage | seconds | backend |\n|:---|---:|:---|\n");
+    let mut csv = String::from("stage,seconds,backend\n");
+    for s in stages {
+        md.push_str(&format!("| {} | {:.2} | {} |\n", s.stage, s.seconds, s.backend));
+        csv.push_str(&format!("\"{}\",{:.3},\"{}\"\n", s.stage, s.seconds, s.backend));
+    }
+    let total: f64 = stages.iter().map(|s| s.seconds).sum();
+    md.push_str(&format!("| **total** | {total:.2} | |\n"));
+    (md, csv)
+}
+
+/// Load `truth.json` of a simulated raw directory (its `planted` values), if present.
+pub fn load_truth(raw: &Path) -> Result<Option<BTreeMap<String, f64>>> {
+    let p = raw.join("truth.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
+    let t: crate::study::simulate::Truth = serde_json::from_str(&text)
+        .map_err(|e| Error::io(p.display().to_string(), format!("not a truth file: {e}")))?;
+    Ok(Some(t.planted))
+}
+
+/// Read a panel (Parquet or CSV) fully.
+pub fn read_panel(path: &Path) -> Result<DataFrame> {
+    let source = path.display().to_string();
+    let t = load::load(&source, &load::column_names(&source)?)?;
+    Ok(t.frame().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_spec_parses_and_expands() {
+        let s = Spec::parse(DEFAULT_SPEC, "data/replicate_spec.json").unwrap();
+        assert_eq!(s.tables.len(), 13);
+        let ids: Vec<&str> = s.tables.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            (1..=13)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s.expand("y ~ x | {FE}").unwrap(), "y ~ x | firm + year + firm^country");
+        assert!(s.expand("y ~ {NOPE}").is_err());
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_place() {
+        let bad = r#"{"tables":[{"id":"1","title":"t","columns":[{"label":"a","formula":"y ~ ~ x"}]}]}"#;
+        let e = Spec::parse(bad, "mine.json").unwrap_err().to_string();
+        assert!(
+            e.contains("mine.json") && e.contains("table 1") && e.contains("`a`"),
+            "{e}"
+        );
+        let bad =
+            r#"{"tables":[{"id":"2","title":"t","columns":[{"label":"b","formula":"y ~ x","sample":"x => 1"}]}]}"#;
+        assert!(Spec::parse(bad, "m").is_err());
+        assert!(Spec::parse("{", "m").is_err());
+        assert!(Spec::parse(r#"{"tables":[]}"#, "m").is_err());
+    }
+
+    #[test]
+    fn filters_parse_and_apply() {
+        let c = parse_filter("a == 1 & b >= 2.5").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].op, ">=");
+        assert!(parse_filter("a ~ 1").is_err());
+        assert!(parse_filter("a == x").is_err());
+        let df = DataFrame::new(
+            3,
+            vec![
+                polars::prelude::Column::new("a".into(), vec![1.0, 1.0, f64::NAN]),
+                polars::prelude::Column::new("b".into(), vec![3.0, 1.0, 3.0]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(filter_rows(&df, &c, "t").unwrap().height(), 1);
+    }
+
+    #[test]
+    fn t_critical_values() {
+        assert!((t_critical(0.05, 1e9) - 1.959964).abs() < 1e-4);
+        assert!((t_critical(0.05, 10.0) - 2.228139).abs() < 1e-4);
+    }
+}
+
+/// What `fegpu replicate` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Raw tables; `None` simulates them into `out/raw` first.
+    pub raw: Option<PathBuf>,
+    /// A panel built earlier (skips matching and the panel build).
+    pub panel: Option<PathBuf>,
+    pub out: PathBuf,
+    pub scale: crate::study::simulate::Scale,
+    pub seed: u64,
+    pub reps: usize,
+    pub spec: Option<PathBuf>,
+}
+
+fn stage(stages: &mut Vec<Stage>, name: &str, t0: Instant, backend: &str) {
+    let s = t0.elapsed().as_secs_f64();
+    eprintln!("[{s:>7.2} s] {name} ({backend})");
+    stages.push(Stage {
+        stage: name.to_string(),
+        seconds: s,
+        backend: backend.to_string(),
+    });
+}
+
+/// Run the whole replication and write its outputs into `o.out`.
+pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
+    let start = Instant::now();
+    let (spec_text, spec_source) = match &o.spec {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| Error::io(p.display().to_string(), e))?,
+            p.display().to_string(),
+        ),
+        None => (DEFAULT_SPEC.to_string(), "the built-in specification".to_string()),
+    };
+    let spec = Spec::parse(&spec_text, &spec_source)?;
+    if o.reps == 0 {
+        return Err(Error::Usage("--reps must be positive".into()));
+    }
+    std::fs::create_dir_all(&o.out).map_err(|e| Error::io(o.out.display().to_string(), e))?;
+    let backend = demeaner.name();
+    let mut stages = Vec::new();
+
+    // data
+    let (raw, simulated) = match (&o.raw, &o.panel) {
+        (Some(r), _) => (r.clone(), false),
+        (None, Some(p)) => (p.parent().map(Path::to_path_buf).unwrap_or_default(), false),
+        (None, None) => {
+            let t0 = Instant::now();
+            let dir = o.out.join("raw");
+            eprintln!(
+                "simulating the study's raw data ({:?} scale, seed {}) into {}",
+                o.scale,
+                o.seed,
+                dir.display()
+            );
+            crate::study::simulate::simulate(&dir, o.seed, o.scale, false)?;
+            stage(&mut stages, "simulate raw data", t0, "cpu");
+            (dir, true)
+        }
+    };
+    let truth = load_truth(&raw)?.unwrap_or_default();
+    let simulated = simulated || !truth.is_empty();
+    let df = match &o.panel {
+        Some(p) => {
+            let t0 = Instant::now();
+            let df = read_panel(p)?;
+            stage(&mut stages, "read panel", t0, "cpu");
+            df
+        }
+        None => {
+            let t0 = Instant::now();
+            eprintln!("building the panel from {}", raw.display());
+            let (mut df, rep) = crate::study::panel::build_panel(&raw, &Default::default(), demeaner)?;
+            for (name, s) in &rep.seconds {
+                stages.push(Stage {
+                    stage: format!("panel: {name}"),
+                    seconds: *s,
+                    backend: if name.starts_with("quality") {
+                        backend.clone()
+                    } else {
+                        "cpu".into()
+                    },
+                });
+            }
+            load::save(&mut df, &o.out.join("panel.parquet"))?;
+            stage(&mut stages, "build panel (total)", t0, &backend);
+            df
+        }
+    };
+
+    // tables
+    let ropts = RunOptions {
+        reps: o.reps,
+        seed: o.seed,
+    };
+    let mut tables = Vec::new();
+    for t in &spec.tables {
+        let t0 = Instant::now();
+        let r = run_table(&df, &spec, t, &truth, &ropts, demeaner);
+        let what = if t.counts.is_some() {
+            "counts".to_string()
+        } else {
+            format!(
+                "{} columns{}{}",
+                r.columns.len(),
+                if r.splits.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} permutation tests × {} reps", r.splits.len(), o.reps)
+                },
+                if r.failures > 0 {
+                    format!(", {} FAILED", r.failures)
+                } else {
+                    String::new()
+                }
+            )
+        };
+        stage(&mut stages, &format!("table {}: {what}", t.id), t0, &backend);
+        tables.push(r);
+    }
+
+    // outputs
+    let t0 = Instant::now();
+    let controls = spec.control_names();
+    write_tables(&o.out, &tables, &controls)?;
+    let failures: usize = tables.iter().map(|t| t.failures).sum();
+    stage(&mut stages, "write tables", t0, "cpu");
+    let rep = Replication {
+        raw: raw.display().to_string(),
+        simulated,
+        backend: backend.clone(),
+        reps: o.reps,
+        seed: o.seed,
+        panel_rows: df.height(),
+        tables,
+        timing: stages,
+        truth,
+        failures,
+        total_seconds: start.elapsed().as_secs_f64(),
+        controls,
+    };
+    let (md, csv) = timing_tables(&rep.timing);
+    write_atomic(&o.out.join("timing.md"), &md)?;
+    write_atomic(&o.out.join("timing.csv"), &csv)?;
+    let json = serde_json::to_string_pretty(&rep).map_err(|e| Error::Data(format!("writing results.json: {e}")))?;
+    write_atomic(&o.out.join("results.json"), &json)?;
+    write_atomic(&o.out.join("report.html"), &html_report(&rep, &o.out)?)?;
+    Ok(rep)
+}
+
+/// Every column's coefficient of interest, for the coefficient plot.
+fn coefficient_rows(rep: &Replication) -> Vec<crate::report::plot::CoefRow> {
+    rep.tables
+        .iter()
+        .flat_map(|t| {
+            t.columns.iter().filter_map(move |c| {
+                let (e, ci) = (c.estimate?, c.ci95?);
+                (c.param == "digtech" || c.truth.is_some()).then(|| crate::report::plot::CoefRow {
+                    label: format!("T{} {}", t.id, c.label),
+                    estimate: e,
+                    lo: ci[0],
+                    hi: ci[1],
+                    truth: c.truth,
+                })
+            })
+        })
+        .collect()
+}
+
+/// The HTML report: summary, timing, coefficient plot, tables, permutation distributions.
+fn html_report(rep: &Replication, out: &Path) -> Result<String> {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut h = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fegpu replication</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}th,td{padding:2px 10px;text-align:right;border-bottom:1px solid #eee}thead th{border-bottom:2px solid #333}tbody th{text-align:left;font-weight:normal}.flag{color:#c00;font-weight:bold}.note{font-size:90%;color:#444;margin:2px 0}h2{margin-top:2em}</style></head><body>\n<h1>Digital technology innovation and export quality — replication</h1>\n",
+    );
+    h.push_str(&format!(
+        "<p>Data: {} ({}). Panel: {} firm-year-destination rows. Backend: {}. Permutation tests: {} replications, seed {}. Total time {:.1} s. {}</p>\n",
+        esc(&rep.raw),
+        if rep.simulated { "simulated; planted effects from truth.json are set beside the estimates" } else { "researcher's data" },
+        rep.panel_rows,
+        esc(&rep.backend),
+        rep.reps,
+        rep.seed,
+        rep.total_seconds,
+        if rep.failures > 0 { format!("<span class=\"flag\">{} specification(s) failed; see the table notes.</span>", rep.failures) } else { "All specifications ran.".into() }
+    ));
+    let misses: Vec<String> = rep
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| c.covers_truth == Some(false))
+                .map(move |c| format!("Table {} {}", t.id, c.label))
+        })
+        .collect();
+    if rep.simulated {
+        h.push_str(&format!(
+            "<p>{}</p>\n",
+            if misses.is_empty() {
+                "Every 95% interval with a planted truth covers it.".to_string()
+            } else {
+                format!("<span class=\"flag\">95% intervals missing the planted truth: {}</span> (about one in twenty is expected by chance)", esc(&misses.join(", ")))
+            }
+        ));
+    }
+    h.push_str(
+        "<h2>Timing</h2>\n<table><thead><tr><th>stage</th><th>seconds</th><th>backend</th></tr></thead><tbody>\n",
+    );
+    for s in &rep.timing {
+        h.push_str(&format!(
+            "<tr><th>{}</th><td>{:.2}</td><td>{}</td></tr>\n",
+            esc(&s.stage),
+            s.seconds,
+            esc(&s.backend)
+        ));
+    }
+    h.push_str("</tbody></table>\n<h2>Coefficients of interest</h2>\n");
+    let svg = crate::report::plot::coefficient_svg(
+        &coefficient_rows(rep),
+        "Estimates with 95% intervals (orange tick: planted truth; red: interval misses it)",
+    );
+    write_atomic(&out.join("coefficients.svg"), &svg)?;
+    h.push_str(&svg);
+    for t in &rep.tables {
+        h.push_str(&format!(
+            "<h2 id=\"table{}\">Table {}. {}</h2>\n",
+            t.id,
+            t.id,
+            esc(&t.title)
+        ));
+        h.push_str(&writers::html(&grid(t, &rep.controls)));
+        for (k, s) in t.splits.iter().enumerate() {
+            if s.draws.is_empty() {
+                continue;
+            }
+            let p = out.join(format!("permutation_table{}_{}.svg", t.id, k + 1));
+            crate::report::plot::histogram_svg(
+                &p,
+                &s.draws,
+                s.difference,
+                &format!(
+                    "{}: permutation distribution of the {} difference (p = {:.3})",
+                    s.label, s.param, s.p
+                ),
+                &format!("{} ({} = 1) − {} ({} = 0)", s.param, s.split, s.param, s.split),
+            )?;
+            let svg = std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
+            h.push_str(&svg);
+        }
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
