@@ -251,12 +251,21 @@ fn gpu_batches_split_by_memory_budget_give_the_same_numbers() {
     // room for two replicates per batch: three copies of each lane plus the weights
     g.memory_budget = 2 * (n as u64 * 8) * (3 * columns.len() as u64 + 1);
     let split = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
+    // a binding that holds one column: columns are demeaned in separate groups
+    g.binding_limit = n as u64 * 8;
+    let by_column = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
     assert_eq!(whole.len(), split.len());
-    for (a, b) in whole.iter().zip(&split) {
-        for (ca, cb) in a.columns.iter().zip(&b.columns) {
+    assert_eq!(whole.len(), by_column.len());
+    for ((a, b), c) in whole.iter().zip(&split).zip(&by_column) {
+        assert_eq!(a.columns.len(), c.columns.len());
+        for ((ca, cb), cc) in a.columns.iter().zip(&b.columns).zip(&c.columns) {
             assert!(
                 ca.iter().zip(cb).all(|(u, v)| u.to_bits() == v.to_bits()),
                 "lanes must not depend on how the batch is split"
+            );
+            assert!(
+                ca.iter().zip(cc).all(|(u, v)| u.to_bits() == v.to_bits()),
+                "lanes must not depend on how columns are grouped"
             );
         }
     }

@@ -25,7 +25,9 @@ use rayon::prelude::*;
 use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
-use crate::gpu::buffers::{decode_reals, encode_reals, poisoned, read_back, storage, uniform, REAL_BYTES};
+use crate::gpu::buffers::{
+    decode_real, encode_reals, poisoned, read_back, read_back_with, scratch, storage, uniform, REAL_BYTES,
+};
 use crate::gpu::pipelines::{grid, Kernels, Params, WeightStorage, REDUCE_CHUNK, ROW_STRIDE};
 use crate::gpu::{GpuContext, Precision};
 
@@ -54,6 +56,8 @@ pub struct GpuDemeaner {
     kernels_f16: Kernels,
     /// Bytes of device memory one batch may use (lanes are split to stay below).
     pub memory_budget: u64,
+    /// Largest buffer one binding may hold (the adapter's limit; lower it to test splitting).
+    pub binding_limit: u64,
 }
 
 impl GpuDemeaner {
@@ -66,7 +70,9 @@ impl GpuDemeaner {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2u64 << 30);
+        let binding_limit = (ctx.limits.max_storage_buffer_binding_size as u64).min(ctx.limits.max_buffer_size);
         Ok(GpuDemeaner {
+            binding_limit,
             ctx,
             precision,
             kernels,
@@ -169,11 +175,31 @@ impl GpuDemeaner {
         // Replicates per batch: three copies of every lane plus weights within the budget and
         // within one buffer binding.
         let lane_bytes = n as u64 * REAL_BYTES;
-        let max_binding = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
+        let max_binding = self.binding_limit;
         if lane_bytes > max_binding {
             return Err(Error::Gpu(format!(
                 "{n} observations need {lane_bytes} bytes per column, more than this adapter binds ({max_binding}); use --backend cpu"
             )));
+        }
+        // More columns than one binding holds: demean groups of columns separately (lanes are
+        // independent) and put every replicate's columns back together.
+        let cols_fit = (max_binding / lane_bytes).max(1) as usize;
+        if cols_fit < c {
+            let mut merged: Vec<Demeaned> = Vec::new();
+            for (k, group) in columns.chunks(cols_fit).enumerate() {
+                let part = self.demean_batch(fes, group, weights, opts)?;
+                if k == 0 {
+                    merged = part;
+                    continue;
+                }
+                for (m, d) in merged.iter_mut().zip(part) {
+                    let offset = m.columns.len();
+                    m.columns.extend(d.columns);
+                    m.iterations = m.iterations.max(d.iterations);
+                    m.not_converged.extend(d.not_converged.into_iter().map(|j| j + offset));
+                }
+            }
+            return Ok(merged);
         }
         let per_rep = lane_bytes * (3 * c as u64 + 1);
         let reps_budget = (self.memory_budget / per_rep).max(1);
@@ -206,18 +232,28 @@ impl GpuDemeaner {
         let max_levels = dev_fes.iter().map(|f| f.levels).max().unwrap() as u64;
         let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap() as u64;
 
-        // Inputs.
+        let t_start = std::time::Instant::now();
+        // Inputs: the columns travel once; the device copies them into every replicate's lanes.
         let x_words = encode_reals(
-            (0..reps).flat_map(|_| {
-                columns
-                    .iter()
-                    .zip(scales)
-                    .flat_map(|(col, s)| col.iter().map(move |v| v / s))
-            }),
+            columns
+                .iter()
+                .zip(scales)
+                .flat_map(|(col, s)| col.iter().map(move |v| v / s)),
             p,
         );
-        let x = storage(ctx, "lanes", &x_words)?;
+        let source = storage(ctx, "columns", &x_words)?;
         drop(x_words);
+        let x = poisoned(ctx, "lanes", reps as u64 * c as u64 * n as u64 * REAL_BYTES)?;
+        {
+            let block = c as u64 * n as u64 * REAL_BYTES;
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lanes") });
+            for r in 0..reps as u64 {
+                enc.copy_buffer_to_buffer(&source, 0, &x, r * block, block);
+            }
+            ctx.queue.submit([enc.finish()]);
+        }
         // Weights that are all exact f16 values (bootstrap counts, 0/1, ones) travel as f16.
         let compact = weights
             .iter()
@@ -259,8 +295,8 @@ impl GpuDemeaner {
             .collect::<Result<_>>()?;
         // Work and output buffers, poisoned.
         let lane_bytes = lanes as u64 * n as u64 * REAL_BYTES;
-        let x0 = poisoned(ctx, "x0", lane_bytes)?;
-        let x1 = poisoned(ctx, "x1", lane_bytes)?;
+        let x0 = scratch(ctx, "x0", lane_bytes)?;
+        let x1 = scratch(ctx, "x1", lane_bytes)?;
         let partial = poisoned(ctx, "segment sums", lanes as u64 * max_seg * REAL_BYTES)?;
         let mean = poisoned(ctx, "level means", lanes as u64 * max_levels * REAL_BYTES)?;
         let red = poisoned(ctx, "reduction partials", lanes as u64 * n_chunks as u64 * 16)?;
@@ -406,7 +442,22 @@ impl GpuDemeaner {
         };
 
         // First sweep; one effect is then exact. Otherwise measure each lane's scale and iterate.
+        // with FEGPU_TIMING, wait after each phase so the times split upload, sweeps and read-back
+        let timing = std::env::var_os("FEGPU_TIMING").is_some();
+        let t_upload = if timing {
+            ctx.wait("uploading")?;
+            t_start.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
         submit(&|pass| sweep(pass));
+        if timing {
+            ctx.wait("the first sweep")?;
+            eprintln!(
+                "timing: gpu upload {t_upload:.3} s, first sweep {:.3} s",
+                t_start.elapsed().as_secs_f64() - t_upload
+            );
+        }
         let mut state = vec![2u32; lanes];
         if dev_fes.len() > 1 {
             submit(&|pass| reduce(pass, &bg_scale_partials, &bg_scale_finish));
@@ -431,35 +482,53 @@ impl GpuDemeaner {
             }
         }
         let it = read_back(ctx, &iters, 0, lanes as u64 * 4, "demeaning")?;
-        let words = read_back(ctx, &x, 0, lane_bytes, "demeaning")?;
+        let t_device = t_start.elapsed().as_secs_f64();
+        // decode every replicate's columns straight from the mapped buffer, in parallel
+        let decoded = read_back_with(ctx, &x, 0, lane_bytes, "demeaning", |words| {
+            (0..reps)
+                .into_par_iter()
+                .map(|r| {
+                    (0..c)
+                        .map(|j| {
+                            let l = r * c + j;
+                            let lane = &words[2 * l * n..2 * (l + 1) * n];
+                            let col: Vec<f64> = lane.chunks_exact(2).map(|w| decode_real(w, p) * scales[j]).collect();
+                            match col.iter().position(|v| !v.is_finite()) {
+                                Some(i) => Err((l, i)),
+                                None => Ok(col),
+                            }
+                        })
+                        .collect::<std::result::Result<Vec<Vec<f64>>, (usize, usize)>>()
+                })
+                .collect::<Vec<_>>()
+        })?;
         ctx.check("demeaning")?;
-        let values = decode_reals(&words, p);
-        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Gpu(format!(
-                "the GPU returned a non-finite value (lane {}, observation {}): the computation did not complete; no results were used",
-                bad / n,
-                bad % n
-            )));
+        if timing {
+            eprintln!(
+                "timing: gpu batch of {lanes} lanes × {n}: upload+iterate {t_device:.3} s, read-back+decode {:.3} s",
+                t_start.elapsed().as_secs_f64() - t_device
+            );
         }
-        Ok((0..reps)
-            .map(|r| {
-                let cols: Vec<Vec<f64>> = (0..c)
-                    .map(|j| {
-                        let l = r * c + j;
-                        values[l * n..(l + 1) * n].iter().map(|v| v * scales[j]).collect()
-                    })
-                    .collect();
+        decoded
+            .into_iter()
+            .enumerate()
+            .map(|(r, cols)| {
+                let cols = cols.map_err(|(lane, obs)| {
+                    Error::Gpu(format!(
+                        "the GPU returned a non-finite value (lane {lane}, observation {obs}): the computation did not complete; no results were used"
+                    ))
+                })?;
                 let lane_iters = (0..c).map(|j| 1 + it[r * c + j] as usize).max().unwrap_or(1);
                 let not_converged = (0..c)
                     .filter(|&j| state[r * c + j] == 1 || state[r * c + j] == 3)
                     .collect();
-                Demeaned {
+                Ok(Demeaned {
                     columns: cols,
                     iterations: lane_iters,
                     not_converged,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -50,10 +50,40 @@ pub fn storage<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> R
     })
 }
 
-/// A storage buffer of `bytes` bytes filled with NaN.
+/// A storage buffer of `bytes` bytes filled with NaN (written through the mapping, no host copy).
 pub fn poisoned(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
-    let words = (bytes.max(4) / 4) as usize;
-    storage(ctx, label, &vec![POISON; words])
+    let bytes = bytes.max(4).div_ceil(4) * 4;
+    checked_size(ctx, label, bytes)?;
+    let buf = oom_scope(ctx, label, || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: true,
+        })
+    })?;
+    buf.slice(..)
+        .get_mapped_range_mut()
+        .map_err(|e| Error::Gpu(format!("poisoning `{label}`: {e}")))?
+        .slice(..)
+        .fill(POISON as u8);
+    buf.unmap();
+    Ok(buf)
+}
+
+/// A work buffer of `bytes` bytes that the kernels write before they read it (not poisoned:
+/// nothing of it is ever returned).
+pub fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    let bytes = bytes.max(4).div_ceil(4) * 4;
+    checked_size(ctx, label, bytes)?;
+    oom_scope(ctx, label, || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })
 }
 
 /// A uniform buffer holding `value`.
@@ -69,7 +99,7 @@ pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> Re
 
 /// f64 values in the kernels' real layout.
 pub fn encode_reals(values: impl Iterator<Item = f64>, precision: Precision) -> Vec<u32> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(2 * values.size_hint().0);
     for v in values {
         match precision {
             Precision::Df64 => {
@@ -90,17 +120,31 @@ pub fn encode_reals(values: impl Iterator<Item = f64>, precision: Precision) -> 
 
 /// Back from the kernels' real layout.
 pub fn decode_reals(words: &[u32], precision: Precision) -> Vec<f64> {
-    words
-        .chunks_exact(2)
-        .map(|p| match precision {
-            Precision::Df64 => f32::from_bits(p[0]) as f64 + f32::from_bits(p[1]) as f64,
-            Precision::F64 => f64::from_bits(p[0] as u64 | (p[1] as u64) << 32),
-        })
-        .collect()
+    words.chunks_exact(2).map(|p| decode_real(p, precision)).collect()
+}
+
+/// One real from its two words (see [`encode_reals`]).
+pub fn decode_real(w: &[u32], precision: Precision) -> f64 {
+    match precision {
+        Precision::Df64 => f32::from_bits(w[0]) as f64 + f32::from_bits(w[1]) as f64,
+        Precision::F64 => f64::from_bits(w[0] as u64 | (w[1] as u64) << 32),
+    }
 }
 
 /// Copy `bytes` bytes of `src` (from `offset`) into a NaN-poisoned staging buffer and read them.
 pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, bytes: u64, stage: &str) -> Result<Vec<u32>> {
+    read_back_with(ctx, src, offset, bytes, stage, |words| words.to_vec())
+}
+
+/// Like [`read_back`], but hands the mapped words to `f` instead of copying them out.
+pub fn read_back_with<R>(
+    ctx: &GpuContext,
+    src: &wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+    stage: &str,
+    f: impl FnOnce(&[u32]) -> R,
+) -> Result<R> {
     let staging = oom_scope(ctx, "read-back staging", || {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
@@ -113,7 +157,8 @@ pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, bytes: u64, 
         .slice(..)
         .get_mapped_range_mut()
         .map_err(|e| Error::Gpu(format!("poisoning the read-back buffer of {stage}: {e}")))?
-        .copy_from_slice(&vec![0xFF; bytes as usize]);
+        .slice(..)
+        .fill(0xFF);
     staging.unmap();
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("read-back"),
@@ -132,7 +177,7 @@ pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, bytes: u64, 
     let data = slice
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("reading the results of {stage}: {e}")))?;
-    let out = bytemuck::cast_slice::<u8, u32>(&data).to_vec();
+    let out = f(bytemuck::cast_slice::<u8, u32>(&data));
     drop(data);
     staging.unmap();
     Ok(out)
