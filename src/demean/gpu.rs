@@ -234,16 +234,17 @@ impl GpuDemeaner {
 
         let t_start = std::time::Instant::now();
         // Inputs: the columns travel once; the device copies them into every replicate's lanes.
-        let x_words = encode_reals(
-            columns
-                .iter()
-                .zip(scales)
-                .flat_map(|(col, s)| col.iter().map(move |v| v / s)),
-            p,
-        );
+        let mut x_words = vec![0u32; 2 * c * n];
+        x_words
+            .par_chunks_mut(2 * n)
+            .zip(columns.par_iter().zip(scales))
+            .for_each(|(dst, (col, s))| {
+                dst.copy_from_slice(&encode_reals(col.iter().map(|v| v / s), p));
+            });
         let source = storage(ctx, "columns", &x_words)?;
         drop(x_words);
-        let x = poisoned(ctx, "lanes", reps as u64 * c as u64 * n as u64 * REAL_BYTES)?;
+        // every word of the lanes is written by the copies below
+        let x = scratch(ctx, "lanes", reps as u64 * c as u64 * n as u64 * REAL_BYTES)?;
         {
             let block = c as u64 * n as u64 * REAL_BYTES;
             let mut enc = ctx
