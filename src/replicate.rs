@@ -795,7 +795,12 @@ pub fn timing_tables(stages: &[Stage]) -> (String, String) {
         md.push_str(&format!("| {} | {:.2} | {} |\n", s.stage, s.seconds, s.backend));
         csv.push_str(&format!("\"{}\",{:.3},\"{}\"\n", s.stage, s.seconds, s.backend));
     }
-    let total: f64 = stages.iter().map(|s| s.seconds).sum();
+    // "panel: …" rows are parts of "build panel (total)"
+    let total: f64 = stages
+        .iter()
+        .filter(|s| !s.stage.starts_with("panel: "))
+        .map(|s| s.seconds)
+        .sum();
     md.push_str(&format!("| **total** | {total:.2} | |\n"));
     (md, csv)
 }

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod load;
 pub mod prepare;
+pub mod scan;
 
 pub use load::{load, Table};
 pub use prepare::{prepare, Design, Dropped, PrepareOptions};

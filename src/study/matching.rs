@@ -99,10 +99,6 @@ pub fn match_table(raw: &Path, stem: &str) -> Result<(Vec<Link>, MatchReport)> {
             "year".into(),
         ],
     )?;
-    let exports = load(
-        &exports_path,
-        &["customs_name".into(), "phone".into(), "postcode".into(), "year".into()],
-    )?;
     let (fid, fname, fphone, fpost, fyear) = (
         firms.numeric("firm_id")?,
         firms.strings("name")?,
@@ -127,15 +123,48 @@ pub fn match_table(raw: &Path, stem: &str) -> Result<(Vec<Link>, MatchReport)> {
             insert(&mut by_phone, (format!("{p}|{c}"), year), id);
         }
     }
-    // distinct customs identities (name, year) with their first usable phone and postcode
+    // distinct customs identities (name, year) with a usable phone and postcode (the smallest
+    // usable ones where an identity has several): the lines stream through polars and only the
+    // distinct (name, year, phone, postcode) combinations reach memory
+    let distinct = {
+        use polars::prelude::{col, len, DataType};
+        let mut parts = Vec::new();
+        crate::data::scan::collect_batched(
+            &exports_path,
+            &["customs_name", "phone", "postcode", "year"],
+            |lf| {
+                lf.group_by([
+                    col("customs_name").cast(DataType::String),
+                    col("phone").cast(DataType::String),
+                    col("postcode").cast(DataType::String),
+                    col("year").cast(DataType::Float64),
+                ])
+                .agg([len().alias("__lines")])
+            },
+            |df| {
+                parts.push(df);
+                Ok(())
+            },
+        )?;
+        let mut df = parts.remove(0);
+        for p in parts {
+            df.vstack_mut(&p)
+                .map_err(|e| Error::Data(format!("{exports_path}: {e}")))?;
+        }
+        crate::data::load::Table::new(df, exports_path.clone())
+    };
     let (cname, cphone, cpost, cyear) = (
-        exports.strings("customs_name")?,
-        exports.strings("phone")?,
-        exports.strings("postcode")?,
-        years(&exports, "year")?,
+        distinct.strings("customs_name")?,
+        distinct.strings("phone")?,
+        distinct.strings("postcode")?,
+        years(&distinct, "year")?,
     );
+    let mut rows: Vec<usize> = (0..distinct.nrows()).collect();
+    rows.sort_by(|&a, &b| {
+        (&cname[a], cyear[a], &cphone[a], &cpost[a]).cmp(&(&cname[b], cyear[b], &cphone[b], &cpost[b]))
+    });
     let mut identities: BTreeMap<(String, i64), (Option<String>, Option<String>)> = BTreeMap::new();
-    for i in 0..exports.nrows() {
+    for i in rows {
         let (Some(n), Some(y)) = (&cname[i], cyear[i]) else {
             continue;
         };

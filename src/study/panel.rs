@@ -381,6 +381,192 @@ fn ict_codes() -> HashSet<String> {
 
 type Key3 = (i64, i64, u32); // firm, year, destination index
 
+/// Customs lines summed per identity (name), year, HS8 code, country and, for imports, product
+/// name: the raw lines never sit in memory together.
+struct CustomsGroups {
+    path: String,
+    name: Vec<Option<String>>,
+    year: Vec<i64>,
+    hs: Vec<Option<String>>,
+    country: Vec<Option<String>>,
+    product: Vec<Option<String>>,
+    /// Sums over the lines with positive, finite value (and quantity).
+    value: Vec<f64>,
+    quantity: Vec<f64>,
+    ok: Vec<usize>,
+    lines: Vec<usize>,
+}
+
+impl CustomsGroups {
+    fn len(&self) -> usize {
+        self.year.len()
+    }
+}
+
+/// Stream a customs table through polars and sum its lines per group (see [`CustomsGroups`]).
+fn customs_groups(path: &str, quantity: bool, product: bool) -> Result<CustomsGroups> {
+    use polars::prelude::{col, len, lit, when, DataType};
+    let mut columns = vec!["customs_name", "year", "hs8", "country", "value_usd"];
+    if quantity {
+        columns.push("quantity");
+    }
+    if product {
+        columns.push("product_name");
+    }
+    let v = col("value_usd").cast(DataType::Float64);
+    let mut ok = v.clone().gt(lit(0.0)).and(v.clone().lt(lit(f64::INFINITY)));
+    if quantity {
+        let q = col("quantity").cast(DataType::Float64);
+        ok = ok.and(q.clone().gt(lit(0.0))).and(q.lt(lit(f64::INFINITY)));
+    }
+    let ok = ok.fill_null(lit(false));
+    let mut keys = vec![
+        col("customs_name").cast(DataType::String),
+        col("year").cast(DataType::Float64),
+        col("hs8").cast(DataType::String),
+        col("country").cast(DataType::String),
+    ];
+    if product {
+        keys.push(col("product_name").cast(DataType::String));
+    }
+    let mut aggs = vec![
+        when(ok.clone()).then(v).otherwise(lit(0.0)).sum().alias("value"),
+        ok.clone().cast(DataType::UInt32).sum().alias("ok"),
+        len().alias("__lines"),
+    ];
+    if quantity {
+        aggs.push(
+            when(ok)
+                .then(col("quantity").cast(DataType::Float64))
+                .otherwise(lit(0.0))
+                .sum()
+                .alias("qty"),
+        );
+    }
+    type GroupKey = (
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let mut merged: BTreeMap<GroupKey, (f64, f64, usize, usize)> = BTreeMap::new();
+    crate::data::scan::collect_batched(
+        path,
+        &columns,
+        |lf| lf.group_by(keys.clone()).agg(aggs.clone()),
+        |df| {
+            let t = load::Table::new(df, path.to_string());
+            let (name, year, hs, country) = (
+                t.strings("customs_name")?,
+                t.numeric("year")?,
+                t.strings("hs8")?,
+                t.strings("country")?,
+            );
+            let prod = if product {
+                t.strings("product_name")?
+            } else {
+                vec![None; name.len()]
+            };
+            let (value, ok, lines) = (t.numeric("value")?, t.numeric("ok")?, t.numeric("__lines")?);
+            let qty = if quantity {
+                t.numeric("qty")?
+            } else {
+                vec![0.0; name.len()]
+            };
+            for k in 0..name.len() {
+                let key = (
+                    name[k].clone(),
+                    year[k].is_finite().then_some(year[k] as i64),
+                    hs[k].clone(),
+                    country[k].clone(),
+                    prod[k].clone(),
+                );
+                let e = merged.entry(key).or_default();
+                e.0 += value[k];
+                e.1 += qty[k];
+                e.2 += ok[k] as usize;
+                e.3 += lines[k] as usize;
+            }
+            Ok(())
+        },
+    )?;
+    if merged.keys().any(|k| k.1.is_none()) {
+        let row = crate::data::scan::first_row_where(path, &["year"], col("year").cast(DataType::Float64).is_null())?;
+        return Err(Error::column(
+            "year",
+            format!(
+                "missing or non-numeric in {path}{}",
+                row.map_or(String::new(), |r| format!(", row {r}"))
+            ),
+        ));
+    }
+    let mut g = CustomsGroups {
+        path: path.to_string(),
+        name: vec![],
+        year: vec![],
+        hs: vec![],
+        country: vec![],
+        product: vec![],
+        value: vec![],
+        quantity: vec![],
+        ok: vec![],
+        lines: vec![],
+    };
+    for ((name, year, hs, country, prod), (value, qty, ok, lines)) in merged {
+        g.name.push(name);
+        g.year.push(year.unwrap_or_default());
+        g.hs.push(hs);
+        g.country.push(country);
+        g.product.push(prod);
+        g.value.push(value);
+        g.quantity.push(qty);
+        g.ok.push(ok);
+        g.lines.push(lines);
+    }
+    Ok(g)
+}
+
+/// The first raw line of group `k` (for error messages).
+fn customs_line(g: &CustomsGroups, k: usize) -> Option<usize> {
+    use polars::prelude::{col, lit, DataType, Expr};
+    let eq = |name: &str, v: &Option<String>| -> Expr {
+        match v {
+            Some(s) => col(name).cast(DataType::String).eq(lit(s.clone())),
+            None => col(name).is_null(),
+        }
+    };
+    let pred = eq("customs_name", &g.name[k])
+        .and(col("year").cast(DataType::Float64).eq(lit(g.year[k] as f64)))
+        .and(eq("hs8", &g.hs[k]))
+        .and(eq("country", &g.country[k]));
+    crate::data::scan::first_row_where(&g.path, &["customs_name", "year", "hs8", "country"], pred)
+        .ok()
+        .flatten()
+}
+
+fn bad_line(path: &str, column: &str, what: &str, row: Option<usize>) -> Error {
+    Error::column(
+        column,
+        format!(
+            "{what} in {path}{}",
+            row.map_or(String::new(), |r| format!(", row {r}"))
+        ),
+    )
+}
+
+/// An HS code of at least six digits; a CSV reader turns 01012100 into the number 1012100, so
+/// five to seven digits get their leading zeros back.
+fn hs_code(raw: Option<&str>) -> Option<String> {
+    let raw = raw?.trim();
+    let padded = if (5..8).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{raw:0>8}")
+    } else {
+        raw.to_string()
+    };
+    (padded.len() >= 6 && padded.bytes().take(6).all(|b| b.is_ascii_digit())).then_some(padded)
+}
+
 /// Build the panel. Returns the frame and the report; writes nothing.
 pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> Result<(DataFrame, PanelReport)> {
     use std::time::Instant;
@@ -512,68 +698,54 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         t0,
     );
 
-    // 4. export flows: firm × HS6 × destination × year
+    // 4. export flows: firm × HS6 × destination × year (the lines stream through polars and
+    //    are summed per customs identity × HS8 × country × year before they reach memory)
     let t0 = Instant::now();
     let ex_path = raw_file(raw, "exports")?;
-    let ex = load::load(
-        &ex_path,
-        &["customs_name", "year", "hs8", "country", "value_usd", "quantity"]
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>(),
-    )?;
-    let (xname, xyear, xhs, xcty) = (
-        ex.strings("customs_name")?,
-        need_years(&ex, "year", &ex_path)?,
-        ex.strings("hs8")?,
-        ex.strings("country")?,
-    );
-    let (xval, xqty) = (ex.numeric("value_usd")?, ex.numeric("quantity")?);
+    let groups = customs_groups(&ex_path, true, false)?;
     let mut dest_index: BTreeMap<String, u32> = BTreeMap::new();
     let mut product_index: BTreeMap<String, u32> = BTreeMap::new();
     let mut agg: BTreeMap<(i64, u32, u32, i64), (f64, f64)> = BTreeMap::new();
     let (mut unmatched, mut bad_value) = (0usize, 0usize);
-    for i in 0..ex.nrows() {
-        // a CSV reader turns 01012100 into the number 1012100: restore the leading zeros
-        let raw_hs = xhs[i].as_deref().unwrap_or("").trim();
-        let padded = if (5..8).contains(&raw_hs.len()) && raw_hs.bytes().all(|b| b.is_ascii_digit()) {
-            format!("{raw_hs:0>8}")
-        } else {
-            raw_hs.to_string()
-        };
-        let hs = padded.as_str();
-        if hs.len() < 6 || !hs.bytes().take(6).all(|b| b.is_ascii_digit()) {
-            return Err(Error::column(
+    let mut lines_per_year: BTreeMap<i64, usize> = BTreeMap::new();
+    for k in 0..groups.len() {
+        let year = groups.year[k];
+        *lines_per_year.entry(year).or_default() += groups.lines[k];
+        let hs = hs_code(groups.hs[k].as_deref()).ok_or_else(|| {
+            bad_line(
+                &ex_path,
                 "hs8",
-                format!(
-                    "`{hs}` is not an HS code of at least 6 digits in {ex_path}, row {}",
-                    i + 1
+                &format!(
+                    "`{}` is not an HS code of at least 6 digits",
+                    groups.hs[k].as_deref().unwrap_or("")
                 ),
-            ));
-        }
-        let Some(name) = &xname[i] else {
-            unmatched += 1;
+                customs_line(&groups, k),
+            )
+        })?;
+        let Some(name) = &groups.name[k] else {
+            unmatched += groups.lines[k];
             continue;
         };
-        let Some(&firm) = link.get(&(name.clone(), xyear[i])) else {
-            unmatched += 1;
+        let Some(&firm) = link.get(&(name.clone(), year)) else {
+            unmatched += groups.lines[k];
             continue;
         };
-        let Some(c) = xcty[i].as_deref() else {
-            return Err(Error::column("country", format!("missing in {ex_path}, row {}", i + 1)));
+        let Some(c) = groups.country[k].as_deref() else {
+            return Err(bad_line(&ex_path, "country", "missing", customs_line(&groups, k)));
         };
-        if !(xval[i] > 0.0 && xqty[i] > 0.0 && xval[i].is_finite() && xqty[i].is_finite()) {
-            bad_value += 1;
+        bad_value += groups.lines[k] - groups.ok[k];
+        if groups.ok[k] == 0 {
             continue;
         }
         let np = product_index.len() as u32;
         let g = *product_index.entry(hs[..6].to_string()).or_insert(np);
         let nd = dest_index.len() as u32;
         let d = *dest_index.entry(c.to_string()).or_insert(nd);
-        let e = agg.entry((firm, g, d, xyear[i])).or_insert((0.0, 0.0));
-        e.0 += xval[i];
-        e.1 += xqty[i];
+        let e = agg.entry((firm, g, d, year)).or_insert((0.0, 0.0));
+        e.0 += groups.value[k];
+        e.1 += groups.quantity[k];
     }
+    let total_lines: usize = groups.lines.iter().sum();
     if agg.is_empty() {
         return Err(Error::NoObservations(format!(
             "no export line of {ex_path} matched a survey firm"
@@ -581,10 +753,6 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     }
     // every year of the customs file must have survey records (an empty year means a file
     // is missing or truncated, and would silently drop that year's exporters)
-    let mut lines_per_year: BTreeMap<i64, usize> = BTreeMap::new();
-    for y in &xyear {
-        *lines_per_year.entry(*y).or_default() += 1;
-    }
     if let Some((y, n)) = lines_per_year.iter().find(|(y, _)| !survey_years.contains(y)) {
         return Err(Error::Data(format!(
             "year {y}: {ex_path} has {n} export lines but {firms_path} has no firm records for that year"
@@ -609,7 +777,7 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         "export flows",
         format!(
             "{} lines → {} firm×HS6×destination×year flows, {} products, {} destinations ({} lines of unmatched or intermediary firms, {} with non-positive value or quantity)",
-            ex.nrows(),
+            total_lines,
             agg.len(),
             product_codes.len(),
             dest_names.len(),
@@ -824,34 +992,21 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             .map(|l| ((l.customs_name.clone(), l.year), l.firm_id))
             .collect();
         let ip = raw_file(raw, "imports")?;
-        let it = load::load(
-            &ip,
-            &["customs_name", "year", "hs8", "product_name", "country", "value_usd"]
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>(),
-        )?;
-        let (iname, iyear, ihs, iprod, icty, ival) = (
-            it.strings("customs_name")?,
-            need_years(&it, "year", &ip)?,
-            it.strings("hs8")?,
-            it.strings("product_name")?,
-            it.strings("country")?,
-            it.numeric("value_usd")?,
-        );
-        for i in 0..it.nrows() {
-            let Some(&f) = iname[i].as_ref().and_then(|n| ilink.get(&(n.clone(), iyear[i]))) else {
+        let groups = customs_groups(&ip, false, true)?;
+        for k in 0..groups.len() {
+            let Some(&f) = groups.name[k]
+                .as_ref()
+                .and_then(|n| ilink.get(&(n.clone(), groups.year[k])))
+            else {
                 continue;
             };
-            let hs = ihs[i].as_deref().unwrap_or("");
-            if is_digital_import(hs, iprod[i].as_deref().unwrap_or(""), &ict) {
-                import_lines += 1;
-                let e = imports.entry((f, iyear[i])).or_default();
+            let hs = groups.hs[k].as_deref().unwrap_or("");
+            if is_digital_import(hs, groups.product[k].as_deref().unwrap_or(""), &ict) {
+                import_lines += groups.lines[k];
+                let e = imports.entry((f, groups.year[k])).or_default();
                 e.0.insert(hs.to_string());
-                e.1.insert(icty[i].clone().unwrap_or_default());
-                if ival[i].is_finite() {
-                    e.2 += ival[i];
-                }
+                e.1.insert(groups.country[k].clone().unwrap_or_default());
+                e.2 += groups.value[k];
             }
         }
     }
