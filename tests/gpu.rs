@@ -219,6 +219,29 @@ fn gpu_batch_of_64_weight_vectors_with_zero_weights_matches_cpu() {
             );
         }
     }
+    // the cross products formed on the device equal those of the CPU's demeaned columns, and
+    // give the same coefficients
+    let grams = g.gram_batch(&fes, &columns, &weights, &opts).unwrap();
+    assert_eq!(grams.len(), 64);
+    for (r, (gg, d)) in grams.iter().zip(&on_cpu).enumerate() {
+        let want = fegpu::demean::weighted_gram(&d.columns, &weights[r]);
+        assert_eq!(gg.len(), columns.len() * (columns.len() + 1) / 2);
+        for (k, (a, b)) in gg.iter().zip(&want).enumerate() {
+            let (p, q) = fegpu::demean::pair_of(k);
+            let scale = (want[p * (p + 1) / 2 + p] * want[q * (q + 1) / 2 + q])
+                .sqrt()
+                .max(1e-300);
+            assert!(
+                (a - b).abs() <= 1e-9 * scale,
+                "replicate {r}, pair ({p},{q}): {a} vs {b}"
+            );
+        }
+        let b_gpu = fegpu::inference::wls_from_gram(gg, columns.len()).unwrap();
+        let b_cpu = fegpu::inference::wls(&d.columns[0], &d.columns[1..], &weights[r]).unwrap();
+        for (a, b) in b_gpu.iter().zip(&b_cpu) {
+            assert!((a - b).abs() <= 1e-8 * (1.0 + b.abs()), "replicate {r}: β {a} vs {b}");
+        }
+    }
 }
 
 #[test]

@@ -137,18 +137,54 @@ impl GpuDemeaner {
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
     ) -> Result<Vec<Demeaned>> {
+        match self.batched(fes, columns, weights, opts, false)? {
+            BatchOut::Columns(d) => Ok(d),
+            BatchOut::Grams(_) => unreachable!("columns were asked for"),
+        }
+    }
+
+    /// Weighted cross products of every replicate's demeaned columns (see
+    /// [`Demeaner::gram_batch`]), computed on the device: only c(c+1)/2 numbers per replicate
+    /// come back.
+    pub fn gram_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Vec<f64>>> {
+        match self.batched(fes, columns, weights, opts, true)? {
+            BatchOut::Grams(g) => Ok(g),
+            BatchOut::Columns(d) => Ok(d
+                .par_iter()
+                .zip(weights)
+                .map(|(d, w)| super::weighted_gram(&d.columns, w))
+                .collect()),
+        }
+    }
+
+    fn batched(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+        grams: bool,
+    ) -> Result<BatchOut> {
         let n = fes.first().map_or(0, |f| f.ids.len());
         let c = columns.len();
         if fes.is_empty() || n == 0 || c == 0 {
             // nothing to project: every replicate gets the columns unchanged
-            return Ok(weights
-                .iter()
-                .map(|_| Demeaned {
-                    columns: columns.to_vec(),
-                    iterations: 0,
-                    not_converged: vec![],
-                })
-                .collect());
+            return Ok(BatchOut::Columns(
+                weights
+                    .iter()
+                    .map(|_| Demeaned {
+                        columns: columns.to_vec(),
+                        iterations: 0,
+                        not_converged: vec![],
+                    })
+                    .collect(),
+            ));
         }
         for w in weights {
             if w.len() != n {
@@ -185,6 +221,8 @@ impl GpuDemeaner {
         // independent) and put every replicate's columns back together.
         let cols_fit = (max_binding / lane_bytes).max(1) as usize;
         if cols_fit < c {
+            // (cross products need every column of a replicate in one binding: the caller forms
+            // them on the host from the columns returned here)
             let mut merged: Vec<Demeaned> = Vec::new();
             for (k, group) in columns.chunks(cols_fit).enumerate() {
                 let part = self.demean_batch(fes, group, weights, opts)?;
@@ -199,18 +237,26 @@ impl GpuDemeaner {
                     m.not_converged.extend(d.not_converged.into_iter().map(|j| j + offset));
                 }
             }
-            return Ok(merged);
+            return Ok(BatchOut::Columns(merged));
         }
         let per_rep = lane_bytes * (3 * c as u64 + 1);
         let reps_budget = (self.memory_budget / per_rep).max(1);
         let reps_binding = (max_binding / (lane_bytes * c as u64)).max(1);
         let reps_per_batch = reps_budget.min(reps_binding).min(65_535 / c as u64).max(1) as usize;
 
-        let mut out = Vec::with_capacity(weights.len());
+        let mut cols = Vec::new();
+        let mut gram = Vec::new();
         for chunk in weights.chunks(reps_per_batch) {
-            out.extend(self.run_batch(&dev_fes, fes, columns, &scales, chunk, opts)?);
+            match self.run_batch(&dev_fes, fes, columns, &scales, chunk, opts, grams)? {
+                BatchOut::Columns(d) => cols.extend(d),
+                BatchOut::Grams(g) => gram.extend(g),
+            }
         }
-        Ok(out)
+        Ok(if grams {
+            BatchOut::Grams(gram)
+        } else {
+            BatchOut::Columns(cols)
+        })
     }
 
     fn run_batch(
@@ -221,7 +267,8 @@ impl GpuDemeaner {
         scales: &[f64],
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
-    ) -> Result<Vec<Demeaned>> {
+        grams: bool,
+    ) -> Result<BatchOut> {
         let ctx = &self.ctx;
         let p = self.precision;
         let n = fes[0].ids.len();
@@ -484,6 +531,47 @@ impl GpuDemeaner {
         }
         let it = read_back(ctx, &iters, 0, lanes as u64 * 4, "demeaning")?;
         let t_device = t_start.elapsed().as_secs_f64();
+        if grams {
+            let pairs = c * (c + 1) / 2;
+            let jobs = (reps * pairs) as u64;
+            let gpart = poisoned(ctx, "cross-product partials", jobs * n_chunks as u64 * REAL_BYTES)?;
+            let gram = poisoned(ctx, "cross products", jobs * REAL_BYTES)?;
+            let bg_partials = bind(&k.gram_partials, &[(0, &it_params), (1, &x), (12, &w), (13, &gpart)]);
+            let bg_finish = bind(&k.gram_finish, &[(0, &it_params), (13, &gpart), (14, &gram)]);
+            ctx.check("binding the cross-product buffers")?;
+            submit(&|pass| {
+                pass.set_pipeline(&k.gram_partials);
+                pass.set_bind_group(0, &bg_partials, &[]);
+                pass.dispatch_workgroups(n_chunks as u32, jobs.min(65_535) as u32, jobs.div_ceil(65_535) as u32);
+                dispatch(pass, &k.gram_finish, &bg_finish, jobs);
+            });
+            let words = read_back(ctx, &gram, 0, jobs * REAL_BYTES, "cross products")?;
+            ctx.check("cross products")?;
+            let mut out = Vec::with_capacity(reps);
+            for r in 0..reps {
+                let mut g = Vec::with_capacity(pairs);
+                for pq in 0..pairs {
+                    let (pi, qi) = super::pair_of(pq);
+                    let v = decode_real(&words[2 * (r * pairs + pq)..2 * (r * pairs + pq) + 2], p)
+                        * scales[pi]
+                        * scales[qi];
+                    if !v.is_finite() {
+                        return Err(Error::Gpu(format!(
+                            "the GPU returned a non-finite cross product (replicate {r}, pair {pq}): the computation did not complete; no results were used"
+                        )));
+                    }
+                    g.push(v);
+                }
+                out.push(g);
+            }
+            if timing {
+                eprintln!(
+                    "timing: gpu batch of {lanes} lanes × {n}: upload+iterate {t_device:.3} s, cross products {:.3} s",
+                    t_start.elapsed().as_secs_f64() - t_device
+                );
+            }
+            return Ok(BatchOut::Grams(out));
+        }
         // decode every replicate's columns straight from the mapped buffer, in parallel
         let decoded = read_back_with(ctx, &x, 0, lane_bytes, "demeaning", |words| {
             (0..reps)
@@ -510,7 +598,7 @@ impl GpuDemeaner {
                 t_start.elapsed().as_secs_f64() - t_device
             );
         }
-        decoded
+        let columns = decoded
             .into_iter()
             .enumerate()
             .map(|(r, cols)| {
@@ -529,8 +617,15 @@ impl GpuDemeaner {
                     not_converged,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<Demeaned>>>()?;
+        Ok(BatchOut::Columns(columns))
     }
+}
+
+/// What a batch returns: demeaned columns, or only their weighted cross products.
+enum BatchOut {
+    Columns(Vec<Demeaned>),
+    Grams(Vec<Vec<f64>>),
 }
 
 impl Demeaner for GpuDemeaner {
@@ -553,6 +648,16 @@ impl Demeaner for GpuDemeaner {
         opts: &DemeanOptions,
     ) -> Result<Vec<Demeaned>> {
         GpuDemeaner::demean_batch(self, fes, columns, weights, opts)
+    }
+
+    fn gram_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Vec<f64>>> {
+        GpuDemeaner::gram_batch(self, fes, columns, weights, opts)
     }
 }
 

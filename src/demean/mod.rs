@@ -9,6 +9,8 @@
 //!   group-mean sweep per effect, Gauss–Seidel order) accelerated by Irons–Tuck extrapolation,
 //!   as fixest does; one effect is solved in a single sweep; columns run in parallel (rayon).
 
+use rayon::prelude::*;
+
 pub mod cpu;
 pub mod gpu;
 
@@ -104,5 +106,73 @@ pub trait Demeaner: Send + Sync {
             .iter()
             .map(|w| self.demean(&Absorb::new(fes.to_vec(), Some(w)), columns.to_vec(), opts))
             .collect()
+    }
+
+    /// For each weight vector w, the weighted cross products Σ_i w_i x̃_p,i x̃_q,i of the
+    /// demeaned columns, lower triangle in the order of [`pair_of`] — all the replicate engine
+    /// needs for β (y first, then the regressors). The default demeans and multiplies on the
+    /// host; the GPU forms them on the device and reads back c(c+1)/2 numbers per replicate.
+    fn gram_batch(
+        &self,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        weights: &[Vec<f64>],
+        opts: &DemeanOptions,
+    ) -> Result<Vec<Vec<f64>>> {
+        let dm = self.demean_batch(fes, columns, weights, opts)?;
+        Ok(dm
+            .par_iter()
+            .zip(weights)
+            .map(|(d, w)| weighted_gram(&d.columns, w))
+            .collect())
+    }
+}
+
+/// The (p, q), q ≤ p, of lower-triangle position `k = p(p+1)/2 + q`.
+pub fn pair_of(k: usize) -> (usize, usize) {
+    let mut p = (((8 * k + 1) as f64).sqrt() as usize).saturating_sub(1) / 2;
+    while p * (p + 1) / 2 > k {
+        p -= 1;
+    }
+    while (p + 1) * (p + 2) / 2 <= k {
+        p += 1;
+    }
+    (p, k - p * (p + 1) / 2)
+}
+
+/// Σ_i w_i x_p,i x_q,i for q ≤ p, in [`pair_of`] order.
+pub fn weighted_gram(columns: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
+    let c = columns.len();
+    let mut g = Vec::with_capacity(c * (c + 1) / 2);
+    for p in 0..c {
+        for q in 0..=p {
+            g.push(
+                columns[p]
+                    .iter()
+                    .zip(&columns[q])
+                    .zip(w)
+                    .map(|((a, b), wi)| wi * a * b)
+                    .sum(),
+            );
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_positions_round_trip() {
+        let mut k = 0;
+        for p in 0..200 {
+            for q in 0..=p {
+                assert_eq!(pair_of(k), (p, q));
+                k += 1;
+            }
+        }
+        let g = weighted_gram(&[vec![1.0, 2.0], vec![3.0, 4.0]], &[1.0, 0.5]);
+        assert_eq!(g, vec![1.0 + 2.0, 3.0 + 4.0, 9.0 + 8.0]);
     }
 }

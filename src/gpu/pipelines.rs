@@ -11,6 +11,7 @@ const PRELUDE_F64: &str = include_str!("../../shaders/real_f64.wgsl");
 const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
 const SWEEP: &str = include_str!("../../shaders/sweep.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const GRAM: &str = include_str!("../../shaders/gram.wgsl");
 const WEIGHTS_REAL: &str = include_str!("../../shaders/weights_real.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 
@@ -58,6 +59,8 @@ pub struct Kernels {
     pub extrapolate: wgpu::ComputePipeline,
     pub lane_partials: wgpu::ComputePipeline,
     pub finish: wgpu::ComputePipeline,
+    pub gram_partials: wgpu::ComputePipeline,
+    pub gram_finish: wgpu::ComputePipeline,
 }
 
 fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
@@ -107,6 +110,7 @@ impl Kernels {
         let gs = module(ctx, "group_sums.wgsl", &with_weights, GROUP_SUMS)?;
         let sw = module(ctx, "sweep.wgsl", &real, SWEEP)?;
         let rd = module(ctx, "reduce.wgsl", &with_weights, REDUCE)?;
+        let gr = module(ctx, "gram.wgsl", &with_weights, GRAM)?;
         Ok(Kernels {
             segment_sums: pipeline(ctx, &gs, "segment_sums")?,
             level_means: pipeline(ctx, &gs, "level_means")?,
@@ -116,6 +120,8 @@ impl Kernels {
             extrapolate: pipeline(ctx, &sw, "extrapolate")?,
             lane_partials: pipeline(ctx, &rd, "lane_partials")?,
             finish: pipeline(ctx, &rd, "finish")?,
+            gram_partials: pipeline(ctx, &gr, "gram_partials")?,
+            gram_finish: pipeline(ctx, &gr, "gram_finish")?,
         })
     }
 }

@@ -44,6 +44,29 @@ pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
     c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
 }
 
+/// [`wls`] from the weighted cross products of (y, x…) (lower triangle, see
+/// [`crate::demean::pair_of`]): β, or `None` when singular.
+pub fn wls_from_gram(g: &[f64], c: usize) -> Option<Vec<f64>> {
+    let k = c - 1;
+    let at = |p: usize, q: usize| {
+        if p >= q {
+            g[p * (p + 1) / 2 + q]
+        } else {
+            g[q * (q + 1) / 2 + p]
+        }
+    };
+    let mut a = Mat::zeros(k);
+    let mut b = vec![0.0; k];
+    for p in 0..k {
+        b[p] = at(p + 1, 0);
+        for q in 0..k {
+            a.a[p * k + q] = at(p + 1, q + 1);
+        }
+    }
+    let ch = cholesky_drop(&a, 1e-10);
+    ch.dropped.is_empty().then(|| cholesky_inverse(&ch.l).mul_vec(&b))
+}
+
 /// The replicate engine: for each weight vector, demean `columns` (y first, then the
 /// regressors) on the fixed effects and return the weighted least-squares coefficients.
 /// Backends that batch lanes (GPU) get all weight vectors at once over the full rows; the CPU
@@ -60,12 +83,8 @@ pub fn replicate_betas(
         return Ok(weights.iter().map(|w| wls(&columns[0], &columns[1..], w)).collect());
     }
     if demeaner.batches_lanes() {
-        let dm = demeaner.demean_batch(fes, columns, weights, opts)?;
-        return Ok(dm
-            .iter()
-            .zip(weights)
-            .map(|(d, w)| wls(&d.columns[0], &d.columns[1..], w))
-            .collect());
+        let grams = demeaner.gram_batch(fes, columns, weights, opts)?;
+        return Ok(grams.par_iter().map(|g| wls_from_gram(g, columns.len())).collect());
     }
     weights
         .par_iter()
