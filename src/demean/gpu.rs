@@ -239,7 +239,10 @@ impl GpuDemeaner {
             }
             return Ok(BatchOut::Columns(merged));
         }
-        let per_rep = lane_bytes * (3 * c as u64 + 1);
+        // per replicate: the lanes, two Irons–Tuck copies, the weights, segment sums and means
+        let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap_or(0) as u64;
+        let max_levels = dev_fes.iter().map(|f| f.levels).max().unwrap_or(0) as u64;
+        let per_rep = lane_bytes * (3 * c as u64 + 1) + c as u64 * (max_seg + max_levels) * REAL_BYTES;
         let reps_budget = (self.memory_budget / per_rep).max(1);
         let reps_binding = (max_binding / (lane_bytes * c as u64)).max(1);
         let reps_per_batch = reps_budget.min(reps_binding).min(65_535 / c as u64).max(1) as usize;
@@ -345,8 +348,9 @@ impl GpuDemeaner {
         let lane_bytes = lanes as u64 * n as u64 * REAL_BYTES;
         let x0 = scratch(ctx, "x0", lane_bytes)?;
         let x1 = scratch(ctx, "x1", lane_bytes)?;
-        let partial = poisoned(ctx, "segment sums", lanes as u64 * max_seg * REAL_BYTES)?;
-        let mean = poisoned(ctx, "level means", lanes as u64 * max_levels * REAL_BYTES)?;
+        // written before they are read, for running lanes only (never returned)
+        let partial = scratch(ctx, "segment sums", lanes as u64 * max_seg * REAL_BYTES)?;
+        let mean = scratch(ctx, "level means", lanes as u64 * max_levels * REAL_BYTES)?;
         let red = poisoned(ctx, "reduction partials", lanes as u64 * n_chunks as u64 * 16)?;
         let active = storage(ctx, "lane state", &vec![1u32; lanes])?;
         let coef = poisoned(ctx, "Irons-Tuck coefficients", lanes as u64 * 4)?;

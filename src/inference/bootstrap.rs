@@ -82,7 +82,11 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
         .flatten()
         .ok_or_else(|| Error::Estimation("the model is collinear".into()))?;
     let unit_stats = super::permutation::UnitStats::build(design, &cl.ids, g, demeaner, &opts.demean)?;
-    let per_rep = (k as u64 + 1) * n as u64 * 8;
+    let per_rep = if demeaner.batches_lanes() {
+        n as u64 * 8
+    } else {
+        (k as u64 + 1) * n as u64 * 8
+    };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(opts.reps); k];
     let mut failed = 0;

@@ -404,7 +404,13 @@ pub fn bdiff(
     let enumerate = !opts.bsample && n_units <= 63 && binomial(n_units, n1) <= opts.reps as u128;
     let masks: Vec<u64> = if enumerate { subsets(n_units, n1) } else { Vec::new() };
     let total = if enumerate { masks.len() } else { opts.reps };
-    let per_rep = 2 * (k as u64 + 1) * n as u64 * 8;
+    // host memory per replicate: its two weight vectors, plus its demeaned columns unless the
+    // backend returns only cross products (GPU)
+    let per_rep = if demeaner.batches_lanes() {
+        2 * n as u64 * 8
+    } else {
+        2 * (k as u64 + 1) * n as u64 * 8
+    };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
     let mut diffs: Vec<Vec<f64>> = vec![Vec::with_capacity(total); k];
     let mut failed = 0;
