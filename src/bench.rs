@@ -140,11 +140,11 @@ pub fn run(
             worst
         });
         let info = &g.context().info;
-        out.push(BenchRow {
+        let row = |backend: String, s: f64, diff: Option<f64>| BenchRow {
             rows: n,
             columns: columns.len(),
             replicates: weights.len(),
-            backend: format!("gpu ({:?})", precision).to_lowercase(),
+            backend,
             adapter: format!("{} ({:?})", info.name, info.backend),
             seconds: s,
             seconds_per_fit: s / weights.len() as f64,
@@ -152,7 +152,8 @@ pub fn run(
             gb_per_s: gbps(n, lanes, project.len(), sweeps, s),
             nominal_gb_per_s: nominal_bandwidth(&info.name),
             max_rel_diff_vs_cpu: diff,
-        });
+        };
+        out.push(row(format!("gpu ({:?})", precision).to_lowercase(), s, diff));
         if weights.len() > 1 {
             // what the replicate engine runs: the same sweeps, then only each replicate's
             // cross products come back (β per replicate), not its demeaned columns
@@ -161,8 +162,7 @@ pub fn run(
             let s = t.elapsed().as_secs_f64();
             let diff = cpu_result.as_ref().map(|c| {
                 let mut worst = 0.0f64;
-                for ((a, gg), w) in c.iter().zip(&grams).zip(&weights) {
-                    let want = crate::demean::weighted_gram(&a.columns, w);
+                for (gg, want) in grams.iter().zip(crate::demean::grams_of(c, &weights)) {
                     for (k, (u, v)) in gg.iter().zip(&want).enumerate() {
                         let (p, q) = crate::demean::pair_of(k);
                         let scale = (want[p * (p + 1) / 2 + p] * want[q * (q + 1) / 2 + q])
@@ -173,19 +173,7 @@ pub fn run(
                 }
                 worst
             });
-            out.push(BenchRow {
-                rows: n,
-                columns: columns.len(),
-                replicates: weights.len(),
-                backend: format!("gpu ({:?}) X'WX", precision).to_lowercase(),
-                adapter: format!("{} ({:?})", info.name, info.backend),
-                seconds: s,
-                seconds_per_fit: s / weights.len() as f64,
-                sweeps,
-                gb_per_s: gbps(n, lanes, project.len(), sweeps, s),
-                nominal_gb_per_s: nominal_bandwidth(&info.name),
-                max_rel_diff_vs_cpu: diff,
-            });
+            out.push(row(format!("gpu ({:?}) X'WX", precision).to_lowercase(), s, diff));
         }
     }
     Ok(out)

@@ -155,11 +155,7 @@ impl GpuDemeaner {
     ) -> Result<Vec<Vec<f64>>> {
         match self.batched(fes, columns, weights, opts, true)? {
             BatchOut::Grams(g) => Ok(g),
-            BatchOut::Columns(d) => Ok(d
-                .par_iter()
-                .zip(weights)
-                .map(|(d, w)| super::weighted_gram(&d.columns, w))
-                .collect()),
+            BatchOut::Columns(d) => Ok(super::grams_of(&d, weights)),
         }
     }
 

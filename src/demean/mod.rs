@@ -119,13 +119,17 @@ pub trait Demeaner: Send + Sync {
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
     ) -> Result<Vec<Vec<f64>>> {
-        let dm = self.demean_batch(fes, columns, weights, opts)?;
-        Ok(dm
-            .par_iter()
-            .zip(weights)
-            .map(|(d, w)| weighted_gram(&d.columns, w))
-            .collect())
+        Ok(grams_of(&self.demean_batch(fes, columns, weights, opts)?, weights))
     }
+}
+
+/// [`weighted_gram`] of every replicate's demeaned columns, in parallel.
+pub fn grams_of(demeaned: &[Demeaned], weights: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    demeaned
+        .par_iter()
+        .zip(weights)
+        .map(|(d, w)| weighted_gram(&d.columns, w))
+        .collect()
 }
 
 /// The (p, q), q ≤ p, of lower-triangle position `k = p(p+1)/2 + q`.

@@ -1,8 +1,8 @@
-//! The reference study's data work (issue 6, in progress): the raw-data simulator
-//! ([`simulate`]), firm-name normalisation ([`names`]) and the customs ↔ survey match
-//! ([`matching`]), the CNIPA 2023 digital-economy IPC classification and knowledge breadth
-//! ([`ipc`]) and the firm-year patent variables ([`patents`]), and co-applicant network measures
-//! ([`network`]). The panel build comes next.
+//! The reference study's data work: the raw-data simulator ([`simulate`]), firm-name
+//! normalisation ([`names`]) and the customs ↔ survey match ([`matching`]), the CNIPA 2023
+//! digital-economy IPC classification and knowledge breadth ([`ipc`]), the firm-year patent
+//! variables ([`patents`]) and co-applicant network measures ([`network`]), batched export
+//! quality ([`quality`]) and the analysis panel ([`panel`]). `crate::replicate` runs the tables.
 
 pub mod ipc;
 pub mod matching;
