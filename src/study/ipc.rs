@@ -175,7 +175,8 @@ pub fn knowledge_breadth(codes: &[IpcCode]) -> f64 {
     if codes.is_empty() {
         return f64::NAN;
     }
-    let mut counts: HashMap<String, usize> = HashMap::new();
+    // ordered map: the sum runs in the same order every time (bit-reproducible panels)
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for c in codes {
         *counts.entry(c.main_group()).or_default() += 1;
     }

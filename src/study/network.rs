@@ -9,19 +9,19 @@
 //! * effective size: unweighted, |N(i)| − 2t/|N(i)| with t the ties among the neighbours
 //!   (Borgatti 1997); weighted, Σ_{j∈N(i)} (1 − Σ_{q∈N(i)\{j}} p_iq m_jq), m_jq = w_jq / max_k w_jk.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// An undirected weighted graph on nodes 0..n.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
-    adj: Vec<HashMap<usize, f64>>,
+    adj: Vec<BTreeMap<usize, f64>>,
     weighted: bool,
 }
 
 impl Graph {
     pub fn new(n: usize) -> Graph {
         Graph {
-            adj: vec![HashMap::new(); n],
+            adj: vec![BTreeMap::new(); n],
             weighted: false,
         }
     }

@@ -381,6 +381,84 @@ fn ict_codes() -> HashSet<String> {
 
 type Key3 = (i64, i64, u32); // firm, year, destination index
 
+/// One firm-year-destination's products, accumulated flow by flow.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub value: f64,
+    wq: f64,
+    wq_v: f64,
+    wp: f64,
+    /// r-Qua of the firm's core product here (NaN if not exported here).
+    pub core_q: f64,
+    non_wq: f64,
+    non_v: f64,
+    /// HS6 product → r-Qua.
+    pub products: BTreeMap<u32, f64>,
+}
+
+impl Destination {
+    pub fn new() -> Destination {
+        Destination {
+            value: 0.0,
+            wq: 0.0,
+            wq_v: 0.0,
+            wp: 0.0,
+            core_q: f64::NAN,
+            non_wq: 0.0,
+            non_v: 0.0,
+            products: BTreeMap::new(),
+        }
+    }
+
+    /// Add product `g` with export value `v`, standardised quality `r` (NaN when its product
+    /// has no spread), log price relative to its product-year mean, and whether it is the
+    /// firm's core product that year.
+    pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, core: bool) {
+        self.value += v;
+        self.wp += v * rel_price;
+        self.products.insert(g, r);
+        if r.is_finite() {
+            self.wq += v * r;
+            self.wq_v += v;
+            if core {
+                self.core_q = r;
+            } else {
+                self.non_wq += v * r;
+                self.non_v += v;
+            }
+        }
+    }
+
+    /// Qua = Σ_g (v_g / Σ v) r-Qua_g over products with a standardised quality.
+    pub fn qua(&self) -> f64 {
+        if self.wq_v > 0.0 {
+            self.wq / self.wq_v
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Value-weighted relative log unit price.
+    pub fn price(&self) -> f64 {
+        self.wp / self.value
+    }
+
+    /// Value-weighted r-Qua of the non-core products.
+    pub fn qua_noncore(&self) -> f64 {
+        if self.non_v > 0.0 {
+            self.non_wq / self.non_v
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+impl Default for Destination {
+    fn default() -> Self {
+        Destination::new()
+    }
+}
+
 /// Customs lines summed per identity (name), year, HS8 code, country and, for imports, product
 /// name: the raw lines never sit in memory together.
 struct CustomsGroups {
@@ -915,40 +993,17 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             )
         })
         .collect();
-    #[derive(Default)]
-    struct Acc {
-        value: f64,
-        wq: f64,
-        wq_v: f64,
-        wp: f64,
-        core_q: f64,
-        non_wq: f64,
-        non_v: f64,
-        products: BTreeMap<u32, f64>,
-    }
-    let mut fyd: BTreeMap<Key3, Acc> = BTreeMap::new();
+    let mut fyd: BTreeMap<Key3, Destination> = BTreeMap::new();
     for (j, &k) in keep_rows.iter().enumerate() {
         let (firm, g, d, y) = keys[k];
-        let v = agg[&keys[k]].0;
-        let r = q.standardised[j];
         let (ps, pn) = pmean[&(g, y)];
-        let a = fyd.entry((firm, y, d)).or_insert_with(|| Acc {
-            core_q: f64::NAN,
-            ..Default::default()
-        });
-        a.value += v;
-        a.wp += v * (flows.ln_p[j] - ps / pn as f64);
-        a.products.insert(g, r);
-        if r.is_finite() {
-            a.wq += v * r;
-            a.wq_v += v;
-            if core[&(firm, y)] == g {
-                a.core_q = r;
-            } else {
-                a.non_wq += v * r;
-                a.non_v += v;
-            }
-        }
+        fyd.entry((firm, y, d)).or_insert_with(Destination::new).add(
+            g,
+            agg[&keys[k]].0,
+            q.standardised[j],
+            flows.ln_p[j] - ps / pn as f64,
+            core[&(firm, y)] == g,
+        );
     }
     rep.step("aggregate", format!("{} firm-year-destination rows", fyd.len()), t0);
 
@@ -1050,7 +1105,7 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     let mut firm_dest: BTreeMap<(i64, u32), (f64, f64, usize)> = BTreeMap::new(); // price sum, value, years
     for ((f, y, d), a) in &fyd {
         let e = firm_dest.entry((*f, *d)).or_default();
-        e.0 += a.wp / a.value;
+        e.0 += a.price();
         e.1 += a.value;
         e.2 += 1;
         let _ = y;
@@ -1163,12 +1218,12 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         c.s("country", dest.clone());
         c.s("province", r.province.clone());
         c.s("industry", r.industry.clone());
-        c.f("qua", if a.wq_v > 0.0 { a.wq / a.wq_v } else { f64::NAN });
-        c.f("price", a.wp / a.value);
+        c.f("qua", a.qua());
+        c.f("price", a.price());
         c.f("value", a.value);
         c.f("n_products", a.products.len() as f64);
         c.f("qua_core", a.core_q);
-        c.f("qua_noncore", if a.non_v > 0.0 { a.non_wq / a.non_v } else { f64::NAN });
+        c.f("qua_noncore", a.qua_noncore());
         c.f("digquantity", e.map_or(0.0, |e| e.digital as f64));
         c.f("digtech", digtech(f, y));
         c.f("digtech_a", e.map_or(0.0, |e| ln1(e.digital_granted)));
@@ -1379,6 +1434,20 @@ impl Cols {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quality_is_value_weighted_over_products() {
+        let mut d = Destination::new();
+        d.add(1, 300.0, 0.9, 0.2, true);
+        d.add(2, 100.0, 0.1, -0.2, false);
+        d.add(3, 100.0, f64::NAN, 0.0, false); // a product without spread: no quality
+        assert!((d.qua() - (300.0 * 0.9 + 100.0 * 0.1) / 400.0).abs() < 1e-12);
+        assert!((d.price() - (300.0 * 0.2 - 100.0 * 0.2) / 500.0).abs() < 1e-12);
+        assert_eq!(d.core_q, 0.9);
+        assert!((d.qua_noncore() - 0.1).abs() < 1e-12);
+        assert_eq!(d.products.len(), 3);
+        assert!(Destination::new().qua().is_nan());
+    }
 
     #[test]
     fn winsorisation_clamps_at_percentiles() {
