@@ -46,8 +46,17 @@ pub fn scan(source: &str, columns: &[&str]) -> Result<LazyFrame> {
     Ok(lf.select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>()))
 }
 
-/// Lines per batch of [`collect_batched`].
+/// Lines per batch of [`collect_batched`] (`FEGPU_SCAN_BATCH` overrides it, e.g. to test the
+/// batching on small files).
 pub const BATCH_ROWS: i64 = 4_000_000;
+
+fn batch_rows() -> i64 {
+    std::env::var("FEGPU_SCAN_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(BATCH_ROWS)
+}
 
 /// Run `query` on successive slices of `BATCH_ROWS` lines of `source` (scanned with `columns`)
 /// and hand each result to `each`, so memory stays bounded by one batch and the caller's
@@ -60,9 +69,10 @@ pub fn collect_batched(
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<usize> {
     let base = scan(source, columns)?;
+    let batch = batch_rows();
     let mut offset = 0i64;
     loop {
-        let df = collect(query(base.clone().slice(offset, BATCH_ROWS as IdxSize)), source)?;
+        let df = collect(query(base.clone().slice(offset, batch as IdxSize)), source)?;
         let lines = match df.column("__lines") {
             Ok(c) => c
                 .cast(&DataType::Float64)
@@ -75,7 +85,7 @@ pub fn collect_batched(
         };
         each(df)?;
         offset += lines;
-        if lines < BATCH_ROWS {
+        if lines < batch {
             return Ok(offset as usize);
         }
     }
