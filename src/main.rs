@@ -889,6 +889,12 @@ fn run_replicate(a: ReplicateArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" on stderr when
+    // probed without it (headless servers, cron, CI), which reads like a failure of fegpu: give
+    // them the temporary directory (before any thread starts).
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Fit(a) => run_fit(a),
