@@ -102,6 +102,19 @@ pub struct Quality {
     pub sigma: Vec<f64>,
 }
 
+impl Quality {
+    /// Standardise λ̂ within product and keep the per-product estimates.
+    fn new(lambda: Vec<f64>, product: &[u32], control_coef: Vec<f64>, sigma: &[f64]) -> Quality {
+        let standardised = min_max_within(&lambda, product, sigma.len());
+        Quality {
+            lambda,
+            standardised,
+            control_coef,
+            sigma: sigma.to_vec(),
+        }
+    }
+}
+
 fn cell_effect(f: &Flows) -> FixedEffect {
     FixedEffect {
         name: "product^destination^year".into(),
@@ -153,13 +166,7 @@ pub fn estimate(flows: &Flows, sigma: &[f64], demeaner: &dyn Demeaner) -> Result
             (yt[i] - coef[g] * xt[i]) / (sigma[g] - 1.0)
         })
         .collect();
-    let standardised = min_max_within(&lambda, &flows.product, products);
-    Ok(Quality {
-        lambda,
-        standardised,
-        control_coef: coef,
-        sigma: sigma.to_vec(),
-    })
+    Ok(Quality::new(lambda, &flows.product, coef, sigma))
 }
 
 /// (v − min_g)/(max_g − min_g) within each group g; NaN where a group has no spread.
@@ -286,13 +293,7 @@ pub fn estimate_by_loop(flows: &Flows, sigma: &[f64], demeaner: &dyn Demeaner) -
             lambda[i] = (yt[k] - coef[g] * xt[k]) / (sigma[g] - 1.0);
         }
     }
-    let standardised = min_max_within(&lambda, &flows.product, products);
-    Ok(Quality {
-        lambda,
-        standardised,
-        control_coef: coef,
-        sigma: sigma.to_vec(),
-    })
+    Ok(Quality::new(lambda, &flows.product, coef, sigma))
 }
 
 #[cfg(test)]
