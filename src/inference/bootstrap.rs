@@ -74,8 +74,9 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     let base_w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; n]);
     let mut columns = vec![design.y.clone()];
     columns.extend(design.x.iter().cloned());
+    let (columns, warm_opts) = super::warm_start(&fes, &columns, &base_w, &opts.demean, demeaner)?;
     let fit = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        super::replicate_betas(&fes, &columns, ws, &opts.demean, demeaner)
+        super::replicate_betas(&fes, &columns, ws, &warm_opts, demeaner)
     };
     let estimate = fit(std::slice::from_ref(&base_w))?
         .pop()

@@ -44,6 +44,48 @@ pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
     c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
 }
 
+/// Warm start for the replicate engine: the columns demeaned once on the full sample (weights
+/// `w`). Demeaning a replicate's subsample of them gives exactly what demeaning the raw columns
+/// would — they differ by D·α̂, which lies in the span of the subsample's fixed effects — but
+/// the sweeps start next to the answer instead of far from it.
+///
+/// The convergence test is relative to a column's spread, which demeaning shrinks; the returned
+/// options scale the tolerance by the smallest ratio of spreads (raw / demeaned) over the
+/// columns, so every column is held to at least the accuracy the raw columns would get.
+pub fn warm_start(
+    fes: &[&FixedEffect],
+    columns: &[Vec<f64>],
+    w: &[f64],
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<(Vec<Vec<f64>>, DemeanOptions)> {
+    if fes.is_empty() {
+        return Ok((columns.to_vec(), *opts));
+    }
+    let dm = demeaner
+        .demean(&Absorb::new(fes.to_vec(), Some(w)), columns.to_vec(), opts)?
+        .columns;
+    let spread = |c: &[f64]| {
+        let sw: f64 = w.iter().sum();
+        let m = c.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() / sw;
+        (c.iter().zip(w).map(|(a, b)| b * (a - m) * (a - m)).sum::<f64>() / sw).sqrt()
+    };
+    let ratio = columns
+        .iter()
+        .zip(&dm)
+        .map(|(raw, d)| {
+            let (r, s) = (spread(raw), spread(d));
+            if s > 0.0 && r.is_finite() {
+                (r / s).max(1.0)
+            } else {
+                1.0
+            }
+        })
+        .fold(f64::INFINITY, f64::min);
+    let tol = opts.tol * if ratio.is_finite() { ratio } else { 1.0 };
+    Ok((dm, DemeanOptions { tol, ..*opts }))
+}
+
 /// [`wls`] from the weighted cross products of (y, x…) (lower triangle, see
 /// [`crate::demean::pair_of`]): β, or `None` when singular.
 pub fn wls_from_gram(g: &[f64], c: usize) -> Option<Vec<f64>> {

@@ -324,6 +324,7 @@ pub fn bdiff(
     let base_w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; n]);
     let mut columns = vec![design.y.clone()];
     columns.extend(design.x.iter().cloned());
+    let (columns, warm_opts) = super::warm_start(&fes, &columns, &base_w, &opts.demean, demeaner)?;
     let k = design.x.len();
 
     // weight vectors of one replicate: (group 1, group 0)
@@ -344,7 +345,7 @@ pub fn bdiff(
         [w1, w0]
     };
     let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        super::replicate_betas(&fes, &columns, ws, &opts.demean, demeaner)
+        super::replicate_betas(&fes, &columns, ws, &warm_opts, demeaner)
     };
     let unit_stats = match units {
         Some(_) => UnitStats::build(design, &unit_ids, n_units, demeaner, &opts.demean)?,
