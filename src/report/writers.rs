@@ -90,6 +90,8 @@ fn latex_escape(s: &str) -> String {
             '^' => o.push_str("\\textasciicircum{}"),
             '~' => o.push_str("\\textasciitilde{}"),
             '\\' => o.push_str("\\textbackslash{}"),
+            // the replication report's "interval misses the truth" flag (pdflatex has no glyph)
+            '⚑' => o.push_str("\\textbf{!}"),
             _ => o.push(c),
         }
     }
