@@ -97,8 +97,6 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
     }
 }
 
-/// Weighted least squares on demeaned columns: β, or `None` when the design is singular.
-
 /// Sufficient statistics per permutation unit, for the common panel case where every fixed
 /// effect is either nested in the unit (firm, firm×destination when firms are permuted) or has
 /// few levels (year). The nested effects are partialled out once — whole units move between

@@ -49,8 +49,8 @@ pub fn wild_weight(seed: u64, kind: WildWeights, r: u32, g: u32) -> f64 {
 pub const WEBB_POINTS: [f64; 6] = [
     -1.224_744_871_391_589,
     -1.0,
-    -0.707_106_781_186_547_6,
-    0.707_106_781_186_547_6,
+    -std::f64::consts::FRAC_1_SQRT_2,
+    std::f64::consts::FRAC_1_SQRT_2,
     1.0,
     1.224_744_871_391_589,
 ];

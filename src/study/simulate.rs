@@ -558,7 +558,9 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             let dig_sup = supplier.map_or(0.0, |j| digtech(j, year));
             let mut any = false;
             for (d, &c) in dests.iter().enumerate() {
-                if s.uniform() > 0.85 && !(d + 1 == dests.len() && !any) {
+                // each destination is active with probability 0.85; the last one is kept when
+                // none was, so every active firm-year exports somewhere
+                if s.uniform() > 0.85 && (d + 1 != dests.len() || any) {
                     continue;
                 }
                 any = true;
