@@ -16,6 +16,8 @@
 //! resampling), every assignment is enumerated once and the p-values are exact.
 
 use std::io::IsTerminal;
+
+use rayon::prelude::*;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -373,9 +375,13 @@ pub fn bdiff(
             fallback.push(r);
         }
         if !fallback.is_empty() {
+            // the replicates' weight vectors (draws, singleton pruning) in parallel
             let ws: Vec<Vec<f64>> = fallback
-                .iter()
-                .flat_map(|&r| weights_for(&|u| pairs[r].0[u], pairs[r].1.as_deref()))
+                .par_iter()
+                .map(|&r| weights_for(&|u| pairs[r].0[u], pairs[r].1.as_deref()))
+                .collect::<Vec<[Vec<f64>; 2]>>()
+                .into_iter()
+                .flatten()
                 .collect();
             for (j, b) in general(&ws)?.into_iter().enumerate() {
                 out[2 * fallback[j / 2] + j % 2] = Some(b);
@@ -419,6 +425,7 @@ pub fn bdiff(
     while r0 < total {
         let r1 = (r0 + chunk).min(total);
         let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
+            .into_par_iter()
             .map(|r| {
                 if enumerate {
                     let m = masks[r];
