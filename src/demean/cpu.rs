@@ -7,12 +7,16 @@
 //! as fixest does (Bergé 2018): with `x1 = T x0`, `x2 = T x1`, `δ1 = x2 − x1`,
 //! `δ2 = x2 − 2x1 + x0`, the next iterate is `x2 − (δ1·δ2 / δ2·δ2) δ1`. Being an affine
 //! combination of iterates, it stays in `x − span(D)` and converges to the same point. A single
-//! effect is solved exactly by one sweep.
+//! effect is solved exactly by one sweep, and so is the common panel case of one large effect
+//! beside few-level ones (year): those enter as dummies, partialled out after one sweep of the
+//! large effect (Frisch–Waugh–Lovell), with no iteration and no tolerance.
 
 use rayon::prelude::*;
 
 use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::Result;
+use crate::fe::FixedEffect;
+use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 
 /// The exact f64 CPU backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,23 +28,106 @@ impl Demeaner for CpuDemeaner {
     }
 
     fn demean(&self, problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
-        let results: Vec<(usize, bool)> = columns
-            .par_iter_mut()
-            .map(|col| demean_column(problem, col, opts))
-            .collect();
-        let iterations = results.iter().map(|r| r.0).max().unwrap_or(0);
-        let not_converged = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.1)
-            .map(|(i, _)| i)
-            .collect();
-        Ok(Demeaned {
-            columns,
-            iterations,
-            not_converged,
-        })
+        if let Some((large, small)) = few_level_split(&problem.fes) {
+            demean_with_dummies(problem, &mut columns, large, &small);
+            return Ok(Demeaned {
+                columns,
+                iterations: 1,
+                not_converged: vec![],
+            });
+        }
+        Ok(demean_iterative(problem, columns, opts))
     }
+}
+
+/// Alternating projections with Irons–Tuck acceleration, column by column in parallel (the
+/// general path of [`CpuDemeaner`]).
+pub fn demean_iterative(problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Demeaned {
+    let results: Vec<(usize, bool)> = columns
+        .par_iter_mut()
+        .map(|col| demean_column(problem, col, opts))
+        .collect();
+    let iterations = results.iter().map(|r| r.0).max().unwrap_or(0);
+    let not_converged = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.1)
+        .map(|(i, _)| i)
+        .collect();
+    Demeaned {
+        columns,
+        iterations,
+        not_converged,
+    }
+}
+
+/// Most dummy columns [`demean_with_dummies`] builds.
+pub const MAX_DUMMIES: usize = 32;
+
+/// One effect with many levels and the others with few (the study's firm×destination + year):
+/// (the large effect, the small ones) when the small ones need at most [`MAX_DUMMIES`] dummies.
+pub fn few_level_split(fes: &[&FixedEffect]) -> Option<(usize, Vec<usize>)> {
+    if fes.len() < 2 {
+        return None;
+    }
+    let large = (0..fes.len()).max_by_key(|&k| fes[k].levels)?;
+    let small: Vec<usize> = (0..fes.len()).filter(|&k| k != large).collect();
+    let dummies: usize = small.iter().map(|&k| fes[k].levels.saturating_sub(1)).sum();
+    (dummies <= MAX_DUMMIES).then_some((large, small))
+}
+
+/// Exact demeaning without iterating, by Frisch–Waugh–Lovell: demean every column and the
+/// dummies of the few-level effects by the large effect alone (exact in one pass), then take
+/// the dummies' weighted least-squares fit out of each column. Dummies collinear with the large
+/// effect (a nested effect, a level with no weight) are dropped by the pivoted Cholesky. Equals
+/// the fixed point of alternating projections, without its tolerance.
+fn demean_with_dummies(problem: &Absorb, columns: &mut [Vec<f64>], large: usize, small: &[usize]) {
+    let big = Absorb {
+        fes: vec![problem.fes[large]],
+        weights: problem.weights,
+        inv_weight_sums: vec![problem.inv_weight_sums[large].clone()],
+    };
+    let mut dummies: Vec<Vec<f64>> = Vec::new();
+    for &s in small {
+        let fe = problem.fes[s];
+        for level in 1..fe.levels as u32 {
+            dummies.push(fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect());
+        }
+    }
+    columns
+        .par_iter_mut()
+        .chain(dummies.par_iter_mut())
+        .for_each(|c| project(&big, 0, c, &mut Vec::new()));
+    let weighted: Vec<Vec<f64>> = dummies
+        .par_iter()
+        .map(|d| match problem.weights {
+            Some(w) => d.iter().zip(w).map(|(a, b)| a * b).collect(),
+            None => d.clone(),
+        })
+        .collect();
+    let m = dummies.len();
+    let mut g = Mat::zeros(m);
+    for a in 0..m {
+        for b in 0..=a {
+            let v = dot(&weighted[a], &dummies[b]);
+            g.set(a, b, v);
+            g.set(b, a, v);
+        }
+    }
+    let ch = cholesky_drop(&g, 1e-10);
+    if ch.kept.is_empty() {
+        return;
+    }
+    let inv = cholesky_inverse(&ch.l);
+    columns.par_iter_mut().for_each(|x| {
+        let rhs: Vec<f64> = ch.kept.iter().map(|&a| dot(&weighted[a], x)).collect();
+        let gamma = inv.mul_vec(&rhs);
+        for (&a, &ga) in ch.kept.iter().zip(&gamma) {
+            for (xi, di) in x.iter_mut().zip(&dummies[a]) {
+                *xi -= ga * di;
+            }
+        }
+    });
 }
 
 /// Subtract the weighted group means of effect `k` from `x` (`sums` is scratch of the effect's
@@ -168,4 +255,76 @@ pub fn demean_column_with(
         }
     }
     (sweeps, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Stream;
+
+    /// The dummy path equals alternating projections on both effects, with unequal and zero
+    /// weights, a nested effect and an unweighted case.
+    #[test]
+    fn few_level_effects_as_dummies_equal_alternating_projections() {
+        let mut s = Stream::new(8, 3);
+        let n = 3000;
+        let big = FixedEffect {
+            name: "firm".into(),
+            ids: (0..n).map(|_| s.below(300)).collect(),
+            levels: 300,
+        };
+        let year = FixedEffect {
+            name: "year".into(),
+            ids: (0..n).map(|_| s.below(7)).collect(),
+            levels: 7,
+        };
+        // a 2-level effect nested in the large one (its dummy is absorbed and must be dropped)
+        let nested = FixedEffect {
+            name: "sector".into(),
+            ids: big.ids.iter().map(|&f| f % 2).collect(),
+            levels: 2,
+        };
+        let columns: Vec<Vec<f64>> = (0..3)
+            .map(|c| {
+                (0..n)
+                    .map(|i| s.normal() + 0.3 * c as f64 * year.ids[i] as f64 + 0.01 * big.ids[i] as f64)
+                    .collect()
+            })
+            .collect();
+        let opts = DemeanOptions {
+            tol: 1e-14,
+            max_iter: 100_000,
+        };
+        let fes = vec![&year, &big, &nested];
+        assert_eq!(few_level_split(&fes), Some((1, vec![0, 2])));
+        for case in 0..3 {
+            let w: Option<Vec<f64>> = match case {
+                0 => None,
+                _ => Some(
+                    (0..n)
+                        .map(|_| if s.uniform() < 0.3 { 0.0 } else { 0.5 + s.uniform() })
+                        .collect(),
+                ),
+            };
+            let problem = Absorb::new(fes.clone(), w.as_deref());
+            let exact = CpuDemeaner.demean(&problem, columns.clone(), &opts).unwrap();
+            assert_eq!(exact.iterations, 1);
+            let map = demean_iterative(&problem, columns.clone(), &opts);
+            for (a, b) in exact.columns.iter().zip(&map.columns) {
+                for i in 0..n {
+                    if w.as_ref().is_none_or(|w| w[i] > 0.0) {
+                        assert!((a[i] - b[i]).abs() < 1e-9, "case {case}, row {i}: {} vs {}", a[i], b[i]);
+                    }
+                }
+            }
+        }
+        // too many small levels: the general path
+        let many = FixedEffect {
+            name: "many".into(),
+            ids: (0..n as u32).map(|i| i % 100).collect(),
+            levels: 100,
+        };
+        assert_eq!(few_level_split(&[&big, &many]), None);
+        assert_eq!(few_level_split(&[&big]), None);
+    }
 }
