@@ -14,8 +14,6 @@ use super::replicates::pairs_multiplicities;
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
-use crate::fe::dof::effects_to_project;
-use crate::fe::FixedEffect;
 
 #[derive(Debug, Clone)]
 pub struct PairsOptions {
@@ -66,19 +64,10 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     let n = design.nobs();
     let g = cl.levels;
     let k = design.x.len();
-    let fes: Vec<&FixedEffect> = effects_to_project(&design.fes)
-        .into_iter()
-        .map(|i| &design.fes[i])
-        .collect();
-    let all_fes: Vec<&FixedEffect> = design.fes.iter().collect();
-    let base_w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; n]);
-    let mut columns = vec![design.y.clone()];
-    columns.extend(design.x.iter().cloned());
-    let (columns, warm_opts) = super::warm_start(&fes, &columns, &base_w, &opts.demean, demeaner)?;
-    let fit = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        super::replicate_betas(&fes, &columns, ws, &warm_opts, demeaner)
-    };
-    let estimate = fit(std::slice::from_ref(&base_w))?
+    let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
+    let fit = |ws: &[Vec<f64>]| shared.betas(ws, demeaner);
+    let estimate = fit(std::slice::from_ref(base_w))?
         .pop()
         .flatten()
         .ok_or_else(|| Error::Estimation("the model is collinear".into()))?;
@@ -114,7 +103,7 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
             .map(|&r| {
                 let m = &mults[r];
                 let mut w: Vec<f64> = (0..n).map(|i| base_w[i] * m[cl.ids[i] as usize] as f64).collect();
-                drop_weighted_singletons(&all_fes, &mut w);
+                drop_weighted_singletons(all_fes, &mut w);
                 w
             })
             .collect();

@@ -11,8 +11,10 @@ pub mod wild;
 
 use rayon::prelude::*;
 
+use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::Result;
+use crate::fe::dof::effects_to_project;
 use crate::fe::index::compact;
 use crate::fe::FixedEffect;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
@@ -37,46 +39,76 @@ pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
     c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
 }
 
-/// Warm start for the replicate engine: the columns demeaned once on the full sample (weights
-/// `w`). Demeaning a replicate's subsample of them gives exactly what demeaning the raw columns
-/// would — they differ by D·α̂, which lies in the span of the subsample's fixed effects — but
-/// the sweeps start next to the answer instead of far from it.
+/// What every replicate of one model shares: the effects to project (nested ones left out,
+/// see [`crate::fe::dof::effects_to_project`]), all effects (for singleton pruning), the base
+/// weights, and the columns (y first) already demeaned on the full sample.
 ///
-/// The convergence test is relative to a column's spread, which demeaning shrinks; the returned
-/// options scale the tolerance by the smallest ratio of spreads (raw / demeaned) over the
-/// columns, so every column is held to at least the accuracy the raw columns would get.
-pub fn warm_start(
-    fes: &[&FixedEffect],
-    columns: &[Vec<f64>],
-    w: &[f64],
-    opts: &DemeanOptions,
-    demeaner: &dyn Demeaner,
-) -> Result<(Vec<Vec<f64>>, DemeanOptions)> {
-    if fes.is_empty() {
-        return Ok((columns.to_vec(), *opts));
-    }
-    let dm = demeaner
-        .demean(&Absorb::new(fes.to_vec(), Some(w)), columns.to_vec(), opts)?
-        .columns;
-    let spread = |c: &[f64]| {
-        let sw: f64 = w.iter().sum();
-        let m = c.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() / sw;
-        (c.iter().zip(w).map(|(a, b)| b * (a - m) * (a - m)).sum::<f64>() / sw).sqrt()
-    };
-    let ratio = columns
-        .iter()
-        .zip(&dm)
-        .map(|(raw, d)| {
-            let (r, s) = (spread(raw), spread(d));
-            if s > 0.0 && r.is_finite() {
-                (r / s).max(1.0)
-            } else {
-                1.0
-            }
+/// Warm start: a replicate demeans those full-sample residuals, not the raw columns. The two
+/// differ by D·α̂, which lies in the span of the replicate's fixed effects, so the result is the
+/// same, but the sweeps start next to the answer. The convergence test is relative to a
+/// column's spread, which demeaning shrinks; the tolerance is scaled by the smallest ratio of
+/// spreads (raw / demeaned), so every column gets at least the accuracy the raw columns would.
+pub struct Replicates<'a> {
+    pub fes: Vec<&'a FixedEffect>,
+    pub all_fes: Vec<&'a FixedEffect>,
+    pub base_w: Vec<f64>,
+    columns: Vec<Vec<f64>>,
+    opts: DemeanOptions,
+}
+
+impl<'a> Replicates<'a> {
+    pub fn new(design: &'a Design, opts: &DemeanOptions, demeaner: &dyn Demeaner) -> Result<Replicates<'a>> {
+        let fes: Vec<&FixedEffect> = effects_to_project(&design.fes)
+            .into_iter()
+            .map(|k| &design.fes[k])
+            .collect();
+        let all_fes: Vec<&FixedEffect> = design.fes.iter().collect();
+        let w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; design.nobs()]);
+        let mut columns = vec![design.y.clone()];
+        columns.extend(design.x.iter().cloned());
+        if fes.is_empty() {
+            return Ok(Replicates {
+                fes,
+                all_fes,
+                base_w: w,
+                columns,
+                opts: *opts,
+            });
+        }
+        let dm = demeaner
+            .demean(&Absorb::new(fes.clone(), Some(&w)), columns.clone(), opts)?
+            .columns;
+        let spread = |c: &[f64]| {
+            let sw: f64 = w.iter().sum();
+            let m = c.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() / sw;
+            (c.iter().zip(&w).map(|(a, b)| b * (a - m) * (a - m)).sum::<f64>() / sw).sqrt()
+        };
+        let ratio = columns
+            .iter()
+            .zip(&dm)
+            .map(|(raw, d)| {
+                let (r, s) = (spread(raw), spread(d));
+                if s > 0.0 && r.is_finite() {
+                    (r / s).max(1.0)
+                } else {
+                    1.0
+                }
+            })
+            .fold(f64::INFINITY, f64::min);
+        let tol = opts.tol * if ratio.is_finite() { ratio } else { 1.0 };
+        Ok(Replicates {
+            fes,
+            all_fes,
+            base_w: w,
+            columns: dm,
+            opts: DemeanOptions { tol, ..*opts },
         })
-        .fold(f64::INFINITY, f64::min);
-    let tol = opts.tol * if ratio.is_finite() { ratio } else { 1.0 };
-    Ok((dm, DemeanOptions { tol, ..*opts }))
+    }
+
+    /// β of every weight vector (see [`replicate_betas`]).
+    pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
+        replicate_betas(&self.fes, &self.columns, weights, &self.opts, demeaner)
+    }
 }
 
 /// [`wls`] from the weighted cross products of (y, x…) (lower triangle, see

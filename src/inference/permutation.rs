@@ -316,15 +316,8 @@ pub fn bdiff(
             "both groups must be present (the group variable is constant in the sample)".into(),
         ));
     }
-    let fes: Vec<&FixedEffect> = effects_to_project(&design.fes)
-        .into_iter()
-        .map(|k| &design.fes[k])
-        .collect();
-    let all_fes: Vec<&FixedEffect> = design.fes.iter().collect();
-    let base_w: Vec<f64> = design.weights.clone().unwrap_or_else(|| vec![1.0; n]);
-    let mut columns = vec![design.y.clone()];
-    columns.extend(design.x.iter().cloned());
-    let (columns, warm_opts) = super::warm_start(&fes, &columns, &base_w, &opts.demean, demeaner)?;
+    let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let k = design.x.len();
 
     // weight vectors of one replicate: (group 1, group 0)
@@ -340,13 +333,11 @@ pub fn bdiff(
                 w0[i] = base_w[i] * m;
             }
         }
-        drop_weighted_singletons(&all_fes, &mut w1);
-        drop_weighted_singletons(&all_fes, &mut w0);
+        drop_weighted_singletons(all_fes, &mut w1);
+        drop_weighted_singletons(all_fes, &mut w0);
         [w1, w0]
     };
-    let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> {
-        super::replicate_betas(&fes, &columns, ws, &warm_opts, demeaner)
-    };
+    let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> { shared.betas(ws, demeaner) };
     let unit_stats = match units {
         Some(_) => UnitStats::build(design, &unit_ids, n_units, demeaner, &opts.demean)?,
         None => None,
