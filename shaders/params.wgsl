@@ -14,6 +14,10 @@ struct Params {
     tol: f32,
     pad0: u32,
     zero: u32,         // 0, opaque to the compiler (see the df64 prelude)
+    offset: u32,       // krylov.wgsl: where the current effect's levels start in a lane's coefficients
+    total: u32,        // krylov.wgsl: coefficients per lane (all effects' levels)
+    pad1: u32,
+    pad2: u32,
 };
 
 @group(0) @binding(0) var<uniform> P: Params;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use fegpu::backend::{choose, Backend};
 use fegpu::data::{demo, load};
-use fegpu::demean::DemeanOptions;
+use fegpu::demean::{DemeanOptions, Solver};
 use fegpu::estimate::{fit, FitOptions, Ssc, VcovSpec};
 use fegpu::formula;
 use fegpu::gpu::{list_adapters, Precision};
@@ -265,12 +265,18 @@ struct FitArgs {
     /// Write the table to FILE instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Demeaning tolerance.
-    #[arg(long, default_value_t = 1e-8)]
+    /// Demeaning tolerance: CG stops when the fixed-effect normal equations' residual is below
+    /// TOL relative to their right-hand side (alternating projections: change per sweep).
+    #[arg(long, default_value_t = 1e-8, value_parser = positive_tol)]
     tol: f64,
     /// Maximum demeaning iterations.
     #[arg(long, default_value_t = 10_000)]
     maxiter: usize,
+    /// How the fixed effects are projected out: auto (exact paths where the structure allows,
+    /// else conjugate gradients climbing Jacobi → two-effect block / Schwarz), ap (alternating
+    /// projections), cg-jacobi, cg-block2, cg-schwarz.
+    #[arg(long, value_enum, default_value = "auto")]
+    solver: Solver,
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
@@ -290,6 +296,16 @@ struct FitArgs {
 enum Stage {
     First,
     Second,
+}
+
+/// `--tol`: a finite positive number.
+fn positive_tol(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("the tolerance must be a finite positive number, not {s}"))
+    }
 }
 
 /// The first-stage regressions of an IV model: each endogenous regressor on the exogenous
@@ -322,6 +338,10 @@ struct DemoArgs {
     /// Output file (.parquet or .csv).
     #[arg(long)]
     out: PathBuf,
+    /// Which panel: the study-shaped demo, fixest's published "difficult" benchmark design,
+    /// or a worker–firm–year panel with low mobility (src/data/hard.rs).
+    #[arg(long, value_enum, default_value = "study")]
+    design: DemoDesign,
     /// Number of rows.
     #[arg(long, default_value_t = demo::DEMO_ROWS)]
     rows: usize,
@@ -383,6 +403,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         demean: DemeanOptions {
             tol: a.tol,
             max_iter: a.maxiter,
+            solver: a.solver,
         },
         keep_singletons: a.keep_singletons,
         ..FitOptions::default()
@@ -406,8 +427,19 @@ fn run_fit(a: FitArgs) -> Result<()> {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DemoDesign {
+    Study,
+    Difficult,
+    Mobility,
+}
+
 fn run_demo(a: DemoArgs) -> Result<()> {
-    let mut df = demo::demo_frame(a.rows, a.seed)?;
+    let mut df = match a.design {
+        DemoDesign::Study => demo::demo_frame(a.rows, a.seed)?,
+        DemoDesign::Difficult => fegpu::data::hard::difficult_frame(a.rows, a.seed)?,
+        DemoDesign::Mobility => fegpu::data::hard::mobility_frame(a.rows, a.seed)?,
+    };
     fegpu::data::load::save(&mut df, &a.out)?;
     eprintln!("wrote {} rows to {}", df.height(), a.out.display());
     Ok(())

@@ -65,6 +65,7 @@ fn opts(reps: usize) -> BdiffOptions {
         demean: DemeanOptions {
             tol: 1e-13,
             max_iter: 100_000,
+            ..Default::default()
         },
         memory_budget: 64 << 20,
         progress: false,
@@ -196,6 +197,7 @@ fn pairs_bootstrap_se_is_close_to_the_cluster_robust_se_and_chunk_invariant() {
         demean: DemeanOptions {
             tol: 1e-12,
             max_iter: 100_000,
+            ..Default::default()
         },
         memory_budget: 64 << 20,
         progress: false,
@@ -231,6 +233,7 @@ fn unit_sufficient_statistics_equal_the_general_replicate_engine() {
     let o = DemeanOptions {
         tol: 1e-13,
         max_iter: 100_000,
+        ..Default::default()
     };
     let ids = d.clusters[0].ids.clone();
     let us = UnitStats::build(&d, &ids, 40, &CpuDemeaner, &o)

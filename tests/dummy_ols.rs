@@ -320,6 +320,7 @@ fn estimate(p: &Panel, f: &str, vcov: &str, weights: bool, ssc: Ssc) -> FitResul
         demean: DemeanOptions {
             tol: 1e-14,
             max_iter: 200_000,
+            ..Default::default()
         },
         ..Default::default()
     };

@@ -44,6 +44,7 @@ fn matches_pyfixest_on_every_golden_case() {
             demean: DemeanOptions {
                 tol: 1e-14,
                 max_iter: 100_000,
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -126,6 +126,7 @@ fn fit_with(d: &Design, vcov: &str, demeaner: &dyn fegpu::demean::Demeaner) -> F
         demean: DemeanOptions {
             tol: 1e-10,
             max_iter: 100_000,
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -189,6 +190,7 @@ fn gpu_batch_of_64_weight_vectors_with_zero_weights_matches_cpu() {
     let opts = DemeanOptions {
         tol: 1e-11,
         max_iter: 100_000,
+        ..Default::default()
     };
     let on_gpu = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
     let on_cpu = cpu_demean_batch(&fes, &columns, &weights, &opts).unwrap();
@@ -269,6 +271,7 @@ fn gpu_batches_split_by_memory_budget_give_the_same_numbers() {
     let opts = DemeanOptions {
         tol: 1e-11,
         max_iter: 100_000,
+        ..Default::default()
     };
     let whole = g.demean_batch(&fes, &columns, &weights, &opts).unwrap();
     // room for two replicates per batch: three copies of each lane plus the weights
@@ -335,6 +338,7 @@ fn gpu_iv_matches_cpu_iv() {
         demean: DemeanOptions {
             tol: 1e-10,
             max_iter: 100_000,
+            ..Default::default()
         },
         ..Default::default()
     };

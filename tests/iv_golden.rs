@@ -39,6 +39,7 @@ fn iv_matches_linearmodels() {
             demean: DemeanOptions {
                 tol: 1e-14,
                 max_iter: 100_000,
+                ..Default::default()
             },
             ..Default::default()
         };
@@ -133,6 +134,7 @@ fn anderson_rubin_equals_the_reduced_form_wald_test() {
             demean: DemeanOptions {
                 tol: 1e-14,
                 max_iter: 100_000,
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -45,6 +45,7 @@ fn opts(param: &str, weights: WildWeights, reps: usize) -> WildOptions {
         demean: DemeanOptions {
             tol: 1e-14,
             max_iter: 100_000,
+            ..Default::default()
         },
     }
 }

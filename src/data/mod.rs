@@ -2,6 +2,7 @@
 //! [`Table`], then turned into the f64 design of one model by [`prepare`].
 
 pub mod demo;
+pub mod hard;
 pub mod load;
 pub mod prepare;
 pub mod scan;

@@ -13,10 +13,11 @@
 
 use rayon::prelude::*;
 
-use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
+use super::krylov::FeOps;
+use super::precond::{Layout, Preconditioner};
+use super::{strategy, Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::Result;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 
 /// The exact f64 CPU backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,16 +28,25 @@ impl Demeaner for CpuDemeaner {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn demean(&self, problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
-        if let Some((large, small)) = few_level_split(&problem.fes) {
-            demean_with_dummies(problem, &mut columns, large, &small);
-            return Ok(Demeaned {
-                columns,
-                iterations: 1,
-                not_converged: vec![],
-            });
-        }
+    fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+        strategy::demean(self, problem, columns, opts)
+    }
+
+    fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()> {
+        columns
+            .par_iter_mut()
+            .for_each(|c| project(problem, 0, c, &mut Vec::new()));
+        Ok(())
+    }
+
+    fn alternating(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
         Ok(demean_iterative(problem, columns, opts))
+    }
+
+    fn krylov(&self, problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+        let mut ops = CpuOps::new(&problem.fes, problem.weights, &mut columns);
+        let (outcome, used) = strategy::run_ladder(&mut ops, &problem.fes, &[problem.weights], opts)?;
+        Ok(strategy::krylov_result(columns, &outcome, used))
     }
 }
 
@@ -58,76 +68,12 @@ pub fn demean_iterative(problem: &Absorb, mut columns: Vec<Vec<f64>>, opts: &Dem
         columns,
         iterations,
         not_converged,
+        method: strategy::Method {
+            solver: "alternating projections".to_string(),
+            preconditioner: None,
+        },
+        residual: f64::NAN,
     }
-}
-
-/// Most dummy columns [`demean_with_dummies`] builds.
-pub const MAX_DUMMIES: usize = 32;
-
-/// One effect with many levels and the others with few (the study's firm×destination + year):
-/// (the large effect, the small ones) when the small ones need at most [`MAX_DUMMIES`] dummies.
-pub fn few_level_split(fes: &[&FixedEffect]) -> Option<(usize, Vec<usize>)> {
-    if fes.len() < 2 {
-        return None;
-    }
-    let large = (0..fes.len()).max_by_key(|&k| fes[k].levels)?;
-    let small: Vec<usize> = (0..fes.len()).filter(|&k| k != large).collect();
-    let dummies: usize = small.iter().map(|&k| fes[k].levels.saturating_sub(1)).sum();
-    (dummies <= MAX_DUMMIES).then_some((large, small))
-}
-
-/// Exact demeaning without iterating, by Frisch–Waugh–Lovell: demean every column and the
-/// dummies of the few-level effects by the large effect alone (exact in one pass), then take
-/// the dummies' weighted least-squares fit out of each column. Dummies collinear with the large
-/// effect (a nested effect, a level with no weight) are dropped by the pivoted Cholesky. Equals
-/// the fixed point of alternating projections, without its tolerance.
-fn demean_with_dummies(problem: &Absorb, columns: &mut [Vec<f64>], large: usize, small: &[usize]) {
-    let big = Absorb {
-        fes: vec![problem.fes[large]],
-        weights: problem.weights,
-        inv_weight_sums: vec![problem.inv_weight_sums[large].clone()],
-    };
-    let mut dummies: Vec<Vec<f64>> = Vec::new();
-    for &s in small {
-        let fe = problem.fes[s];
-        for level in 1..fe.levels as u32 {
-            dummies.push(fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect());
-        }
-    }
-    columns
-        .par_iter_mut()
-        .chain(dummies.par_iter_mut())
-        .for_each(|c| project(&big, 0, c, &mut Vec::new()));
-    let weighted: Vec<Vec<f64>> = dummies
-        .par_iter()
-        .map(|d| match problem.weights {
-            Some(w) => d.iter().zip(w).map(|(a, b)| a * b).collect(),
-            None => d.clone(),
-        })
-        .collect();
-    let m = dummies.len();
-    let mut g = Mat::zeros(m);
-    for a in 0..m {
-        for b in 0..=a {
-            let v = dot(&weighted[a], &dummies[b]);
-            g.set(a, b, v);
-            g.set(b, a, v);
-        }
-    }
-    let ch = cholesky_drop(&g, 1e-10);
-    if ch.kept.is_empty() {
-        return;
-    }
-    let inv = cholesky_inverse(&ch.l);
-    columns.par_iter_mut().for_each(|x| {
-        let rhs: Vec<f64> = ch.kept.iter().map(|&a| dot(&weighted[a], x)).collect();
-        let gamma = inv.mul_vec(&rhs);
-        for (&a, &ga) in ch.kept.iter().zip(&gamma) {
-            for (xi, di) in x.iter_mut().zip(&dummies[a]) {
-                *xi -= ga * di;
-            }
-        }
-    });
 }
 
 /// Subtract the weighted group means of effect `k` from `x` (`sums` is scratch of the effect's
@@ -257,9 +203,144 @@ pub fn demean_column_with(
     (sweeps, false)
 }
 
+/// The CPU's conjugate-gradient kernels: lanes are the columns under one weight vector,
+/// coefficient vectors are host `Vec<f64>`s in [`Layout`] order.
+pub struct CpuOps<'a> {
+    fes: Vec<&'a FixedEffect>,
+    weights: Option<&'a [f64]>,
+    layout: Layout,
+    columns: &'a mut [Vec<f64>],
+    active: Vec<bool>,
+}
+
+impl<'a> CpuOps<'a> {
+    pub fn new(fes: &[&'a FixedEffect], weights: Option<&'a [f64]>, columns: &'a mut [Vec<f64>]) -> CpuOps<'a> {
+        let active = vec![true; columns.len()];
+        CpuOps {
+            layout: Layout::new(fes),
+            fes: fes.to_vec(),
+            weights,
+            columns,
+            active,
+        }
+    }
+
+    /// `out ← D'W t` where `t_i` is `value(i)`.
+    fn scatter(&self, out: &mut [f64], value: impl Fn(usize) -> f64) {
+        out.iter_mut().for_each(|v| *v = 0.0);
+        let n = self.fes[0].ids.len();
+        for i in 0..n {
+            let t = match self.weights {
+                Some(w) => w[i] * value(i),
+                None => value(i),
+            };
+            for (fe, &o) in self.fes.iter().zip(&self.layout.offsets) {
+                out[o + fe.ids[i] as usize] += t;
+            }
+        }
+    }
+
+    /// `Σ_k α_k[ids_k[i]]`.
+    #[inline]
+    fn gather(&self, alpha: &[f64], i: usize) -> f64 {
+        self.fes
+            .iter()
+            .zip(&self.layout.offsets)
+            .map(|(fe, &o)| alpha[o + fe.ids[i] as usize])
+            .sum()
+    }
+
+    /// Run `f(lane, …)` on the active lanes in parallel.
+    fn each<T: Send, F: Fn(usize, &mut T) + Sync + Send>(&self, out: &mut [T], f: F) {
+        out.par_iter_mut()
+            .enumerate()
+            .filter(|(l, _)| self.active[*l])
+            .for_each(|(l, o)| f(l, o));
+    }
+}
+
+impl FeOps for CpuOps<'_> {
+    type Coef = Vec<Vec<f64>>;
+
+    fn lanes(&self) -> usize {
+        self.columns.len()
+    }
+
+    fn zeros(&self) -> Result<Self::Coef> {
+        Ok(vec![vec![0.0; self.layout.total]; self.columns.len()])
+    }
+
+    fn rhs(&mut self, b: &mut Self::Coef) -> Result<()> {
+        let cols = &*self.columns;
+        self.each(b, |l, bl| self.scatter(bl, |i| cols[l][i]));
+        Ok(())
+    }
+
+    fn normal(&mut self, p: &Self::Coef, q: &mut Self::Coef) -> Result<()> {
+        self.each(q, |l, ql| self.scatter(ql, |i| self.gather(&p[l], i)));
+        Ok(())
+    }
+
+    fn precondition(&mut self, m: &Preconditioner, r: &Self::Coef, z: &mut Self::Coef) -> Result<()> {
+        let errors: Vec<Result<()>> = z
+            .par_iter_mut()
+            .enumerate()
+            .filter(|(l, _)| self.active[*l])
+            .map(|(l, zl)| m.apply(0, &r[l], zl))
+            .collect();
+        errors.into_iter().collect()
+    }
+
+    fn dot(&mut self, a: &Self::Coef, b: &Self::Coef) -> Result<Vec<f64>> {
+        Ok(a.par_iter().zip(b).map(|(x, y)| dot(x, y)).collect())
+    }
+
+    fn axpy(&mut self, s: &[f64], x: &Self::Coef, y: &mut Self::Coef) -> Result<()> {
+        self.each(y, |l, yl| yl.iter_mut().zip(&x[l]).for_each(|(a, b)| *a += s[l] * b));
+        Ok(())
+    }
+
+    fn xpay(&mut self, x: &Self::Coef, s: &[f64], y: &mut Self::Coef) -> Result<()> {
+        self.each(y, |l, yl| {
+            yl.iter_mut().zip(&x[l]).for_each(|(a, b)| *a = b + s[l] * *a)
+        });
+        Ok(())
+    }
+
+    fn copy(&mut self, x: &Self::Coef, y: &mut Self::Coef) -> Result<()> {
+        self.each(y, |l, yl| yl.copy_from_slice(&x[l]));
+        Ok(())
+    }
+
+    fn set_active(&mut self, active: &[bool]) -> Result<()> {
+        self.active.copy_from_slice(active);
+        Ok(())
+    }
+
+    fn finish(&mut self, alpha: &Self::Coef) -> Result<()> {
+        let (fes, offsets) = (&self.fes, &self.layout.offsets);
+        self.columns.par_iter_mut().zip(alpha).for_each(|(col, a)| {
+            for (i, v) in col.iter_mut().enumerate() {
+                *v -= fes
+                    .iter()
+                    .zip(offsets)
+                    .map(|(fe, &o)| a[o + fe.ids[i] as usize])
+                    .sum::<f64>();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `Σ a_i b_i`.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demean::strategy::few_level_split;
     use crate::rng::Stream;
 
     /// The dummy path equals alternating projections on both effects, with unequal and zero
@@ -294,6 +375,7 @@ mod tests {
         let opts = DemeanOptions {
             tol: 1e-14,
             max_iter: 100_000,
+            ..Default::default()
         };
         let fes = vec![&year, &big, &nested];
         assert_eq!(few_level_split(&fes), Some((1, vec![0, 2])));

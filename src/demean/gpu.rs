@@ -37,22 +37,22 @@ pub const SEGMENT: usize = 256;
 const ROUNDS_PER_CHECK: usize = 4;
 
 /// The CSR view of one fixed effect on the device.
-struct DeviceFe {
-    levels: u32,
-    n_seg: u32,
-    ids: wgpu::Buffer,
-    order: wgpu::Buffer,
-    seg_start: wgpu::Buffer,
-    seg_end: wgpu::Buffer,
-    level_seg: wgpu::Buffer,
+pub(super) struct DeviceFe {
+    pub(super) levels: u32,
+    pub(super) n_seg: u32,
+    pub(super) ids: wgpu::Buffer,
+    pub(super) order: wgpu::Buffer,
+    pub(super) seg_start: wgpu::Buffer,
+    pub(super) seg_end: wgpu::Buffer,
+    pub(super) level_seg: wgpu::Buffer,
 }
 
 /// GPU backend.
 pub struct GpuDemeaner {
-    ctx: GpuContext,
-    precision: Precision,
+    pub(super) ctx: GpuContext,
+    pub(super) precision: Precision,
     /// Kernels reading weights stored as reals, and as f16.
-    kernels: Kernels,
+    pub(super) kernels: Kernels,
     kernels_f16: Kernels,
     /// Bytes of device memory one batch may use (lanes are split to stay below).
     pub memory_budget: u64,
@@ -89,7 +89,7 @@ impl GpuDemeaner {
         self.precision
     }
 
-    fn upload_fe(&self, fe: &FixedEffect) -> Result<DeviceFe> {
+    pub(super) fn upload_fe(&self, fe: &FixedEffect) -> Result<DeviceFe> {
         let n = fe.ids.len();
         let g = fe.levels;
         // counting sort: observations by level
@@ -174,11 +174,7 @@ impl GpuDemeaner {
             return Ok(BatchOut::Columns(
                 weights
                     .iter()
-                    .map(|_| Demeaned {
-                        columns: columns.to_vec(),
-                        iterations: 0,
-                        not_converged: vec![],
-                    })
+                    .map(|_| Demeaned::exact(columns.to_vec(), 0, alternating_method()))
                     .collect(),
             ));
         }
@@ -615,10 +611,19 @@ impl GpuDemeaner {
                     columns: cols,
                     iterations: lane_iters,
                     not_converged,
+                    method: alternating_method(),
+                    residual: f64::NAN,
                 })
             })
             .collect::<Result<Vec<Demeaned>>>()?;
         Ok(BatchOut::Columns(columns))
+    }
+}
+
+fn alternating_method() -> super::Method {
+    super::Method {
+        solver: "alternating projections".to_string(),
+        preconditioner: None,
     }
 }
 
@@ -634,10 +639,32 @@ impl Demeaner for GpuDemeaner {
     }
 
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+        super::strategy::demean(self, problem, columns, opts)
+    }
+
+    fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()> {
+        let mut out = self.alternating(problem, columns.to_vec(), &DemeanOptions::default())?;
+        for (c, d) in columns.iter_mut().zip(out.columns.drain(..)) {
+            *c = d;
+        }
+        Ok(())
+    }
+
+    fn alternating(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
         let n = problem.nobs();
         let w = problem.weights.map(|w| w.to_vec()).unwrap_or_else(|| vec![1.0; n]);
         let mut out = GpuDemeaner::demean_batch(self, &problem.fes, &columns, &[w], opts)?;
         Ok(out.pop().unwrap())
+    }
+
+    fn krylov(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+        super::gpu_krylov::demean(self, problem, columns, opts)
+    }
+
+    /// Replicates run as lanes of one batch over the full rows (the trait's default, false,
+    /// sent every replicate through a separate device call).
+    fn batches_lanes(&self) -> bool {
+        true
     }
 
     fn demean_batch(
@@ -647,7 +674,11 @@ impl Demeaner for GpuDemeaner {
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
     ) -> Result<Vec<Demeaned>> {
-        GpuDemeaner::demean_batch(self, fes, columns, weights, opts)
+        if sweeps_suffice(fes, opts) {
+            return GpuDemeaner::demean_batch(self, fes, columns, weights, opts);
+        }
+        let ws: Vec<Option<Vec<f64>>> = weights.iter().map(|w| Some(w.clone())).collect();
+        super::gpu_krylov::demean_batch(self, fes, columns, &ws, opts)
     }
 
     fn gram_batch(
@@ -657,8 +688,23 @@ impl Demeaner for GpuDemeaner {
         weights: &[Vec<f64>],
         opts: &DemeanOptions,
     ) -> Result<Vec<Vec<f64>>> {
-        GpuDemeaner::gram_batch(self, fes, columns, weights, opts)
+        if sweeps_suffice(fes, opts) {
+            return GpuDemeaner::gram_batch(self, fes, columns, weights, opts);
+        }
+        Ok(super::grams_of(
+            &Demeaner::demean_batch(self, fes, columns, weights, opts)?,
+            weights,
+        ))
     }
+}
+
+/// Whether a replicate batch runs on the device's batched sweeps rather than CG: asked for
+/// (`--solver ap`), or a structure the sweeps solve in one pass or nearly (one effect, or one
+/// large effect beside few-level ones, which the CPU solves exactly by FWL).
+fn sweeps_suffice(fes: &[&FixedEffect], opts: &DemeanOptions) -> bool {
+    opts.solver == super::Solver::Ap
+        || fes.len() <= 1
+        || (opts.solver == super::Solver::Auto && super::strategy::few_level_split(fes).is_some())
 }
 
 /// The CPU reference for batches: every replicate demeaned with its own weights, in parallel.

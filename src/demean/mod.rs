@@ -8,17 +8,26 @@
 //! * [`cpu::CpuDemeaner`] is the exact f64 reference: alternating projections (one weighted
 //!   group-mean sweep per effect, Gauss–Seidel order) accelerated by Irons–Tuck extrapolation,
 //!   as fixest does; one effect is solved in a single sweep; columns run in parallel (rayon).
+//! * [`strategy`] chooses the method above the backends (`--solver`): exact passes where the
+//!   structure allows, else conjugate gradients ([`krylov`], written once over the kernels a
+//!   backend supplies) with a preconditioner ladder ([`precond`]: Jacobi, the two largest
+//!   effects' block, additive Schwarz with approximate Cholesky).
 
 use rayon::prelude::*;
 
 pub mod cpu;
 pub mod gpu;
+pub mod gpu_krylov;
+pub mod krylov;
+pub mod precond;
+pub mod strategy;
 
 use crate::error::Result;
 use crate::fe::FixedEffect;
 
 pub use cpu::CpuDemeaner;
 pub use gpu::GpuDemeaner;
+pub use strategy::{Method, Solver};
 
 /// The fixed-effect structure and weights of one estimation sample.
 pub struct Absorb<'a> {
@@ -54,11 +63,14 @@ impl<'a> Absorb<'a> {
 /// Convergence settings shared by all backends.
 #[derive(Debug, Clone, Copy)]
 pub struct DemeanOptions {
-    /// Stop when the largest change of a sweep pair is below `tol` times the column's weighted
-    /// standard deviation (reghdfe and fixest default 1e-8).
+    /// Conjugate gradients stop when the normal-equation residual ‖D'W(v − Dα)‖ is below
+    /// `tol` times ‖D'Wv‖; alternating projections when the largest change of a sweep pair is
+    /// below `tol` times the column's weighted standard deviation (fixest's rule). Default 1e-8.
     pub tol: f64,
-    /// Maximum number of sweeps per column.
+    /// Maximum number of iterations (CG steps or sweeps) per column.
     pub max_iter: usize,
+    /// The method (`--solver`).
+    pub solver: Solver,
 }
 
 impl Default for DemeanOptions {
@@ -66,6 +78,7 @@ impl Default for DemeanOptions {
         DemeanOptions {
             tol: 1e-8,
             max_iter: 10_000,
+            solver: Solver::Auto,
         }
     }
 }
@@ -78,14 +91,42 @@ pub struct Demeaned {
     pub iterations: usize,
     /// Indices of columns that hit `max_iter` before converging.
     pub not_converged: Vec<usize>,
+    /// What solved it.
+    pub method: Method,
+    /// Largest final relative normal-equation residual ‖D'W(v − Dα)‖ / ‖D'Wv‖ over the
+    /// columns (0 for the exact paths; NaN where the method does not measure it).
+    pub residual: f64,
+}
+
+impl Demeaned {
+    /// The result of a method that needs no tolerance.
+    pub fn exact(columns: Vec<Vec<f64>>, iterations: usize, method: Method) -> Demeaned {
+        Demeaned {
+            columns,
+            iterations,
+            not_converged: vec![],
+            method,
+            residual: 0.0,
+        }
+    }
 }
 
 /// A backend that projects columns off the fixed effects.
 pub trait Demeaner: Send + Sync {
     /// What ran, for the `backend` field of results (e.g. `cpu (2 threads)` or an adapter name).
     fn name(&self) -> String;
-    /// Demean every column in `columns` (each of length `problem.nobs()`).
+    /// Demean every column in `columns` (each of length `problem.nobs()`) with the method
+    /// [`strategy::demean`] chooses; backends implement it as that one call.
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
+
+    /// Kernel: project every column off the single effect of `problem` (exact, one pass).
+    fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()>;
+
+    /// Kernel family: alternating projections with Irons–Tuck (`--solver ap`).
+    fn alternating(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
+
+    /// Conjugate gradients ([`strategy::run_ladder`]) over this backend's [`krylov::FeOps`].
+    fn krylov(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;
 
     /// Whether the backend gains from many lanes of the same rows in one batch (GPU). When it
     /// does not (CPU), the replicate engine drops zero-weight rows before demeaning instead.

@@ -96,6 +96,13 @@ pub struct FitResult {
     pub df_t: f64,
     pub iterations: usize,
     pub converged: bool,
+    /// How the fixed effects were projected out (`exact: …`, `cg`, `alternating projections`).
+    pub solver: String,
+    /// The preconditioners CG used, in the order it climbed them (`jacobi → schwarz`).
+    pub preconditioner: Option<String>,
+    /// Largest final relative residual of the fixed-effect normal equations,
+    /// ‖D'W(v − Dα)‖ / ‖D'Wv‖, over the demeaned columns (0 when exact, null when unmeasured).
+    pub demean_residual: Option<f64>,
     pub backend: String,
     /// Variance matrix of the reported coefficients, row by row.
     pub vcov_matrix: Vec<Vec<f64>>,
@@ -132,6 +139,19 @@ pub(crate) fn cluster_info(design: &Design) -> Vec<ClusterInfo> {
             clusters: c.levels,
         })
         .collect()
+}
+
+/// The warning for a column whose demeaning did not converge (printed in every format).
+pub(crate) fn not_converged_note(name: &str, dm: &crate::demean::Demeaned, o: &crate::demean::DemeanOptions) -> String {
+    let residual = if dm.residual.is_finite() {
+        format!(", final normal-equation residual {:.1e}", dm.residual)
+    } else {
+        String::new()
+    };
+    format!(
+        "WARNING: demeaning of `{name}` did not converge ({} in {} iterations, tolerance {:e}{residual}); its estimates may be inaccurate",
+        dm.method.solver, dm.iterations, o.tol
+    )
 }
 
 /// With `FEGPU_TIMING` set, print how long each stage took (to standard error).
@@ -181,7 +201,7 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
     let has_fe = !design.fes.is_empty();
     let mut notes = Vec::new();
 
-    let (yt, xt, iterations, converged, raw_ss) = if has_fe {
+    let (yt, xt, iterations, converged, raw_ss, method) = if has_fe {
         let raw_ss: Vec<f64> = design.x.iter().map(|c| weighted_centred_ss(c, w, true)).collect();
         let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
             .into_iter()
@@ -195,17 +215,29 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
         timing("demean", t0);
         for &c in &dm.not_converged {
             let name = if c == 0 { &design.y_name } else { &design.x_names[c - 1] };
-            notes.push(format!(
-                "demeaning of `{name}` did not converge in {} iterations (tolerance {:e}); estimates may be inaccurate",
-                opts.demean.max_iter, opts.demean.tol
-            ));
+            notes.push(not_converged_note(name, &dm, &opts.demean));
         }
         let converged = dm.not_converged.is_empty();
+        let method = (dm.method.clone(), dm.residual);
         let mut it = dm.columns.into_iter();
         let yt = it.next().unwrap();
-        (yt, it.collect::<Vec<_>>(), dm.iterations, converged, Some(raw_ss))
+        (
+            yt,
+            it.collect::<Vec<_>>(),
+            dm.iterations,
+            converged,
+            Some(raw_ss),
+            method,
+        )
     } else {
-        (design.y.clone(), design.x.clone(), 0, true, None)
+        (
+            design.y.clone(),
+            design.x.clone(),
+            0,
+            true,
+            None,
+            (Default::default(), 0.0),
+        )
     };
 
     let est = ols::solve(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol);
@@ -318,6 +350,9 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
         df_t: v.df_t,
         iterations,
         converged,
+        solver: if has_fe { method.0.solver } else { "none".into() },
+        preconditioner: method.0.preconditioner,
+        demean_residual: method.1.is_finite().then_some(method.1),
         backend: if has_fe {
             demeaner.name()
         } else {

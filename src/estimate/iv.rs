@@ -367,6 +367,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     };
     let mut iterations = 0;
     let mut converged = true;
+    let mut method = (crate::demean::Method::default(), 0.0);
     if has_fe {
         let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
             .into_iter()
@@ -376,8 +377,9 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         iterations = dm.iterations;
         converged = dm.not_converged.is_empty();
         for &c in &dm.not_converged {
-            notes.push(format!("demeaning of `{}` did not converge", names[c]));
+            notes.push(super::fit::not_converged_note(&names[c], &dm, &opts.demean));
         }
+        method = (dm.method.clone(), dm.residual);
         cols = dm.columns;
         // anything without within variation is absorbed
         for (j, c) in cols.iter().enumerate().skip(1) {
@@ -770,6 +772,9 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         df_t: v.df_t,
         iterations,
         converged,
+        solver: if has_fe { method.0.solver } else { "none".into() },
+        preconditioner: method.0.preconditioner,
+        demean_residual: method.1.is_finite().then_some(method.1),
         backend: if has_fe {
             demeaner.name()
         } else {

@@ -12,6 +12,7 @@ const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
 const SWEEP: &str = include_str!("../../shaders/sweep.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const GRAM: &str = include_str!("../../shaders/gram.wgsl");
+const KRYLOV: &str = include_str!("../../shaders/krylov.wgsl");
 const WEIGHTS_REAL: &str = include_str!("../../shaders/weights_real.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 
@@ -48,6 +49,12 @@ pub struct Params {
     pub pad0: u32,
     /// Always 0: the df64 prelude XORs with it to stop algebraic rewrites.
     pub zero: u32,
+    /// krylov.wgsl: offset of the current effect in a lane's coefficient vector.
+    pub offset: u32,
+    /// krylov.wgsl: coefficients per lane.
+    pub total: u32,
+    pub pad1: u32,
+    pub pad2: u32,
 }
 
 pub struct Kernels {
@@ -61,6 +68,20 @@ pub struct Kernels {
     pub finish: wgpu::ComputePipeline,
     pub gram_partials: wgpu::ComputePipeline,
     pub gram_finish: wgpu::ComputePipeline,
+    /// The conjugate-gradient kernels (krylov.wgsl).
+    pub krylov: KrylovKernels,
+}
+
+/// Entry points of krylov.wgsl.
+pub struct KrylovKernels {
+    pub gather: wgpu::ComputePipeline,
+    pub level_sums: wgpu::ComputePipeline,
+    pub axpy: wgpu::ComputePipeline,
+    pub xpay: wgpu::ComputePipeline,
+    pub copy: wgpu::ComputePipeline,
+    pub jacobi: wgpu::ComputePipeline,
+    pub dot_partials: wgpu::ComputePipeline,
+    pub dot_finish: wgpu::ComputePipeline,
 }
 
 fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
@@ -111,6 +132,7 @@ impl Kernels {
         let sw = module(ctx, "sweep.wgsl", &real, SWEEP)?;
         let rd = module(ctx, "reduce.wgsl", &with_weights, REDUCE)?;
         let gr = module(ctx, "gram.wgsl", &with_weights, GRAM)?;
+        let kr = module(ctx, "krylov.wgsl", &real, KRYLOV)?;
         Ok(Kernels {
             segment_sums: pipeline(ctx, &gs, "segment_sums")?,
             level_means: pipeline(ctx, &gs, "level_means")?,
@@ -122,6 +144,16 @@ impl Kernels {
             finish: pipeline(ctx, &rd, "finish")?,
             gram_partials: pipeline(ctx, &gr, "gram_partials")?,
             gram_finish: pipeline(ctx, &gr, "gram_finish")?,
+            krylov: KrylovKernels {
+                gather: pipeline(ctx, &kr, "gather")?,
+                level_sums: pipeline(ctx, &kr, "level_sums")?,
+                axpy: pipeline(ctx, &kr, "axpy")?,
+                xpay: pipeline(ctx, &kr, "xpay")?,
+                copy: pipeline(ctx, &kr, "copy")?,
+                jacobi: pipeline(ctx, &kr, "jacobi")?,
+                dot_partials: pipeline(ctx, &kr, "dot_partials")?,
+                dot_finish: pipeline(ctx, &kr, "dot_finish")?,
+            },
         })
     }
 }

@@ -5,6 +5,7 @@
 //! Nielsen & Webb (2019), whose cost per replicate does not grow with N.
 
 pub mod bootstrap;
+pub mod fwl;
 pub mod permutation;
 pub mod replicates;
 pub mod wild;
@@ -136,8 +137,10 @@ pub fn wls_from_gram(g: &[f64], c: usize) -> Option<Vec<f64>> {
 
 /// The replicate engine: for each weight vector, demean `columns` (y first, then the
 /// regressors) on the fixed effects and return the weighted least-squares coefficients.
-/// Backends that batch lanes (GPU) get all weight vectors at once over the full rows; the CPU
-/// instead drops each replicate's zero-weight rows first (a permutation group or the clusters a
+/// Backends that batch lanes (GPU) get all weight vectors at once over the full rows. On the
+/// CPU, one large effect beside few-level ones needs no demeaning at all: each replicate's
+/// cross products come from level sums ([`fwl::LevelRuns`]). Otherwise the CPU drops each
+/// replicate's zero-weight rows first (a permutation group or the clusters a
 /// bootstrap did not draw), which halves its work, and runs the replicates in parallel.
 pub fn replicate_betas(
     fes: &[&FixedEffect],
@@ -152,6 +155,17 @@ pub fn replicate_betas(
     if demeaner.batches_lanes() {
         let grams = demeaner.gram_batch(fes, columns, weights, opts)?;
         return Ok(grams.par_iter().map(|g| wls_from_gram(g, columns.len())).collect());
+    }
+    // one large effect beside few-level ones: cross products from level sums, no demeaning
+    if opts.solver == crate::demean::Solver::Auto {
+        if let Some(runs) = crate::demean::strategy::few_level_split(fes)
+            .and_then(|(large, small)| fwl::LevelRuns::new(fes, large, &small))
+        {
+            return Ok(weights
+                .par_iter()
+                .map(|w| wls_from_gram(&runs.gram(columns, w), columns.len()))
+                .collect());
+        }
     }
     weights
         .par_iter()
