@@ -4,7 +4,8 @@
     /tmp/peers/bin/python scripts/peers/bench_bdiff.py [--reps 1000] [--py-reps 10] [--fegpu target/release/fegpu]
 
 The data: the demo panel (130k rows, firm/year/firm×destination effects, 12 regressors) with a
-0/1 group (industry C39, constant within firm); permutation unit = firm. pyfixest has no
+0/1 group (industry C39, constant within firm); permutation unit = observation (`--unit obs`,
+bdiff's default and the solver issue's target) or firm (`--unit firm`). pyfixest has no
 permutation test of coefficient differences, so the peer is what a user writes: permute the
 firms' group labels, fit both groups with `feols`, repeat. Its per-replicate time is measured on
 `--py-reps` replicates and scaled to `--reps` (printed as such).
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--reps", type=int, default=1000)
     ap.add_argument("--py-reps", type=int, default=10)
     ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--unit", choices=["obs", "firm"], default="obs")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="fegpu-bdiff-")
     raw = os.path.join(d, "demo.parquet")
@@ -41,7 +43,8 @@ def main():
     df.to_parquet(path)
 
     t = time.perf_counter()
-    out = subprocess.run([a.fegpu, "bdiff", path, F, "--group", "c39", "--unit", "firm", "--reps", str(a.reps),
+    unit = ["--unit", "firm"] if a.unit == "firm" else []
+    out = subprocess.run([a.fegpu, "bdiff", path, F, "--group", "c39", *unit, "--reps", str(a.reps),
                           "--backend", a.backend, "--format", "json"], check=True, capture_output=True, text=True)
     fe_wall = time.perf_counter() - t
     res = json.loads(out.stdout)
@@ -54,15 +57,19 @@ def main():
     times = []
     for _ in range(a.py_reps):
         t = time.perf_counter()
-        perm = rng.permutation(firms)
-        first = set(perm[:n1])
-        mask = df.firm.isin(first)
+        if a.unit == "firm":
+            perm = rng.permutation(firms)
+            mask = df.firm.isin(set(perm[:n1]))
+        else:
+            mask = np.zeros(len(df), dtype=bool)
+            mask[rng.permutation(len(df))[: int(df.c39.sum())]] = True
         b1 = pf.feols(F, df[mask]).coef()
         b0 = pf.feols(F, df[~mask]).coef()
         _ = b1 - b0
         times.append(time.perf_counter() - t)
     per_rep = statistics.median(times)
     py_total = per_rep * a.reps
+    print(f"unit: {a.unit}")
     print(f"fegpu bdiff ({res['backend']}): {a.reps} replicates in {res['seconds']:.1f} s (process {fe_wall:.1f} s)")
     print(f"pyfixest loop: {per_rep:.3f} s per replicate (median of {a.py_reps}) -> {py_total:.0f} s for {a.reps} (extrapolated)")
     print(f"ratio: {py_total / res['seconds']:.1f}x")

@@ -51,11 +51,17 @@ const MAX_RESTARTS: usize = 4;
 /// tolerance a user asks for, where only rounding remains.
 const FLOOR: f64 = 1e-11;
 
-/// Whether a residual that fell to `rel` in `it` iterations, at the same geometric rate,
-/// would still be above `tol` after `budget` iterations.
-fn too_slow(rel: f64, it: usize, tol: f64, budget: usize) -> bool {
-    let rate = rel.ln() / it as f64;
-    rate >= 0.0 || tol.ln() / rate > budget as f64
+/// Whether a lane whose relative residuals so far are `history` would still be above `tol`
+/// after `budget` iterations at its recent rate (over the second half of its history: CG's
+/// first steps remove the easy directions fast, so the early rate flatters it).
+fn too_slow(history: &[f64], tol: f64, budget: usize) -> bool {
+    let it = history.len();
+    if it < 4 {
+        return false;
+    }
+    let (a, b) = (history[it / 2 - 1], history[it - 1]);
+    let rate = (b / a).ln() / (it - it / 2) as f64;
+    rate >= 0.0 || !rate.is_finite() || it as f64 + (tol / b).ln() / rate > budget as f64
 }
 
 /// What one PCG run did, per lane.
@@ -70,9 +76,9 @@ pub struct KrylovOutcome {
 /// Solve every lane with preconditioner `m`, starting from `alpha` (zero or a warm start),
 /// for at most `max_iter` iterations; `alpha` ends as the solution.
 ///
-/// `probe`: after this many iterations, a lane whose residual is falling too slowly to reach
-/// `tol` within `max_iter` at its observed geometric rate is stopped (unconverged), so that a
-/// stronger preconditioner can take over without the budget being spent first.
+/// `probe`: from this many iterations on (every fourth), a lane whose residual is falling too
+/// slowly to reach `tol` within `max_iter` at its recent geometric rate is stopped
+/// (unconverged), so that a stronger preconditioner can take over before the budget is spent.
 pub fn pcg<K: FeOps>(
     ops: &mut K,
     m: &Preconditioner,
@@ -114,6 +120,8 @@ pub fn pcg<K: FeOps>(
     let mut rz = vec![0.0; lanes];
     let mut restart = active.clone();
     let mut restarts = vec![0usize; lanes];
+    // relative residual after each iteration, per lane (for the probe)
+    let mut history: Vec<Vec<f64>> = vec![Vec::new(); lanes];
     let mut it = 0;
     while active.iter().any(|&a| a) && it < max_iter {
         ops.set_active(&active)?;
@@ -150,10 +158,11 @@ pub fn pcg<K: FeOps>(
             let rel = rr[l].sqrt() / b_norm[l];
             if rel <= tol || pq[l] <= 0.0 || !rel.is_finite() {
                 check[l] = true;
-            } else if probe == Some(it) && too_slow(rel, it, tol, max_iter) {
+            } else if probe.is_some_and(|p| it >= p && it % 4 == 0) && too_slow(&history[l], tol, max_iter) {
                 active[l] = false;
                 out.residual[l] = rel;
             }
+            history[l].push(rel);
         }
         if check.iter().any(|&c| c) {
             // confirm on the true residual b − Aα

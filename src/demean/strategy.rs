@@ -89,7 +89,15 @@ pub fn demean(
         }
     }
     if opts.solver == Solver::Ap {
-        return backend.alternating(problem, columns, opts);
+        // keep the raw columns to measure the result on the normal equations, as CG is
+        let raw = columns.clone();
+        let mut d = backend.alternating(problem, columns, opts)?;
+        d.residual = raw
+            .iter()
+            .zip(&d.columns)
+            .map(|(v, x)| normal_residual(&problem.fes, problem.weights, v, x))
+            .fold(0.0, f64::max);
+        return Ok(d);
     }
     backend.krylov(problem, columns, opts)
 }
@@ -246,4 +254,26 @@ pub fn dummies(
         }
     });
     Ok(())
+}
+
+/// ‖D'W x‖ / ‖D'W v‖: how far `x` (a demeaned `v`) is from solving the fixed-effect normal
+/// equations (0 for an exact projection; 0 when `v` itself is in the span of the effects).
+pub fn normal_residual(fes: &[&FixedEffect], w: Option<&[f64]>, v: &[f64], x: &[f64]) -> f64 {
+    let norm = |u: &[f64]| -> f64 {
+        let mut total = 0.0;
+        for fe in fes {
+            let mut s = vec![0.0; fe.levels];
+            for (i, &g) in fe.ids.iter().enumerate() {
+                s[g as usize] += w.map_or(1.0, |w| w[i]) * u[i];
+            }
+            total += s.iter().map(|a| a * a).sum::<f64>();
+        }
+        total.sqrt()
+    };
+    let b = norm(v);
+    if b > 0.0 {
+        norm(x) / b
+    } else {
+        0.0
+    }
 }

@@ -4,12 +4,10 @@
 //!
 //! A replicate only needs the weighted Gram of its demeaned columns (y first). With the large
 //! effect's levels as contiguous runs of rows (the design is sorted by its largest effect), the
-//! Gram of the columns and the few-level effects' dummies, demeaned by the large effect, is
-//!
-//!   G̃ = Σ_i w_i v_i v_i' − Σ_g S_g S_g' / W_g,   S_g = Σ_{i∈g} w_i v_i,  W_g = Σ_{i∈g} w_i,
-//!
-//! accumulated in one pass over the rows with positive weight, and partialling the dummies out
-//! of G̃ (Frisch–Waugh–Lovell, pivoted Cholesky dropping dummies the large effect absorbs)
+//! columns are demeaned by their run means over the rows with positive weight (gathered once),
+//! their Gram formed by contiguous dot products, the few-level effects' dummies enter through
+//! per-row and per-run sums (Σ w d ṽ, and Σ w d d' − Σ_g s_g s_g' / W_g), and partialling the
+//! dummies out (Frisch–Waugh–Lovell, pivoted Cholesky dropping dummies the large effect absorbs)
 //! leaves exactly the Gram the exact demeaning path would produce. No column is copied, no
 //! level index rebuilt, no dummy materialised: the level structure and the full-sample
 //! residual columns (the warm start, whose within-level means are near zero, so the
@@ -17,6 +15,17 @@
 
 use crate::fe::FixedEffect;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
+
+/// Per-thread buffers of [`LevelRuns::gram`], reused across replicates (no allocation, no
+/// page faults per replicate).
+#[derive(Default)]
+pub struct Scratch {
+    rows: Vec<usize>,
+    ws: Vec<f64>,
+    starts: Vec<usize>,
+    demeaned: Vec<Vec<f64>>,
+    weighted: Vec<Vec<f64>>,
+}
 
 /// The shared part: the large effect (its levels contiguous) and the dummies' positions.
 pub struct LevelRuns<'a> {
@@ -58,74 +67,138 @@ impl<'a> LevelRuns<'a> {
 
     /// Lower-triangle weighted Gram (in [`crate::demean::pair_of`] order) of `columns`
     /// demeaned on every effect under weights `w`.
-    pub fn gram(&self, columns: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
+    ///
+    /// The rows with weight are gathered once (they keep the large effect's runs contiguous),
+    /// each column is demeaned by its run means, and the column block is formed by
+    /// contiguous dot products; the dummies' blocks come from per-row and per-run sums
+    /// (a dummy's cross product with a demeaned column needs no demeaning of the dummy: the
+    /// column is already orthogonal to every level of the large effect).
+    pub fn gram(&self, scratch: &mut Scratch, columns: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
         let c = columns.len();
         let m = c + self.dummies;
-        // full m×m lower triangle, row-major packed: index p(p+1)/2 + q
-        let tri = |p: usize, q: usize| p * (p + 1) / 2 + q;
+        let Scratch {
+            rows,
+            ws,
+            starts,
+            demeaned,
+            weighted,
+        } = scratch;
+        rows.clear();
+        rows.extend((0..w.len()).filter(|&i| w[i] > 0.0));
+        ws.clear();
+        ws.extend(rows.iter().map(|&i| w[i]));
+        starts.clear();
+        starts.push(0);
+        for j in 1..rows.len() {
+            if self.large.ids[rows[j]] != self.large.ids[rows[j - 1]] {
+                starts.push(j);
+            }
+        }
+        starts.push(rows.len());
+        // demeaned columns and their weighted copies, over the rows with weight
+        demeaned.resize_with(c, Vec::new);
+        weighted.resize_with(c, Vec::new);
+        for ((col, out), wout) in columns.iter().zip(demeaned.iter_mut()).zip(weighted.iter_mut()) {
+            out.clear();
+            for r in starts.windows(2) {
+                let (mut s, mut sw) = (0.0, 0.0);
+                for j in r[0]..r[1] {
+                    s += ws[j] * col[rows[j]];
+                    sw += ws[j];
+                }
+                let mean = if sw > 0.0 { s / sw } else { 0.0 };
+                out.extend((r[0]..r[1]).map(|j| col[rows[j]] - mean));
+            }
+            wout.clear();
+            wout.extend(out.iter().zip(ws.iter()).map(|(a, b)| a * b));
+        }
+        let (rows, ws, starts, demeaned, weighted) = (&*rows, &*ws, &*starts, &demeaned[..c], &weighted[..c]);
         let mut g = vec![0.0; m * (m + 1) / 2];
-        let mut s = vec![0.0; m];
-        let mut v = vec![0.0; c];
-        let mut present: Vec<usize> = Vec::with_capacity(self.small.len());
-        let mut wsum = 0.0;
-        let ids = &self.large.ids;
-        let n = ids.len();
-        let flush = |g: &mut Vec<f64>, s: &mut Vec<f64>, wsum: &mut f64| {
-            if *wsum > 0.0 {
-                let inv = 1.0 / *wsum;
-                for p in 0..m {
-                    let sp = s[p] * inv;
-                    if sp != 0.0 {
-                        for q in 0..=p {
-                            g[tri(p, q)] -= sp * s[q];
+        let tri = |p: usize, q: usize| {
+            if p >= q {
+                p * (p + 1) / 2 + q
+            } else {
+                q * (q + 1) / 2 + p
+            }
+        };
+        for p in 0..c {
+            for q in 0..=p {
+                g[tri(p, q)] = dot(&weighted[p], &demeaned[q]);
+            }
+        }
+        if self.dummies > 0 {
+            self.dummy_blocks(&mut g, c, rows, ws, starts, weighted);
+        }
+        partial_out_dummies(&g, c, m)
+    }
+
+    /// Fill the dummy rows of the packed Gram `g`: dummy × column (Σ w d ṽ) and dummy × dummy
+    /// (Σ w d d' − Σ_runs s s' / W, s the run's weighted dummy sums).
+    fn dummy_blocks(
+        &self,
+        g: &mut [f64],
+        c: usize,
+        rows: &[usize],
+        ws: &[f64],
+        starts: &[usize],
+        weighted: &[Vec<f64>],
+    ) {
+        let tri = |p: usize, q: usize| {
+            if p >= q {
+                p * (p + 1) / 2 + q
+            } else {
+                q * (q + 1) / 2 + p
+            }
+        };
+        let dummy_of = |k: usize, i: usize| -> Option<usize> {
+            let l = self.small[k].ids[i] as usize;
+            (l > 0).then(|| c + self.dummy_offset[k] + l - 1)
+        };
+        let mut run_sums: Vec<(usize, f64)> = Vec::new();
+        for r in starts.windows(2) {
+            run_sums.clear();
+            let mut wrun = 0.0;
+            for j in r[0]..r[1] {
+                let i = rows[j];
+                wrun += ws[j];
+                for k in 0..self.small.len() {
+                    let Some(d) = dummy_of(k, i) else { continue };
+                    for (p, wv) in weighted.iter().enumerate() {
+                        g[tri(d, p)] += wv[j];
+                    }
+                    for k2 in 0..=k {
+                        if let Some(e) = dummy_of(k2, i) {
+                            g[tri(d, e)] += ws[j];
                         }
+                    }
+                    match run_sums.iter_mut().find(|(x, _)| *x == d) {
+                        Some(e) => e.1 += ws[j],
+                        None => run_sums.push((d, ws[j])),
                     }
                 }
             }
-            s.iter_mut().for_each(|x| *x = 0.0);
-            *wsum = 0.0;
-        };
-        for i in 0..n {
-            if i > 0 && ids[i] != ids[i - 1] {
-                flush(&mut g, &mut s, &mut wsum);
-            }
-            let wi = w[i];
-            if wi <= 0.0 {
-                continue;
-            }
-            for (j, col) in columns.iter().enumerate() {
-                v[j] = col[i];
-            }
-            for p in 0..c {
-                let wp = wi * v[p];
-                s[p] += wp;
-                let row = tri(p, 0);
-                for q in 0..=p {
-                    g[row + q] += wp * v[q];
+            if wrun > 0.0 {
+                for a in 0..run_sums.len() {
+                    for b in 0..=a {
+                        g[tri(run_sums[a].0, run_sums[b].0)] -= run_sums[a].1 * run_sums[b].1 / wrun;
+                    }
                 }
             }
-            present.clear();
-            for (k, fe) in self.small.iter().enumerate() {
-                let l = fe.ids[i] as usize;
-                if l > 0 {
-                    present.push(c + self.dummy_offset[k] + l - 1);
-                }
-            }
-            for (a, &d) in present.iter().enumerate() {
-                s[d] += wi;
-                for p in 0..c {
-                    g[tri(d, p)] += wi * v[p];
-                }
-                for &e in &present[..=a] {
-                    let (hi, lo) = if d >= e { (d, e) } else { (e, d) };
-                    g[tri(hi, lo)] += wi;
-                }
-            }
-            wsum += wi;
         }
-        flush(&mut g, &mut s, &mut wsum);
-        partial_out_dummies(&g, c, m)
     }
+}
+
+/// `Σ a_i b_i` in four independent lanes (vectorises).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c

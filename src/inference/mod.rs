@@ -13,6 +13,7 @@ pub mod wild;
 use rayon::prelude::*;
 
 use crate::data::prepare::Design;
+use crate::demean::precond::Preconditioner;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::Result;
 use crate::fe::dof::effects_to_project;
@@ -55,6 +56,10 @@ pub struct Replicates<'a> {
     pub base_w: Vec<f64>,
     columns: Vec<Vec<f64>>,
     opts: DemeanOptions,
+    /// For structures CG solves on the CPU: the factored preconditioner of the full sample,
+    /// built once and used by every replicate (a preconditioner stays valid, if less sharp,
+    /// under other weights).
+    shared: Option<Preconditioner>,
 }
 
 impl<'a> Replicates<'a> {
@@ -74,6 +79,7 @@ impl<'a> Replicates<'a> {
                 base_w: w,
                 columns,
                 opts: *opts,
+                shared: None,
             });
         }
         let dm = demeaner
@@ -97,19 +103,77 @@ impl<'a> Replicates<'a> {
             })
             .fold(f64::INFINITY, f64::min);
         let tol = opts.tol * if ratio.is_finite() { ratio } else { 1.0 };
+        let shared = shared_preconditioner(&fes, &w, opts, demeaner)?;
         Ok(Replicates {
             fes,
             all_fes,
             base_w: w,
             columns: dm,
             opts: DemeanOptions { tol, ..*opts },
+            shared,
         })
     }
 
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
+        if let Some(m) = &self.shared {
+            return Ok(shared_cg_betas(&self.fes, &self.columns, weights, &self.opts, m)?);
+        }
         replicate_betas(&self.fes, &self.columns, weights, &self.opts, demeaner)
     }
+}
+
+/// The preconditioner replicates share: built on the CPU for structures that need CG (two or
+/// more effects to project, not one large beside few-level ones), from the base weights.
+fn shared_preconditioner(
+    fes: &[&FixedEffect],
+    w: &[f64],
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<Option<Preconditioner>> {
+    use crate::demean::strategy::{few_level_split, ladder};
+    use crate::demean::Solver;
+    let cg = matches!(opts.solver, Solver::Auto | Solver::CgBlock2 | Solver::CgSchwarz);
+    if demeaner.batches_lanes()
+        || fes.len() < 2
+        || !cg
+        || (opts.solver == Solver::Auto && few_level_split(fes).is_some())
+    {
+        return Ok(None);
+    }
+    let kind = *ladder(opts.solver, fes.len()).last().expect("a rung");
+    Ok(Some(Preconditioner::factored(kind, fes, Some(w), &[Some(w)])?))
+}
+
+/// β of every weight vector by CG over the full rows (zero weights kept, so the level
+/// structure and the shared preconditioner `m` apply unchanged), replicates in parallel.
+fn shared_cg_betas(
+    fes: &[&FixedEffect],
+    columns: &[Vec<f64>],
+    weights: &[Vec<f64>],
+    opts: &DemeanOptions,
+    m: &Preconditioner,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    use crate::demean::cpu::CpuOps;
+    use crate::demean::krylov::{pcg, FeOps};
+    weights
+        .par_iter()
+        .map(|w| {
+            let mut cols = columns.to_vec();
+            let mut ops = CpuOps::new(fes, Some(w), &mut cols);
+            let mut alpha = ops.zeros()?;
+            let o = pcg(&mut ops, m, &mut alpha, opts.tol, opts.max_iter, None)?;
+            if o.converged.iter().any(|&c| !c) {
+                return Err(crate::Error::Estimation(format!(
+                    "a replicate's demeaning did not converge in {} iterations (tolerance {:e}); no resampling result is reported",
+                    opts.max_iter, opts.tol
+                )));
+            }
+            ops.finish(&alpha)?;
+            drop(ops);
+            Ok(wls(&cols[0], &cols[1..], w))
+        })
+        .collect()
 }
 
 /// [`wls`] from the weighted cross products of (y, x…) (lower triangle, see
@@ -163,7 +227,9 @@ pub fn replicate_betas(
         {
             return Ok(weights
                 .par_iter()
-                .map(|w| wls_from_gram(&runs.gram(columns, w), columns.len()))
+                .map_init(fwl::Scratch::default, |s, w| {
+                    wls_from_gram(&runs.gram(s, columns, w), columns.len())
+                })
                 .collect());
         }
     }
