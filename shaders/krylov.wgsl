@@ -10,7 +10,9 @@
 //   scal[l]                     : R, a per-lane scalar (step length, β)
 //   inv_diag[r * total + j]     : R, Jacobi: 1 / (weight of level j) for replicate r
 // Kernels skip lanes whose lane_state is not 1 (converged lanes stop costing).
-//   gather      : obs ← obs ∘ ca[ids] with ∘ chosen by P.mode: 0 set, 1 add, 2 subtract
+//   gather      : obs ← obs ∘ ca[ids] with ∘ chosen by P.mode: 0 set, 1 add, 2 subtract,
+//                 3 obs ← xin − ca[ids] (the first effect of the final residual, written into a
+//                 NaN-poisoned output so that a kernel that did not run cannot pass unnoticed)
 //   level_sums  : cy[offset + g] ← Σ of level g's segment sums (no division: D'W t itself)
 //   axpy        : cy ← cy + scal · ca          xpay: cy ← ca + scal · cy
 //   copy        : cy ← ca                      jacobi: cy ← inv_diag ∘ ca
@@ -32,6 +34,7 @@ const DOT_CHUNK: u32 = 256u;
 @group(0) @binding(9) var<storage, read> inv_diag: array<R>;
 @group(0) @binding(10) var<storage, read_write> dots: array<R>;
 @group(0) @binding(11) var<storage, read> cb: array<R>;
+@group(0) @binding(12) var<storage, read> xin: array<R>;
 
 @compute @workgroup_size(64)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -45,8 +48,10 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
         obs[t] = v;
     } else if (P.mode == 1u) {
         obs[t] = r_add(obs[t], v);
-    } else {
+    } else if (P.mode == 2u) {
         obs[t] = r_sub(obs[t], v);
+    } else {
+        obs[t] = r_sub(xin[t], v);
     }
 }
 

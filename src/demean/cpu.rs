@@ -18,6 +18,7 @@ use super::precond::{Layout, Preconditioner};
 use super::{strategy, Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::Result;
 use crate::fe::FixedEffect;
+use crate::linalg::dot;
 
 /// The exact f64 CPU backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -330,11 +331,6 @@ impl FeOps for CpuOps<'_> {
         });
         Ok(())
     }
-}
-
-/// `Σ a_i b_i`.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::fe::FixedEffect;
 use crate::gpu::buffers::{
     decode_real, encode_reals, poisoned, read_back, read_back_with, scratch, storage, uniform, REAL_BYTES,
 };
-use crate::gpu::pipelines::{grid, Kernels, Params, WeightStorage, REDUCE_CHUNK, ROW_STRIDE};
+use crate::gpu::pipelines::{bind_group, grid, Kernels, Params, WeightStorage, REDUCE_CHUNK, ROW_STRIDE};
 use crate::gpu::{GpuContext, Precision};
 
 /// Longest run of observations one thread sums.
@@ -376,20 +376,7 @@ impl GpuDemeaner {
         let scale_params = uniform(ctx, "scale params", &Params { mode: 0, ..base })?;
         let it_params = uniform(ctx, "iteration params", &Params { mode: 1, ..base })?;
 
-        let bind = |pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| -> wgpu::BindGroup {
-            let entries: Vec<wgpu::BindGroupEntry> = entries
-                .iter()
-                .map(|(b, buf)| wgpu::BindGroupEntry {
-                    binding: *b,
-                    resource: buf.as_entire_binding(),
-                })
-                .collect();
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipe.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        };
+        let bind = |pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| bind_group(ctx, pipe, entries);
         let k = if compact { &self.kernels_f16 } else { &self.kernels };
         let sweep_groups: Vec<[wgpu::BindGroup; 3]> = dev_fes
             .iter()

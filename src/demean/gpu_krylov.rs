@@ -23,7 +23,7 @@ use super::{strategy, Absorb, DemeanOptions, Demeaned};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{decode_reals, encode_reals, poisoned, read_back, scratch, storage, uniform, REAL_BYTES};
-use crate::gpu::pipelines::{grid, Params, ROW_STRIDE};
+use crate::gpu::pipelines::{bind_group, grid, Params, ROW_STRIDE};
 
 /// Coefficients per chunk of a device dot product (must match `DOT_CHUNK` in krylov.wgsl).
 const DOT_CHUNK: usize = 256;
@@ -75,8 +75,10 @@ pub struct GpuOps<'g> {
     layout: Layout,
     fes: Vec<DeviceFe>,
     scales: Vec<f64>,
-    /// the lanes' columns (become the demeaned columns)
+    /// the lanes' columns
     x: wgpu::Buffer,
+    /// the demeaned columns, once [`FeOps::finish`] has run (NaN-poisoned before)
+    out: Option<wgpu::Buffer>,
     /// observation scratch (D p)
     t: wgpu::Buffer,
     weights: wgpu::Buffer,
@@ -140,6 +142,7 @@ impl<'g> GpuOps<'g> {
             fes: dev_fes,
             scales,
             x,
+            out: None,
             diagonals: HashMap::new(),
         })
     }
@@ -165,18 +168,7 @@ impl<'g> GpuOps<'g> {
     }
 
     fn bind(&self, pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = entries
-            .iter()
-            .map(|(b, buf)| wgpu::BindGroupEntry {
-                binding: *b,
-                resource: buf.as_entire_binding(),
-            })
-            .collect();
-        self.g.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipe.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        bind_group(&self.g.ctx, pipe, entries)
     }
 
     /// Record and submit `(pipeline, bind group, threads)` dispatches in order.
@@ -242,7 +234,8 @@ impl<'g> GpuOps<'g> {
         Ok(())
     }
 
-    /// `obs ← (set | add | subtract) D coef`, effect by effect (`first_mode` for the first).
+    /// `obs ← (set | add | subtract | x −) D coef`, effect by effect (`first_mode` for the first;
+    /// see krylov.wgsl). `obs` must not be the columns `x`, which the kernel reads.
     fn gather(&self, coef: &wgpu::Buffer, obs: &wgpu::Buffer, first_mode: u32, then_mode: u32) -> Result<()> {
         let k = &self.g.kernels.krylov;
         let mut steps = Vec::new();
@@ -250,7 +243,14 @@ impl<'g> GpuOps<'g> {
             let prm = self.params(f.levels, f.n_seg, off, if e == 0 { first_mode } else { then_mode }, 0)?;
             let bg = self.bind(
                 &k.gather,
-                &[(0, &prm), (1, obs), (2, &f.ids), (3, coef), (4, &self.state)],
+                &[
+                    (0, &prm),
+                    (1, obs),
+                    (2, &f.ids),
+                    (3, coef),
+                    (4, &self.state),
+                    (12, &self.x),
+                ],
             );
             steps.push((&k.gather, bg, (self.n * self.lanes) as u64));
         }
@@ -283,7 +283,11 @@ impl<'g> GpuOps<'g> {
     /// The demeaned columns, unscaled, replicate by replicate (`lanes` vectors).
     pub fn read_columns(&self) -> Result<Vec<Vec<f64>>> {
         let bytes = (self.lanes * self.n) as u64 * REAL_BYTES;
-        let words = read_back(&self.g.ctx, &self.x, 0, bytes, "CG demeaning")?;
+        let out = self
+            .out
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("the CG result was read before it was formed".into()))?;
+        let words = read_back(&self.g.ctx, out, 0, bytes, "CG demeaning")?;
         let all = decode_reals(&words, self.g.precision);
         let mut out = Vec::with_capacity(self.lanes);
         for (l, lane) in all.chunks(self.n).enumerate() {
@@ -405,6 +409,13 @@ impl FeOps for GpuOps<'_> {
 
     fn finish(&mut self, alpha: &DeviceCoef) -> Result<()> {
         self.set_active(&vec![true; self.lanes])?;
-        self.gather(&alpha.0, &self.x, 2, 2)
+        let out = poisoned(
+            &self.g.ctx,
+            "CG demeaned columns",
+            (self.lanes * self.n) as u64 * REAL_BYTES,
+        )?;
+        self.gather(&alpha.0, &out, 3, 2)?;
+        self.out = Some(out);
+        Ok(())
     }
 }

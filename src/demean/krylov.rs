@@ -51,6 +51,23 @@ const MAX_RESTARTS: usize = 4;
 /// tolerance a user asks for, where only rounding remains.
 const FLOOR: f64 = 1e-11;
 
+/// `t = b − Aα` (computed afresh, `q` is scratch) for the active lanes, and ‖t‖ / ‖b‖ per lane.
+fn true_residual<K: FeOps>(
+    ops: &mut K,
+    alpha: &K::Coef,
+    b: &K::Coef,
+    q: &mut K::Coef,
+    b_norm: &[f64],
+) -> crate::Result<(K::Coef, Vec<f64>)> {
+    ops.normal(alpha, q)?;
+    let mut t = ops.zeros()?;
+    ops.copy(b, &mut t)?;
+    ops.axpy(&vec![-1.0; b_norm.len()], q, &mut t)?;
+    let tt = ops.dot(&t, &t)?;
+    let rel = tt.iter().zip(b_norm).map(|(x, n)| x.sqrt() / n).collect();
+    Ok((t, rel))
+}
+
 /// Whether a lane whose relative residuals so far are `history` would still be above `tol`
 /// after `budget` iterations at its recent rate (over the second half of its history: CG's
 /// first steps remove the easy directions fast, so the early rate flatters it).
@@ -167,16 +184,12 @@ pub fn pcg<K: FeOps>(
         if check.iter().any(|&c| c) {
             // confirm on the true residual b − Aα
             ops.set_active(&check)?;
-            ops.normal(alpha, &mut q)?;
-            let mut t = ops.zeros()?;
-            ops.copy(&b, &mut t)?;
-            ops.axpy(&vec![-1.0; lanes], &q, &mut t)?;
-            let tt = ops.dot(&t, &t)?;
+            let (t, true_rel) = true_residual(ops, alpha, &b, &mut q, &b_norm)?;
             for l in 0..lanes {
                 if !check[l] {
                     continue;
                 }
-                let rel = tt[l].sqrt() / b_norm[l];
+                let rel = true_rel[l];
                 out.residual[l] = rel;
                 restarts[l] += 1;
                 if rel <= tol {
@@ -223,14 +236,10 @@ pub fn pcg<K: FeOps>(
     // lanes that ran out of iterations: report their true residual
     if active.iter().any(|&a| a) {
         ops.set_active(&active)?;
-        ops.normal(alpha, &mut q)?;
-        let mut t = ops.zeros()?;
-        ops.copy(&b, &mut t)?;
-        ops.axpy(&vec![-1.0; lanes], &q, &mut t)?;
-        let tt = ops.dot(&t, &t)?;
+        let (_, true_rel) = true_residual(ops, alpha, &b, &mut q, &b_norm)?;
         for l in 0..lanes {
             if active[l] {
-                out.residual[l] = tt[l].sqrt() / b_norm[l];
+                out.residual[l] = true_rel[l];
             }
         }
     }

@@ -167,3 +167,19 @@ pub fn grid(threads: u64) -> (u32, u32) {
         (65_535, groups.div_ceil(65_535) as u32)
     }
 }
+
+/// A bind group for `pipe`'s layout with `(binding, buffer)` entries (whole buffers).
+pub fn bind_group(ctx: &GpuContext, pipe: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = entries
+        .iter()
+        .map(|(b, buf)| wgpu::BindGroupEntry {
+            binding: *b,
+            resource: buf.as_entire_binding(),
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}

@@ -14,7 +14,7 @@
 //! subtraction loses nothing) are shared by every replicate.
 
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
+use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 
 /// Per-thread buffers of [`LevelRuns::gram`], reused across replicates (no allocation, no
 /// page faults per replicate).
@@ -186,19 +186,6 @@ impl<'a> LevelRuns<'a> {
             }
         }
     }
-}
-
-/// `Σ a_i b_i` in four independent lanes (vectorises).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..4 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c
