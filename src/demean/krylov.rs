@@ -69,15 +69,15 @@ fn true_residual<K: FeOps>(
 }
 
 /// Whether a lane whose relative residuals so far are `history` would still be above `tol`
-/// after `budget` iterations at its recent rate (over the second half of its history: CG's
-/// first steps remove the easy directions fast, so the early rate flatters it).
+/// after `budget` iterations at its latest rate (over its last two steps: CG's first steps
+/// remove the easy directions fast, so any longer average flatters a lane about to stall).
 fn too_slow(history: &[f64], tol: f64, budget: usize) -> bool {
     let it = history.len();
     if it < 4 {
         return false;
     }
-    let (a, b) = (history[it / 2 - 1], history[it - 1]);
-    let rate = (b / a).ln() / (it - it / 2) as f64;
+    let (a, b) = (history[it - 3], history[it - 1]);
+    let rate = (b / a).ln() / 2.0;
     rate >= 0.0 || !rate.is_finite() || it as f64 + (tol / b).ln() / rate > budget as f64
 }
 
@@ -93,7 +93,7 @@ pub struct KrylovOutcome {
 /// Solve every lane with preconditioner `m`, starting from `alpha` (zero or a warm start),
 /// for at most `max_iter` iterations; `alpha` ends as the solution.
 ///
-/// `probe`: from this many iterations on (every fourth), a lane whose residual is falling too
+/// `probe`: from this many iterations on (every second), a lane whose residual is falling too
 /// slowly to reach `tol` within `max_iter` at its recent geometric rate is stopped
 /// (unconverged), so that a stronger preconditioner can take over before the budget is spent.
 pub fn pcg<K: FeOps>(
@@ -175,7 +175,7 @@ pub fn pcg<K: FeOps>(
             let rel = rr[l].sqrt() / b_norm[l];
             if rel <= tol || pq[l] <= 0.0 || !rel.is_finite() {
                 check[l] = true;
-            } else if probe.is_some_and(|p| it >= p && it % 4 == 0) && too_slow(&history[l], tol, max_iter) {
+            } else if probe.is_some_and(|p| it >= p && it % 2 == 0) && too_slow(&history[l], tol, max_iter) {
                 active[l] = false;
                 out.residual[l] = rel;
             }

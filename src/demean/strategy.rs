@@ -40,10 +40,10 @@ pub enum Solver {
 }
 
 /// Jacobi-preconditioned iterations before a lane climbs to the factored preconditioner.
-pub const JACOBI_BUDGET: usize = 40;
+pub const JACOBI_BUDGET: usize = 25;
 /// Iterations after which a lane whose Jacobi residual falls too slowly to meet the tolerance
 /// within [`JACOBI_BUDGET`] climbs at once.
-pub const JACOBI_PROBE: usize = 8;
+pub const JACOBI_PROBE: usize = 6;
 /// Most dummy columns [`dummies`] builds.
 pub const MAX_DUMMIES: usize = 32;
 
@@ -135,13 +135,23 @@ pub fn run_ladder<K: FeOps>(
         } else {
             JACOBI_BUDGET.min(opts.max_iter)
         };
+        let t0 = std::time::Instant::now();
         let m = match kind {
             Kind::Jacobi => Preconditioner::jacobi(fes, weights),
             _ => Preconditioner::factored(kind, fes, weights[0], weights)?,
         };
+        let built = t0.elapsed().as_secs_f64();
         used.push(kind.name().to_string());
         let probe = (!last).then_some(JACOBI_PROBE);
         let o = pcg(ops, &m, &mut alpha, opts.tol, budget, probe)?;
+        if std::env::var_os("FEGPU_TIMING").is_some() {
+            eprintln!(
+                "timing: cg {:<8} build {built:.3} s, {} iterations {:.3} s",
+                kind.name(),
+                o.iterations.iter().max().unwrap_or(&0),
+                t0.elapsed().as_secs_f64() - built
+            );
+        }
         spent += o.iterations.iter().copied().max().unwrap_or(0);
         let done = o.converged.iter().all(|&c| c);
         outcome = Some(match outcome {
