@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use fegpu::backend::{choose, Backend};
 use fegpu::data::{demo, load};
 use fegpu::demean::{DemeanOptions, Solver};
-use fegpu::estimate::{fit, FitOptions, Ssc, VcovSpec};
+use fegpu::estimate::{fit, fit_last, FitOptions, Ssc, VcovSpec};
 use fegpu::formula;
 use fegpu::gpu::{list_adapters, Precision};
 use fegpu::report::{render, Format, Stat};
@@ -411,8 +411,13 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let cells = table.nrows() * models.iter().map(|m| m.rhs.len() + 1).max().unwrap_or(1);
     let demeaner = choose(a.backend, a.precision, cells, &mut |n| eprintln!("note: {n}"))?;
     let mut results = Vec::new();
-    for m in &models {
-        let r = fit(&table, m, &opts, demeaner.as_ref())?;
+    let mut table = Some(table);
+    for (k, m) in models.iter().enumerate() {
+        let r = if k + 1 == models.len() {
+            fit_last(table.take().expect("the table"), m, &opts, demeaner.as_ref())?
+        } else {
+            fit(table.as_ref().expect("the table"), m, &opts, demeaner.as_ref())?
+        };
         for n in &r.notes {
             eprintln!("note ({}): {n}", m.formula);
         }

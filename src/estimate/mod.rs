@@ -6,5 +6,5 @@ pub mod iv;
 pub mod ols;
 pub mod vcov;
 
-pub use fit::{fit, fit_design, Coefficient, FitOptions, FitResult};
+pub use fit::{fit, fit_design, fit_last, Coefficient, FitOptions, FitResult};
 pub use vcov::{Ssc, VcovSpec};
