@@ -23,6 +23,7 @@ pub struct Scratch {
     rows: Vec<usize>,
     ws: Vec<f64>,
     starts: Vec<usize>,
+    inv: Vec<f64>,
     demeaned: Vec<Vec<f64>>,
     weighted: Vec<Vec<f64>>,
 }
@@ -80,6 +81,7 @@ impl<'a> LevelRuns<'a> {
             rows,
             ws,
             starts,
+            inv,
             demeaned,
             weighted,
         } = scratch;
@@ -95,19 +97,26 @@ impl<'a> LevelRuns<'a> {
             }
         }
         starts.push(rows.len());
-        // demeaned columns and their weighted copies, over the rows with weight
+        // demeaned columns and their weighted copies, over the rows with weight, column by
+        // column (contiguous streams); the runs' inverse weights are shared by every column
+        inv.clear();
+        inv.extend(starts.windows(2).map(|r| {
+            let sw: f64 = ws[r[0]..r[1]].iter().sum();
+            if sw > 0.0 {
+                1.0 / sw
+            } else {
+                0.0
+            }
+        }));
         demeaned.resize_with(c, Vec::new);
         weighted.resize_with(c, Vec::new);
         for ((col, out), wout) in columns.iter().zip(demeaned.iter_mut()).zip(weighted.iter_mut()) {
             out.clear();
-            for r in starts.windows(2) {
-                let (mut s, mut sw) = (0.0, 0.0);
-                for j in r[0]..r[1] {
-                    s += ws[j] * col[rows[j]];
-                    sw += ws[j];
-                }
-                let mean = if sw > 0.0 { s / sw } else { 0.0 };
-                out.extend((r[0]..r[1]).map(|j| col[rows[j]] - mean));
+            out.extend(rows.iter().map(|&i| col[i]));
+            for (r, &iv) in starts.windows(2).zip(inv.iter()) {
+                let run = &mut out[r[0]..r[1]];
+                let mean = run.iter().zip(&ws[r[0]..r[1]]).map(|(v, w)| v * w).sum::<f64>() * iv;
+                run.iter_mut().for_each(|v| *v -= mean);
             }
             wout.clear();
             wout.extend(out.iter().zip(ws.iter()).map(|(a, b)| a * b));
@@ -163,8 +172,10 @@ impl<'a> LevelRuns<'a> {
                 wrun += ws[j];
                 for k in 0..self.small.len() {
                     let Some(d) = dummy_of(k, i) else { continue };
-                    for (p, wv) in weighted.iter().enumerate() {
-                        g[tri(d, p)] += wv[j];
+                    // (d > every column index: its row of the packed triangle is contiguous)
+                    let row = &mut g[d * (d + 1) / 2..d * (d + 1) / 2 + c];
+                    for (gp, wv) in row.iter_mut().zip(weighted) {
+                        *gp += wv[j];
                     }
                     for k2 in 0..=k {
                         if let Some(e) = dummy_of(k2, i) {

@@ -61,9 +61,14 @@ pub fn permutation_first_group(seed: u64, replicate: u32, units: usize, n_first:
     let mut order: Vec<(u32, u32)> = (0..units as u32)
         .map(|u| (draw(seed, stream::PERMUTATION, replicate, u), u))
         .collect();
-    order.sort_unstable();
+    // the n_first smallest (draw, unit) pairs — all distinct, so the set is the one a full sort
+    // would give — in O(units)
+    let k = n_first.min(units);
+    if k > 0 && k < units {
+        order.select_nth_unstable(k - 1);
+    }
     let mut first = vec![false; units];
-    for &(_, u) in &order[..n_first.min(units)] {
+    for &(_, u) in &order[..k] {
         first[u as usize] = true;
     }
     first
