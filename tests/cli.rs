@@ -529,3 +529,44 @@ fn boot_and_bdiff_commands_run_and_plot() {
         "must be 0/1",
     );
 }
+
+/// A demeaning that cannot converge in the iterations allowed is a WARNING in the table of every
+/// format and `converged: false` with the final residual in JSON; `--solver` and `--tol` take
+/// only valid values.
+#[test]
+fn non_convergence_is_loud_in_every_format() {
+    let dir = tmpdir("nonconv");
+    let data = dir.join("difficult.csv");
+    let d = data.to_str().unwrap();
+    assert!(fegpu(&["demo", "--design", "difficult", "--rows", "4000", "--out", d])
+        .status
+        .success());
+    let f = "y ~ x1 + x2 | id_indiv + id_firm + id_year";
+    let slow = ["--solver", "cg-jacobi", "--maxiter", "2"];
+    for format in ["text", "markdown", "latex", "csv"] {
+        let out = fegpu(&[&["fit", d, f, "--format", format][..], &slow[..]].concat());
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("WARNING") && text.contains("did not converge"),
+            "{format}: {text}"
+        );
+    }
+    let out = fegpu(&[&["fit", d, f, "--format", "json"][..], &slow[..]].concat());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["models"][0];
+    assert_eq!(m["converged"], false);
+    assert_eq!(m["solver"], "cg");
+    assert!(m["demean_residual"].as_f64().unwrap() > 1e-8);
+    // converged: the same fields, residual within the tolerance
+    let out = fegpu(&["fit", d, f, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["models"][0];
+    assert_eq!(m["converged"], true);
+    assert!(m["demean_residual"].as_f64().unwrap() <= 1e-8);
+    assert!(m["preconditioner"].as_str().unwrap().starts_with("jacobi"));
+    for bad in [["--tol", "nan"], ["--tol", "0"], ["--tol", "inf"], ["--solver", "fast"]] {
+        let out = fegpu(&[&["fit", d, f][..], &bad[..]].concat());
+        assert!(!out.status.success(), "{bad:?} was accepted");
+    }
+}

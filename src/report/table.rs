@@ -155,6 +155,16 @@ impl Grid {
             "Small-sample convention: {}. * p<0.10, ** p<0.05, *** p<0.01.",
             sscs.join(", ")
         ));
+        // a model whose demeaning did not converge says so in the table itself, whatever the format
+        for (j, r) in results.iter().enumerate() {
+            for n in r.notes.iter().filter(|n| n.starts_with("WARNING")) {
+                notes.push(if results.len() > 1 {
+                    format!("({}) {n}", j + 1)
+                } else {
+                    n.clone()
+                });
+            }
+        }
         Grid {
             header,
             sections,
