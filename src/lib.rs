@@ -1,12 +1,14 @@
-//! fegpu: high-dimensional fixed-effect regressions with an exact f64 CPU path (and, in later
-//! issues, WGSL GPU sweeps).
+//! fegpu: high-dimensional fixed-effect regressions with an exact f64 CPU path and WGSL GPU
+//! kernels behind one solver.
 //!
 //! Data flows one way: [`data::load`] (CSV/Parquet through polars, only the used columns) →
 //! [`data::prepare`] (formula terms, missing values, singletons) → [`demean`] (partialling out
 //! the fixed effects, behind the [`demean::Demeaner`] trait) → [`estimate`] (OLS, variance,
 //! small-sample conventions) → [`report`] (text, Markdown, LaTeX, CSV, JSON tables).
-//! The demeaning runs on the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or
-//! DX12 GPU ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
+//! The demeaning method is chosen once above the backends ([`demean::strategy`]: exact passes,
+//! or preconditioned conjugate gradients written once in [`demean::krylov`]); the kernels run on
+//! the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or DX12 GPU
+//! ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
 
 pub mod backend;
 pub mod bench;

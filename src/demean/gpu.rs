@@ -1,5 +1,8 @@
-//! The GPU demeaner: the CPU algorithm (weighted group-mean sweeps, Irons–Tuck every two
-//! sweeps, per-lane convergence) run for many lanes at once in WGSL.
+//! The GPU demeaner. Its kernels for the method [`super::strategy`] chooses: the conjugate-
+//! gradient kernels live in [`super::gpu_krylov`]; this file holds the device's single-effect
+//! pass and alternating projections (weighted group-mean sweeps, Irons–Tuck every two sweeps,
+//! per-lane convergence) run for many lanes at once in WGSL — `--solver ap`, the one exact
+//! pass, and replicate batches of one large effect beside few-level ones.
 //!
 //! * **Lanes.** A batch is `columns × replicates` lanes, laid out lane-major
 //!   (`x[lane * n + i]`, lane = replicate · columns + column). One dispatch works on every lane:
