@@ -29,7 +29,8 @@ use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{
-    decode_real, encode_reals, poisoned, read_back, read_back_with, scratch, storage, uniform, REAL_BYTES,
+    decode_real, encode_reals, poisoned, power_of_two_scale, read_back, read_back_with, scratch, storage, uniform,
+    REAL_BYTES,
 };
 use crate::gpu::pipelines::{bind_group, grid, Kernels, Params, WeightStorage, REDUCE_CHUNK, ROW_STRIDE};
 use crate::gpu::{GpuContext, Precision};
@@ -190,17 +191,7 @@ impl GpuDemeaner {
             }
         }
         // Exact power-of-two scaling per column keeps df64 parts away from denormals.
-        let scales: Vec<f64> = columns
-            .iter()
-            .map(|col| {
-                let rms = (col.iter().map(|v| v * v).sum::<f64>() / n as f64).sqrt();
-                if rms > 0.0 && rms.is_finite() {
-                    2f64.powi(rms.log2().round() as i32)
-                } else {
-                    1.0
-                }
-            })
-            .collect();
+        let scales: Vec<f64> = columns.iter().map(|col| power_of_two_scale(col)).collect();
         let dev_fes: Vec<DeviceFe> = fes.iter().map(|fe| self.upload_fe(fe)).collect::<Result<_>>()?;
 
         // Replicates per batch: three copies of every lane plus weights within the budget and

@@ -22,7 +22,9 @@ use super::precond::{Layout, Preconditioner};
 use super::{strategy, Absorb, DemeanOptions, Demeaned};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
-use crate::gpu::buffers::{decode_reals, encode_reals, poisoned, read_back, scratch, storage, uniform, REAL_BYTES};
+use crate::gpu::buffers::{
+    decode_reals, encode_reals, poisoned, power_of_two_scale, read_back, scratch, storage, uniform, REAL_BYTES,
+};
 use crate::gpu::pipelines::{bind_group, grid, Params, ROW_STRIDE};
 
 /// Coefficients per chunk of a device dot product (must match `DOT_CHUNK` in krylov.wgsl).
@@ -300,16 +302,6 @@ impl<'g> GpuOps<'g> {
             out.push(lane.iter().map(|v| v * s).collect());
         }
         Ok(out)
-    }
-}
-
-/// The power of two nearest the column's root mean square (1 for a zero column).
-fn power_of_two_scale(col: &[f64]) -> f64 {
-    let rms = (col.iter().map(|v| v * v).sum::<f64>() / col.len().max(1) as f64).sqrt();
-    if rms > 0.0 && rms.is_finite() {
-        2f64.powi(rms.log2().round() as i32)
-    } else {
-        1.0
     }
 }
 

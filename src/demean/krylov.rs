@@ -213,8 +213,7 @@ pub fn pcg<K: FeOps>(
             }
             // the other lanes go on below; restarting lanes are set up afresh next iteration
         }
-        let z_needed = active.clone();
-        ops.set_active(&z_needed)?;
+        ops.set_active(&active)?;
         ops.precondition(m, &r, &mut z)?;
         let rz_new = ops.dot(&r, &z)?;
         let beta: Vec<f64> = (0..lanes)

@@ -196,3 +196,14 @@ pub fn read_back_with<R>(
     staging.unmap();
     Ok(out)
 }
+
+/// The power of two nearest the column's root mean square (1 for a zero column): columns travel
+/// divided by it (exact), so df64 parts stay clear of f32 denormals.
+pub fn power_of_two_scale(col: &[f64]) -> f64 {
+    let rms = (col.iter().map(|v| v * v).sum::<f64>() / col.len().max(1) as f64).sqrt();
+    if rms > 0.0 && rms.is_finite() {
+        2f64.powi(rms.log2().round() as i32)
+    } else {
+        1.0
+    }
+}
