@@ -296,7 +296,83 @@ fn a_column_that_cannot_converge_is_reported() {
         max_iter: 3,
         solver: Solver::CgJacobi,
     };
-    let d = CpuDemeaner.demean(&problem, cols, &o).unwrap();
+    let d = CpuDemeaner.demean(&problem, cols.clone(), &o).unwrap();
     assert_eq!(d.not_converged, vec![0, 1, 2]);
     assert!(d.residual > 1e-12 && d.residual.is_finite());
+    // the reported residual is the true one of the returned columns
+    let refs: Vec<&FixedEffect> = fes.iter().collect();
+    let truth = cols
+        .iter()
+        .zip(&d.columns)
+        .map(|(v, x)| normal_residual(&refs, None, v, x))
+        .fold(0.0, f64::max);
+    assert!(
+        (d.residual - truth).abs() <= 1e-6 * truth,
+        "reported {} vs true {truth}",
+        d.residual
+    );
+}
+
+/// `D'WD u` for the effects `fes` (coefficients concatenated in order).
+fn normal_apply(fes: &[&FixedEffect], w: &[f64], u: &[f64]) -> Vec<f64> {
+    let offsets: Vec<usize> = fes
+        .iter()
+        .scan(0, |o, f| {
+            let r = *o;
+            *o += f.levels;
+            Some(r)
+        })
+        .collect();
+    let mut out = vec![0.0; u.len()];
+    for i in 0..w.len() {
+        let t: f64 = fes
+            .iter()
+            .zip(&offsets)
+            .map(|(f, o)| u[o + f.ids[i] as usize])
+            .sum::<f64>()
+            * w[i];
+        for (f, o) in fes.iter().zip(&offsets) {
+            out[o + f.ids[i] as usize] += t;
+        }
+    }
+    out
+}
+
+/// What each rung computes: Jacobi divides by the level weights; the two-effect block, with a
+/// smaller effect under the exact-factor threshold, inverts D'WD on its range (A M⁻¹ A = A).
+#[test]
+fn jacobi_divides_by_level_weights_and_block2_inverts_two_effects() {
+    let (fes, _, w) = chain(1_200, 7, false);
+    let two: Vec<&FixedEffect> = vec![&fes[0], &fes[1]];
+    let p: usize = two.iter().map(|f| f.levels).sum();
+    let mut s = Stream::new(3, 3);
+    let u: Vec<f64> = (0..p).map(|_| s.normal()).collect();
+    let ws = [Some(w.as_slice())];
+    let jac = Preconditioner::jacobi(&two, &ws);
+    let mut z = vec![0.0; p];
+    jac.apply(0, &u, &mut z).unwrap();
+    let mut k = 0;
+    for f in &two {
+        let mut sums = vec![0.0; f.levels];
+        for (i, &g) in f.ids.iter().enumerate() {
+            sums[g as usize] += w[i];
+        }
+        for g in 0..f.levels {
+            let want = if sums[g] > 0.0 { u[k] / sums[g] } else { 0.0 };
+            assert!((z[k] - want).abs() <= 1e-12 * want.abs().max(1e-12), "jacobi at {k}");
+            k += 1;
+        }
+    }
+    let block = Preconditioner::factored(Kind::Block2, &two, ws[0], &ws).unwrap();
+    let au = normal_apply(&two, &w, &u);
+    let mut m_au = vec![0.0; p];
+    block.apply(0, &au, &mut m_au).unwrap();
+    let a_m_au = normal_apply(&two, &w, &m_au);
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let gap: Vec<f64> = a_m_au.iter().zip(&au).map(|(a, b)| a - b).collect();
+    assert!(
+        norm(&gap) <= 1e-8 * norm(&au),
+        "A M⁻¹ A u − A u: {:e}",
+        norm(&gap) / norm(&au)
+    );
 }
