@@ -41,14 +41,14 @@ pub const SEGMENT: usize = 256;
 const ROUNDS_PER_CHECK: usize = 4;
 
 /// The CSR view of one fixed effect on the device.
-pub(super) struct DeviceFe {
-    pub(super) levels: u32,
-    pub(super) n_seg: u32,
-    pub(super) ids: wgpu::Buffer,
-    pub(super) order: wgpu::Buffer,
-    pub(super) seg_start: wgpu::Buffer,
-    pub(super) seg_end: wgpu::Buffer,
-    pub(super) level_seg: wgpu::Buffer,
+pub(crate) struct DeviceFe {
+    pub(crate) levels: u32,
+    pub(crate) n_seg: u32,
+    pub(crate) ids: wgpu::Buffer,
+    pub(crate) order: wgpu::Buffer,
+    pub(crate) seg_start: wgpu::Buffer,
+    pub(crate) seg_end: wgpu::Buffer,
+    pub(crate) level_seg: wgpu::Buffer,
 }
 
 /// GPU backend.
@@ -56,7 +56,7 @@ pub struct GpuDemeaner {
     pub(super) ctx: GpuContext,
     pub(super) precision: Precision,
     /// Kernels reading weights stored as reals, and as f16.
-    pub(super) kernels: Kernels,
+    pub(crate) kernels: Kernels,
     kernels_f16: Kernels,
     /// Bytes of device memory one batch may use (lanes are split to stay below).
     pub memory_budget: u64,
@@ -93,7 +93,7 @@ impl GpuDemeaner {
         self.precision
     }
 
-    pub(super) fn upload_fe(&self, fe: &FixedEffect) -> Result<DeviceFe> {
+    pub(crate) fn upload_fe(&self, fe: &FixedEffect) -> Result<DeviceFe> {
         let n = fe.ids.len();
         let g = fe.levels;
         // counting sort: observations by level
@@ -646,6 +646,10 @@ impl Demeaner for GpuDemeaner {
     /// sent every replicate through a separate device call).
     fn batches_lanes(&self) -> bool {
         true
+    }
+
+    fn gpu(&self) -> Option<&GpuDemeaner> {
+        Some(self)
     }
 
     fn demean_batch(

@@ -134,6 +134,12 @@ pub trait Demeaner: Send + Sync {
         false
     }
 
+    /// The GPU behind this backend, for engines that keep data resident on it
+    /// ([`crate::inference::device`]).
+    fn gpu(&self) -> Option<&GpuDemeaner> {
+        None
+    }
+
     /// Demean `columns` under each weight vector (the replicate engine's batch: columns ×
     /// replicates). The default runs the replicates one after another; backends batch them.
     fn demean_batch(

@@ -84,7 +84,7 @@ pub struct KrylovKernels {
     pub dot_finish: wgpu::ComputePipeline,
 }
 
-fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
+pub fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let m = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
@@ -96,7 +96,7 @@ fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgp
     Ok(m)
 }
 
-fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
+pub fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let p = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
@@ -112,15 +112,21 @@ fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgp
     Ok(p)
 }
 
+/// The uniform parameters and the real-number prelude of `precision`, which every kernel
+/// family is compiled after.
+pub fn real_prelude(precision: Precision) -> String {
+    format!(
+        "{PARAMS}\n{}",
+        match precision {
+            Precision::Df64 => PRELUDE_DF64,
+            Precision::F64 => PRELUDE_F64,
+        }
+    )
+}
+
 impl Kernels {
     pub fn new(ctx: &GpuContext, precision: Precision, weights: WeightStorage) -> Result<Kernels> {
-        let real = format!(
-            "{PARAMS}\n{}",
-            match precision {
-                Precision::Df64 => PRELUDE_DF64,
-                Precision::F64 => PRELUDE_F64,
-            }
-        );
+        let real = real_prelude(precision);
         let with_weights = format!(
             "{real}\n{}",
             match weights {

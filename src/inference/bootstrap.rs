@@ -72,7 +72,10 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
         .flatten()
         .ok_or_else(|| Error::Estimation("the model is collinear".into()))?;
     let unit_stats = super::permutation::UnitStats::build(design, &cl.ids, g, demeaner, &opts.demean)?;
-    let per_rep = if demeaner.batches_lanes() {
+    let device_draws = shared.on_device() && unit_stats.is_none();
+    let per_rep = if device_draws {
+        64
+    } else if demeaner.batches_lanes() {
         n as u64 * 8
     } else {
         (k as u64 + 1) * n as u64 * 8
@@ -85,34 +88,44 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     let mut r0 = 0;
     while r0 < opts.reps {
         let r1 = (r0 + chunk).min(opts.reps);
-        let mults: Vec<Vec<u32>> = (r0..r1).map(|r| pairs_multiplicities(opts.seed, r as u32, g)).collect();
-        // Sufficient statistics per cluster when the effects allow (see UnitStats); replicates
-        // where a few-level effect has a singleton go through the general engine.
-        let mut results: Vec<Option<Option<Vec<f64>>>> = vec![None; mults.len()];
-        if let Some(us) = &unit_stats {
-            for (r, m) in mults.iter().enumerate() {
-                let mf: Vec<f64> = m.iter().map(|&v| v as f64).collect();
-                if let Ok(b) = us.beta(&mf) {
-                    results[r] = Some(b);
+        let ws: Vec<Option<Vec<f64>>> = if device_draws {
+            let d = super::device::Draws::Pairs {
+                seed: opts.seed,
+                clusters: &cl.ids,
+                n_clusters: g,
+                replicates: r0 as u32..r1 as u32,
+            };
+            shared.drawn_betas(&d, demeaner)?
+        } else {
+            let mults: Vec<Vec<u32>> = (r0..r1).map(|r| pairs_multiplicities(opts.seed, r as u32, g)).collect();
+            // Sufficient statistics per cluster when the effects allow (see UnitStats); replicates
+            // where a few-level effect has a singleton go through the general engine.
+            let mut results: Vec<Option<Option<Vec<f64>>>> = vec![None; mults.len()];
+            if let Some(us) = &unit_stats {
+                for (r, m) in mults.iter().enumerate() {
+                    let mf: Vec<f64> = m.iter().map(|&v| v as f64).collect();
+                    if let Ok(b) = us.beta(&mf) {
+                        results[r] = Some(b);
+                    }
                 }
             }
-        }
-        let todo: Vec<usize> = (0..mults.len()).filter(|&r| results[r].is_none()).collect();
-        let ws: Vec<Vec<f64>> = todo
-            .iter()
-            .map(|&r| {
-                let m = &mults[r];
-                let mut w: Vec<f64> = (0..n).map(|i| base_w[i] * m[cl.ids[i] as usize] as f64).collect();
-                drop_weighted_singletons(all_fes, &mut w);
-                w
-            })
-            .collect();
-        if !ws.is_empty() {
-            for (j, b) in fit(&ws)?.into_iter().enumerate() {
-                results[todo[j]] = Some(b);
+            let todo: Vec<usize> = (0..mults.len()).filter(|&r| results[r].is_none()).collect();
+            let ws: Vec<Vec<f64>> = todo
+                .iter()
+                .map(|&r| {
+                    let m = &mults[r];
+                    let mut w: Vec<f64> = (0..n).map(|i| base_w[i] * m[cl.ids[i] as usize] as f64).collect();
+                    drop_weighted_singletons(all_fes, &mut w);
+                    w
+                })
+                .collect();
+            if !ws.is_empty() {
+                for (j, b) in fit(&ws)?.into_iter().enumerate() {
+                    results[todo[j]] = Some(b);
+                }
             }
-        }
-        let ws: Vec<Option<Vec<f64>>> = results.into_iter().map(|b| b.flatten()).collect();
+            results.into_iter().map(|b| b.flatten()).collect()
+        };
         for b in ws {
             match b {
                 Some(b) => b.iter().enumerate().for_each(|(c, v)| draws[c].push(*v)),
@@ -132,6 +145,7 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     if show {
         eprintln!();
     }
+    shared.report_times();
     let used = opts.reps - failed;
     if used < 2 {
         return Err(Error::Estimation(

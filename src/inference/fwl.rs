@@ -201,7 +201,7 @@ impl<'a> LevelRuns<'a> {
 
 /// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c
 /// variables, in packed lower-triangle order.
-fn partial_out_dummies(g: &[f64], c: usize, m: usize) -> Vec<f64> {
+pub(crate) fn partial_out_dummies(g: &[f64], c: usize, m: usize) -> Vec<f64> {
     let at = |p: usize, q: usize| {
         if p >= q {
             g[p * (p + 1) / 2 + q]

@@ -5,6 +5,7 @@
 //! Nielsen & Webb (2019), whose cost per replicate does not grow with N.
 
 pub mod bootstrap;
+pub mod device;
 pub mod fwl;
 pub mod permutation;
 pub mod replicates;
@@ -60,6 +61,9 @@ pub struct Replicates<'a> {
     /// built once and used by every replicate (a preconditioner stays valid, if less sharp,
     /// under other weights).
     shared: Option<Preconditioner>,
+    /// On a GPU, for the structures it solves exactly: the columns and levels kept on the
+    /// device, and replicate weights drawn there ([`device`]).
+    device: Option<device::DeviceReplicates>,
 }
 
 impl<'a> Replicates<'a> {
@@ -80,6 +84,7 @@ impl<'a> Replicates<'a> {
                 columns,
                 opts: *opts,
                 shared: None,
+                device: None,
             });
         }
         let dm = demeaner
@@ -104,6 +109,12 @@ impl<'a> Replicates<'a> {
             .fold(f64::INFINITY, f64::min);
         let tol = opts.tol * if ratio.is_finite() { ratio } else { 1.0 };
         let shared = shared_preconditioner(&fes, &w, opts, demeaner)?;
+        let device = match demeaner.gpu() {
+            Some(gpu) if opts.solver == crate::demean::Solver::Auto || fes.len() == 1 => {
+                device::DeviceReplicates::new(gpu, &fes, &dm, &w)?
+            }
+            _ => None,
+        };
         Ok(Replicates {
             fes,
             all_fes,
@@ -111,11 +122,39 @@ impl<'a> Replicates<'a> {
             columns: dm,
             opts: DemeanOptions { tol, ..*opts },
             shared,
+            device,
         })
+    }
+
+    /// Whether replicate weights are drawn on the device ([`Replicates::drawn_betas`]).
+    pub fn on_device(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// β of every weight vector `draws` makes, drawn and solved on the device (only when
+    /// [`Replicates::on_device`]).
+    pub fn drawn_betas(&self, draws: &device::Draws, demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
+        let (Some(dev), Some(gpu)) = (&self.device, demeaner.gpu()) else {
+            return Err(crate::Error::Usage(
+                "replicate draws on the device need the GPU engine".into(),
+            ));
+        };
+        let grams = dev.grams(gpu, draws)?;
+        Ok(grams.par_iter().map(|g| wls_from_gram(g, self.columns.len())).collect())
+    }
+
+    /// With `FEGPU_TIMING`, print the device's per-phase times (nothing off the device).
+    pub fn report_times(&self) {
+        if let (Some(d), Some(_)) = (&self.device, std::env::var_os("FEGPU_TIMING")) {
+            eprintln!("{}", d.times.lock().unwrap().line());
+        }
     }
 
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
+        if self.device.is_some() {
+            return self.drawn_betas(&device::Draws::Given(weights), demeaner);
+        }
         if let Some(m) = &self.shared {
             return Ok(shared_cg_betas(&self.fes, &self.columns, weights, &self.opts, m)?);
         }

@@ -402,7 +402,11 @@ pub fn bdiff(
     let total = if enumerate { masks.len() } else { opts.reps };
     // host memory per replicate: its two weight vectors, plus its demeaned columns unless the
     // backend returns only cross products (GPU)
-    let per_rep = if demeaner.batches_lanes() {
+    // replicates drawn on the device: nothing of size n per replicate on the host
+    let device_draws = shared.on_device() && unit_stats.is_none() && !enumerate;
+    let per_rep = if device_draws {
+        64
+    } else if demeaner.batches_lanes() {
         2 * n as u64 * 8
     } else {
         2 * (k as u64 + 1) * n as u64 * 8
@@ -415,20 +419,32 @@ pub fn bdiff(
     let mut r0 = 0;
     while r0 < total {
         let r1 = (r0 + chunk).min(total);
-        let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
-            .into_par_iter()
-            .map(|r| {
-                if enumerate {
-                    let m = masks[r];
-                    ((0..n_units).map(|u| m >> u & 1 == 1).collect(), None)
-                } else {
-                    let first = permutation_first_group(opts.seed, r as u32, n_units, n1);
-                    let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
-                    (first, mult)
-                }
-            })
-            .collect();
-        let bs = betas_of(&pairs)?;
+        let bs = if device_draws {
+            let draws = super::device::Draws::Permutation {
+                seed: opts.seed,
+                units: &unit_ids,
+                n_units,
+                first: n1,
+                bsample: opts.bsample,
+                replicates: r0 as u32..r1 as u32,
+            };
+            shared.drawn_betas(&draws, demeaner)?
+        } else {
+            let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
+                .into_par_iter()
+                .map(|r| {
+                    if enumerate {
+                        let m = masks[r];
+                        ((0..n_units).map(|u| m >> u & 1 == 1).collect(), None)
+                    } else {
+                        let first = permutation_first_group(opts.seed, r as u32, n_units, n1);
+                        let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                        (first, mult)
+                    }
+                })
+                .collect();
+            betas_of(&pairs)?
+        };
         for pair in bs.chunks(2) {
             match (&pair[0], &pair[1]) {
                 (Some(a), Some(b)) => {
@@ -449,6 +465,7 @@ pub fn bdiff(
     if show {
         eprintln!();
     }
+    shared.report_times();
     let used = total - failed;
     if used == 0 {
         return Err(Error::Estimation(

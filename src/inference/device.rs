@@ -1,0 +1,560 @@
+//! The replicate engine resident on the GPU: a model's columns and its fixed effect's levels
+//! are uploaded once, each batch of replicates makes its weight vectors on the device from the
+//! Philox twin ([`Draws`], shaders/draws.wgsl), solves exactly on the device
+//! (shaders/replicates.wgsl) and reads back c(c+1)/2 cross products per weight vector. Nothing
+//! of size observations × replicates crosses the bus, and no step iterates.
+//!
+//! Structures: one effect to project, or one large effect beside few-level ones (the study's
+//! firm×destination + year, [`few_level_split`]), whose dummies ride along as extra columns and
+//! are partialled out of the cross products on the host (Frisch–Waugh–Lovell, as
+//! [`super::fwl`] does on the CPU). Other structures use the batched solvers of
+//! [`crate::demean::gpu`].
+//!
+//! Singletons: the host path zeroes the weight of singleton observations of each replicate
+//! (reghdfe's rule); here they keep their weight. A singleton is fitted exactly by its own
+//! level, so its demeaned values are zero and its cross products vanish: β is the same.
+
+use std::time::Instant;
+
+use super::replicates::stream;
+use crate::demean::gpu::{DeviceFe, GpuDemeaner};
+use crate::demean::strategy::few_level_split;
+use crate::error::{Error, Result};
+use crate::fe::FixedEffect;
+use crate::gpu::buffers::{
+    decode_real, encode_reals, poisoned, power_of_two_scale, read_back, scratch, storage, uniform, REAL_BYTES,
+};
+use crate::gpu::pipelines::{bind_group, grid, Params, REDUCE_CHUNK, ROW_STRIDE};
+use crate::gpu::GpuContext;
+
+/// How the weight vectors of a batch of replicates are made.
+pub enum Draws<'a> {
+    /// Given by the host (one weight vector each).
+    Given(&'a [Vec<f64>]),
+    /// `fegpu bdiff`: replicate r puts the `first` units with the smallest Philox keys in group 1
+    /// ([`super::replicates::permutation_first_group`]); two weight vectors per replicate (group
+    /// 1, group 0): base weight × membership (× the pairs multiplicity with `bsample`).
+    Permutation {
+        seed: u64,
+        units: &'a [u32],
+        n_units: usize,
+        first: usize,
+        bsample: bool,
+        replicates: std::ops::Range<u32>,
+    },
+    /// Pairs bootstrap: base weight × the multiplicity of the observation's cluster
+    /// ([`super::replicates::pairs_multiplicities`]).
+    Pairs {
+        seed: u64,
+        clusters: &'a [u32],
+        n_clusters: usize,
+        replicates: std::ops::Range<u32>,
+    },
+}
+
+impl Draws<'_> {
+    /// Weight vectors the draws make.
+    pub fn vectors(&self) -> usize {
+        match self {
+            Draws::Given(w) => w.len(),
+            Draws::Permutation { replicates, .. } => 2 * replicates.len(),
+            Draws::Pairs { replicates, .. } => replicates.len(),
+        }
+    }
+}
+
+/// Compiled kernels of draws.wgsl and replicates.wgsl.
+struct EngineKernels {
+    perm_hist: wgpu::ComputePipeline,
+    perm_find: wgpu::ComputePipeline,
+    pairs_counts: wgpu::ComputePipeline,
+    make_weights: wgpu::ComputePipeline,
+    level_weights: wgpu::ComputePipeline,
+    segment_sums: wgpu::ComputePipeline,
+    gram_partials: wgpu::ComputePipeline,
+}
+
+/// Uniform of draws.wgsl (`DrawParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct DrawParams {
+    n: u32,
+    units: u32,
+    first: u32,
+    reps: u32,
+    rep0: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    kind: u32,
+    bsample: u32,
+    digit: u32,
+    row_stride: u32,
+    pad: u32,
+}
+
+/// Time per phase, summed over batches (printed with `FEGPU_TIMING`, which also makes each
+/// phase wait for the device so the split is real).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct PhaseTimes {
+    pub upload: f64,
+    pub draws: f64,
+    pub solve: f64,
+    pub reduce: f64,
+    pub read_back: f64,
+    pub bytes_solved: f64,
+}
+
+impl PhaseTimes {
+    /// The `FEGPU_TIMING` line: seconds per phase and the solve's effective bandwidth.
+    pub fn line(&self) -> String {
+        let work = self.solve + self.reduce;
+        format!(
+            "timing: device replicates: upload {:.3} s, draws {:.3} s, solve {:.3} s, reduce {:.3} s, read-back {:.3} s ({:.0} GB/s over solve+reduce)",
+            self.upload,
+            self.draws,
+            self.solve,
+            self.reduce,
+            self.read_back,
+            if work > 0.0 { self.bytes_solved / work / 1e9 } else { 0.0 }
+        )
+    }
+}
+
+/// The resident state of one model (see the module docs).
+pub struct DeviceReplicates {
+    n: usize,
+    /// Model columns (y first); `m - c` dummy columns follow them on the device.
+    c: usize,
+    m: usize,
+    scales: Vec<f64>,
+    src: wgpu::Buffer,
+    large: DeviceFe,
+    base_w: wgpu::Buffer,
+    kernels: EngineKernels,
+    pub times: std::sync::Mutex<PhaseTimes>,
+}
+
+/// Batch size limits: weight vectors per batch.
+const MAX_VECTORS: usize = 4096;
+
+impl DeviceReplicates {
+    /// Upload `columns` (y first) and the projected effects' structure, or `None` when the
+    /// structure is not one this engine solves exactly.
+    pub fn new(
+        gpu: &GpuDemeaner,
+        fes: &[&FixedEffect],
+        columns: &[Vec<f64>],
+        base_w: &[f64],
+    ) -> Result<Option<DeviceReplicates>> {
+        let t0 = Instant::now();
+        let (large, small) = match fes.len() {
+            0 => return Ok(None),
+            1 => (0, vec![]),
+            _ => match few_level_split(fes) {
+                Some(s) => s,
+                None => return Ok(None),
+            },
+        };
+        let ctx = gpu.context();
+        let n = base_w.len();
+        let c = columns.len();
+        let mut all: Vec<Vec<f64>> = columns.to_vec();
+        for &s in &small {
+            for level in 1..fes[s].levels as u32 {
+                all.push(fes[s].ids.iter().map(|&l| (l == level) as u8 as f64).collect());
+            }
+        }
+        let m = all.len();
+        let scales: Vec<f64> = all.iter().map(|col| power_of_two_scale(col)).collect();
+        let p = gpu.precision();
+        let words = encode_reals(
+            all.iter()
+                .zip(&scales)
+                .flat_map(|(col, s)| col.iter().map(move |v| v / s)),
+            p,
+        );
+        drop(all);
+        let engine = DeviceReplicates {
+            n,
+            c,
+            m,
+            src: storage(ctx, "resident columns", &words)?,
+            large: gpu.upload_fe(fes[large])?,
+            base_w: storage(ctx, "base weights", &encode_reals(base_w.iter().copied(), p))?,
+            kernels: EngineKernels::new(gpu)?,
+            scales,
+            times: Default::default(),
+        };
+        let mut t = PhaseTimes::default();
+        t.upload = t0.elapsed().as_secs_f64();
+        *engine.times.lock().unwrap() = t;
+        Ok(Some(engine))
+    }
+
+    /// The cross products (y first, dummies partialled out; [`crate::demean::pair_of`] order)
+    /// of every weight vector `draws` makes, in order.
+    pub fn grams(&self, gpu: &GpuDemeaner, draws: &Draws) -> Result<Vec<Vec<f64>>> {
+        let per_vector = self.bytes_per_vector();
+        let fit = ((gpu.memory_budget / per_vector.max(1)) as usize).clamp(2, MAX_VECTORS);
+        let total = draws.vectors();
+        let mut out = Vec::with_capacity(total);
+        let mut v0 = 0;
+        while v0 < total {
+            // permutation vectors come in pairs: keep a replicate's two in one batch
+            let v1 = (v0 + fit - fit % 2).min(total);
+            out.extend(self.batch(gpu, draws, v0..v1)?);
+            v0 = v1;
+        }
+        Ok(out)
+    }
+
+    fn bytes_per_vector(&self) -> u64 {
+        let (lv, seg) = (self.large.levels as u64, self.large.n_seg as u64);
+        let pairs = (self.m * (self.m + 1) / 2) as u64;
+        let chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
+        REAL_BYTES * (self.n as u64 + lv + self.m as u64 * (seg + lv) + pairs * (chunks + 1)) + 65_536 * 4
+    }
+}
+
+impl EngineKernels {
+    fn new(gpu: &GpuDemeaner) -> Result<EngineKernels> {
+        let ctx = gpu.context();
+        let prelude = crate::gpu::pipelines::real_prelude(gpu.precision());
+        let draws = crate::gpu::pipelines::module(
+            ctx,
+            "draws.wgsl",
+            &format!("{prelude}\n{}", include_str!("../../shaders/philox.wgsl")),
+            include_str!("../../shaders/draws.wgsl"),
+        )?;
+        let resident = crate::gpu::pipelines::module(
+            ctx,
+            "replicates.wgsl",
+            &format!("{prelude}\n{}", include_str!("../../shaders/weights_real.wgsl")),
+            include_str!("../../shaders/replicates.wgsl"),
+        )?;
+        let pipe = |m: &wgpu::ShaderModule, e: &str| crate::gpu::pipelines::pipeline(ctx, m, e);
+        Ok(EngineKernels {
+            perm_hist: pipe(&draws, "perm_hist")?,
+            perm_find: pipe(&draws, "perm_find")?,
+            pairs_counts: pipe(&draws, "pairs_counts")?,
+            make_weights: pipe(&draws, "make_weights")?,
+            level_weights: pipe(&resident, "level_weights")?,
+            segment_sums: pipe(&resident, "src_segment_sums")?,
+            gram_partials: pipe(&resident, "src_gram_partials")?,
+        })
+    }
+}
+
+/// A compute pass recorder: (pipeline, bind group, workgroups x/y/z) in order.
+type Step<'a> = (&'a wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3]);
+
+fn threads(n: u64) -> [u32; 3] {
+    let (x, y) = grid(n);
+    [x, y, 1]
+}
+
+fn submit(ctx: &GpuContext, steps: &[Step], clears: &[&wgpu::Buffer]) {
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("replicates"),
+    });
+    for b in clears {
+        enc.clear_buffer(b, 0, None);
+    }
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("replicates"),
+            timestamp_writes: None,
+        });
+        for (pipe, bg, [x, y, z]) in steps {
+            pass.set_pipeline(pipe);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(*x, *y, *z);
+        }
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
+impl DeviceReplicates {
+    /// One batch: weight vectors `range` of `draws`, made, solved, reduced and read back.
+    fn batch(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>) -> Result<Vec<Vec<f64>>> {
+        let ctx = gpu.context();
+        let timing = std::env::var_os("FEGPU_TIMING").is_some();
+        let mut times = *self.times.lock().unwrap();
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| -> Result<()> {
+            if timing {
+                ctx.wait("the replicate batch")?;
+                *slot += clock.elapsed().as_secs_f64();
+                clock = Instant::now();
+            }
+            Ok(())
+        };
+        let vectors = range.len();
+        let w = self.weights(gpu, draws, range)?;
+        lap(&mut times.draws)?;
+        let (lv, seg, m) = (self.large.levels as u64, self.large.n_seg as u64, self.m as u64);
+        let lanes = vectors as u64 * m;
+        let n_chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
+        let prm = uniform(
+            ctx,
+            "replicate params",
+            &Params {
+                n: self.n as u32,
+                lanes: lanes as u32,
+                n_cols: m as u32,
+                levels: lv as u32,
+                n_seg: seg as u32,
+                row_stride: ROW_STRIDE,
+                n_chunks: n_chunks as u32,
+                ..Default::default()
+            },
+        )?;
+        let inv_w = scratch(ctx, "inverse level weights", vectors as u64 * lv * REAL_BYTES)?;
+        let partial = scratch(ctx, "segment sums", lanes * seg * REAL_BYTES)?;
+        let mean = scratch(ctx, "level means", lanes * lv * REAL_BYTES)?;
+        let active = storage(ctx, "lane state", &vec![1u32; lanes as usize])?;
+        let f = &self.large;
+        let k = &self.kernels;
+        let kg = &gpu.kernels;
+        let bg = |pipe: &wgpu::ComputePipeline, e: &[(u32, &wgpu::Buffer)]| bind_group(ctx, pipe, e);
+        submit(
+            ctx,
+            &[
+                (
+                    &k.level_weights,
+                    bg(
+                        &k.level_weights,
+                        &[
+                            (0, &prm),
+                            (12, &w),
+                            (3, &f.order),
+                            (4, &f.seg_start),
+                            (5, &f.seg_end),
+                            (6, &f.level_seg),
+                            (7, &inv_w),
+                        ],
+                    ),
+                    threads(vectors as u64 * lv),
+                ),
+                (
+                    &k.segment_sums,
+                    bg(
+                        &k.segment_sums,
+                        &[
+                            (0, &prm),
+                            (12, &w),
+                            (3, &f.order),
+                            (4, &f.seg_start),
+                            (5, &f.seg_end),
+                            (1, &self.src),
+                            (8, &partial),
+                        ],
+                    ),
+                    threads(lanes * seg),
+                ),
+                (
+                    &kg.level_means,
+                    bg(
+                        &kg.level_means,
+                        &[
+                            (0, &prm),
+                            (6, &f.level_seg),
+                            (7, &inv_w),
+                            (8, &partial),
+                            (9, &mean),
+                            (10, &active),
+                        ],
+                    ),
+                    threads(lanes * lv),
+                ),
+            ],
+            &[],
+        );
+        ctx.check("the replicate solve")?;
+        lap(&mut times.solve)?;
+        let pairs = m * (m + 1) / 2;
+        let jobs = vectors as u64 * pairs;
+        let gpart = scratch(ctx, "cross-product partials", jobs * n_chunks * REAL_BYTES)?;
+        let gram = poisoned(ctx, "cross products", jobs * REAL_BYTES)?;
+        submit(
+            ctx,
+            &[
+                (
+                    &k.gram_partials,
+                    bg(
+                        &k.gram_partials,
+                        &[
+                            (0, &prm),
+                            (12, &w),
+                            (1, &self.src),
+                            (2, &f.ids),
+                            (9, &mean),
+                            (13, &gpart),
+                        ],
+                    ),
+                    [n_chunks as u32, jobs.min(65_535) as u32, jobs.div_ceil(65_535) as u32],
+                ),
+                (
+                    &kg.gram_finish,
+                    bg(&kg.gram_finish, &[(0, &prm), (13, &gpart), (14, &gram)]),
+                    threads(jobs),
+                ),
+            ],
+            &[],
+        );
+        ctx.check("the replicate cross products")?;
+        lap(&mut times.reduce)?;
+        let words = read_back(ctx, &gram, 0, jobs * REAL_BYTES, "replicate cross products")?;
+        lap(&mut times.read_back)?;
+        times.bytes_solved +=
+            (lanes * self.n as u64 * (REAL_BYTES + 4) + pairs * vectors as u64 * self.n as u64 * 4 * REAL_BYTES) as f64;
+        *self.times.lock().unwrap() = times;
+        (0..vectors)
+            .map(|v| self.decode(gpu, &words[2 * v * pairs as usize..2 * (v + 1) * pairs as usize], v))
+            .collect()
+    }
+
+    /// One weight vector's cross products: scaled back, checked, dummies partialled out.
+    fn decode(&self, gpu: &GpuDemeaner, words: &[u32], v: usize) -> Result<Vec<f64>> {
+        let g: Vec<f64> = words
+            .chunks_exact(2)
+            .enumerate()
+            .map(|(pq, w)| {
+                let (p, q) = crate::demean::pair_of(pq);
+                decode_real(w, gpu.precision()) * self.scales[p] * self.scales[q]
+            })
+            .collect();
+        if let Some(pq) = g.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Gpu(format!(
+                "the GPU returned a non-finite cross product (weight vector {v}, pair {pq}): the computation did not complete; no results were used"
+            )));
+        }
+        Ok(super::fwl::partial_out_dummies(&g, self.c, self.m))
+    }
+
+    /// The batch's weight vectors on the device (`vectors × n` reals).
+    fn weights(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>) -> Result<wgpu::Buffer> {
+        let ctx = gpu.context();
+        let n = self.n;
+        let (kind, seed, units, n_units, first, bsample, rep0, reps) = match draws {
+            Draws::Given(ws) => {
+                let words = encode_reals(ws[range].iter().flat_map(|w| w.iter().copied()), gpu.precision());
+                return storage(ctx, "weights", &words);
+            }
+            Draws::Permutation {
+                seed,
+                units,
+                n_units,
+                first,
+                bsample,
+                replicates,
+            } => (
+                stream::PERMUTATION,
+                *seed,
+                *units,
+                *n_units,
+                *first,
+                *bsample,
+                replicates.start + range.start as u32 / 2,
+                range.len() / 2,
+            ),
+            Draws::Pairs {
+                seed,
+                clusters,
+                n_clusters,
+                replicates,
+            } => (
+                stream::PAIRS,
+                *seed,
+                *clusters,
+                *n_clusters,
+                0,
+                false,
+                replicates.start + range.start as u32,
+                range.len(),
+            ),
+        };
+        let d = DrawParams {
+            n: n as u32,
+            units: n_units as u32,
+            first: first as u32,
+            reps: reps as u32,
+            rep0,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            kind,
+            bsample: bsample as u32,
+            digit: 0,
+            row_stride: ROW_STRIDE,
+            pad: 0,
+        };
+        let prm = uniform(
+            ctx,
+            "params",
+            &Params {
+                n: n as u32,
+                row_stride: ROW_STRIDE,
+                ..Default::default()
+            },
+        )?;
+        let d0 = uniform(ctx, "draw params", &d)?;
+        let d1 = uniform(ctx, "draw params", &DrawParams { digit: 1, ..d })?;
+        let unit_of = storage(ctx, "units", units)?;
+        let cut = scratch(ctx, "selection", reps as u64 * 16)?;
+        let counts = scratch(ctx, "multiplicities", reps as u64 * n_units as u64 * 4)?;
+        let w = poisoned(ctx, "weights", range.len() as u64 * n as u64 * REAL_BYTES)?;
+        let k = &self.kernels;
+        let bg = |pipe: &wgpu::ComputePipeline, e: &[(u32, &wgpu::Buffer)]| bind_group(ctx, pipe, e);
+        let per_unit = threads(reps as u64 * n_units as u64);
+        let mut tail: Vec<Step> = Vec::new();
+        if kind == stream::PAIRS || bsample {
+            tail.push((
+                &k.pairs_counts,
+                bg(&k.pairs_counts, &[(15, &d0), (4, &counts)]),
+                per_unit,
+            ));
+        }
+        tail.push((
+            &k.make_weights,
+            bg(
+                &k.make_weights,
+                &[
+                    (15, &d0),
+                    (0, &prm),
+                    (1, &unit_of),
+                    (3, &cut),
+                    (4, &counts),
+                    (5, &self.base_w),
+                    (6, &w),
+                ],
+            ),
+            threads(range.len() as u64 * n as u64),
+        ));
+        if kind == stream::PERMUTATION {
+            // radix select: high digit, then (histogram cleared) the low digit within it
+            let hist = scratch(ctx, "key histograms", reps as u64 * 65_536 * 4)?;
+            let digit = |dp: &wgpu::Buffer| -> [Step; 2] {
+                [
+                    (
+                        &k.perm_hist,
+                        bg(&k.perm_hist, &[(15, dp), (2, &hist), (3, &cut)]),
+                        per_unit,
+                    ),
+                    (
+                        &k.perm_find,
+                        bg(&k.perm_find, &[(15, dp), (2, &hist), (3, &cut)]),
+                        [reps as u32, 1, 1],
+                    ),
+                ]
+            };
+            submit(ctx, &digit(&d0), &[&hist, &counts]);
+            let mut second: Vec<Step> = digit(&d1).into();
+            second.extend(tail);
+            submit(ctx, &second, &[&hist]);
+        } else {
+            submit(ctx, &tail, &[&counts]);
+        }
+        ctx.check("making the replicate weights")?;
+        Ok(w)
+    }
+}
