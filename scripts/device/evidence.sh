@@ -24,11 +24,13 @@ W="qua ~ $X | firm + year"
 for b in gpu cpu; do
   T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend $b --format json | head -c 400; echo
 done
+T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend gpu --precision f64 --format json | head -c 400; echo
+T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --bsample --backend gpu --format json | head -c 400; echo
 for kind in wild pairs; do for b in gpu cpu; do
   T $F boot /tmp/dg.csv "$W" --cluster dest --kind $kind --reps 999 --backend $b --format json | head -c 400; echo
 done; done
-T $F bench --replicates 1000 --backend auto
 if [ "$MODE" = full ]; then
+  T $F bench --replicates 1000 --backend auto
   $F demo --rows 10000000 --out /tmp/d10m.parquet >/dev/null
   $F demo --design difficult --rows 10000000 --out /tmp/h10m.parquet >/dev/null
   for b in gpu cpu; do
