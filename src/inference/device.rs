@@ -134,6 +134,20 @@ pub struct DeviceReplicates {
     pub times: std::sync::Mutex<PhaseTimes>,
 }
 
+/// Work buffers of one [`DeviceReplicates::grams`] call, reused by each of its batches.
+struct Work {
+    w: wgpu::Buffer,
+    inv_w: wgpu::Buffer,
+    partial: wgpu::Buffer,
+    mean: wgpu::Buffer,
+    active: wgpu::Buffer,
+    gpart: wgpu::Buffer,
+    unit_of: wgpu::Buffer,
+    cut: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    hist: wgpu::Buffer,
+}
+
 /// Batch size limits: weight vectors per batch.
 const MAX_VECTORS: usize = 4096;
 
@@ -197,15 +211,56 @@ impl DeviceReplicates {
         let per_vector = self.bytes_per_vector();
         let fit = ((gpu.memory_budget / per_vector.max(1)) as usize).clamp(2, MAX_VECTORS);
         let total = draws.vectors();
+        // permutation vectors come in pairs: keep a replicate's two in one batch
+        let step = fit - fit % 2;
+        let t0 = Instant::now();
+        let work = self.work(gpu, draws, step.min(total))?;
+        self.times.lock().unwrap().upload += t0.elapsed().as_secs_f64();
         let mut out = Vec::with_capacity(total);
         let mut v0 = 0;
         while v0 < total {
-            // permutation vectors come in pairs: keep a replicate's two in one batch
-            let v1 = (v0 + fit - fit % 2).min(total);
-            out.extend(self.batch(gpu, draws, v0..v1)?);
+            let v1 = (v0 + step).min(total);
+            out.extend(self.batch(gpu, draws, v0..v1, &work)?);
             v0 = v1;
         }
         Ok(out)
+    }
+
+    /// Work buffers for batches of up to `vectors` weight vectors (allocated once per call).
+    fn work(&self, gpu: &GpuDemeaner, draws: &Draws, vectors: usize) -> Result<Work> {
+        let ctx = gpu.context();
+        let (lv, seg, m, v) = (
+            self.large.levels as u64,
+            self.large.n_seg as u64,
+            self.m as u64,
+            vectors as u64,
+        );
+        let n_chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
+        let (units, n_units): (&[u32], usize) = match draws {
+            Draws::Given(_) => (&[], 0),
+            Draws::Permutation { units, n_units, .. } => (units, *n_units),
+            Draws::Pairs {
+                clusters, n_clusters, ..
+            } => (clusters, *n_clusters),
+        };
+        let permutation = matches!(draws, Draws::Permutation { .. });
+        Ok(Work {
+            // every word of a batch's weights is written (by the host or make_weights)
+            w: scratch(ctx, "weights", v * self.n as u64 * REAL_BYTES)?,
+            inv_w: scratch(ctx, "inverse level weights", v * lv * REAL_BYTES)?,
+            partial: scratch(ctx, "segment sums", v * m * seg * REAL_BYTES)?,
+            mean: scratch(ctx, "level means", v * m * lv * REAL_BYTES)?,
+            active: storage(ctx, "lane state", &vec![1u32; (v * m) as usize])?,
+            gpart: scratch(
+                ctx,
+                "cross-product partials",
+                v * m * (m + 1) / 2 * n_chunks * REAL_BYTES,
+            )?,
+            unit_of: storage(ctx, "units", units)?,
+            cut: scratch(ctx, "selection", v * 16)?,
+            counts: scratch(ctx, "multiplicities", v * n_units as u64 * 4)?,
+            hist: scratch(ctx, "key histograms", if permutation { v / 2 * 65_536 * 4 } else { 4 })?,
+        })
     }
 
     fn bytes_per_vector(&self) -> u64 {
@@ -276,7 +331,13 @@ fn submit(ctx: &GpuContext, steps: &[Step], clears: &[&wgpu::Buffer]) {
 
 impl DeviceReplicates {
     /// One batch: weight vectors `range` of `draws`, made, solved, reduced and read back.
-    fn batch(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>) -> Result<Vec<Vec<f64>>> {
+    fn batch(
+        &self,
+        gpu: &GpuDemeaner,
+        draws: &Draws,
+        range: std::ops::Range<usize>,
+        work: &Work,
+    ) -> Result<Vec<Vec<f64>>> {
         let ctx = gpu.context();
         let timing = std::env::var_os("FEGPU_TIMING").is_some();
         let mut times = *self.times.lock().unwrap();
@@ -290,7 +351,16 @@ impl DeviceReplicates {
             Ok(())
         };
         let vectors = range.len();
-        let w = self.weights(gpu, draws, range)?;
+        self.weights(gpu, draws, range, work)?;
+        let Work {
+            w,
+            inv_w,
+            partial,
+            mean,
+            active,
+            gpart,
+            ..
+        } = work;
         lap(&mut times.draws)?;
         let (lv, seg, m) = (self.large.levels as u64, self.large.n_seg as u64, self.m as u64);
         let lanes = vectors as u64 * m;
@@ -309,10 +379,6 @@ impl DeviceReplicates {
                 ..Default::default()
             },
         )?;
-        let inv_w = scratch(ctx, "inverse level weights", vectors as u64 * lv * REAL_BYTES)?;
-        let partial = scratch(ctx, "segment sums", lanes * seg * REAL_BYTES)?;
-        let mean = scratch(ctx, "level means", lanes * lv * REAL_BYTES)?;
-        let active = storage(ctx, "lane state", &vec![1u32; lanes as usize])?;
         let f = &self.large;
         let k = &self.kernels;
         let kg = &gpu.kernels;
@@ -374,7 +440,6 @@ impl DeviceReplicates {
         lap(&mut times.solve)?;
         let pairs = m * (m + 1) / 2;
         let jobs = vectors as u64 * pairs;
-        let gpart = scratch(ctx, "cross-product partials", jobs * n_chunks * REAL_BYTES)?;
         let gram = poisoned(ctx, "cross products", jobs * REAL_BYTES)?;
         submit(
             ctx,
@@ -433,13 +498,14 @@ impl DeviceReplicates {
     }
 
     /// The batch's weight vectors on the device (`vectors × n` reals).
-    fn weights(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>) -> Result<wgpu::Buffer> {
+    fn weights(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>, work: &Work) -> Result<()> {
         let ctx = gpu.context();
         let n = self.n;
-        let (kind, seed, units, n_units, first, bsample, rep0, reps) = match draws {
+        let (kind, seed, n_units, first, bsample, rep0, reps) = match draws {
             Draws::Given(ws) => {
                 let words = encode_reals(ws[range].iter().flat_map(|w| w.iter().copied()), gpu.precision());
-                return storage(ctx, "weights", &words);
+                ctx.queue.write_buffer(&work.w, 0, bytemuck::cast_slice(&words));
+                return ctx.check("uploading the weights");
             }
             Draws::Permutation {
                 seed,
@@ -499,10 +565,14 @@ impl DeviceReplicates {
         )?;
         let d0 = uniform(ctx, "draw params", &d)?;
         let d1 = uniform(ctx, "draw params", &DrawParams { digit: 1, ..d })?;
-        let unit_of = storage(ctx, "units", units)?;
-        let cut = scratch(ctx, "selection", reps as u64 * 16)?;
-        let counts = scratch(ctx, "multiplicities", reps as u64 * n_units as u64 * 4)?;
-        let w = poisoned(ctx, "weights", range.len() as u64 * n as u64 * REAL_BYTES)?;
+        let Work {
+            unit_of,
+            cut,
+            counts,
+            w,
+            hist,
+            ..
+        } = work;
         let k = &self.kernels;
         let bg = |pipe: &wgpu::ComputePipeline, e: &[(u32, &wgpu::Buffer)]| bind_group(ctx, pipe, e);
         let per_unit = threads(reps as u64 * n_units as u64);
@@ -532,7 +602,6 @@ impl DeviceReplicates {
         ));
         if kind == stream::PERMUTATION {
             // radix select: high digit, then (histogram cleared) the low digit within it
-            let hist = scratch(ctx, "key histograms", reps as u64 * 65_536 * 4)?;
             let digit = |dp: &wgpu::Buffer| -> [Step; 2] {
                 [
                     (
@@ -547,14 +616,13 @@ impl DeviceReplicates {
                     ),
                 ]
             };
-            submit(ctx, &digit(&d0), &[&hist, &counts]);
+            submit(ctx, &digit(&d0), &[hist, counts]);
             let mut second: Vec<Step> = digit(&d1).into();
             second.extend(tail);
-            submit(ctx, &second, &[&hist]);
+            submit(ctx, &second, &[hist]);
         } else {
-            submit(ctx, &tail, &[&counts]);
+            submit(ctx, &tail, &[counts]);
         }
-        ctx.check("making the replicate weights")?;
-        Ok(w)
+        ctx.check("making the replicate weights")
     }
 }
