@@ -509,15 +509,14 @@ impl DeviceReplicates {
             }
             Draws::Permutation {
                 seed,
-                units,
                 n_units,
                 first,
                 bsample,
                 replicates,
+                ..
             } => (
                 stream::PERMUTATION,
                 *seed,
-                *units,
                 *n_units,
                 *first,
                 *bsample,
@@ -526,13 +525,12 @@ impl DeviceReplicates {
             ),
             Draws::Pairs {
                 seed,
-                clusters,
                 n_clusters,
                 replicates,
+                ..
             } => (
                 stream::PAIRS,
                 *seed,
-                *clusters,
                 *n_clusters,
                 0,
                 false,
