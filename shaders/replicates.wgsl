@@ -122,3 +122,62 @@ fn src_gram_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
         gpart[job * P.n_chunks + wg.x] = rsh[0];
     }
 }
+
+// Tiled variant for up to TM columns: workgroup (chunk, v) stages TT observations of every
+// column, demeaned (u) and weighted (w u), in workgroup memory, and each thread accumulates up
+// to TP pairs from there — each demeaned value is formed once instead of once per pair, and a
+// pair costs one multiply-add per observation. Writes gpart exactly as src_gram_partials does.
+const TM: u32 = 32u;
+const TT: u32 = 32u;
+const TP: u32 = 4u;
+
+var<workgroup> tile_u: array<R, 1024>;   // TM * TT
+var<workgroup> tile_wu: array<R, 1024>;
+
+@compute @workgroup_size(256)
+fn src_gram_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m = P.n_cols;
+    let pairs = m * (m + 1u) / 2u;
+    let v = wg.y;
+    let start = wg.x * RCHUNK;
+    let end = min(P.n, start + RCHUNK);
+    var acc: array<R, 4>;
+    var pq: array<vec2<u32>, 4>;
+    for (var k = 0u; k < TP; k = k + 1u) {
+        acc[k] = r_zero();
+        pq[k] = pair_of(min(lid.x + k * RWG, pairs - 1u));
+    }
+    for (var t0 = start; t0 < end; t0 = t0 + TT) {
+        for (var e = lid.x; e < m * TT; e = e + RWG) {
+            let a = e / TT;
+            let i = t0 + (e - a * TT);
+            var u = r_zero();
+            var wu = r_zero();
+            if (i < end) {
+                u = r_sub(src[a * P.n + i], mean[(v * m + a) * P.levels + ids[i]]);
+                wu = r_mul(weight(v * P.n + i), u);
+            }
+            tile_u[e] = u;
+            tile_wu[e] = wu;
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < TP; k = k + 1u) {
+            if (lid.x + k * RWG < pairs) {
+                let p = pq[k].x * TT;
+                let q = pq[k].y * TT;
+                var s = acc[k];
+                for (var o = 0u; o < TT; o = o + 1u) {
+                    s = r_add(s, r_mul(tile_wu[p + o], tile_u[q + o]));
+                }
+                acc[k] = s;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var k = 0u; k < TP; k = k + 1u) {
+        let pair = lid.x + k * RWG;
+        if (pair < pairs) {
+            gpart[(v * pairs + pair) * P.n_chunks + wg.x] = acc[k];
+        }
+    }
+}

@@ -72,6 +72,7 @@ struct EngineKernels {
     level_weights: wgpu::ComputePipeline,
     segment_sums: wgpu::ComputePipeline,
     gram_partials: wgpu::ComputePipeline,
+    gram_tiled: wgpu::ComputePipeline,
 }
 
 /// Uniform of draws.wgsl (`DrawParams`).
@@ -147,6 +148,10 @@ struct Work {
     counts: wgpu::Buffer,
     hist: wgpu::Buffer,
 }
+
+/// Most columns (model columns and dummies) the tiled cross-product kernel takes (`TM` in
+/// replicates.wgsl); wider models use the one-pair-per-workgroup kernel.
+const TILED_COLUMNS: usize = 32;
 
 /// Batch size limits: weight vectors per batch.
 const MAX_VECTORS: usize = 4096;
@@ -296,12 +301,16 @@ impl EngineKernels {
             level_weights: pipe(&resident, "level_weights")?,
             segment_sums: pipe(&resident, "src_segment_sums")?,
             gram_partials: pipe(&resident, "src_gram_partials")?,
+            gram_tiled: pipe(&resident, "src_gram_tiled")?,
         })
     }
 }
 
 /// A compute pass recorder: (pipeline, bind group, workgroups x/y/z) in order.
-type Step<'a> = (&'a wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3]);
+type Step<'a> = (&'static str, &'a wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3]);
+
+/// Seconds per kernel (only with `FEGPU_TIMING`, where each dispatch is waited for).
+static KERNEL_TIMES: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
 
 fn threads(n: u64) -> [u32; 3] {
     let (x, y) = grid(n);
@@ -309,24 +318,52 @@ fn threads(n: u64) -> [u32; 3] {
 }
 
 fn submit(ctx: &GpuContext, steps: &[Step], clears: &[&wgpu::Buffer]) {
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("replicates"),
-    });
-    for b in clears {
-        enc.clear_buffer(b, 0, None);
-    }
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+    let timing = std::env::var_os("FEGPU_TIMING").is_some();
+    let record = |steps: &[Step], clears: &[&wgpu::Buffer]| {
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("replicates"),
-            timestamp_writes: None,
         });
-        for (pipe, bg, [x, y, z]) in steps {
-            pass.set_pipeline(pipe);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(*x, *y, *z);
+        for b in clears {
+            enc.clear_buffer(b, 0, None);
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("replicates"),
+                timestamp_writes: None,
+            });
+            for (_, pipe, bg, [x, y, z]) in steps {
+                pass.set_pipeline(pipe);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(*x, *y, *z);
+            }
+        }
+        ctx.queue.submit([enc.finish()]);
+    };
+    if !timing {
+        return record(steps, clears);
+    }
+    let _ = ctx.wait("timing");
+    for (k, step) in steps.iter().enumerate() {
+        let t = Instant::now();
+        record(std::slice::from_ref(step), if k == 0 { clears } else { &[] });
+        let _ = ctx.wait("timing");
+        let mut times = KERNEL_TIMES.lock().unwrap();
+        match times.iter_mut().find(|(name, _)| *name == step.0) {
+            Some(entry) => entry.1 += t.elapsed().as_secs_f64(),
+            None => times.push((step.0, t.elapsed().as_secs_f64())),
         }
     }
-    ctx.queue.submit([enc.finish()]);
+}
+
+/// Per-kernel seconds so far, for the `FEGPU_TIMING` report.
+pub fn kernel_times() -> String {
+    KERNEL_TIMES
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, t)| format!("{k} {t:.3} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl DeviceReplicates {
@@ -387,6 +424,7 @@ impl DeviceReplicates {
             ctx,
             &[
                 (
+                    "level_weights",
                     &k.level_weights,
                     bg(
                         &k.level_weights,
@@ -403,6 +441,7 @@ impl DeviceReplicates {
                     threads(vectors as u64 * lv),
                 ),
                 (
+                    "segment_sums",
                     &k.segment_sums,
                     bg(
                         &k.segment_sums,
@@ -419,6 +458,7 @@ impl DeviceReplicates {
                     threads(lanes * seg),
                 ),
                 (
+                    "level_means",
                     &kg.level_means,
                     bg(
                         &kg.level_means,
@@ -444,22 +484,29 @@ impl DeviceReplicates {
         submit(
             ctx,
             &[
-                (
-                    &k.gram_partials,
-                    bg(
+                if self.m <= TILED_COLUMNS {
+                    (
+                        "gram_tiled",
+                        &k.gram_tiled,
+                        bg(
+                            &k.gram_tiled,
+                            &[(0, &prm), (12, w), (1, &self.src), (2, &f.ids), (9, mean), (13, gpart)],
+                        ),
+                        [n_chunks as u32, vectors as u32, 1],
+                    )
+                } else {
+                    (
+                        "gram_partials",
                         &k.gram_partials,
-                        &[
-                            (0, &prm),
-                            (12, &w),
-                            (1, &self.src),
-                            (2, &f.ids),
-                            (9, &mean),
-                            (13, &gpart),
-                        ],
-                    ),
-                    [n_chunks as u32, jobs.min(65_535) as u32, jobs.div_ceil(65_535) as u32],
-                ),
+                        bg(
+                            &k.gram_partials,
+                            &[(0, &prm), (12, w), (1, &self.src), (2, &f.ids), (9, mean), (13, gpart)],
+                        ),
+                        [n_chunks as u32, jobs.min(65_535) as u32, jobs.div_ceil(65_535) as u32],
+                    )
+                },
                 (
+                    "gram_finish",
                     &kg.gram_finish,
                     bg(&kg.gram_finish, &[(0, &prm), (13, &gpart), (14, &gram)]),
                     threads(jobs),
@@ -577,12 +624,14 @@ impl DeviceReplicates {
         let mut tail: Vec<Step> = Vec::new();
         if kind == stream::PAIRS || bsample {
             tail.push((
+                "pairs_counts",
                 &k.pairs_counts,
                 bg(&k.pairs_counts, &[(15, &d0), (4, &counts)]),
                 per_unit,
             ));
         }
         tail.push((
+            "make_weights",
             &k.make_weights,
             bg(
                 &k.make_weights,
@@ -603,11 +652,13 @@ impl DeviceReplicates {
             let digit = |dp: &wgpu::Buffer| -> [Step; 2] {
                 [
                     (
+                        "perm_hist",
                         &k.perm_hist,
                         bg(&k.perm_hist, &[(15, dp), (2, &hist), (3, &cut)]),
                         per_unit,
                     ),
                     (
+                        "perm_find",
                         &k.perm_find,
                         bg(&k.perm_find, &[(15, dp), (2, &hist), (3, &cut)]),
                         [reps as u32, 1, 1],

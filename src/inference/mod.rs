@@ -147,6 +147,7 @@ impl<'a> Replicates<'a> {
     pub fn report_times(&self) {
         if let (Some(d), Some(_)) = (&self.device, std::env::var_os("FEGPU_TIMING")) {
             eprintln!("{}", d.times.lock().unwrap().line());
+            eprintln!("timing: device kernels: {}", device::kernel_times());
         }
     }
 
