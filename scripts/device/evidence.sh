@@ -13,7 +13,8 @@ gunzip -c .devbin/fegpu.gz > /tmp/fegpu && chmod +x /tmp/fegpu
 F=/tmp/fegpu
 LOG=${OUT:-/tmp}/evidence.log
 exec > >(tee "$LOG") 2>&1
-T() { echo "### $*"; FEGPU_TIMING=1 /usr/bin/time -f "wall %e s, peak %M KB" "$@"; echo; }
+T() { echo "### $*"; FEGPU_TIMING=1 /usr/bin/time -f "wall %e s, peak %M KB" "$@" > /tmp/out.json; echo
+  grep -E '"(seconds|backend|estimate|estimate_group1|difference|p|std_error)"' /tmp/out.json | head -8; echo; }
 nproc; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $F devices
 $F demo --out /tmp/d.csv >/dev/null
@@ -22,19 +23,19 @@ X="digtech + age + finance + profit + klratio + turnover + lnlp + lev + open + m
 M="qua ~ $X | firm + year + firm^dest"
 W="qua ~ $X | firm + year"
 for b in gpu cpu; do
-  T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend $b --format json | head -c 400; echo
+  T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend $b --format json
 done
-T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend gpu --precision f64 --format json | head -c 400; echo
-T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --bsample --backend gpu --format json | head -c 400; echo
+T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend gpu --precision f64 --format json
+T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --bsample --backend gpu --format json
 for kind in wild pairs; do for b in gpu cpu; do
-  T $F boot /tmp/dg.csv "$W" --cluster dest --kind $kind --reps 999 --backend $b --format json | head -c 400; echo
+  T $F boot /tmp/dg.csv "$W" --cluster dest --kind $kind --reps 999 --backend $b --format json
 done; done
 if [ "$MODE" = full ]; then
-  T $F bench --replicates 1000 --backend auto
+  T $F bench --replicates 1000 --backend auto; cat /tmp/out.json
   $F demo --rows 10000000 --out /tmp/d10m.parquet >/dev/null
   $F demo --design difficult --rows 10000000 --out /tmp/h10m.parquet >/dev/null
   for b in gpu cpu; do
-    T $F fit /tmp/d10m.parquet "$M" --vcov cluster:dest --backend $b --format json | head -c 600; echo
-    T $F fit /tmp/h10m.parquet "y ~ x1 + x2 | id_indiv + id_firm + id_year" --backend $b --format json | head -c 600; echo
+    T $F fit /tmp/d10m.parquet "$M" --vcov cluster:dest --backend $b --format json
+    T $F fit /tmp/h10m.parquet "y ~ x1 + x2 | id_indiv + id_firm + id_year" --backend $b --format json
   done
 fi
