@@ -2,17 +2,24 @@
 //!
 //! * `cpu`: the exact f64 reference ([`CpuDemeaner`]).
 //! * `gpu`: the best adapter ([`GpuDemeaner`]); no adapter is an error.
-//! * `auto`: a GPU when one is present, is real hardware (not a software rasterizer such as
-//!   lavapipe, which is slower than the CPU path) and the problem is big enough to gain
-//!   (`AUTO_MIN_CELLS` observation × column cells); otherwise the CPU, with a one-line notice
-//!   when a GPU was wanted but none was usable.
+//! * `auto`: the backend measured faster for the command's [`Workload`] (README, "Choosing
+//!   the backend"). On an H200 beside its 16-core CPU: single fits up to 10M rows ran faster on
+//!   the CPU (the columns cross the bus twice and the CPU's exact paths are strong), and so did
+//!   the wild bootstrap (its replicates cost O(G²) on the host whatever the backend); replicate
+//!   engines resident on the device won from about 3·10⁸ observation × column × weight-vector
+//!   cells (130k × 13 × 2000 `bdiff` vectors: 5.7× the CPU). So `auto` takes the GPU for
+//!   resident replicate work of at least [`AUTO_MIN_REPLICATE_CELLS`] on real hardware (never a
+//!   software rasterizer such as lavapipe), and the CPU otherwise, with a one-line notice when a
+//!   GPU was wanted but none was usable.
 
 use crate::demean::{CpuDemeaner, Demeaner, GpuDemeaner};
 use crate::error::Result;
 use crate::gpu::{list_adapters, Precision};
 
-/// Observation × column cells from which `auto` prefers a GPU.
-pub const AUTO_MIN_CELLS: usize = 2_000_000;
+/// Observation × column × weight-vector cells from which `auto` runs resident replicate work
+/// on a GPU (below it the GPU's fixed costs — start-up, shader compilation, upload — exceed
+/// the CPU's whole run).
+pub const AUTO_MIN_REPLICATE_CELLS: usize = 300_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -21,20 +28,45 @@ pub enum Backend {
     Gpu,
 }
 
-/// The demeaner for a problem of `cells` observation × column cells. Notices go to `notice`.
+/// What a command will run, for `auto`'s choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Fits, the wild bootstrap and the study: the CPU under `auto`.
+    Fit,
+    /// `vectors` replicate weight vectors of `cells` observation × column cells each;
+    /// `resident` when the device engine ([`crate::inference::device`]) solves the structure.
+    Replicates {
+        cells: usize,
+        vectors: usize,
+        resident: bool,
+    },
+}
+
+impl Workload {
+    fn wants_gpu(self) -> bool {
+        match self {
+            Workload::Fit => false,
+            Workload::Replicates {
+                cells,
+                vectors,
+                resident,
+            } => resident && cells.saturating_mul(vectors) >= AUTO_MIN_REPLICATE_CELLS,
+        }
+    }
+}
+
+/// The demeaner for `workload`. Notices go to `notice`.
 pub fn choose(
     backend: Backend,
     precision: Precision,
-    cells: usize,
+    workload: Workload,
     notice: &mut dyn FnMut(String),
 ) -> Result<Box<dyn Demeaner>> {
     match backend {
         Backend::Cpu => Ok(Box::new(CpuDemeaner)),
         Backend::Gpu => Ok(Box::new(GpuDemeaner::new(precision)?)),
+        Backend::Auto if !workload.wants_gpu() => Ok(Box::new(CpuDemeaner)),
         Backend::Auto => {
-            if cells < AUTO_MIN_CELLS {
-                return Ok(Box::new(CpuDemeaner));
-            }
             let adapters = list_adapters();
             let hardware = adapters.iter().any(|a| a.device_type != "Cpu");
             if !hardware {
@@ -56,5 +88,23 @@ pub fn choose(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_the_gpu_only_for_large_resident_replicate_work() {
+        let big = Workload::Replicates {
+            cells: 130_000 * 13,
+            vectors: 2000,
+            resident: true,
+        };
+        assert!(big.wants_gpu());
+        assert!(!Workload::Replicates { resident: false, ..big }.wants_gpu());
+        assert!(!Workload::Replicates { vectors: 100, ..big }.wants_gpu());
+        assert!(!Workload::Fit.wants_gpu());
     }
 }

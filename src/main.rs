@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use fegpu::backend::{choose, Backend};
+use fegpu::backend::{choose, Backend, Workload};
 use fegpu::data::{demo, load};
 use fegpu::demean::{DemeanOptions, Solver};
 use fegpu::estimate::{fit, fit_last, FitOptions, Ssc, VcovSpec};
@@ -280,7 +280,7 @@ struct FitArgs {
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
-    /// Where the demeaning runs: auto (a GPU when present and the problem is big), cpu, gpu.
+    /// Where the demeaning runs: auto (the backend measured faster for the command: the GPU for large resident replicate work on real hardware, else the CPU; see README), cpu, gpu.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
     /// GPU arithmetic: df64 (f32 pairs, any adapter) or f64 (needs SHADER_F64).
@@ -408,8 +408,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         keep_singletons: a.keep_singletons,
         ..FitOptions::default()
     };
-    let cells = table.nrows() * models.iter().map(|m| m.rhs.len() + 1).max().unwrap_or(1);
-    let demeaner = choose(a.backend, a.precision, cells, &mut |n| eprintln!("note: {n}"))?;
+    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |n| eprintln!("note: {n}"))?;
     let mut results = Vec::new();
     let mut table = Some(table);
     for (k, m) in models.iter().enumerate() {
@@ -558,9 +557,19 @@ fn run_boot(a: BootArgs) -> Result<()> {
         .clone()
         .or_else(|| model.rhs.first().map(|t| t.name()))
         .ok_or_else(|| Error::Usage("the model has no regressor to test".into()))?;
-    let demeaner = choose(a.backend, a.precision, design.nobs() * (design.x.len() + 1), &mut |n| {
-        eprintln!("note: {n}")
-    })?;
+    let workload = match a.kind {
+        BootKind::Wild => Workload::Fit,
+        BootKind::Pairs => Workload::Replicates {
+            cells: design.nobs() * (design.x.len() + 1),
+            vectors: a.reps,
+            resident: fegpu::inference::resident_on_device(
+                &design,
+                &DemeanOptions::default(),
+                design.clusters.first().map(|c| c.ids.as_slice()),
+            ),
+        },
+    };
+    let demeaner = choose(a.backend, a.precision, workload, &mut |n| eprintln!("note: {n}"))?;
     let opts = WildOptions {
         coefficient: param,
         null: a.null,
@@ -712,9 +721,13 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
         ..Default::default()
     };
     let design = prepare(&table, &model, &popts)?;
-    let cells = design.nobs() * (design.x.len() + 1) * 2 * a.reps.min(64);
-    let demeaner = choose(a.backend, a.precision, cells, &mut |n| eprintln!("note: {n}"))?;
     let units = design.clusters.first().map(|c| (c.ids.as_slice(), c.levels));
+    let workload = Workload::Replicates {
+        cells: design.nobs() * (design.x.len() + 1),
+        vectors: 2 * a.reps,
+        resident: fegpu::inference::resident_on_device(&design, &DemeanOptions::default(), units.map(|u| u.0)),
+    };
+    let demeaner = choose(a.backend, a.precision, workload, &mut |n| eprintln!("note: {n}"))?;
     let opts = BdiffOptions {
         reps: a.reps,
         seed: a.seed,
@@ -875,7 +888,7 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
     let (raw, out) = (a.raw.unwrap(), a.out.unwrap());
     fegpu::data::load::check_output(&out)?;
     let t = std::time::Instant::now();
-    let demeaner = choose(a.backend, a.precision, usize::MAX, &mut |m| eprintln!("{m}"))?;
+    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
     eprintln!("building the panel from {}", raw.display());
     let opts = panel::PanelOptions {
         winsorize: a.winsorize,
@@ -897,9 +910,8 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
 
 fn run_replicate(a: ReplicateArgs) -> Result<()> {
     use fegpu::replicate;
-    // auto → CPU (see --backend): no problem of the study is large enough to cross auto's line
-    let cells = if a.backend == Backend::Auto { 0 } else { usize::MAX };
-    let demeaner = choose(a.backend, a.precision, cells, &mut |m| eprintln!("{m}"))?;
+    // auto → CPU (see --backend): the study's fits and its permutation tests run on the CPU
+    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
     let opts = replicate::Options {
         raw: a.raw,
         panel: a.panel,

@@ -163,6 +163,23 @@ impl<'a> Replicates<'a> {
     }
 }
 
+/// Whether replicates of `design` run on the device engine ([`device`]): a structure it
+/// solves exactly (one effect to project, or one large beside few-level ones, under
+/// `--solver auto`) and no per-unit shortcut ([`permutation::UnitStats`], for `units`) that
+/// the host runs instead.
+pub fn resident_on_device(design: &Design, opts: &DemeanOptions, units: Option<&[u32]>) -> bool {
+    let fes: Vec<&FixedEffect> = effects_to_project(&design.fes)
+        .into_iter()
+        .map(|k| &design.fes[k])
+        .collect();
+    let solved = match fes.len() {
+        0 => false,
+        1 => true,
+        _ => opts.solver == crate::demean::Solver::Auto && crate::demean::strategy::few_level_split(&fes).is_some(),
+    };
+    solved && !units.is_some_and(|u| permutation::UnitStats::applies(design, u))
+}
+
 /// The preconditioner replicates share: built on the CPU for structures that need CG (two or
 /// more effects to project, not one large beside few-level ones), from the base weights.
 fn shared_preconditioner(

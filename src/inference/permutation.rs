@@ -121,6 +121,17 @@ pub struct UnitStats {
 const MAX_DUMMIES: usize = 64;
 
 impl UnitStats {
+    /// Whether the shortcut applies: every effect nested in the unit or few-level.
+    pub fn applies(design: &Design, unit_ids: &[u32]) -> bool {
+        let levels: usize = design
+            .fes
+            .iter()
+            .filter(|f| !crate::fe::dof::nested_in(f, unit_ids))
+            .map(|f| f.levels)
+            .sum();
+        levels <= MAX_DUMMIES && !design.fes.is_empty()
+    }
+
     pub fn build(
         design: &Design,
         unit_ids: &[u32],
@@ -129,12 +140,12 @@ impl UnitStats {
         opts: &DemeanOptions,
     ) -> Result<Option<UnitStats>> {
         let n = design.nobs();
+        if !UnitStats::applies(design, unit_ids) {
+            return Ok(None);
+        }
         let (nested, others): (Vec<&FixedEffect>, Vec<&FixedEffect>) =
             design.fes.iter().partition(|f| crate::fe::dof::nested_in(f, unit_ids));
         let levels: usize = others.iter().map(|f| f.levels).sum();
-        if levels > MAX_DUMMIES || design.fes.is_empty() {
-            return Ok(None);
-        }
         let k = design.x.len();
         let mut cols: Vec<Vec<f64>> = Vec::with_capacity(1 + k + levels);
         cols.push(design.y.clone());
