@@ -6,6 +6,10 @@
 //!   lavapipe, which is slower than the CPU path) and the problem is big enough to gain
 //!   (`AUTO_MIN_CELLS` observation × column cells); otherwise the CPU, with a one-line notice
 //!   when a GPU was wanted but none was usable.
+//!
+//! A df64 GPU demeaner exists only once its adapter passed the df64 self-test
+//! ([`crate::demean::selftest`]); on failure it comes back with native f64 (said in a notice
+//! here), or not at all (`gpu`: the error; `auto`: a notice and the CPU).
 
 use crate::demean::{CpuDemeaner, Demeaner, GpuDemeaner};
 use crate::error::Result;
@@ -30,7 +34,7 @@ pub fn choose(
 ) -> Result<Box<dyn Demeaner>> {
     match backend {
         Backend::Cpu => Ok(Box::new(CpuDemeaner)),
-        Backend::Gpu => Ok(Box::new(GpuDemeaner::new(precision)?)),
+        Backend::Gpu => Ok(Box::new(gpu(precision, notice)?)),
         Backend::Auto => {
             if cells < AUTO_MIN_CELLS {
                 return Ok(Box::new(CpuDemeaner));
@@ -48,7 +52,7 @@ pub fn choose(
                 });
                 return Ok(Box::new(CpuDemeaner));
             }
-            match GpuDemeaner::new(precision) {
+            match gpu(precision, notice) {
                 Ok(g) => Ok(Box::new(g)),
                 Err(e) => {
                     notice(format!("backend auto: the GPU could not be used ({e}); using the CPU"));
@@ -57,4 +61,18 @@ pub fn choose(
             }
         }
     }
+}
+
+/// The GPU demeaner, with a notice when the df64 self-test sent it to native f64.
+fn gpu(precision: Precision, notice: &mut dyn FnMut(String)) -> Result<GpuDemeaner> {
+    let g = GpuDemeaner::new(precision)?;
+    if g.precision() != precision {
+        let failure = g.context().df64_selftest.as_ref().and_then(|t| t.first_failure());
+        notice(format!(
+            "the df64 self-test failed on {} ({}); using native f64",
+            g.context().info.name,
+            failure.unwrap_or_default()
+        ));
+    }
+    Ok(g)
 }
