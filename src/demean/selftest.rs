@@ -131,8 +131,8 @@ fn tiny_problem() -> (Vec<FixedEffect>, Vec<f64>, Vec<Vec<f64>>) {
     (fes, weights, vec![y, x])
 }
 
-/// The tiny problem on the device (alternating projections and CG) against the CPU.
-fn tiny_demeaning(d: &GpuDemeaner) -> Result<Check> {
+/// The tiny problem on `d` (on the GPU: its alternating projections and CG) against the CPU.
+fn tiny_demeaning(d: &dyn Demeaner) -> Result<Check> {
     let (fes, weights, columns) = tiny_problem();
     let problem = Absorb::new(fes.iter().collect(), Some(&weights));
     let opts = |solver| DemeanOptions {
@@ -170,6 +170,7 @@ fn max_scaled_difference(got: &[Vec<f64>], reference: &[Vec<f64>]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Demeaned;
     use super::*;
 
     #[test]
@@ -186,6 +187,39 @@ mod tests {
         assert!(max_scaled_difference(&off, &cpu) > DEMEAN_TOLERANCE);
         off[0][3] = f64::NAN;
         assert!(max_scaled_difference(&off, &cpu).is_infinite());
+    }
+
+    /// The CPU demeaner with an f32-sized error planted in every result.
+    struct SinglePrecision;
+
+    impl Demeaner for SinglePrecision {
+        fn name(&self) -> String {
+            "cpu, rounded to f32".into()
+        }
+        fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+            let mut d = CpuDemeaner.demean(problem, columns, opts)?;
+            for c in &mut d.columns {
+                c.iter_mut().for_each(|v| *v = *v as f32 as f64);
+            }
+            Ok(d)
+        }
+        fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()> {
+            CpuDemeaner.one_pass(problem, columns)
+        }
+        fn alternating(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+            CpuDemeaner.alternating(problem, columns, opts)
+        }
+        fn krylov(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
+            CpuDemeaner.krylov(problem, columns, opts)
+        }
+    }
+
+    #[test]
+    fn the_tiny_demeaning_check_passes_the_cpu_and_fails_f32_results() {
+        let exact = tiny_demeaning(&CpuDemeaner).unwrap();
+        assert!(exact.passed, "{}", exact.detail);
+        let rounded = tiny_demeaning(&SinglePrecision).unwrap();
+        assert!(!rounded.passed, "{}", rounded.detail);
     }
 
     #[test]

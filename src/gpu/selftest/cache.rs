@@ -102,7 +102,10 @@ pub fn store(path: &Path, key: &CacheKey, outcome: &SelfTest) -> std::io::Result
     let mut file = read(path);
     file.entries.insert(key.id(), outcome.clone());
     let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    // unique per process and call: threads of one process (the test harness) may store at once
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}.{call}.tmp", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
