@@ -277,3 +277,46 @@ fn devices_shows_the_selftest_per_adapter() {
         "{json}"
     );
 }
+
+#[test]
+fn without_native_f64_a_failed_selftest_is_an_error_naming_adapter_and_check() {
+    // lavapipe's OpenGL adapter has no SHADER_F64: plant a failure for it and ask for the GPU
+    if gpu().is_none() {
+        return;
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::GL;
+    let inst = wgpu::Instance::new(desc);
+    let Some(gl) = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::GL))
+        .into_iter()
+        .next()
+    else {
+        eprintln!("skipping: no OpenGL adapter to stand for one without f64");
+        return;
+    };
+    let info = gl.get_info();
+    assert!(!gl.features().contains(wgpu::Features::SHADER_F64));
+    let dir = temp("no-f64");
+    let csv = small_csv(&dir);
+    let planted = SelfTest::of(
+        vec![Check {
+            name: "planted check".into(),
+            passed: false,
+            detail: "by the test".into(),
+        }],
+        0.0,
+    );
+    let path = dir.join("fegpu").join("df64-selftest.json");
+    cache::store(&path, &cache::CacheKey::of(&info), &planted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(["fit", &csv, "y ~ x | firm + year", "--backend", "gpu"])
+        .env("XDG_CACHE_HOME", &dir)
+        .env("WGPU_BACKEND", "gl")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+    for part in ["df64 self-test failed", &info.name, "planted check", "--backend cpu"] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+}
