@@ -15,7 +15,7 @@ LOG=${OUT:-/tmp}/evidence.log
 exec > >(tee "$LOG") 2>&1
 T() { echo "### $*"; FEGPU_TIMING=1 /usr/bin/time -f "wall %e s, peak %M KB" "$@"; echo; }
 nproc; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-$F devices
+$F devices --selftest || $F devices   # df64 self-test of the real GPU, check by check
 $F demo --out /tmp/d.csv >/dev/null
 awk -F, 'NR==1{print $0",c39";next}{print $0","($5=="C39"?1:0)}' /tmp/d.csv > /tmp/dg.csv
 X="digtech + age + finance + profit + klratio + turnover + lnlp + lev + open + market + lnpergdp + xr"
