@@ -11,6 +11,10 @@
 //!   resident replicate work of at least [`AUTO_MIN_REPLICATE_CELLS`] on real hardware (never a
 //!   software rasterizer such as lavapipe), and the CPU otherwise, with a one-line notice when a
 //!   GPU was wanted but none was usable.
+//!
+//! A df64 GPU demeaner exists only once its adapter passed the df64 self-test
+//! ([`crate::demean::selftest`]); on failure it comes back with native f64 (said in a notice
+//! here), or not at all (`gpu`: the error; `auto`: a notice and the CPU).
 
 use crate::demean::{CpuDemeaner, Demeaner, GpuDemeaner};
 use crate::error::Result;
@@ -64,7 +68,7 @@ pub fn choose(
 ) -> Result<Box<dyn Demeaner>> {
     match backend {
         Backend::Cpu => Ok(Box::new(CpuDemeaner)),
-        Backend::Gpu => Ok(Box::new(GpuDemeaner::new(precision)?)),
+        Backend::Gpu => Ok(Box::new(gpu(precision, notice)?)),
         Backend::Auto if !workload.wants_gpu() => Ok(Box::new(CpuDemeaner)),
         Backend::Auto => {
             let adapters = list_adapters();
@@ -80,7 +84,7 @@ pub fn choose(
                 });
                 return Ok(Box::new(CpuDemeaner));
             }
-            match GpuDemeaner::new(precision) {
+            match gpu(precision, notice) {
                 Ok(g) => Ok(Box::new(g)),
                 Err(e) => {
                     notice(format!("backend auto: the GPU could not be used ({e}); using the CPU"));
@@ -91,20 +95,34 @@ pub fn choose(
     }
 }
 
+/// The GPU demeaner, with a notice when the df64 self-test sent it to native f64.
+fn gpu(precision: Precision, notice: &mut dyn FnMut(String)) -> Result<GpuDemeaner> {
+    let g = GpuDemeaner::new(precision)?;
+    if g.precision() != precision {
+        let failure = g.context().df64_selftest.as_ref().and_then(|t| t.first_failure());
+        notice(format!(
+            "the df64 self-test failed on {} ({}); using native f64",
+            g.context().info.name,
+            failure.unwrap_or_default()
+        ));
+    }
+    Ok(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn auto_takes_the_gpu_only_for_large_resident_replicate_work() {
-        let big = Workload::Replicates {
+        let work = |vectors, resident| Workload::Replicates {
             cells: 130_000 * 13,
-            vectors: 2000,
-            resident: true,
+            vectors,
+            resident,
         };
-        assert!(big.wants_gpu());
-        assert!(!Workload::Replicates { resident: false, ..big }.wants_gpu());
-        assert!(!Workload::Replicates { vectors: 100, ..big }.wants_gpu());
+        assert!(work(2000, true).wants_gpu());
+        assert!(!work(2000, false).wants_gpu());
+        assert!(!work(100, true).wants_gpu());
         assert!(!Workload::Fit.wants_gpu());
     }
 }

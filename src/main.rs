@@ -221,6 +221,10 @@ struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run the df64 self-test on the adapter fegpu uses (or read its cached outcome;
+    /// FEGPU_SELFTEST=force re-runs it) and print every check.
+    #[arg(long)]
+    selftest: bool,
 }
 
 #[derive(clap::Args)]
@@ -450,6 +454,9 @@ fn run_demo(a: DemoArgs) -> Result<()> {
 }
 
 fn run_devices(a: DevicesArgs) -> Result<()> {
+    if a.selftest {
+        print_selftest(a.json)?;
+    }
     let rows = list_adapters();
     if a.json {
         print_json(&rows)?;
@@ -460,20 +467,65 @@ fn run_devices(a: DevicesArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}",
+        "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}  df64 self-test",
         "adapter", "api", "type", "f64", "max buffer", "max storage bind"
     );
     for r in rows {
         println!(
-            "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}",
+            "{:<40} {:<8} {:<14} {:>4} {:>16} {:>16}  {}",
             r.name,
             r.backend,
             r.device_type,
             if r.shader_f64 { "yes" } else { "no" },
             r.max_buffer_size,
-            r.max_storage_buffer_binding_size
+            r.max_storage_buffer_binding_size,
+            r.df64_selftest.as_str()
         );
     }
+    Ok(())
+}
+
+/// `devices --selftest`: the df64 self-test of the adapter a df64 GPU run would use, check by
+/// check (to stderr under --json, so stdout stays one JSON document).
+fn print_selftest(json: bool) -> Result<()> {
+    use fegpu::demean::GpuDemeaner;
+    let out = |line: String| if json { eprintln!("{line}") } else { println!("{line}") };
+    let g = match GpuDemeaner::new(Precision::Df64) {
+        Ok(g) => g,
+        Err(e) => {
+            out(format!("df64 self-test: {e}"));
+            return Ok(());
+        }
+    };
+    let info = &g.context().info;
+    let Some(t) = &g.context().df64_selftest else {
+        return Ok(());
+    };
+    out(format!(
+        "df64 self-test on {} ({:?}, driver {} {}): {}{}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        t.status.as_str(),
+        if t.from_cache {
+            " (cached; FEGPU_SELFTEST=force re-runs it)"
+        } else {
+            ""
+        }
+    ));
+    for c in &t.checks {
+        out(format!(
+            "  {:<6} {}: {}",
+            if c.passed { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        ));
+    }
+    if g.precision() != Precision::Df64 {
+        out("  df64 runs on this adapter use native f64 instead".into());
+    }
+    out(String::new());
     Ok(())
 }
 
@@ -616,6 +668,8 @@ fn run_boot(a: BootArgs) -> Result<()> {
                 kind: &'a str,
                 cluster: &'a str,
                 backend: String,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                df64_selftest: Option<fegpu::gpu::selftest::Status>,
                 pairs: &'a fegpu::inference::bootstrap::PairsResult,
             }
             let out = Out {
@@ -623,6 +677,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
                 kind: "pairs",
                 cluster: &a.cluster,
                 backend: demeaner.name(),
+                df64_selftest: demeaner.df64_selftest(),
                 pairs: &r,
             };
             print_json(&out)?;
@@ -665,12 +720,15 @@ fn run_boot(a: BootArgs) -> Result<()> {
                 formula: &'a str,
                 kind: &'a str,
                 backend: String,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                df64_selftest: Option<fegpu::gpu::selftest::Status>,
                 wild: &'a fegpu::inference::wild::WildResult,
             }
             let out = Out {
                 formula: &a.formula,
                 kind: "wild",
                 backend: demeaner.name(),
+                df64_selftest: demeaner.df64_selftest(),
                 wild: &r,
             };
             print_json(&out)?;
@@ -760,6 +818,8 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
                 group: &'a str,
                 unit: &'a str,
                 backend: String,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                df64_selftest: Option<fegpu::gpu::selftest::Status>,
                 seconds: f64,
                 bdiff: &'a fegpu::inference::permutation::BdiffResult,
             }
@@ -768,6 +828,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
                 group: &a.group,
                 unit: &a.unit,
                 backend: demeaner.name(),
+                df64_selftest: demeaner.df64_selftest(),
                 seconds: secs,
                 bdiff: &r,
             };

@@ -16,7 +16,7 @@ exec > >(tee "$LOG") 2>&1
 T() { echo "### $*"; FEGPU_TIMING=1 /usr/bin/time -f "wall %e s, peak %M KB" "$@" > /tmp/out.json; echo
   grep -E '"(seconds|backend|estimate|estimate_group1|difference|p|std_error)"' /tmp/out.json | head -8; echo; }
 nproc; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-$F devices
+$F devices --selftest || $F devices   # df64 self-test of the real GPU, check by check
 $F demo --out /tmp/d.csv >/dev/null
 awk -F, 'NR==1{print $0",c39";next}{print $0","($5=="C39"?1:0)}' /tmp/d.csv > /tmp/dg.csv
 X="digtech + age + finance + profit + klratio + turnover + lnlp + lev + open + market + lnpergdp + xr"

@@ -75,7 +75,8 @@ impl GpuDemeaner {
             .and_then(|v| v.parse().ok())
             .unwrap_or(2u64 << 30);
         let binding_limit = (ctx.limits.max_storage_buffer_binding_size as u64).min(ctx.limits.max_buffer_size);
-        Ok(GpuDemeaner {
+        // df64 is trusted only after the adapter passes the self-test (super::selftest)
+        super::selftest::admit(GpuDemeaner {
             binding_limit,
             ctx,
             precision,
@@ -617,6 +618,10 @@ enum BatchOut {
 impl Demeaner for GpuDemeaner {
     fn name(&self) -> String {
         self.ctx.describe(self.precision)
+    }
+
+    fn df64_selftest(&self) -> Option<crate::gpu::selftest::Status> {
+        Some(self.ctx.df64_status())
     }
 
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {

@@ -12,6 +12,8 @@
 //!   structure allows, else conjugate gradients ([`krylov`], written once over the kernels a
 //!   backend supplies) with a preconditioner ladder ([`precond`]: Jacobi, the two largest
 //!   effects' block, additive Schwarz with approximate Cholesky).
+//! * [`selftest`] admits a df64 GPU demeaner only after its adapter passes the start-up
+//!   self-test (else native f64, the CPU or an error).
 
 use rayon::prelude::*;
 
@@ -20,6 +22,7 @@ pub mod gpu;
 pub mod gpu_krylov;
 pub mod krylov;
 pub mod precond;
+pub mod selftest;
 pub mod strategy;
 
 use crate::error::Result;
@@ -115,6 +118,11 @@ impl Demeaned {
 pub trait Demeaner: Send + Sync {
     /// What ran, for the `backend` field of results (e.g. `cpu (2 threads)` or an adapter name).
     fn name(&self) -> String;
+    /// The df64 self-test's outcome on the device this backend runs on (`None` off the GPU;
+    /// see [`selftest`]).
+    fn df64_selftest(&self) -> Option<crate::gpu::selftest::Status> {
+        None
+    }
     /// Demean every column in `columns` (each of length `problem.nobs()`) with the method
     /// [`strategy::demean`] chooses; backends implement it as that one call.
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;

@@ -104,6 +104,10 @@ pub struct FitResult {
     /// ‖D'W(v − Dα)‖ / ‖D'Wv‖, over the demeaned columns (0 when exact, null when unmeasured).
     pub demean_residual: Option<f64>,
     pub backend: String,
+    /// The df64 self-test of the GPU that demeaned ("passed", "failed" — then native f64 ran —
+    /// or "not run"); absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub df64_selftest: Option<crate::gpu::selftest::Status>,
     /// Variance matrix of the reported coefficients, row by row.
     pub vcov_matrix: Vec<Vec<f64>>,
     pub eigen_fixed: bool,
@@ -391,6 +395,7 @@ fn fit_columns(
         } else {
             "cpu (no fixed effects)".into()
         },
+        df64_selftest: if has_fe { demeaner.df64_selftest() } else { None },
         vcov_matrix,
         eigen_fixed: v.eigen_fixed,
         notes,

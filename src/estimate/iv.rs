@@ -780,6 +780,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         } else {
             "cpu (no fixed effects)".into()
         },
+        df64_selftest: if has_fe { demeaner.df64_selftest() } else { None },
         vcov_matrix: (0..k).map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect()).collect(),
         eigen_fixed: v.eigen_fixed,
         notes,

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::selftest::{self, SelfTest, Status};
 use crate::error::{Error, Result};
 
 /// Arithmetic of the GPU kernels.
@@ -27,6 +28,10 @@ pub struct AdapterRow {
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
+    pub driver: String,
+    pub driver_info: String,
+    /// The cached df64 self-test outcome of this adapter and driver ([`super::selftest`]).
+    pub df64_selftest: Status,
 }
 
 /// The native APIs (Vulkan, Metal, DX12) unless `WGPU_BACKEND` says otherwise: OpenGL has no
@@ -48,6 +53,9 @@ fn row(a: &wgpu::Adapter) -> AdapterRow {
         max_buffer_size: limits.max_buffer_size,
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        df64_selftest: selftest::cached_status(&info),
     }
 }
 
@@ -81,6 +89,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub shader_f64: bool,
+    /// The df64 self-test's outcome on this device (None until a df64 demeaner admits it).
+    pub df64_selftest: Option<SelfTest>,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -134,6 +144,7 @@ impl GpuContext {
             queue,
             limits,
             shader_f64,
+            df64_selftest: None,
             errors,
             lost,
         })
@@ -151,6 +162,11 @@ impl GpuContext {
                 Precision::F64 => "f64",
             }
         )
+    }
+
+    /// The df64 self-test's status on this device ("not run" until a df64 demeaner ran it).
+    pub fn df64_status(&self) -> Status {
+        self.df64_selftest.as_ref().map_or(Status::NotRun, |t| t.status)
     }
 
     /// Fail if wgpu reported an error or the device was lost since the last check.

@@ -5,8 +5,8 @@
 use super::context::{GpuContext, Precision};
 use crate::error::{Error, Result};
 
-const PARAMS: &str = include_str!("../../shaders/params.wgsl");
-const PRELUDE_DF64: &str = include_str!("../../shaders/real_df64.wgsl");
+pub(crate) const PARAMS: &str = include_str!("../../shaders/params.wgsl");
+pub(crate) const PRELUDE_DF64: &str = include_str!("../../shaders/real_df64.wgsl");
 const PRELUDE_F64: &str = include_str!("../../shaders/real_f64.wgsl");
 const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
 const SWEEP: &str = include_str!("../../shaders/sweep.wgsl");
@@ -84,7 +84,8 @@ pub struct KrylovKernels {
     pub dot_finish: wgpu::ComputePipeline,
 }
 
-pub fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
+/// Compile `prelude` + `body` (shaders/`name`), turning a validation error into an [`Error`].
+pub(crate) fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result<wgpu::ShaderModule> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let m = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
@@ -96,7 +97,8 @@ pub fn module(ctx: &GpuContext, name: &str, prelude: &str, body: &str) -> Result
     Ok(m)
 }
 
-pub fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
+/// The compute pipeline of `entry` in `m`, with its layout derived from the shader.
+pub(crate) fn pipeline(ctx: &GpuContext, m: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let p = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
