@@ -31,6 +31,8 @@ pub struct BenchRow {
     pub nominal_gb_per_s: Option<f64>,
     /// Largest |GPU − CPU| over all demeaned values, relative to the column's scale.
     pub max_rel_diff_vs_cpu: Option<f64>,
+    /// The resident engine's seconds per phase (upload, draws, solve, reduce, read-back).
+    pub phases: Option<String>,
 }
 
 /// Nominal memory bandwidth of a few well-known adapters (vendor data sheets), GB/s.
@@ -114,6 +116,7 @@ pub fn run(
             gb_per_s: gbps(n, lanes, project.len(), sweeps, s),
             nominal_gb_per_s: None,
             max_rel_diff_vs_cpu: None,
+            phases: None,
         });
         cpu_result = Some(r);
     }
@@ -127,13 +130,16 @@ pub fn run(
         let sweeps = r.iter().map(|d| d.iterations).max().unwrap_or(0);
         let diff = cpu_result.as_ref().map(|c| {
             let mut worst = 0.0f64;
-            for (a, b) in c.iter().zip(&r) {
+            // rows a replicate leaves out (weight 0) have no demeaned value to agree on
+            for ((a, b), w) in c.iter().zip(&r).zip(&weights) {
                 for (ca, cb) in a.columns.iter().zip(&b.columns) {
                     let scale = (ca.iter().map(|v| v * v).sum::<f64>() / ca.len() as f64)
                         .sqrt()
                         .max(1e-300);
-                    for (u, v) in ca.iter().zip(cb) {
-                        worst = worst.max((u - v).abs() / scale);
+                    for ((u, v), wi) in ca.iter().zip(cb).zip(w) {
+                        if *wi > 0.0 {
+                            worst = worst.max((u - v).abs() / scale);
+                        }
                     }
                 }
             }
@@ -152,6 +158,7 @@ pub fn run(
             gb_per_s: gbps(n, lanes, project.len(), sweeps, s),
             nominal_gb_per_s: nominal_bandwidth(&info.name),
             max_rel_diff_vs_cpu: diff,
+            phases: None,
         };
         out.push(row(format!("gpu ({:?})", precision).to_lowercase(), s, diff));
         if weights.len() > 1 {
@@ -160,23 +167,62 @@ pub fn run(
             let t = Instant::now();
             let grams = g.gram_batch(&project, &columns, &weights, &opts)?;
             let s = t.elapsed().as_secs_f64();
-            let diff = cpu_result.as_ref().map(|c| {
-                let mut worst = 0.0f64;
-                for (gg, want) in grams.iter().zip(crate::demean::grams_of(c, &weights)) {
-                    for (k, (u, v)) in gg.iter().zip(&want).enumerate() {
-                        let (p, q) = crate::demean::pair_of(k);
-                        let scale = (want[p * (p + 1) / 2 + p] * want[q * (q + 1) / 2 + q])
-                            .sqrt()
-                            .max(1e-300);
-                        worst = worst.max((u - v).abs() / scale);
-                    }
-                }
-                worst
-            });
+            let cpu_grams = cpu_result.as_ref().map(|c| crate::demean::grams_of(c, &weights));
+            let diff = cpu_grams.as_ref().map(|want| gram_gap(&grams, want));
             out.push(row(format!("gpu ({:?}) X'WX", precision).to_lowercase(), s, diff));
+            out.extend(resident_row(
+                &g,
+                &project,
+                &columns,
+                &weights,
+                cpu_grams.as_deref(),
+                row,
+            )?);
         }
     }
     Ok(out)
+}
+
+/// Largest gap between two sets of cross products, relative to √(g_pp g_qq).
+fn gram_gap(got: &[Vec<f64>], want: &[Vec<f64>]) -> f64 {
+    let mut worst = 0.0f64;
+    for (gg, want) in got.iter().zip(want) {
+        for (k, (u, v)) in gg.iter().zip(want).enumerate() {
+            let (p, q) = crate::demean::pair_of(k);
+            let scale = (want[p * (p + 1) / 2 + p] * want[q * (q + 1) / 2 + q])
+                .sqrt()
+                .max(1e-300);
+            worst = worst.max((u - v).abs() / scale);
+        }
+    }
+    worst
+}
+
+/// The resident replicate engine on the same weight vectors (columns and levels uploaded once,
+/// one exact pass, cross products on the device), with its time per phase. Its weights come
+/// from the host here, so `draws` is their upload.
+fn resident_row(
+    g: &GpuDemeaner,
+    project: &[&FixedEffect],
+    columns: &[Vec<f64>],
+    weights: &[Vec<f64>],
+    cpu_grams: Option<&[Vec<f64>]>,
+    row: impl Fn(String, f64, Option<f64>) -> BenchRow,
+) -> Result<Option<BenchRow>> {
+    let t = Instant::now();
+    let ones = vec![1.0; columns[0].len()];
+    let Some(mut engine) = crate::inference::device::DeviceReplicates::new(g, project, columns, &ones)? else {
+        return Ok(None);
+    };
+    engine.timed = true;
+    let grams = engine.grams(g, &crate::inference::device::Draws::Given(weights))?;
+    let s = t.elapsed().as_secs_f64();
+    let p = *engine.times.lock().unwrap();
+    let mut r = row("gpu resident".into(), s, cpu_grams.map(|want| gram_gap(&grams, want)));
+    r.sweeps = 1;
+    r.gb_per_s = p.bytes_solved / (p.solve + p.reduce).max(1e-12) / 1e9;
+    r.phases = Some(p.line().trim_start_matches("timing: device replicates: ").to_string());
+    Ok(Some(r))
 }
 
 /// The bench table as text.
@@ -214,6 +260,9 @@ pub fn render(rows: &[BenchRow]) -> String {
                 .map(|v| format!("{v:.1e}"))
                 .unwrap_or_else(|| "-".into()),
         ));
+    }
+    for r in rows.iter().filter(|r| r.phases.is_some()) {
+        s.push_str(&format!("{}: {}\n", r.backend, r.phases.as_deref().unwrap_or_default()));
     }
     s
 }

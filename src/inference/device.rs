@@ -133,6 +133,8 @@ pub struct DeviceReplicates {
     base_w: wgpu::Buffer,
     kernels: EngineKernels,
     pub times: std::sync::Mutex<PhaseTimes>,
+    /// Wait after each phase so [`PhaseTimes`] splits the time (`FEGPU_TIMING`, `fegpu bench`).
+    pub timed: bool,
 }
 
 /// Work buffers of one [`DeviceReplicates::grams`] call, reused by each of its batches.
@@ -203,6 +205,7 @@ impl DeviceReplicates {
             kernels: EngineKernels::new(gpu)?,
             scales,
             times: Default::default(),
+            timed: std::env::var_os("FEGPU_TIMING").is_some(),
         };
         let mut t = PhaseTimes::default();
         t.upload = t0.elapsed().as_secs_f64();
@@ -376,7 +379,7 @@ impl DeviceReplicates {
         work: &Work,
     ) -> Result<Vec<Vec<f64>>> {
         let ctx = gpu.context();
-        let timing = std::env::var_os("FEGPU_TIMING").is_some();
+        let timing = self.timed;
         let mut times = *self.times.lock().unwrap();
         let mut clock = Instant::now();
         let mut lap = |slot: &mut f64| -> Result<()> {
