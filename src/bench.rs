@@ -211,11 +211,11 @@ fn resident_row(
 ) -> Result<Option<BenchRow>> {
     let t = Instant::now();
     let ones = vec![1.0; columns[0].len()];
-    let Some(mut engine) = crate::inference::device::DeviceReplicates::new(g, project, columns, &ones)? else {
+    let Some(mut engine) = crate::demean::resident::DeviceReplicates::new(g, project, columns, &ones)? else {
         return Ok(None);
     };
     engine.timed = true;
-    let grams = engine.grams(g, &crate::inference::device::Draws::Given(weights))?;
+    let grams = engine.grams(g, &crate::demean::resident::Draws::Given(weights))?;
     let s = t.elapsed().as_secs_f64();
     let p = *engine.times.lock().unwrap();
     let mut r = row("gpu resident".into(), s, cpu_grams.map(|want| gram_gap(&grams, want)));

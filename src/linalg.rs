@@ -247,6 +247,50 @@ pub fn lstsq_qr(x_cols: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
     Some(beta)
 }
 
+/// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c
+/// variables, in packed lower-triangle order.
+pub fn partial_out_last(g: &[f64], c: usize, m: usize) -> Vec<f64> {
+    let at = |p: usize, q: usize| {
+        if p >= q {
+            g[p * (p + 1) / 2 + q]
+        } else {
+            g[q * (q + 1) / 2 + p]
+        }
+    };
+    let mut out: Vec<f64> = (0..c)
+        .flat_map(|p| (0..=p).map(move |q| (p, q)))
+        .map(|(p, q)| at(p, q))
+        .collect();
+    let t = m - c;
+    if t == 0 {
+        return out;
+    }
+    let mut dd = Mat::zeros(t);
+    for a in 0..t {
+        for b in 0..t {
+            dd.set(a, b, at(c + a, c + b));
+        }
+    }
+    let ch = cholesky_drop(&dd, 1e-10);
+    if ch.kept.is_empty() {
+        return out;
+    }
+    let inv = cholesky_inverse(&ch.l);
+    // B = dd⁻¹ (kept) × cross products of the kept dummies with each column
+    let cross: Vec<Vec<f64>> = (0..c)
+        .map(|p| ch.kept.iter().map(|&a| at(c + a, p)).collect())
+        .collect();
+    let solved: Vec<Vec<f64>> = cross.iter().map(|x| inv.mul_vec(x)).collect();
+    let mut k = 0;
+    for p in 0..c {
+        for q in 0..=p {
+            out[k] -= cross[p].iter().zip(&solved[q]).map(|(a, b)| a * b).sum::<f64>();
+            k += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,3 +131,10 @@ mod tests {
         assert!((sum / n as f64 - 0.5).abs() < 0.01);
     }
 }
+
+/// Streams separate the purposes of draws made with the same (replicate, unit) counters.
+pub mod stream {
+    pub const WILD: u32 = 1;
+    pub const PERMUTATION: u32 = 2;
+    pub const PAIRS: u32 = 3;
+}

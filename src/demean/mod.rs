@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod gpu_krylov;
 pub mod krylov;
 pub mod precond;
+pub mod resident;
 pub mod selftest;
 pub mod strategy;
 

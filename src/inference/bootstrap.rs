@@ -89,7 +89,7 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     while r0 < opts.reps {
         let r1 = (r0 + chunk).min(opts.reps);
         let ws: Vec<Option<Vec<f64>>> = if device_draws {
-            let d = super::device::Draws::Pairs {
+            let d = crate::demean::resident::Draws::Pairs {
                 seed: opts.seed,
                 clusters: &cl.ids,
                 n_clusters: g,

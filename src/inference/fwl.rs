@@ -14,7 +14,7 @@
 //! subtraction loses nothing) are shared by every replicate.
 
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
+use crate::linalg::dot;
 
 /// Per-thread buffers of [`LevelRuns::gram`], reused across replicates (no allocation, no
 /// page faults per replicate).
@@ -138,7 +138,7 @@ impl<'a> LevelRuns<'a> {
         if self.dummies > 0 {
             self.dummy_blocks(&mut g, c, rows, ws, starts, weighted);
         }
-        partial_out_dummies(&g, c, m)
+        crate::linalg::partial_out_last(&g, c, m)
     }
 
     /// Fill the dummy rows of the packed Gram `g`: dummy × column (Σ w d ṽ) and dummy × dummy
@@ -197,48 +197,4 @@ impl<'a> LevelRuns<'a> {
             }
         }
     }
-}
-
-/// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c
-/// variables, in packed lower-triangle order.
-pub(crate) fn partial_out_dummies(g: &[f64], c: usize, m: usize) -> Vec<f64> {
-    let at = |p: usize, q: usize| {
-        if p >= q {
-            g[p * (p + 1) / 2 + q]
-        } else {
-            g[q * (q + 1) / 2 + p]
-        }
-    };
-    let mut out: Vec<f64> = (0..c)
-        .flat_map(|p| (0..=p).map(move |q| (p, q)))
-        .map(|(p, q)| at(p, q))
-        .collect();
-    let t = m - c;
-    if t == 0 {
-        return out;
-    }
-    let mut dd = Mat::zeros(t);
-    for a in 0..t {
-        for b in 0..t {
-            dd.set(a, b, at(c + a, c + b));
-        }
-    }
-    let ch = cholesky_drop(&dd, 1e-10);
-    if ch.kept.is_empty() {
-        return out;
-    }
-    let inv = cholesky_inverse(&ch.l);
-    // B = dd⁻¹ (kept) × cross products of the kept dummies with each column
-    let cross: Vec<Vec<f64>> = (0..c)
-        .map(|p| ch.kept.iter().map(|&a| at(c + a, p)).collect())
-        .collect();
-    let solved: Vec<Vec<f64>> = cross.iter().map(|x| inv.mul_vec(x)).collect();
-    let mut k = 0;
-    for p in 0..c {
-        for q in 0..=p {
-            out[k] -= cross[p].iter().zip(&solved[q]).map(|(a, b)| a * b).sum::<f64>();
-            k += 1;
-        }
-    }
-    out
 }

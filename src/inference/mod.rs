@@ -5,7 +5,7 @@
 //! Nielsen & Webb (2019), whose cost per replicate does not grow with N.
 
 pub mod bootstrap;
-pub mod device;
+
 pub mod fwl;
 pub mod permutation;
 pub mod replicates;
@@ -62,8 +62,8 @@ pub struct Replicates<'a> {
     /// under other weights).
     shared: Option<Preconditioner>,
     /// On a GPU, for the structures it solves exactly: the columns and levels kept on the
-    /// device, and replicate weights drawn there ([`device`]).
-    device: Option<device::DeviceReplicates>,
+    /// device, and replicate weights drawn there ([`crate::demean::resident`]).
+    device: Option<crate::demean::resident::DeviceReplicates>,
 }
 
 impl<'a> Replicates<'a> {
@@ -111,7 +111,7 @@ impl<'a> Replicates<'a> {
         let shared = shared_preconditioner(&fes, &w, opts, demeaner)?;
         let device = match demeaner.gpu() {
             Some(gpu) if opts.solver == crate::demean::Solver::Auto || fes.len() == 1 => {
-                device::DeviceReplicates::new(gpu, &fes, &dm, &w)?
+                crate::demean::resident::DeviceReplicates::new(gpu, &fes, &dm, &w)?
             }
             _ => None,
         };
@@ -133,7 +133,11 @@ impl<'a> Replicates<'a> {
 
     /// β of every weight vector `draws` makes, drawn and solved on the device (only when
     /// [`Replicates::on_device`]).
-    pub fn drawn_betas(&self, draws: &device::Draws, demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
+    pub fn drawn_betas(
+        &self,
+        draws: &crate::demean::resident::Draws,
+        demeaner: &dyn Demeaner,
+    ) -> Result<Vec<Option<Vec<f64>>>> {
         let (Some(dev), Some(gpu)) = (&self.device, demeaner.gpu()) else {
             return Err(crate::Error::Usage(
                 "replicate draws on the device need the GPU engine".into(),
@@ -147,14 +151,14 @@ impl<'a> Replicates<'a> {
     pub fn report_times(&self) {
         if let (Some(d), Some(_)) = (&self.device, std::env::var_os("FEGPU_TIMING")) {
             eprintln!("{}", d.times.lock().unwrap().line());
-            eprintln!("timing: device kernels: {}", device::kernel_times());
+            eprintln!("timing: device kernels: {}", crate::demean::resident::kernel_times());
         }
     }
 
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
         if self.device.is_some() {
-            return self.drawn_betas(&device::Draws::Given(weights), demeaner);
+            return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
         }
         if let Some(m) = &self.shared {
             return Ok(shared_cg_betas(&self.fes, &self.columns, weights, &self.opts, m)?);
@@ -163,7 +167,7 @@ impl<'a> Replicates<'a> {
     }
 }
 
-/// Whether replicates of `design` run on the device engine ([`device`]): a structure it
+/// Whether replicates of `design` run on the device engine ([`crate::demean::resident`]): a structure it
 /// solves exactly (one effect to project, or one large beside few-level ones, under
 /// `--solver auto`) and no per-unit shortcut ([`permutation::UnitStats`], for `units`) that
 /// the host runs instead.

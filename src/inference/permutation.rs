@@ -431,7 +431,7 @@ pub fn bdiff(
     while r0 < total {
         let r1 = (r0 + chunk).min(total);
         let bs = if device_draws {
-            let draws = super::device::Draws::Permutation {
+            let draws = crate::demean::resident::Draws::Permutation {
                 seed: opts.seed,
                 units: &unit_ids,
                 n_units,

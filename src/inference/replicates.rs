@@ -4,12 +4,7 @@
 
 use crate::rng::philox4x32;
 
-/// Streams separate the purposes of draws made with the same (replicate, unit) counters.
-pub mod stream {
-    pub const WILD: u32 = 1;
-    pub const PERMUTATION: u32 = 2;
-    pub const PAIRS: u32 = 3;
-}
+pub use crate::rng::stream;
 
 fn key(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]

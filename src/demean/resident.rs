@@ -1,4 +1,4 @@
-//! The replicate engine resident on the GPU: a model's columns and its fixed effect's levels
+//! The GPU engine that keeps a model resident on the device: a model's columns and its fixed effect's levels
 //! are uploaded once, each batch of replicates makes its weight vectors on the device from the
 //! Philox twin ([`Draws`], shaders/draws.wgsl), solves exactly on the device
 //! (shaders/replicates.wgsl) and reads back c(c+1)/2 cross products per weight vector. Nothing
@@ -16,9 +16,8 @@
 
 use std::time::Instant;
 
-use super::replicates::stream;
+use super::strategy::few_level_split;
 use crate::demean::gpu::{DeviceFe, GpuDemeaner};
-use crate::demean::strategy::few_level_split;
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{
@@ -26,6 +25,7 @@ use crate::gpu::buffers::{
 };
 use crate::gpu::pipelines::{bind_group, grid, Params, REDUCE_CHUNK, ROW_STRIDE};
 use crate::gpu::GpuContext;
+use crate::rng::stream;
 
 /// How the weight vectors of a batch of replicates are made.
 pub enum Draws<'a> {
@@ -544,7 +544,7 @@ impl DeviceReplicates {
                 "the GPU returned a non-finite cross product (weight vector {v}, pair {pq}): the computation did not complete; no results were used"
             )));
         }
-        Ok(super::fwl::partial_out_dummies(&g, self.c, self.m))
+        Ok(crate::linalg::partial_out_last(&g, self.c, self.m))
     }
 
     /// The batch's weight vectors on the device (`vectors × n` reals).
