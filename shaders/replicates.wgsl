@@ -181,3 +181,46 @@ fn src_gram_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         }
     }
 }
+
+// Single fits (one weight vector, v = 0): what the variance needs, without reading columns back.
+//   coef[a]   : R, the residual's coefficient on column a in device units (1 for y, −β·scale
+//               for the regressors, the dummies' FWL coefficients), so e_i = Σ_a coef_a ũ_a(i)
+//   wout[i]   : R, w_i e_i (P.mode 0) or (w_i e_i)² (P.mode 1)
+// residual_weights: one thread per observation -> wout.
+// demeaned_segment_sums: one thread per (column, segment of a grouping's CSR): Σ weight · ũ_a
+//   over the segment, ũ demeaned by the large effect (ids, mean; P.levels = its levels) ->
+//   partial[a * n_seg + s]; level_means of group_sums.wgsl then sums the segments per group.
+@group(0) @binding(10) var<storage, read> coef: array<R>;
+@group(0) @binding(11) var<storage, read_write> wout: array<R>;
+
+@compute @workgroup_size(64)
+fn residual_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * P.row_stride;
+    if (i >= P.n) { return; }
+    let g = ids[i];
+    var e = r_zero();
+    for (var a = 0u; a < P.n_cols; a = a + 1u) {
+        e = r_add(e, r_mul(coef[a], r_sub(src[a * P.n + i], mean[a * P.levels + g])));
+    }
+    let we = r_mul(weight(i), e);
+    if (P.mode == 0u) {
+        wout[i] = we;
+    } else {
+        wout[i] = r_mul(we, we);
+    }
+}
+
+@compute @workgroup_size(64)
+fn demeaned_segment_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x + gid.y * P.row_stride;
+    if (t >= P.n_seg * P.n_cols) { return; }
+    let a = t / P.n_seg;
+    let s = t - a * P.n_seg;
+    var acc = r_zero();
+    for (var j = seg_start[s]; j < seg_end[s]; j = j + 1u) {
+        let i = order[j];
+        let u = r_sub(src[a * P.n + i], mean[a * P.levels + ids[i]]);
+        acc = r_add(acc, r_mul(weight(i), u));
+    }
+    partial[t] = acc;
+}

@@ -211,7 +211,13 @@ fn resident_row(
 ) -> Result<Option<BenchRow>> {
     let t = Instant::now();
     let ones = vec![1.0; columns[0].len()];
-    let Some(mut engine) = crate::demean::resident::DeviceReplicates::new(g, project, columns, &ones)? else {
+    let Some(mut engine) = crate::demean::resident::DeviceReplicates::new(
+        g,
+        project,
+        &columns.iter().map(|c| c.as_slice()).collect::<Vec<_>>(),
+        &ones,
+    )?
+    else {
         return Ok(None);
     };
     engine.timed = true;

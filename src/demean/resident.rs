@@ -73,6 +73,8 @@ struct EngineKernels {
     segment_sums: wgpu::ComputePipeline,
     gram_partials: wgpu::ComputePipeline,
     gram_tiled: wgpu::ComputePipeline,
+    residual_weights: wgpu::ComputePipeline,
+    demeaned_segment_sums: wgpu::ComputePipeline,
 }
 
 /// Uniform of draws.wgsl (`DrawParams`).
@@ -164,7 +166,7 @@ impl DeviceReplicates {
     pub fn new(
         gpu: &GpuDemeaner,
         fes: &[&FixedEffect],
-        columns: &[Vec<f64>],
+        columns: &[&[f64]],
         base_w: &[f64],
     ) -> Result<Option<DeviceReplicates>> {
         let t0 = Instant::now();
@@ -179,27 +181,36 @@ impl DeviceReplicates {
         let ctx = gpu.context();
         let n = base_w.len();
         let c = columns.len();
-        let mut all: Vec<Vec<f64>> = columns.to_vec();
-        for &s in &small {
-            for level in 1..fes[s].levels as u32 {
-                all.push(fes[s].ids.iter().map(|&l| (l == level) as u8 as f64).collect());
-            }
-        }
-        let m = all.len();
-        let scales: Vec<f64> = all.iter().map(|col| power_of_two_scale(col)).collect();
+        let dummies: Vec<(&FixedEffect, u32)> = small
+            .iter()
+            .flat_map(|&s| (1..fes[s].levels as u32).map(move |level| (fes[s], level)))
+            .collect();
+        let m = c + dummies.len();
+        // one column at a time through the queue: the host never holds more than one encoded
+        let src = scratch(ctx, "resident columns", m as u64 * n as u64 * REAL_BYTES)?;
+        let mut scales = Vec::with_capacity(m);
         let p = gpu.precision();
-        let words = encode_reals(
-            all.iter()
-                .zip(&scales)
-                .flat_map(|(col, s)| col.iter().map(move |v| v / s)),
-            p,
-        );
-        drop(all);
+        for a in 0..m {
+            let dummy: Vec<f64>;
+            let col: &[f64] = if a < c {
+                columns[a]
+            } else {
+                let (fe, level) = dummies[a - c];
+                dummy = fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect();
+                &dummy
+            };
+            let s = power_of_two_scale(col);
+            let words = encode_reals(col.iter().map(|v| v / s), p);
+            ctx.queue
+                .write_buffer(&src, a as u64 * n as u64 * REAL_BYTES, bytemuck::cast_slice(&words));
+            scales.push(s);
+        }
+        ctx.check("uploading the columns")?;
         let engine = DeviceReplicates {
             n,
             c,
             m,
-            src: storage(ctx, "resident columns", &words)?,
+            src,
             large: gpu.upload_fe(fes[large])?,
             base_w: storage(ctx, "base weights", &encode_reals(base_w.iter().copied(), p))?,
             kernels: EngineKernels::new(gpu)?,
@@ -228,7 +239,8 @@ impl DeviceReplicates {
         let mut v0 = 0;
         while v0 < total {
             let v1 = (v0 + step).min(total);
-            out.extend(self.batch(gpu, draws, v0..v1, &work)?);
+            let full = self.batch(gpu, draws, v0..v1, &work)?;
+            out.extend(full.iter().map(|g| crate::linalg::partial_out_last(g, self.c, self.m)));
             v0 = v1;
         }
         Ok(out)
@@ -305,6 +317,8 @@ impl EngineKernels {
             segment_sums: pipe(&resident, "src_segment_sums")?,
             gram_partials: pipe(&resident, "src_gram_partials")?,
             gram_tiled: pipe(&resident, "src_gram_tiled")?,
+            residual_weights: pipe(&resident, "residual_weights")?,
+            demeaned_segment_sums: pipe(&resident, "demeaned_segment_sums")?,
         })
     }
 }
@@ -529,7 +543,7 @@ impl DeviceReplicates {
             .collect()
     }
 
-    /// One weight vector's cross products: scaled back, checked, dummies partialled out.
+    /// One weight vector's cross products of all m columns: scaled back and checked.
     fn decode(&self, gpu: &GpuDemeaner, words: &[u32], v: usize) -> Result<Vec<f64>> {
         let g: Vec<f64> = words
             .chunks_exact(2)
@@ -544,7 +558,7 @@ impl DeviceReplicates {
                 "the GPU returned a non-finite cross product (weight vector {v}, pair {pq}): the computation did not complete; no results were used"
             )));
         }
-        Ok(crate::linalg::partial_out_last(&g, self.c, self.m))
+        Ok(g)
     }
 
     /// The batch's weight vectors on the device (`vectors × n` reals).
@@ -676,5 +690,244 @@ impl DeviceReplicates {
             submit(ctx, &tail, &[counts]);
         }
         ctx.check("making the replicate weights")
+    }
+}
+
+/// A single fit solved on the device: its level means stay there for the variance's pieces.
+pub struct ResidentFit {
+    work: Work,
+    /// Cross products of all m columns (y, regressors, dummies), packed, true units.
+    pub full_gram: Vec<f64>,
+}
+
+impl DeviceReplicates {
+    /// Model columns (y first) and all columns including the few-level effects' dummies.
+    pub fn widths(&self) -> (usize, usize) {
+        (self.c, self.m)
+    }
+
+    /// Solve the fit under the base weights `w` (as uploaded): one exact pass, cross products.
+    pub fn solve_fit(&self, gpu: &GpuDemeaner, w: &[f64]) -> Result<ResidentFit> {
+        let given = [w.to_vec()];
+        let draws = Draws::Given(&given);
+        let work = self.work(gpu, &draws, 1)?;
+        let full_gram = self.batch(gpu, &draws, 0..1, &work)?.pop().expect("one vector");
+        Ok(ResidentFit { work, full_gram })
+    }
+
+    /// Device units of a residual coefficient vector (true units in, one per column).
+    fn device_coef(&self, gpu: &GpuDemeaner, coef: &[f64]) -> Result<wgpu::Buffer> {
+        let dev = coef.iter().zip(&self.scales).map(|(c, s)| c * s);
+        storage(
+            gpu.context(),
+            "residual coefficients",
+            &encode_reals(dev, gpu.precision()),
+        )
+    }
+
+    /// w e (`squared`: (w e)²) per observation into a fresh buffer, e = Σ_a coef_a ũ_a.
+    fn residual_weights(
+        &self,
+        gpu: &GpuDemeaner,
+        fit: &ResidentFit,
+        coef: &[f64],
+        squared: bool,
+    ) -> Result<wgpu::Buffer> {
+        let ctx = gpu.context();
+        let prm = uniform(
+            ctx,
+            "residual params",
+            &Params {
+                n: self.n as u32,
+                lanes: self.m as u32,
+                n_cols: self.m as u32,
+                levels: self.large.levels,
+                row_stride: ROW_STRIDE,
+                mode: squared as u32,
+                ..Default::default()
+            },
+        )?;
+        let c = self.device_coef(gpu, coef)?;
+        let out = poisoned(ctx, "residual weights", self.n as u64 * REAL_BYTES)?;
+        let k = &self.kernels.residual_weights;
+        let entries = [
+            (0, &prm),
+            (1, &self.src),
+            (2, &self.large.ids),
+            (9, &fit.work.mean),
+            (12, &fit.work.w),
+            (10, &c),
+            (11, &out),
+        ];
+        submit(
+            ctx,
+            &[(
+                "residual_weights",
+                k,
+                bind_group(ctx, k, &entries),
+                threads(self.n as u64),
+            )],
+            &[],
+        );
+        ctx.check("the residuals")?;
+        Ok(out)
+    }
+
+    /// For each level of `groups` (cluster ids, or one group of everything), Σ w e ũ_a for
+    /// every column a, true units: `groups.levels` rows of m.
+    pub fn residual_group_sums(
+        &self,
+        gpu: &GpuDemeaner,
+        fit: &ResidentFit,
+        coef: &[f64],
+        groups: &FixedEffect,
+    ) -> Result<Vec<Vec<f64>>> {
+        let ctx = gpu.context();
+        let we = self.residual_weights(gpu, fit, coef, false)?;
+        let grp = gpu.upload_fe(groups)?;
+        let m = self.m as u32;
+        let base = Params {
+            n: self.n as u32,
+            lanes: m,
+            n_cols: m,
+            n_seg: grp.n_seg,
+            row_stride: ROW_STRIDE,
+            ..Default::default()
+        };
+        let sums_prm = uniform(
+            ctx,
+            "group sums",
+            &Params {
+                levels: self.large.levels,
+                ..base
+            },
+        )?;
+        let means_prm = uniform(
+            ctx,
+            "group totals",
+            &Params {
+                levels: grp.levels,
+                ..base
+            },
+        )?;
+        let ones = storage(
+            ctx,
+            "ones",
+            &encode_reals(std::iter::repeat(1.0).take(grp.levels as usize), gpu.precision()),
+        )?;
+        let partial = scratch(ctx, "group segment sums", m as u64 * grp.n_seg as u64 * REAL_BYTES)?;
+        let totals = poisoned(ctx, "group sums", m as u64 * grp.levels as u64 * REAL_BYTES)?;
+        let active = storage(ctx, "lane state", &vec![1u32; self.m])?;
+        let (k, kg) = (&self.kernels.demeaned_segment_sums, &gpu.kernels.level_means);
+        let sums = [
+            (0, &sums_prm),
+            (12, &we),
+            (3, &grp.order),
+            (4, &grp.seg_start),
+            (5, &grp.seg_end),
+            (1, &self.src),
+            (2, &self.large.ids),
+            (9, &fit.work.mean),
+            (8, &partial),
+        ];
+        let reduce = [
+            (0, &means_prm),
+            (6, &grp.level_seg),
+            (7, &ones),
+            (8, &partial),
+            (9, &totals),
+            (10, &active),
+        ];
+        submit(
+            ctx,
+            &[
+                (
+                    "demeaned_segment_sums",
+                    k,
+                    bind_group(ctx, k, &sums),
+                    threads(m as u64 * grp.n_seg as u64),
+                ),
+                (
+                    "level_means",
+                    kg,
+                    bind_group(ctx, kg, &reduce),
+                    threads(m as u64 * grp.levels as u64),
+                ),
+            ],
+            &[],
+        );
+        ctx.check("the residual sums")?;
+        let words = read_back(
+            ctx,
+            &totals,
+            0,
+            m as u64 * grp.levels as u64 * REAL_BYTES,
+            "residual sums",
+        )?;
+        let p = gpu.precision();
+        let at = |a: usize, g: usize| decode_real(&words[2 * (a * grp.levels as usize + g)..][..2], p) * self.scales[a];
+        let out: Vec<Vec<f64>> = (0..grp.levels as usize)
+            .map(|g| (0..self.m).map(|a| at(a, g)).collect())
+            .collect();
+        if out.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::Gpu(
+                "the GPU returned a non-finite residual sum: the computation did not complete; no results were used"
+                    .into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Σ (w e)² ũ_a ũ_b over all columns (packed m×m, true units): the heteroskedastic meat.
+    pub fn residual_gram(&self, gpu: &GpuDemeaner, fit: &ResidentFit, coef: &[f64]) -> Result<Vec<f64>> {
+        let ctx = gpu.context();
+        let we2 = self.residual_weights(gpu, fit, coef, true)?;
+        let m = self.m as u64;
+        let n_chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
+        let prm = uniform(
+            ctx,
+            "residual gram params",
+            &Params {
+                n: self.n as u32,
+                lanes: m as u32,
+                n_cols: m as u32,
+                levels: self.large.levels,
+                row_stride: ROW_STRIDE,
+                n_chunks: n_chunks as u32,
+                ..Default::default()
+            },
+        )?;
+        let jobs = m * (m + 1) / 2;
+        let gram = poisoned(ctx, "residual cross products", jobs * REAL_BYTES)?;
+        let (k, kf) = (&self.kernels.gram_partials, &gpu.kernels.gram_finish);
+        let part = [
+            (0, &prm),
+            (12, &we2),
+            (1, &self.src),
+            (2, &self.large.ids),
+            (9, &fit.work.mean),
+            (13, &fit.work.gpart),
+        ];
+        submit(
+            ctx,
+            &[
+                (
+                    "gram_partials",
+                    k,
+                    bind_group(ctx, k, &part),
+                    [n_chunks as u32, jobs.min(65_535) as u32, jobs.div_ceil(65_535) as u32],
+                ),
+                (
+                    "gram_finish",
+                    kf,
+                    bind_group(ctx, kf, &[(0, &prm), (13, &fit.work.gpart), (14, &gram)]),
+                    threads(jobs),
+                ),
+            ],
+            &[],
+        );
+        ctx.check("the residual cross products")?;
+        let words = read_back(ctx, &gram, 0, jobs * REAL_BYTES, "residual cross products")?;
+        self.decode(gpu, &words, 0)
     }
 }

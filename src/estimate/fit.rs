@@ -211,7 +211,7 @@ fn estimate_prepared(
     Ok(r)
 }
 
-fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
+pub(crate) fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
     let (sw, sx) = match w {
         Some(w) => (w.iter().sum::<f64>(), x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()),
         None => (x.len() as f64, x.iter().sum::<f64>()),
@@ -228,24 +228,77 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
     fit_columns(design, design.y.clone(), design.x.clone(), formula, opts, demeaner)
 }
 
-/// [`fit_design`] with the design's `y` and `x` passed by value (`design.y`/`design.x` are not
-/// read), so that they are demeaned without a copy.
-fn fit_columns(
+/// What a solver hands to the shared tail of [`fit_columns`]: the OLS solution, its variance,
+/// the sums of squares and how the demeaning went.
+pub(crate) struct Solved {
+    pub est: ols::Ols,
+    pub v: vcov::Vcov,
+    pub rss: f64,
+    /// Σ w ỹ² of the fully demeaned y (with fixed effects).
+    pub within_ss: Option<f64>,
+    pub iterations: usize,
+    pub converged: bool,
+    pub method: (crate::demean::Method, f64),
+    pub notes: Vec<String>,
+}
+
+/// Degrees of freedom of a fit of `n` observations (the design's columns may have been
+/// taken) with `k` kept regressors: the absorbed ones (with the
+/// clusters' nesting rule for the variance), and N − K − A for the variance and for R².
+pub(crate) struct Degrees {
+    pub dof_vcov: crate::fe::AbsorbedDof,
+    pub df_resid: f64,
+    pub df_resid_full: f64,
+}
+
+pub(crate) fn degrees(design: &Design, n: usize, k: usize, opts: &FitOptions) -> Degrees {
+    let n = n as f64;
+    let rule = opts.ssc.dof_rule();
+    let dof_full = absorbed_dof(&design.fes, &[], rule);
+    let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
+    let dof_vcov = if cluster_ids.is_empty() {
+        dof_full.clone()
+    } else {
+        absorbed_dof(&design.fes, &cluster_ids, rule)
+    };
+    Degrees {
+        df_resid_full: n - k as f64 - dof_full.df_a as f64,
+        df_resid: n - k as f64 - dof_vcov.df_a as f64,
+        dof_vcov,
+    }
+}
+
+/// The OLS solution's notes, or the error when no regressor is left.
+pub(crate) fn check_kept(design: &Design, est: &ols::Ols, notes: &mut Vec<String>) -> Result<()> {
+    for d in &est.dropped {
+        notes.push(format!("`{}` was removed: {}", d.name, d.reason));
+    }
+    if est.kept.is_empty() && !design.x_names.is_empty() {
+        let names: Vec<String> = est
+            .dropped
+            .iter()
+            .map(|d| format!("`{}` ({})", d.name, d.reason))
+            .collect();
+        return Err(Error::Estimation(format!(
+            "no regressor is left to estimate: {}",
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Demean on the host side of the [`Demeaner`], solve OLS on the columns and form the variance.
+fn solve_host(
     design: &Design,
     y: Vec<f64>,
     x: Vec<Vec<f64>>,
-    formula: &str,
     opts: &FitOptions,
     demeaner: &dyn Demeaner,
-) -> Result<FitResult> {
-    let t0 = Instant::now();
-    let n = y.len();
+    t0: Instant,
+) -> Result<(Solved, Degrees)> {
     let w = design.weights.as_deref();
     let has_fe = !design.fes.is_empty();
     let mut notes = Vec::new();
-    let centred = has_fe || design.intercept;
-    let tss = weighted_centred_ss(&y, w, centred);
-
     let (yt, xt, iterations, converged, raw_ss, method) = if has_fe {
         let raw_ss: Vec<f64> = x.iter().map(|c| weighted_centred_ss(c, w, true)).collect();
         let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
@@ -277,36 +330,10 @@ fn fit_columns(
     } else {
         (y, x, 0, true, None, (Default::default(), 0.0))
     };
-
     let est = ols::solve(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol);
     timing("ols", t0);
-    for d in &est.dropped {
-        notes.push(format!("`{}` was removed: {}", d.name, d.reason));
-    }
-    if est.kept.is_empty() && !design.x_names.is_empty() {
-        let names: Vec<String> = est
-            .dropped
-            .iter()
-            .map(|d| format!("`{}` ({})", d.name, d.reason))
-            .collect();
-        return Err(Error::Estimation(format!(
-            "no regressor is left to estimate: {}",
-            names.join(", ")
-        )));
-    }
-    let k = est.kept.len();
-
-    let rule = opts.ssc.dof_rule();
-    let dof_full = absorbed_dof(&design.fes, &[], rule);
-    let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
-    let dof_vcov = if cluster_ids.is_empty() {
-        dof_full.clone()
-    } else {
-        absorbed_dof(&design.fes, &cluster_ids, rule)
-    };
-    let df_resid_full = n as f64 - k as f64 - dof_full.df_a as f64;
-    let df_resid = n as f64 - k as f64 - dof_vcov.df_a as f64;
-
+    check_kept(design, &est, &mut notes)?;
+    let deg = degrees(design, yt.len(), est.kept.len(), opts);
     let kept_x: Vec<&[f64]> = est.kept.iter().map(|&j| xt[j].as_slice()).collect();
     let v = vcov::compute(
         &opts.vcov,
@@ -315,26 +342,71 @@ fn fit_columns(
             resid: &est.resid,
             weights: w,
             bread: &est.bread,
-            df_resid,
+            df_resid: deg.df_resid,
         },
         &design.clusters,
     )?;
     timing("vcov", t0);
-    if v.eigen_fixed {
-        notes.push("the multiway cluster variance was not positive semi-definite; negative eigenvalues were set to zero (Cameron, Gelbach & Miller 2011)".into());
-    }
-
     let rss: f64 = match w {
         Some(w) => est.resid.iter().zip(w).map(|(e, w)| w * e * e).sum(),
         None => est.resid.iter().map(|e| e * e).sum(),
     };
+    let within_ss = has_fe.then(|| weighted_centred_ss(&yt, w, false));
+    let solved = Solved {
+        est,
+        v,
+        rss,
+        within_ss,
+        iterations,
+        converged,
+        method,
+        notes,
+    };
+    Ok((solved, deg))
+}
+
+/// [`fit_design`] with the design's `y` and `x` passed by value (`design.y`/`design.x` are not
+/// read), so that they are demeaned without a copy.
+fn fit_columns(
+    design: &Design,
+    y: Vec<f64>,
+    x: Vec<Vec<f64>>,
+    formula: &str,
+    opts: &FitOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<FitResult> {
+    let t0 = Instant::now();
+    let n = y.len();
+    let w = design.weights.as_deref();
+    let has_fe = !design.fes.is_empty();
+    let centred = has_fe || design.intercept;
+    let tss = weighted_centred_ss(&y, w, centred);
+    let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner, t0)? {
+        Some(s) => s,
+        None => solve_host(design, y, x, opts, demeaner, t0)?,
+    };
+    let Solved {
+        est,
+        v,
+        rss,
+        within_ss,
+        iterations,
+        converged,
+        method,
+        mut notes,
+    } = solved;
+    let Degrees {
+        dof_vcov,
+        df_resid,
+        df_resid_full,
+    } = deg;
+    let k = est.kept.len();
+    if v.eigen_fixed {
+        notes.push("the multiway cluster variance was not positive semi-definite; negative eigenvalues were set to zero (Cameron, Gelbach & Miller 2011)".into());
+    }
 
     let r2 = 1.0 - rss / tss;
-    let within_r2 = if has_fe {
-        Some(1.0 - rss / weighted_centred_ss(&yt, w, false))
-    } else {
-        None
-    };
+    let within_r2 = within_ss.map(|ss| 1.0 - rss / ss);
     let adj_r2 = if centred {
         1.0 - (1.0 - r2) * (n as f64 - 1.0) / df_resid_full
     } else {

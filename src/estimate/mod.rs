@@ -4,6 +4,7 @@
 pub mod fit;
 pub mod iv;
 pub mod ols;
+pub mod resident;
 pub mod vcov;
 
 pub use fit::{fit, fit_design, fit_last, Coefficient, FitOptions, FitResult};

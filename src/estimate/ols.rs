@@ -62,9 +62,30 @@ pub fn solve(
 ) -> Ols {
     let cols: Vec<&[f64]> = x.iter().map(|c| c.as_slice()).collect();
     let xtx = cross_products(&cols, weights);
+    let xty: Vec<f64> = x
+        .par_iter()
+        .map(|xj| match weights {
+            Some(w) => xj.iter().zip(y).zip(w).map(|((a, b), w)| w * a * b).sum(),
+            None => xj.iter().zip(y).map(|(a, b)| a * b).sum(),
+        })
+        .collect();
+    let mut ols = solve_cross_products(names, &xtx, &xty, raw_ss, collin_tol);
+    let mut resid = y.to_vec();
+    for (&j, &b) in ols.kept.iter().zip(&ols.beta) {
+        for (r, xv) in resid.iter_mut().zip(&x[j]) {
+            *r -= b * xv;
+        }
+    }
+    ols.resid = resid;
+    ols
+}
+
+/// [`solve`] from the cross products `X̃'WX̃` and `X̃'Wỹ` of every regressor (the device
+/// engine's read-back); `resid` is left empty.
+pub fn solve_cross_products(names: &[String], xtx: &Mat, xty: &[f64], raw_ss: Option<&[f64]>, collin_tol: f64) -> Ols {
     let mut dropped = Vec::new();
     let mut candidates = Vec::new();
-    for j in 0..x.len() {
+    for j in 0..names.len() {
         let absorbed = match raw_ss {
             Some(ss) => xtx.get(j, j) <= collin_tol * ss[j] || ss[j] == 0.0,
             None => false,
@@ -88,20 +109,8 @@ pub fn solve(
     }
     let kept: Vec<usize> = chol.kept.iter().map(|&c| candidates[c]).collect();
     let bread = cholesky_inverse(&chol.l);
-    let xty: Vec<f64> = kept
-        .par_iter()
-        .map(|&j| match weights {
-            Some(w) => x[j].iter().zip(y).zip(w).map(|((a, b), w)| w * a * b).sum(),
-            None => x[j].iter().zip(y).map(|(a, b)| a * b).sum(),
-        })
-        .collect();
+    let xty: Vec<f64> = kept.iter().map(|&j| xty[j]).collect();
     let beta = bread.mul_vec(&xty);
-    let mut resid = y.to_vec();
-    for (&j, &b) in kept.iter().zip(&beta) {
-        for (r, xv) in resid.iter_mut().zip(&x[j]) {
-            *r -= b * xv;
-        }
-    }
     // keep `dropped` in formula order
     dropped.sort_by_key(|d| names.iter().position(|n| *n == d.name));
     Ols {
@@ -109,6 +118,6 @@ pub fn solve(
         dropped,
         beta,
         bread,
-        resid,
+        resid: Vec::new(),
     }
 }

@@ -136,12 +136,7 @@ fn sandwich(bread: &Mat, meat: &Mat) -> Mat {
 pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Result<Vcov> {
     let n = inp.resid.len();
     let k = inp.x.len();
-    if inp.df_resid <= 0.0 {
-        return Err(Error::Estimation(format!(
-            "no residual degrees of freedom left (N = {n}, parameters incl. absorbed = {})",
-            n as f64 - inp.df_resid
-        )));
-    }
+    check_df(n, inp.df_resid)?;
     let we = |i: usize| match inp.weights {
         Some(w) => w[i] * inp.resid[i],
         None => inp.resid[i],
@@ -171,26 +166,10 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
                 }
             }
             symmetrize_lower(&mut meat);
-            let v = sandwich(inp.bread, &meat).scale(n as f64 / inp.df_resid);
-            Ok(Vcov {
-                matrix: v,
-                df_t: inp.df_resid,
-                n_clusters: vec![],
-                eigen_fixed: false,
-            })
+            Ok(hetero(inp.bread, &meat, n, inp.df_resid))
         }
         VcovSpec::Cluster(_) => {
-            let n_clusters: Vec<usize> = clusters.iter().map(|c| c.levels).collect();
-            let g_min = *n_clusters
-                .iter()
-                .min()
-                .ok_or_else(|| Error::Usage("cluster vcov without cluster variables".into()))?;
-            if g_min < 2 {
-                return Err(Error::Estimation(format!(
-                    "clustering needs at least 2 clusters; `{}` has {g_min}",
-                    clusters.iter().find(|c| c.levels == g_min).unwrap().name
-                )));
-            }
+            check_clusters(clusters)?;
             let scores: Vec<Vec<f64>> = inp.x.iter().map(|xj| (0..n).map(|i| we(i) * xj[i]).collect()).collect();
             let m = clusters.len();
             let mut meat = Mat::zeros(k);
@@ -203,32 +182,79 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
                 let (ids, levels) = interact(&members);
                 meat = meat.add(&cluster_meat(&scores, &ids, levels), sign);
             }
-            let q = (n as f64 - 1.0) / inp.df_resid * g_min as f64 / (g_min as f64 - 1.0);
-            let mut v = sandwich(inp.bread, &meat).scale(q);
-            let mut eigen_fixed = false;
-            if m > 1 {
-                let (vals, vecs) = symmetric_eigen(&v);
-                if vals.iter().any(|&l| l < 0.0) {
-                    eigen_fixed = true;
-                    let mut fixed = Mat::zeros(k);
-                    for (c, &l) in vals.iter().enumerate() {
-                        let l = l.max(0.0);
-                        for a in 0..k {
-                            for b in 0..k {
-                                fixed.a[a * k + b] += l * vecs.get(a, c) * vecs.get(b, c);
-                            }
-                        }
+            Ok(clustered(inp.bread, &meat, n, inp.df_resid, clusters))
+        }
+    }
+}
+
+/// Residual degrees of freedom are left.
+pub fn check_df(n: usize, df_resid: f64) -> Result<()> {
+    if df_resid <= 0.0 {
+        return Err(Error::Estimation(format!(
+            "no residual degrees of freedom left (N = {n}, parameters incl. absorbed = {})",
+            n as f64 - df_resid
+        )));
+    }
+    Ok(())
+}
+
+/// At least two clusters in every cluster variable.
+pub fn check_clusters(clusters: &[ClusterVar]) -> Result<()> {
+    let g_min = clusters
+        .iter()
+        .map(|c| c.levels)
+        .min()
+        .ok_or_else(|| Error::Usage("cluster vcov without cluster variables".into()))?;
+    if g_min < 2 {
+        return Err(Error::Estimation(format!(
+            "clustering needs at least 2 clusters; `{}` has {g_min}",
+            clusters.iter().find(|c| c.levels == g_min).unwrap().name
+        )));
+    }
+    Ok(())
+}
+
+/// HC1 from the meat Σ (w_i e_i)² x̃_i x̃_i'.
+pub fn hetero(bread: &Mat, meat: &Mat, n: usize, df_resid: f64) -> Vcov {
+    Vcov {
+        matrix: sandwich(bread, meat).scale(n as f64 / df_resid),
+        df_t: df_resid,
+        n_clusters: vec![],
+        eigen_fixed: false,
+    }
+}
+
+/// CRV1 from the (inclusion–exclusion) meat: small-sample factor of the smallest dimension,
+/// t with G − 1 degrees of freedom, the eigenvalue fix for multiway clustering.
+pub fn clustered(bread: &Mat, meat: &Mat, n: usize, df_resid: f64, clusters: &[ClusterVar]) -> Vcov {
+    let k = bread.n;
+    let m = clusters.len();
+    let n_clusters: Vec<usize> = clusters.iter().map(|c| c.levels).collect();
+    let g_min = n_clusters.iter().copied().min().unwrap_or(2);
+    let q = (n as f64 - 1.0) / df_resid * g_min as f64 / (g_min as f64 - 1.0);
+    let mut v = sandwich(bread, meat).scale(q);
+    let mut eigen_fixed = false;
+    if m > 1 {
+        let (vals, vecs) = symmetric_eigen(&v);
+        if vals.iter().any(|&l| l < 0.0) {
+            eigen_fixed = true;
+            let mut fixed = Mat::zeros(k);
+            for (c, &l) in vals.iter().enumerate() {
+                let l = l.max(0.0);
+                for a in 0..k {
+                    for b in 0..k {
+                        fixed.a[a * k + b] += l * vecs.get(a, c) * vecs.get(b, c);
                     }
-                    v = fixed;
                 }
             }
-            Ok(Vcov {
-                matrix: v,
-                df_t: g_min as f64 - 1.0,
-                n_clusters,
-                eigen_fixed,
-            })
+            v = fixed;
         }
+    }
+    Vcov {
+        matrix: v,
+        df_t: g_min as f64 - 1.0,
+        n_clusters,
+        eigen_fixed,
     }
 }
 

@@ -111,7 +111,8 @@ impl<'a> Replicates<'a> {
         let shared = shared_preconditioner(&fes, &w, opts, demeaner)?;
         let device = match demeaner.gpu() {
             Some(gpu) if opts.solver == crate::demean::Solver::Auto || fes.len() == 1 => {
-                crate::demean::resident::DeviceReplicates::new(gpu, &fes, &dm, &w)?
+                let cols: Vec<&[f64]> = dm.iter().map(|c| c.as_slice()).collect();
+                crate::demean::resident::DeviceReplicates::new(gpu, &fes, &cols, &w)?
             }
             _ => None,
         };
