@@ -89,6 +89,14 @@ struct ReplicateArgs {
     /// The tables as data (JSON; default: the study's thirteen tables, data/replicate_spec.json).
     #[arg(long)]
     spec: Option<PathBuf>,
+    /// Compute only shard I of K of every permutation test's replicates (I counted from 1) and
+    /// write them to OUT/shard_I.json (no tables); combine the K files with --merge.
+    #[arg(long, value_parser = shard_arg, conflicts_with = "merge")]
+    shard: Option<Shard>,
+    /// Run the study with the permutation tests' replicates taken from these K shard files
+    /// (written by --shard with the same options).
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -721,8 +729,16 @@ fn run_replicate(a: ReplicateArgs) -> Result<()> {
         seed: a.seed,
         reps: a.reps,
         spec: a.spec,
+        sharding: match (a.shard, a.merge.is_empty()) {
+            (Some(s), _) => replicate::Sharding::Shard(s),
+            (None, false) => replicate::Sharding::Merge(a.merge),
+            (None, true) => replicate::Sharding::None,
+        },
     };
     let rep = replicate::run(&opts, demeaner.as_ref())?;
+    if let replicate::Sharding::Shard(_) = opts.sharding {
+        return Ok(()); // its file is written
+    }
     if let Some(t) = rep.tables.first() {
         println!("{}", fegpu::report::writers::text(&replicate::grid(t, &rep.controls)));
     }

@@ -457,3 +457,109 @@ fn merged_replicates_are_the_single_runs_in_replicate_order() {
         );
     }
 }
+
+/// `fegpu replicate --shard I/K` then `--merge`: the study's tables (every format) and
+/// permutation plots equal the single run's byte for byte, and results.json does once the
+/// wall-clock fields (`seconds`, `total_seconds`, `timing`) and the output paths are set aside.
+#[test]
+fn merged_replicate_shards_equal_the_single_run() {
+    let d = tmpdir("replicate");
+    let raw = d.join("raw");
+    ok(&["simulate", "--out", s(&raw), "--scale", "small"]);
+    let run_reps = |reps: &str, out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "replicate",
+            "--raw",
+            s(&raw),
+            "--reps",
+            reps,
+            "--backend",
+            "cpu",
+            "--out",
+            s(out),
+        ];
+        a.extend(extra);
+        fegpu(&a)
+    };
+    let run = |out: &Path, extra: &[&str]| run_reps("40", out, extra);
+    let single = d.join("single");
+    assert!(run(&single, &[]).status.success());
+    let shards: Vec<PathBuf> = (1..=3)
+        .map(|i| {
+            let out = d.join(format!("s{i}"));
+            let o = run(&out, &["--shard", &format!("{i}/3")]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.stdout.is_empty() && !out.join("table1.md").exists(),
+                "a shard writes no tables"
+            );
+            out.join(format!("shard_{i}.json"))
+        })
+        .collect();
+    let merged = d.join("merged");
+    let o = run(&merged, &["--merge", s(&shards[1]), s(&shards[2]), s(&shards[0])]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&single).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let table = name.starts_with("table") && !name.starts_with("timing");
+        if table || name.starts_with("permutation_") {
+            let (a, b) = (
+                std::fs::read(single.join(&name)).unwrap(),
+                std::fs::read(merged.join(&name)).unwrap(),
+            );
+            assert!(a == b, "{name} differs between the single run and the merged shards");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 13 * 3 + 6, "13 tables in 3 formats and 6 permutation plots");
+    let results = |dir: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+        strip_clock(&mut v);
+        v
+    };
+    assert_eq!(results(&merged), results(&single), "results.json differs beyond timing");
+    // the merged run reads the shards' replicates (it does not recompute them): replicates
+    // pushed far out in shard 1 change the p-values
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&shards[0]).unwrap()).unwrap();
+    for t in v["part"]["tests"].as_array_mut().unwrap() {
+        for d in t["differences"].as_array_mut().unwrap() {
+            for x in d.as_array_mut().unwrap() {
+                *x = serde_json::json!(1e9);
+            }
+        }
+    }
+    let tampered = d.join("tampered_1.json");
+    std::fs::write(&tampered, serde_json::to_string(&v).unwrap()).unwrap();
+    let t_out = d.join("tampered");
+    let o = run(&t_out, &["--merge", s(&tampered), s(&shards[1]), s(&shards[2])]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(
+        std::fs::read(t_out.join("table5.md")).unwrap(),
+        std::fs::read(single.join("table5.md")).unwrap()
+    );
+    // merge checks that the shards are this run's
+    let other = run_reps(
+        "41",
+        &d.join("other"),
+        &["--merge", s(&shards[0]), s(&shards[1]), s(&shards[2])],
+    );
+    assert_refused(&other, &["another run", "reps 40 vs 41"]);
+    let missing = run(&d.join("missing"), &["--merge", s(&shards[0]), s(&shards[2])]);
+    assert_refused(&missing, &["shard 2/3 of the run is missing"]);
+}
+
+/// Remove wall-clock fields and output paths from a results.json value.
+fn strip_clock(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for k in ["seconds", "total_seconds", "timing", "raw"] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(strip_clock);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_clock),
+        _ => {}
+    }
+}

@@ -76,12 +76,25 @@ pub struct BootSpec {
     pub ssc: String,
 }
 
+/// The options of `fegpu replicate` that decide its permutation tests (its shards run
+/// through `crate::replicate`, not through [`run`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateSpec {
+    pub seed: u64,
+    pub reps: usize,
+    /// The simulated data's scale (used when the data are simulated).
+    pub scale: String,
+    /// FNV-1a hash of the table specification's text.
+    pub tables: String,
+}
+
 /// What a run computes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Spec {
     Bdiff(BdiffSpec),
     Boot(BootSpec),
+    Replicate(ReplicateSpec),
 }
 
 /// What to do with a run.
@@ -145,6 +158,7 @@ pub fn compute(req: &Request, shard: Option<Shard>) -> Result<Computed> {
     match &req.spec {
         Spec::Bdiff(s) => compute_bdiff(req, s, shard),
         Spec::Boot(s) => compute_boot(req, s, shard),
+        Spec::Replicate(_) => Err(Error::Usage("`fegpu replicate` runs its own shards".into())),
     }
 }
 

@@ -17,6 +17,7 @@
 //! of different runs (the first differing option or the sample), a mixture of K, a shard given
 //! twice, a missing shard, and shards whose observed fits differ.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,13 @@ impl Fnv {
         self.bytes(&(v.len() as u64).to_le_bytes());
         v.iter().for_each(|x| self.bytes(&x.to_le_bytes()));
     }
+}
+
+/// FNV-1a hash of a text (as 16 hex digits).
+pub fn text_hash(s: &str) -> String {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.text(s);
+    format!("{:016x}", h.0)
 }
 
 impl Fingerprint {
@@ -171,6 +179,36 @@ pub enum Part {
         observed: PairsObserved,
         estimates: Vec<Option<Vec<Num>>>,
     },
+    /// `fegpu replicate --shard`: every split test of the study, each with its own span.
+    Replicate { tests: Vec<SplitPart> },
+}
+
+/// One permutation test of `fegpu replicate` in a shard: its key (table, column, split, unit),
+/// its estimation sample, its replicate span `first..end` of `total`, its observed fit and the
+/// shard's differences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitPart {
+    pub key: String,
+    pub sample: Fingerprint,
+    pub first: usize,
+    pub end: usize,
+    pub total: usize,
+    pub observed: BdiffObserved,
+    pub differences: Vec<Option<Vec<Num>>>,
+}
+
+impl SplitPart {
+    pub fn new(key: String, sample: Fingerprint, d: &BdiffDraws) -> SplitPart {
+        SplitPart {
+            key,
+            sample,
+            first: d.first,
+            end: d.first + d.differences.len(),
+            total: d.observed.total,
+            observed: d.observed.clone(),
+            differences: d.differences.iter().map(|v| v.as_deref().map(nums)).collect(),
+        }
+    }
 }
 
 impl Part {
@@ -197,9 +235,9 @@ impl Part {
     }
 
     /// The draws of `parts` (in replicate order, one run) put end to end.
-    fn concat(parts: &[&Part]) -> Draws {
+    fn concat(parts: &[&Part]) -> Result<Draws> {
         let opt = |v: &Option<Vec<Num>>| v.as_deref().map(floats);
-        match parts[0] {
+        Ok(match parts[0] {
             Part::Bdiff { observed, .. } => Draws::Bdiff(BdiffDraws {
                 observed: observed.clone(),
                 first: 0,
@@ -233,7 +271,12 @@ impl Part {
                     })
                     .collect(),
             }),
-        }
+            Part::Replicate { .. } => {
+                return Err(Error::Usage(
+                    "these are shards of `fegpu replicate`: merge them with `fegpu replicate --merge FILE...` and the run's options".into(),
+                ))
+            }
+        })
     }
 
     fn kind(&self) -> &'static str {
@@ -241,14 +284,17 @@ impl Part {
             Part::Bdiff { .. } => "bdiff",
             Part::Wild { .. } => "wild",
             Part::Pairs { .. } => "pairs",
+            Part::Replicate { .. } => "replicate",
         }
     }
 
-    fn replicates(&self) -> usize {
+    /// Replicates held; `None` for `replicate`, whose tests each have their own span.
+    fn replicates(&self) -> Option<usize> {
         match self {
-            Part::Bdiff { differences, .. } => differences.len(),
-            Part::Wild { draws, .. } => draws.len(),
-            Part::Pairs { estimates, .. } => estimates.len(),
+            Part::Bdiff { differences, .. } => Some(differences.len()),
+            Part::Wild { draws, .. } => Some(draws.len()),
+            Part::Pairs { estimates, .. } => Some(estimates.len()),
+            Part::Replicate { .. } => None,
         }
     }
 
@@ -258,6 +304,9 @@ impl Part {
             Part::Bdiff { observed, .. } => serde_json::to_value(observed),
             Part::Wild { observed, .. } => serde_json::to_value(observed),
             Part::Pairs { observed, .. } => serde_json::to_value(observed),
+            Part::Replicate { tests } => {
+                serde_json::to_value(tests.iter().map(|t| (&t.key, &t.observed)).collect::<Vec<_>>())
+            }
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -311,12 +360,64 @@ impl ShardFile {
             shard: shard.number(),
             shards: shard.count(),
             first,
-            end: first + part.replicates(),
+            end: first + part.replicates().unwrap_or(0),
             total,
             backend: c.backend.clone(),
             seconds: c.seconds,
             part,
         }
+    }
+}
+
+impl ShardFile {
+    /// The shard file of `fegpu replicate --shard`: every split test's part; the file's
+    /// sample fingerprint combines the tests' (and the panel's rows), its span is nominal
+    /// (`shard`'s range of `reps`; each test has its own).
+    pub fn replicate(
+        spec: super::ReplicateSpec,
+        rows: usize,
+        data: String,
+        shard: Shard,
+        backend: String,
+        seconds: f64,
+        tests: Vec<SplitPart>,
+    ) -> ShardFile {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        for t in &tests {
+            h.text(&t.key);
+            h.text(&t.sample.hash);
+        }
+        let span = shard.range(spec.reps);
+        ShardFile {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            fegpu: env!("CARGO_PKG_VERSION").into(),
+            total: spec.reps,
+            spec: Spec::Replicate(spec),
+            sample: Fingerprint {
+                rows,
+                hash: format!("{:016x}", h.0),
+            },
+            data,
+            shard: shard.number(),
+            shards: shard.count(),
+            first: span.start,
+            end: span.end,
+            backend,
+            seconds,
+            part: Part::Replicate { tests },
+        }
+    }
+
+    /// Refuse unless the file was computed for `spec`, naming the first difference.
+    pub fn check_spec(&self, spec: &Spec) -> Result<()> {
+        if &self.spec == spec {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "the shards come from another run than these options: {}",
+            first_difference(&self.spec, spec)
+        )))
     }
 }
 
@@ -351,7 +452,7 @@ pub fn write(path: &Path, file: &ShardFile) -> Result<()> {
             "the shard's results do not survive JSON (a non-finite observed value?); no shard file written".into(),
         ));
     }
-    crate::replicate::write_atomic(path, &(text + "\n"))
+    crate::report::write_atomic(path, &(text + "\n"))
 }
 
 /// Read and check the format of one shard file.
@@ -390,8 +491,26 @@ pub struct Merged {
 /// Read the shard files at `paths`, check that they are the K shards of one run, each once, and
 /// put their replicates end to end.
 pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
+    let files = read_run(paths)?;
+    let parts: Vec<&Part> = files.iter().map(|f| &f.part).collect();
+    let mut backends: Vec<&str> = Vec::new();
+    for f in &files {
+        if !backends.contains(&f.backend.as_str()) {
+            backends.push(&f.backend);
+        }
+    }
+    Ok(Merged {
+        spec: files[0].spec.clone(),
+        draws: Part::concat(&parts)?,
+        backend: backends.join(" + "),
+        seconds: files.iter().map(|f| f.seconds).sum(),
+    })
+}
+
+/// The K shard files of one run at `paths`, checked (see [`merge`]), in shard order.
+pub fn read_run(paths: &[PathBuf]) -> Result<Vec<ShardFile>> {
     if paths.is_empty() {
-        return Err(Error::Usage("fegpu merge needs the shard files".into()));
+        return Err(Error::Usage("merging needs the shard files".into()));
     }
     let files: Vec<(String, ShardFile)> = paths
         .iter()
@@ -401,20 +520,51 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
         same_run(&files[0], f)?;
     }
     let order = complete(&files)?;
-    let parts: Vec<&Part> = order.iter().map(|&i| &files[i].1.part).collect();
-    let mut backends: Vec<&str> = Vec::new();
-    for &i in &order {
-        let b = files[i].1.backend.as_str();
-        if !backends.contains(&b) {
-            backends.push(b);
+    let mut slots: Vec<Option<ShardFile>> = files.into_iter().map(|(_, f)| Some(f)).collect();
+    Ok(order
+        .iter()
+        .map(|&i| slots[i].take().expect("each file once"))
+        .collect())
+}
+
+/// The split tests of `fegpu replicate` shards (from [`read_run`]), each test's replicates put
+/// end to end, by key, with the test's estimation sample.
+pub fn merge_splits(files: &[ShardFile]) -> Result<BTreeMap<String, (Fingerprint, BdiffDraws)>> {
+    let mut out: BTreeMap<String, (Fingerprint, BdiffDraws)> = BTreeMap::new();
+    for f in files {
+        let Part::Replicate { tests } = &f.part else {
+            return Err(Error::Usage(format!(
+                "shard {}/{} is a `{}` shard, not one of `fegpu replicate`",
+                f.shard,
+                f.shards,
+                f.part.kind()
+            )));
+        };
+        for t in tests {
+            let e = out.entry(t.key.clone()).or_insert_with(|| {
+                let draws = BdiffDraws {
+                    observed: t.observed.clone(),
+                    first: 0,
+                    differences: vec![],
+                };
+                (t.sample.clone(), draws)
+            });
+            let want = Shard::new(f.shard, f.shards)?.range(t.total);
+            let fits = (t.first, t.end) == (want.start, want.end) && t.differences.len() == want.len();
+            if !fits || e.0 != t.sample || e.1.differences.len() != want.start {
+                return Err(Error::Usage(format!(
+                    "shard {}/{}: test `{}` holds replicates {}..{} of {} (expected {}..{}) or another sample",
+                    f.shard, f.shards, t.key, t.first, t.end, t.total, want.start, want.end
+                )));
+            }
+            e.1.differences
+                .extend(t.differences.iter().map(|v| v.as_deref().map(floats)));
         }
     }
-    Ok(Merged {
-        spec: files[0].1.spec.clone(),
-        draws: Part::concat(&parts),
-        backend: backends.join(" + "),
-        seconds: order.iter().map(|&i| files[i].1.seconds).sum(),
-    })
+    if let Some((key, _)) = out.iter().find(|(_, (_, d))| d.differences.len() != d.observed.total) {
+        return Err(Error::Usage(format!("test `{key}` is missing from some of the shards")));
+    }
+    Ok(out)
 }
 
 /// Refuse `b` unless it comes from the run `a` comes from, naming the first difference.
@@ -488,17 +638,13 @@ fn complete(files: &[(String, ShardFile)]) -> Result<Vec<usize>> {
             )));
         }
         let want = shard.range(f.total);
-        if (f.first, f.end) != (want.start, want.end) || f.part.replicates() != want.len() {
+        let held = f.part.replicates().unwrap_or(want.len());
+        if (f.first, f.end) != (want.start, want.end) || held != want.len() {
             return Err(Error::io(
                 name,
                 format!(
                     "shard {shard} should hold replicates {}..{} of {}, it holds {}..{} ({} stored)",
-                    want.start,
-                    want.end,
-                    f.total,
-                    f.first,
-                    f.end,
-                    f.part.replicates()
+                    want.start, want.end, f.total, f.first, f.end, held
                 ),
             ));
         }
