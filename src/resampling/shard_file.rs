@@ -13,6 +13,10 @@
 //! its exact parser (`float_roundtrip`), so every f64 survives bit for bit; non-finite values
 //! are written as the strings "NaN", "inf", "-inf".
 //!
+//! `fegpu replicate --shard` writes the same file with one [`SplitPart`] per permutation test of
+//! the study ([`Part::Replicate`]; each test has its own span, since enumeration depends on the
+//! test); `fegpu replicate --merge` reads it through [`read_run`] and [`merge_splits`].
+//!
 //! [`merge`] refuses, naming the file and the problem: a file that is not a shard file, shards
 //! of different runs (the first differing option or the sample), a mixture of K, a shard given
 //! twice, a missing shard, and shards whose observed fits differ.
