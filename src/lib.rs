@@ -9,6 +9,8 @@
 //! or preconditioned conjugate gradients written once in [`demean::krylov`]); the kernels run on
 //! the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or DX12 GPU
 //! ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
+//! The resampling commands (`bdiff`, `boot`, and `merge` of their shards) are library functions
+//! in [`resampling`], above the engines in [`inference`].
 
 pub mod backend;
 pub mod bench;
@@ -23,6 +25,7 @@ pub mod inference;
 pub mod linalg;
 pub mod replicate;
 pub mod report;
+pub mod resampling;
 pub mod rng;
 pub mod stats;
 pub mod study;

@@ -12,7 +12,9 @@ use fegpu::demean::{DemeanOptions, Solver};
 use fegpu::estimate::{fit, fit_last, FitOptions, Ssc, VcovSpec};
 use fegpu::formula;
 use fegpu::gpu::{list_adapters, Precision};
+use fegpu::inference::shard::Shard;
 use fegpu::report::{render, Format, Stat};
+use fegpu::resampling::{self, BdiffSpec, BootKind, BootSpec, Output, Request, Spec};
 use fegpu::{Error, Result};
 
 #[derive(Parser)]
@@ -40,6 +42,9 @@ enum Cmd {
     Boot(BootArgs),
     /// Permutation test of the difference between two groups' coefficients (Stata's bdiff).
     Bdiff(BdiffArgs),
+    /// Combine the shard files of a `bdiff` or `boot` run (`--shard I/K`) into its output,
+    /// identical to the run done at once.
+    Merge(MergeArgs),
     /// Simulate the study's raw databases (survey, customs exports, patents) with truth.json.
     Simulate(SimulateArgs),
     /// Match customs exporters to survey firms (name within year, then phone + postcode).
@@ -84,6 +89,14 @@ struct ReplicateArgs {
     /// The tables as data (JSON; default: the study's thirteen tables, data/replicate_spec.json).
     #[arg(long)]
     spec: Option<PathBuf>,
+    /// Compute only shard I of K of every permutation test's replicates (I counted from 1) and
+    /// write them to OUT/shard_I.json (no tables); combine the K files with --merge.
+    #[arg(long, value_parser = shard_arg, conflicts_with = "merge")]
+    shard: Option<Shard>,
+    /// Run the study with the permutation tests' replicates taken from these K shard files
+    /// (written by --shard with the same options).
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -164,6 +177,13 @@ struct BdiffArgs {
     /// Draw the permutation distribution of the first regressor's difference (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Compute only shard I of K of the replicates (I counted from 1, e.g. 2/8) and write them
+    /// to --out; `fegpu merge` combines the K shard files into this command's output.
+    #[arg(long, value_parser = shard_arg)]
+    shard: Option<Shard>,
+    /// The shard file to write (with --shard).
+    #[arg(long, requires = "shard")]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -208,12 +228,26 @@ struct BootArgs {
     /// Draw the bootstrap distribution with the observed statistic (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Compute only shard I of K of the replicates (I counted from 1, e.g. 2/8) and write them
+    /// to --out; `fegpu merge` combines the K shard files into this command's output.
+    #[arg(long, value_parser = shard_arg)]
+    shard: Option<Shard>,
+    /// The shard file to write (with --shard).
+    #[arg(long, requires = "shard")]
+    out: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BootKind {
-    Pairs,
-    Wild,
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The shard files (`--shard I/K --out FILE`), all K of them, in any order.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Output format, as the command's own --format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Draw the replicate distribution, as the command's own --plot (FILE.svg|png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -553,323 +587,87 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Refuse a plot path we cannot write before spending time on replicates.
-fn check_plot_path(p: &Option<PathBuf>) -> Result<()> {
-    if let Some(p) = p {
-        let ext = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ext != "svg" && ext != "png" {
-            return Err(Error::Usage(format!(
-                "--plot {}: expected a .svg or .png file",
-                p.display()
-            )));
-        }
-    }
-    Ok(())
+/// `--shard I/K` (I from 1).
+fn shard_arg(s: &str) -> std::result::Result<Shard, String> {
+    Shard::parse(s).map_err(|e| e.to_string())
 }
 
-/// The OLS model of a resampling command, with its replicate count checked.
-fn resampling_model(f: &str, reps: usize, cmd: &str) -> Result<formula::Model> {
-    let model = formula::parse(f)?;
-    if model.iv.is_some() {
-        return Err(Error::Usage(format!("fegpu {cmd} supports OLS formulas only")));
+/// What a resampling command does with its run: a shard file, or the result (and plot).
+fn resampling_output(
+    shard: Option<Shard>,
+    out: Option<PathBuf>,
+    format: Format,
+    plot: Option<PathBuf>,
+) -> Result<Output> {
+    match (shard, out) {
+        (Some(_), _) if plot.is_some() => Err(Error::Usage(
+            "--plot draws the whole run's distribution: give it to `fegpu merge`, not to a shard".into(),
+        )),
+        (Some(shard), Some(out)) => Ok(Output::Shard { shard, out }),
+        (Some(_), None) => Err(Error::Usage(
+            "--shard needs --out FILE (the shard file to write)".into(),
+        )),
+        (None, _) => Ok(Output::Result { format, plot }),
     }
-    if reps == 0 {
-        return Err(Error::Usage("--reps must be positive".into()));
+}
+
+/// Run a resampling request and print its result.
+fn run_resampling(req: Request) -> Result<()> {
+    let text = resampling::run(&req)?;
+    if let Output::Shard { shard, out } = &req.output {
+        eprintln!(
+            "wrote shard {shard} to {}; combine the shards with `fegpu merge`",
+            out.display()
+        );
     }
-    Ok(model)
+    print!("{text}");
+    Ok(())
 }
 
 fn run_boot(a: BootArgs) -> Result<()> {
-    check_plot_path(&a.plot)?;
-    use fegpu::data::{prepare, PrepareOptions};
-    use fegpu::inference::wild::{wild_bootstrap, WildOptions};
-    let model = resampling_model(&a.formula, a.reps, "boot")?;
-    if !(0.0..1.0).contains(&a.level) {
-        return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", a.level)));
-    }
-    let mut columns = model.variables();
-    a.cluster.split('^').for_each(|c| columns.push(c.trim().to_string()));
-    columns.extend(a.weights.iter().cloned());
-    let table = load(&a.data, &columns)?;
-    let design = prepare(
-        &table,
-        &model,
-        &PrepareOptions {
-            weights: a.weights.clone(),
-            clusters: vec![a.cluster.clone()],
-            ..Default::default()
-        },
-    )?;
-    let param = a
-        .param
-        .clone()
-        .or_else(|| model.rhs.first().map(|t| t.name()))
-        .ok_or_else(|| Error::Usage("the model has no regressor to test".into()))?;
-    let workload = match a.kind {
-        BootKind::Wild => Workload::Fit,
-        BootKind::Pairs => Workload::Replicates {
-            cells: design.nobs() * (design.x.len() + 1),
-            vectors: a.reps,
-            resident: fegpu::inference::resident_on_device(
-                &design,
-                &DemeanOptions::default(),
-                design.clusters.first().map(|c| c.ids.as_slice()),
-            ),
-        },
-    };
-    let demeaner = choose(a.backend, a.precision, workload, &mut |n| eprintln!("note: {n}"))?;
-    let opts = WildOptions {
-        coefficient: param,
+    let spec = Spec::Boot(BootSpec {
+        formula: a.formula,
+        cluster: a.cluster,
+        kind: a.kind,
+        param: a.param,
         null: a.null,
         reps: a.reps,
-        weights: a.weights_type,
+        weights_type: a.weights_type,
         seed: a.seed,
-        level: (a.level > 0.0).then_some(a.level),
-        ssc: Ssc::parse(&a.ssc)?,
-        demean: DemeanOptions::default(),
-    };
-    if a.kind == BootKind::Pairs {
-        use fegpu::inference::bootstrap::{pairs_bootstrap, PairsOptions};
-        let level = if a.level > 0.0 { a.level } else { 0.95 };
-        let popts = PairsOptions {
-            reps: a.reps,
-            seed: a.seed,
-            level,
-            demean: DemeanOptions::default(),
-            memory_budget: 512 << 20,
-            progress: true,
-        };
-        let r = pairs_bootstrap(&design, &popts, demeaner.as_ref())?;
-        if let Some(p) = &a.plot {
-            let c = r
-                .coefficients
-                .iter()
-                .position(|c| c.name == opts.coefficient)
-                .unwrap_or(0);
-            fegpu::report::plot::histogram_svg(
-                p,
-                &r.draws[c],
-                r.coefficients[c].estimate,
-                &format!(
-                    "Pairs bootstrap of {} ({} replicates)",
-                    r.coefficients[c].name, r.reps_used
-                ),
-                &r.coefficients[c].name,
-            )?;
-        }
-        if a.format == Format::Json {
-            #[derive(serde::Serialize)]
-            struct Out<'a> {
-                formula: &'a str,
-                kind: &'a str,
-                cluster: &'a str,
-                backend: String,
-                #[serde(skip_serializing_if = "Option::is_none")]
-                df64_selftest: Option<fegpu::gpu::selftest::Status>,
-                pairs: &'a fegpu::inference::bootstrap::PairsResult,
-            }
-            let out = Out {
-                formula: &a.formula,
-                kind: "pairs",
-                cluster: &a.cluster,
-                backend: demeaner.name(),
-                df64_selftest: demeaner.df64_selftest(),
-                pairs: &r,
-            };
-            print_json(&out)?;
-        } else {
-            println!(
-                "Pairs cluster bootstrap ({} clusters of {}), {} replicates used ({} failed), seed {}",
-                r.clusters, a.cluster, r.reps_used, r.reps_failed, r.seed
-            );
-            println!(
-                "{:<16} {:>14} {:>14} {:>14} {:>14}",
-                "",
-                "estimate",
-                "boot s.e.",
-                format!("{:.0}% low", level * 100.0),
-                "high"
-            );
-            for c in &r.coefficients {
-                println!(
-                    "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
-                    c.name, c.estimate, c.std_error, c.ci_low, c.ci_high
-                );
-            }
-        }
-        return Ok(());
-    }
-    let r = wild_bootstrap(&design, &opts, demeaner.as_ref())?;
-    if let Some(p) = &a.plot {
-        fegpu::report::plot::histogram_svg(
-            p,
-            &r.t_boot,
-            r.t,
-            &format!("Wild cluster bootstrap t of {} ({} replicates)", r.coefficient, r.reps),
-            "t*",
-        )?;
-    }
-    match a.format {
-        Format::Json => {
-            #[derive(serde::Serialize)]
-            struct Out<'a> {
-                formula: &'a str,
-                kind: &'a str,
-                backend: String,
-                #[serde(skip_serializing_if = "Option::is_none")]
-                df64_selftest: Option<fegpu::gpu::selftest::Status>,
-                wild: &'a fegpu::inference::wild::WildResult,
-            }
-            let out = Out {
-                formula: &a.formula,
-                kind: "wild",
-                backend: demeaner.name(),
-                df64_selftest: demeaner.df64_selftest(),
-                wild: &r,
-            };
-            print_json(&out)?;
-        }
-        _ => {
-            println!(
-                "Wild cluster bootstrap (WCR, {:?} weights) of `{}` in {}",
-                r.weights, r.coefficient, a.formula
-            );
-            println!(
-                "  estimate {:.6}   H0: {} = {}   t = {:.4}",
-                r.estimate, r.coefficient, r.null, r.t
-            );
-            println!(
-                "  bootstrap p-value {:.4}   ({} replicates{}, {} clusters, seed {})",
-                r.p,
-                r.reps,
-                if r.full_enumeration { ", full enumeration" } else { "" },
-                r.clusters,
-                r.seed
-            );
-            if let (Some((lo, hi)), Some(level)) = (r.ci, r.level) {
-                println!(
-                    "  {:.0}% confidence interval (test inversion): [{lo:.6}, {hi:.6}]",
-                    level * 100.0
-                );
-            }
-        }
-    }
-    Ok(())
+        level: a.level,
+        weights: a.weights,
+        ssc: a.ssc,
+    });
+    run_resampling(Request {
+        data: a.data,
+        spec,
+        backend: a.backend,
+        precision: a.precision,
+        output: resampling_output(a.shard, a.out, a.format, a.plot)?,
+    })
 }
 
 fn run_bdiff(a: BdiffArgs) -> Result<()> {
-    check_plot_path(&a.plot)?;
-    use fegpu::data::{prepare, PrepareOptions};
-    use fegpu::inference::permutation::{bdiff, BdiffOptions};
-    let model = resampling_model(&a.formula, a.reps, "bdiff")?;
-    let mut columns = model.variables();
-    columns.push(a.group.clone());
-    let unit = (a.unit != "obs").then(|| a.unit.clone());
-    columns.extend(unit.iter().cloned());
-    columns.extend(a.weights.iter().cloned());
-    let table = load(&a.data, &columns)?;
-    let popts = PrepareOptions {
-        weights: a.weights.clone(),
-        clusters: unit.iter().cloned().collect(),
-        extra: vec![a.group.clone()],
-        ..Default::default()
-    };
-    let design = prepare(&table, &model, &popts)?;
-    let units = design.clusters.first().map(|c| (c.ids.as_slice(), c.levels));
-    let workload = Workload::Replicates {
-        cells: design.nobs() * (design.x.len() + 1),
-        vectors: 2 * a.reps,
-        resident: fegpu::inference::resident_on_device(&design, &DemeanOptions::default(), units.map(|u| u.0)),
-    };
-    let demeaner = choose(a.backend, a.precision, workload, &mut |n| eprintln!("note: {n}"))?;
-    let opts = BdiffOptions {
+    let spec = Spec::Bdiff(BdiffSpec {
+        formula: a.formula,
+        group: a.group,
+        unit: a.unit,
+        bsample: a.bsample,
+        weights: a.weights,
         reps: a.reps,
         seed: a.seed,
-        bsample: a.bsample,
-        demean: DemeanOptions::default(),
-        memory_budget: 512 << 20,
-        progress: true,
-    };
-    let t = std::time::Instant::now();
-    let r = bdiff(&design, &design.extra[0], units, &opts, demeaner.as_ref())?;
-    let secs = t.elapsed().as_secs_f64();
-    if let Some(p) = &a.plot {
-        let c = &r.coefficients[0];
-        fegpu::report::plot::histogram_svg(
-            p,
-            &r.differences[0],
-            c.difference,
-            &format!(
-                "Permutation distribution of the {} difference ({} replicates)",
-                c.name, r.reps_used
-            ),
-            &format!("{} (group 1) − {} (group 0)", c.name, c.name),
-        )?;
-    }
-    match a.format {
-        Format::Json => {
-            #[derive(serde::Serialize)]
-            struct Out<'a> {
-                formula: &'a str,
-                group: &'a str,
-                unit: &'a str,
-                backend: String,
-                #[serde(skip_serializing_if = "Option::is_none")]
-                df64_selftest: Option<fegpu::gpu::selftest::Status>,
-                seconds: f64,
-                bdiff: &'a fegpu::inference::permutation::BdiffResult,
-            }
-            let out = Out {
-                formula: &a.formula,
-                group: &a.group,
-                unit: &a.unit,
-                backend: demeaner.name(),
-                df64_selftest: demeaner.df64_selftest(),
-                seconds: secs,
-                bdiff: &r,
-            };
-            print_json(&out)?;
-        }
-        _ => {
-            println!(
-                "Permutation test of coefficient differences ({} = 1 minus {} = 0), unit: {}",
-                a.group, a.group, a.unit
-            );
-            println!(
-                "{:<16} {:>14} {:>14} {:>14} {:>10} {:>10}",
-                "", "group 1", "group 0", "difference", "p", "p (2-sided)"
-            );
-            for c in &r.coefficients {
-                println!(
-                    "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>10.4} {:>10.4}",
-                    c.name, c.estimate_group1, c.estimate_group0, c.difference, c.p, c.p_two_sided
-                );
-            }
-            println!(
-                "N = {} / {}; {} replicates used{} ({} failed), {} units ({} in group 1), seed {}{}; {:.2} s on {}",
-                r.nobs_group1,
-                r.nobs_group0,
-                r.reps_used,
-                if r.enumerated {
-                    " (all assignments enumerated: exact)"
-                } else {
-                    ""
-                },
-                r.reps_failed,
-                r.units,
-                r.units_group1,
-                r.seed,
-                if r.bsample { ", bootstrap-resampled" } else { "" },
-                secs,
-                demeaner.name()
-            );
-            println!("p: share of permuted differences at least as extreme as the observed one, in its direction (bdiff); p (2-sided): |d*| >= |d|.");
-        }
-    }
+    });
+    run_resampling(Request {
+        data: a.data,
+        spec,
+        backend: a.backend,
+        precision: a.precision,
+        output: resampling_output(a.shard, a.out, a.format, a.plot)?,
+    })
+}
+
+fn run_merge(a: MergeArgs) -> Result<()> {
+    print!("{}", resampling::merge(&a.shards, a.format, a.plot.as_deref())?);
     Ok(())
 }
 
@@ -981,8 +779,16 @@ fn run_replicate(a: ReplicateArgs) -> Result<()> {
         seed: a.seed,
         reps: a.reps,
         spec: a.spec,
+        sharding: match (a.shard, a.merge.is_empty()) {
+            (Some(s), _) => replicate::Sharding::Shard(s),
+            (None, false) => replicate::Sharding::Merge(a.merge),
+            (None, true) => replicate::Sharding::None,
+        },
     };
     let rep = replicate::run(&opts, demeaner.as_ref())?;
+    if let replicate::Sharding::Shard(_) = opts.sharding {
+        return Ok(()); // its file is written
+    }
     if let Some(t) = rep.tables.first() {
         println!("{}", fegpu::report::writers::text(&replicate::grid(t, &rep.controls)));
     }
@@ -1018,6 +824,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => run_bench(a),
         Cmd::Boot(a) => run_boot(a),
         Cmd::Bdiff(a) => run_bdiff(a),
+        Cmd::Merge(a) => run_merge(a),
         Cmd::Simulate(a) => run_simulate(a),
         Cmd::Match(a) => run_match(a),
         Cmd::Patents(a) => run_patents(a),

@@ -12,9 +12,19 @@
 //! result, `report.html` (tables, a coefficient plot against the planted truth, permutation
 //! distributions; SVG inline), `timing.{md,csv}` (seconds and backend per stage), the panel,
 //! and, when the data were simulated, `raw/` with `truth.json`.
+//!
+//! The permutation tests can be spread over machines ([`Sharding`]): `--shard I/K` builds the
+//! data, skips the columns' fits and computes shard I of every split test's replicates
+//! ([`SplitReplicates::Shard`]) into `out/shard_I.json` (`crate::resampling::shard_file`, one
+//! part per test keyed by table, column, split and unit, with the test's sample fingerprint);
+//! `--merge FILE...` runs the whole study with each test's replicates read from the K files
+//! ([`SplitReplicates::Merged`]) after checking they are this run's (seed, reps, scale, the
+//! specification's hash, each test's sample). The p-values then come from the same `assemble`
+//! as a single run's, so the tables and plots are the single run's byte for byte.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray};
@@ -26,9 +36,12 @@ use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::estimate::vcov::VcovSpec;
 use crate::estimate::{fit, FitOptions, FitResult};
-use crate::inference::permutation::{bdiff, BdiffOptions};
+use crate::inference::permutation::{assemble, bdiff, bdiff_draws, BdiffOptions, BdiffResult};
+use crate::inference::shard::Shard;
 use crate::report::table::{fmt_num, Grid};
 use crate::report::{writers, Stat};
+use crate::resampling::shard_file::{self, Fingerprint, SplitPart};
+use crate::resampling::ReplicateSpec;
 
 /// The shipped specification of the study's tables.
 pub const DEFAULT_SPEC: &str = include_str!("../data/replicate_spec.json");
@@ -321,6 +334,51 @@ pub struct TableResult {
 pub struct RunOptions {
     pub reps: usize,
     pub seed: u64,
+    pub replicates: SplitReplicates,
+}
+
+/// Where the split tests' permutation replicates come from (`--shard`, `--merge`).
+#[derive(Debug, Clone, Default)]
+pub enum SplitReplicates {
+    /// Computed here, all of them.
+    #[default]
+    All,
+    /// Only the shard's, collected for its shard file; the columns are not fitted.
+    Shard(Shard, Arc<Mutex<Vec<SplitPart>>>),
+    /// Taken from the merged shard files, by test key, with the test's estimation sample.
+    Merged(Arc<BTreeMap<String, (Fingerprint, crate::inference::permutation::BdiffDraws)>>),
+}
+
+/// The permutation test `key` on `design`, its replicates as `opts.replicates` says.
+fn split_bdiff(
+    key: &str,
+    design: &crate::data::Design,
+    units: Option<(&[u32], usize)>,
+    bopts: &BdiffOptions,
+    opts: &RunOptions,
+    demeaner: &dyn Demeaner,
+) -> Result<BdiffResult> {
+    let group = &design.extra[0];
+    match &opts.replicates {
+        SplitReplicates::All => bdiff(design, group, units, bopts, demeaner),
+        SplitReplicates::Shard(shard, sink) => {
+            let d = bdiff_draws(design, group, units, bopts, Some(*shard), demeaner)?;
+            let part = SplitPart::new(key.to_string(), Fingerprint::of(design), &d);
+            sink.lock().expect("the shard's tests").push(part);
+            assemble(&d) // this shard's replicates alone: never written
+        }
+        SplitReplicates::Merged(tests) => {
+            let (sample, d) = tests
+                .get(key)
+                .ok_or_else(|| Error::Usage(format!("the shard files have no test `{key}`")))?;
+            if *sample != Fingerprint::of(design) {
+                return Err(Error::Usage(format!(
+                    "test `{key}`: the shards were computed on another estimation sample"
+                )));
+            }
+            assemble(d)
+        }
+    }
 }
 
 /// Estimate one column on `df`.
@@ -402,12 +460,14 @@ fn estimate_column(
     out
 }
 
-/// Permutation test of the difference in `param` between split == 1 and split == 0.
+/// Permutation test of the difference in `param` between split == 1 and split == 0; `key`
+/// names the test in shard files.
 fn split_test(
     df: &DataFrame,
     spec: &Spec,
     col: &ColumnSpec,
     split: &str,
+    key: &str,
     opts: &RunOptions,
     demeaner: &dyn Demeaner,
 ) -> SplitTest {
@@ -470,7 +530,8 @@ fn split_test(
             memory_budget: 512 << 20,
             progress: false,
         };
-        let r = bdiff(&design, &design.extra[0], units, &bopts, demeaner)?;
+        let key = format!("{key} unit {}", unit.map_or("obs", |u| u.as_str()));
+        let r = split_bdiff(&key, &design, units, &bopts, opts, demeaner)?;
         let k = r
             .coefficients
             .iter()
@@ -523,8 +584,10 @@ pub fn run_table(
         seconds: 0.0,
         failures: 0,
     };
-    for col in &t.columns {
+    let shard = matches!(opts.replicates, SplitReplicates::Shard(..));
+    for (c, col) in t.columns.iter().enumerate() {
         match &col.split {
+            None if shard => {}
             None => res
                 .columns
                 .push(estimate_column(df, spec, col, None, col.label.clone(), truth, demeaner)),
@@ -533,7 +596,7 @@ pub fn run_table(
                     .split_labels
                     .clone()
                     .unwrap_or_else(|| [format!("{split} = 1"), format!("{split} = 0")]);
-                for (g, label) in [(1.0, &labels[0]), (0.0, &labels[1])] {
+                for (g, label) in [(1.0, &labels[0]), (0.0, &labels[1])].into_iter().filter(|_| !shard) {
                     let clause = Clause {
                         var: split.clone(),
                         op: "==".into(),
@@ -549,7 +612,8 @@ pub fn run_table(
                         demeaner,
                     ));
                 }
-                res.splits.push(split_test(df, spec, col, split, opts, demeaner));
+                let key = format!("table {} column {} ({}) split {split}", t.id, c + 1, col.label);
+                res.splits.push(split_test(df, spec, col, split, &key, opts, demeaner));
             }
         }
     }
@@ -758,16 +822,7 @@ pub struct Replication {
     pub controls: Vec<String>,
 }
 
-/// Write a text file atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp-{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
-}
+pub use crate::report::write_atomic;
 
 /// Write every table's files; returns the paths written.
 pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> Result<Vec<PathBuf>> {
@@ -898,6 +953,55 @@ pub struct Options {
     pub seed: u64,
     pub reps: usize,
     pub spec: Option<PathBuf>,
+    pub sharding: Sharding,
+}
+
+/// Splitting the permutation tests over machines: `--shard I/K` computes shard I's replicates
+/// of every split test and writes `out/shard_I.json` (no tables); `--merge FILE...` runs the
+/// study with the tests' replicates taken from the K shard files (README, "Sharding").
+#[derive(Debug, Clone, Default)]
+pub enum Sharding {
+    #[default]
+    None,
+    Shard(Shard),
+    Merge(Vec<PathBuf>),
+}
+
+/// The split tests' replicates for `o.sharding` (merged shard files checked against `key`).
+fn split_replicates(o: &Options, key: &ReplicateSpec) -> Result<SplitReplicates> {
+    Ok(match &o.sharding {
+        Sharding::None => SplitReplicates::All,
+        Sharding::Shard(s) => SplitReplicates::Shard(*s, Arc::new(Mutex::new(Vec::new()))),
+        Sharding::Merge(paths) => {
+            let files = shard_file::read_run(paths)?;
+            files[0].check_spec(&crate::resampling::Spec::Replicate(key.clone()))?;
+            SplitReplicates::Merged(Arc::new(shard_file::merge_splits(&files)?))
+        }
+    })
+}
+
+/// Write shard `shard`'s file (its split tests' replicates) into `o.out`.
+fn write_shard(
+    o: &Options,
+    key: ReplicateSpec,
+    rows: usize,
+    replicates: &SplitReplicates,
+    backend: &str,
+    seconds: f64,
+) -> Result<PathBuf> {
+    let SplitReplicates::Shard(shard, sink) = replicates else {
+        return Err(Error::Usage("not a shard run".into()));
+    };
+    let tests = std::mem::take(&mut *sink.lock().expect("the shard's tests"));
+    let data = o
+        .panel
+        .as_ref()
+        .or(o.raw.as_ref())
+        .map_or("simulated".into(), |p| p.display().to_string());
+    let file = shard_file::ShardFile::replicate(key, rows, data, *shard, backend.into(), seconds, tests);
+    let path = o.out.join(format!("shard_{}.json", shard.number()));
+    shard_file::write(&path, &file)?;
+    Ok(path)
 }
 
 fn stage(stages: &mut Vec<Stage>, name: &str, t0: Instant, backend: &str) {
@@ -924,6 +1028,13 @@ pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
     if o.reps == 0 {
         return Err(Error::Usage("--reps must be positive".into()));
     }
+    let key = ReplicateSpec {
+        seed: o.seed,
+        reps: o.reps,
+        scale: format!("{:?}", o.scale),
+        tables: shard_file::text_hash(&spec_text),
+    };
+    let replicates = split_replicates(o, &key)?;
     std::fs::create_dir_all(&o.out).map_err(|e| Error::io(o.out.display().to_string(), e))?;
     let backend = demeaner.name();
     let mut stages = Vec::new();
@@ -980,6 +1091,7 @@ pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
     let ropts = RunOptions {
         reps: o.reps,
         seed: o.seed,
+        replicates,
     };
     let mut tables = Vec::new();
     for t in &spec.tables {
@@ -1005,6 +1117,29 @@ pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
         };
         stage(&mut stages, &format!("table {}: {what}", t.id), t0, &backend);
         tables.push(r);
+    }
+
+    if let SplitReplicates::Shard(..) = &ropts.replicates {
+        let secs = start.elapsed().as_secs_f64();
+        let path = write_shard(o, key, df.height(), &ropts.replicates, &backend, secs)?;
+        eprintln!(
+            "wrote {}; combine the shards with `fegpu replicate --merge`",
+            path.display()
+        );
+        return Ok(Replication {
+            raw: raw.display().to_string(),
+            simulated,
+            backend,
+            reps: o.reps,
+            seed: o.seed,
+            panel_rows: df.height(),
+            tables: vec![],
+            timing: stages,
+            truth,
+            failures: 0,
+            total_seconds: secs,
+            controls: spec.control_names(),
+        });
     }
 
     // outputs

@@ -3,14 +3,17 @@
 //! observation by its cluster's multiplicity, drops singletons as reghdfe would on the
 //! resampled data, and refits through the batched demeaning engine. Reported: bootstrap
 //! standard errors (standard deviation of the replicate estimates) and percentile intervals.
+//! [`pairs_draws`] computes the replicates of one shard ([`super::shard`]) or all of them;
+//! [`assemble`] turns all replicates into the result, for a single run and `fegpu merge` alike.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::permutation::drop_weighted_singletons;
 use super::replicates::pairs_multiplicities;
+use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
@@ -47,6 +50,27 @@ pub struct PairsResult {
     pub draws: Vec<Vec<f64>>,
 }
 
+/// What the full-sample fit contributes to a [`PairsResult`]; with the replicates' estimates,
+/// everything [`assemble`] needs (a shard file stores it, `crate::resampling`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairsObserved {
+    pub names: Vec<String>,
+    pub estimate: Vec<f64>,
+    pub reps: usize,
+    pub clusters: usize,
+    pub level: f64,
+    pub seed: u64,
+}
+
+/// The full-sample fit and the replicates `first..first + estimates.len()` of a run: per
+/// replicate every coefficient, or `None` where the resampled model was collinear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairsDraws {
+    pub observed: PairsObserved,
+    pub first: usize,
+    pub estimates: Vec<Option<Vec<f64>>>,
+}
+
 /// Empirical quantile with linear interpolation (type 7).
 fn quantile(sorted: &[f64], p: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * p;
@@ -57,6 +81,17 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
 
 /// Run the pairs cluster bootstrap; `design.clusters[0]` are the resampling units.
 pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Demeaner) -> Result<PairsResult> {
+    assemble(&pairs_draws(design, opts, None, demeaner)?)
+}
+
+/// The full-sample fit and the replicates of `shard` (all of them with `None`); [`assemble`]
+/// turns them into the result.
+pub fn pairs_draws(
+    design: &Design,
+    opts: &PairsOptions,
+    shard: Option<Shard>,
+    demeaner: &dyn Demeaner,
+) -> Result<PairsDraws> {
     let cl = design
         .clusters
         .first()
@@ -81,21 +116,21 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
         (k as u64 + 1) * n as u64 * 8
     };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
-    let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(opts.reps); k];
-    let mut failed = 0;
+    let range = range_of(shard, opts.reps);
+    let mut estimates: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
     let started = Instant::now();
     let show = opts.progress && std::io::stderr().is_terminal();
-    let mut r0 = 0;
-    while r0 < opts.reps {
-        let r1 = (r0 + chunk).min(opts.reps);
-        let ws: Vec<Option<Vec<f64>>> = if device_draws {
+    let mut r0 = range.start;
+    while r0 < range.end {
+        let r1 = (r0 + chunk).min(range.end);
+        if device_draws {
             let d = crate::demean::resident::Draws::Pairs {
                 seed: opts.seed,
                 clusters: &cl.ids,
                 n_clusters: g,
                 replicates: r0 as u32..r1 as u32,
             };
-            shared.drawn_betas(&d, demeaner)?
+            estimates.extend(shared.drawn_betas(&d, demeaner)?);
         } else {
             let mults: Vec<Vec<u32>> = (r0..r1).map(|r| pairs_multiplicities(opts.seed, r as u32, g)).collect();
             // Sufficient statistics per cluster when the effects allow (see UnitStats); replicates
@@ -124,45 +159,61 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
                     results[todo[j]] = Some(b);
                 }
             }
-            results.into_iter().map(|b| b.flatten()).collect()
-        };
-        for b in ws {
-            match b {
-                Some(b) => b.iter().enumerate().for_each(|(c, v)| draws[c].push(*v)),
-                None => failed += 1,
-            }
+            estimates.extend(results.into_iter().map(|b| b.flatten()));
         }
         r0 = r1;
         if show {
+            let (done, todo) = (r0 - range.start, range.len());
             let el = started.elapsed().as_secs_f64();
-            eprint!(
-                "\rboot: {r0}/{} replicates  {el:.1}s elapsed  ETA {:.1}s   ",
-                opts.reps,
-                el / r0 as f64 * (opts.reps - r0) as f64
-            );
+            let eta = el / done as f64 * (todo - done) as f64;
+            eprint!("\rboot: {done}/{todo} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
         }
     }
     if show {
         eprintln!();
     }
     shared.report_times();
-    let used = opts.reps - failed;
+    let observed = PairsObserved {
+        names: design.x_names.clone(),
+        estimate,
+        reps: opts.reps,
+        clusters: g,
+        level: opts.level,
+        seed: opts.seed,
+    };
+    Ok(PairsDraws {
+        observed,
+        first: range.start,
+        estimates,
+    })
+}
+
+/// Standard errors and percentile intervals from the full-sample fit and every replicate of
+/// the run, in replicate order (a single run and `fegpu merge` both end here).
+pub fn assemble(draws: &PairsDraws) -> Result<PairsResult> {
+    let o = &draws.observed;
+    let k = o.names.len();
+    let mut by_coef: Vec<Vec<f64>> = vec![Vec::with_capacity(draws.estimates.len()); k];
+    for b in draws.estimates.iter().flatten() {
+        b.iter().enumerate().for_each(|(c, v)| by_coef[c].push(*v));
+    }
+    let used = draws.estimates.iter().filter(|b| b.is_some()).count();
     if used < 2 {
         return Err(Error::Estimation(
             "fewer than two bootstrap replicates could be estimated".into(),
         ));
     }
-    let alpha = 1.0 - opts.level;
+    let alpha = 1.0 - o.level;
     let coefficients = (0..k)
         .map(|c| {
-            let d = &draws[c];
+            let d = &by_coef[c];
             let mean = d.iter().sum::<f64>() / d.len() as f64;
             let sd = (d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (d.len() - 1) as f64).sqrt();
             let mut s = d.clone();
             s.sort_by(f64::total_cmp);
             PairsRow {
-                name: design.x_names[c].clone(),
-                estimate: estimate[c],
+                name: o.names[c].clone(),
+                estimate: o.estimate[c],
                 std_error: sd,
                 ci_low: quantile(&s, alpha / 2.0),
                 ci_high: quantile(&s, 1.0 - alpha / 2.0),
@@ -171,12 +222,12 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
         .collect();
     Ok(PairsResult {
         coefficients,
-        reps_requested: opts.reps,
+        reps_requested: o.reps,
         reps_used: used,
-        reps_failed: failed,
-        clusters: g,
-        level: opts.level,
-        seed: opts.seed,
-        draws,
+        reps_failed: draws.estimates.len() - used,
+        clusters: o.clusters,
+        level: o.level,
+        seed: o.seed,
+        draws: by_coef,
     })
 }

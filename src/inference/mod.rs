@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod fwl;
 pub mod permutation;
 pub mod replicates;
+pub mod shard;
 pub mod wild;
 
 use rayon::prelude::*;

@@ -14,15 +14,21 @@
 //! share of d* at least as large as d when d ≥ 0, at least as small when d < 0), and two-sided
 //! (share of |d*| ≥ |d|). When the number of distinct assignments is at most `reps` (and no
 //! resampling), every assignment is enumerated once and the p-values are exact.
+//!
+//! [`bdiff_draws`] computes the observed fit and the replicates of one shard (`--shard I/K`,
+//! [`super::shard`]; all replicates without one, and the enumeration list is what is sliced);
+//! [`assemble`] turns the observed fit and all replicates into the p-values, for a single run and
+//! for `fegpu merge` alike.
 
 use std::io::IsTerminal;
 
 use rayon::prelude::*;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::replicates::{pairs_multiplicities, permutation_first_group};
+use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
@@ -67,6 +73,34 @@ pub struct BdiffResult {
     /// Replicate differences, one vector per coefficient (for plots).
     #[serde(skip)]
     pub differences: Vec<Vec<f64>>,
+}
+
+/// What the observed fit and the design contribute to a [`BdiffResult`]: with the replicates'
+/// differences, everything [`assemble`] needs (a shard file stores it, `crate::resampling`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BdiffObserved {
+    pub names: Vec<String>,
+    pub estimate_group1: Vec<f64>,
+    pub estimate_group0: Vec<f64>,
+    pub reps_requested: usize,
+    /// Replicates of the whole run: `reps`, or the number of assignments when they are enumerated.
+    pub total: usize,
+    pub enumerated: bool,
+    pub units: usize,
+    pub units_group1: usize,
+    pub nobs_group1: usize,
+    pub nobs_group0: usize,
+    pub seed: u64,
+    pub bsample: bool,
+}
+
+/// The observed fit and the replicates `first..first + differences.len()` of a run: per
+/// replicate d* = β*₁ − β*₀ for every coefficient, or `None` where a group was collinear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BdiffDraws {
+    pub observed: BdiffObserved,
+    pub first: usize,
+    pub differences: Vec<Option<Vec<f64>>>,
 }
 
 /// Set the weight of singletons (among rows with positive weight) to zero, iteratively.
@@ -296,6 +330,19 @@ pub fn bdiff(
     opts: &BdiffOptions,
     demeaner: &dyn Demeaner,
 ) -> Result<BdiffResult> {
+    assemble(&bdiff_draws(design, group, units, opts, None, demeaner)?)
+}
+
+/// The observed fit and the replicates of `shard` (all of them with `None`); [`assemble`] turns
+/// them into the result.
+pub fn bdiff_draws(
+    design: &Design,
+    group: &[f64],
+    units: Option<(&[u32], usize)>,
+    opts: &BdiffOptions,
+    shard: Option<Shard>,
+    demeaner: &dyn Demeaner,
+) -> Result<BdiffDraws> {
     let n = design.nobs();
     if let Some(bad) = group.iter().position(|&g| g != 0.0 && g != 1.0) {
         return Err(Error::Usage(format!(
@@ -405,7 +452,6 @@ pub fn bdiff(
             ))
         }
     };
-    let d_obs: Vec<f64> = b1.iter().zip(&b0).map(|(a, b)| a - b).collect();
 
     // replicates
     let enumerate = !opts.bsample && n_units <= 63 && binomial(n_units, n1) <= opts.reps as u128;
@@ -423,13 +469,13 @@ pub fn bdiff(
         2 * (k as u64 + 1) * n as u64 * 8
     };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
-    let mut diffs: Vec<Vec<f64>> = vec![Vec::with_capacity(total); k];
-    let mut failed = 0;
+    let range = range_of(shard, total);
+    let mut diffs: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
     let started = Instant::now();
     let show = opts.progress && std::io::stderr().is_terminal();
-    let mut r0 = 0;
-    while r0 < total {
-        let r1 = (r0 + chunk).min(total);
+    let mut r0 = range.start;
+    while r0 < range.end {
+        let r1 = (r0 + chunk).min(range.end);
         let bs = if device_draws {
             let draws = crate::demean::resident::Draws::Permutation {
                 seed: opts.seed,
@@ -457,27 +503,57 @@ pub fn bdiff(
             betas_of(&pairs)?
         };
         for pair in bs.chunks(2) {
-            match (&pair[0], &pair[1]) {
-                (Some(a), Some(b)) => {
-                    for c in 0..k {
-                        diffs[c].push(a[c] - b[c]);
-                    }
-                }
-                _ => failed += 1,
-            }
+            diffs.push(match (&pair[0], &pair[1]) {
+                (Some(a), Some(b)) => Some((0..k).map(|c| a[c] - b[c]).collect()),
+                _ => None,
+            });
         }
         r0 = r1;
         if show {
+            let (done, todo) = (r0 - range.start, range.len());
             let el = started.elapsed().as_secs_f64();
-            let eta = el / r0 as f64 * (total - r0) as f64;
-            eprint!("\rbdiff: {r0}/{total} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
+            let eta = el / done as f64 * (todo - done) as f64;
+            eprint!("\rbdiff: {done}/{todo} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
         }
     }
     if show {
         eprintln!();
     }
     shared.report_times();
-    let used = total - failed;
+    let observed = BdiffObserved {
+        names: design.x_names.clone(),
+        estimate_group1: b1,
+        estimate_group0: b0,
+        reps_requested: opts.reps,
+        total,
+        enumerated: enumerate,
+        units: n_units,
+        units_group1: n1,
+        nobs_group1: nobs1,
+        nobs_group0: nobs0,
+        seed: opts.seed,
+        bsample: opts.bsample,
+    };
+    Ok(BdiffDraws {
+        observed,
+        first: range.start,
+        differences: diffs,
+    })
+}
+
+/// The test's result from the observed fit and every replicate of the run, in replicate order
+/// (a single run and `fegpu merge` both end here). p-values: see the module doc; differences
+/// within 1e-12 (relative) of the observed one count as at least as extreme.
+pub fn assemble(draws: &BdiffDraws) -> Result<BdiffResult> {
+    let o = &draws.observed;
+    let k = o.names.len();
+    let mut diffs: Vec<Vec<f64>> = vec![Vec::with_capacity(draws.differences.len()); k];
+    for d in draws.differences.iter().flatten() {
+        for c in 0..k {
+            diffs[c].push(d[c]);
+        }
+    }
+    let used = draws.differences.iter().filter(|d| d.is_some()).count();
     if used == 0 {
         return Err(Error::Estimation(
             "every replicate failed (a regressor is collinear within a permuted group)".into(),
@@ -485,7 +561,7 @@ pub fn bdiff(
     }
     let coefficients = (0..k)
         .map(|c| {
-            let d = d_obs[c];
+            let d = o.estimate_group1[c] - o.estimate_group0[c];
             let tol = 1e-12 * d.abs().max(1e-300);
             let one = if d >= 0.0 {
                 diffs[c].iter().filter(|&&x| x >= d - tol).count()
@@ -494,9 +570,9 @@ pub fn bdiff(
             };
             let two = diffs[c].iter().filter(|&&x| x.abs() >= d.abs() - tol).count();
             BdiffRow {
-                name: design.x_names[c].clone(),
-                estimate_group1: b1[c],
-                estimate_group0: b0[c],
+                name: o.names[c].clone(),
+                estimate_group1: o.estimate_group1[c],
+                estimate_group0: o.estimate_group0[c],
                 difference: d,
                 p: one as f64 / used as f64,
                 p_two_sided: two as f64 / used as f64,
@@ -505,16 +581,16 @@ pub fn bdiff(
         .collect();
     Ok(BdiffResult {
         coefficients,
-        reps_requested: opts.reps,
+        reps_requested: o.reps_requested,
         reps_used: used,
-        reps_failed: failed,
-        enumerated: enumerate,
-        units: n_units,
-        units_group1: n1,
-        nobs_group1: nobs1,
-        nobs_group0: nobs0,
-        seed: opts.seed,
-        bsample: opts.bsample,
+        reps_failed: draws.differences.len() - used,
+        enumerated: o.enumerated,
+        units: o.units,
+        units_group1: o.units_group1,
+        nobs_group1: o.nobs_group1,
+        nobs_group0: o.nobs_group0,
+        seed: o.seed,
+        bsample: o.bsample,
         differences: diffs,
     })
 }

@@ -16,7 +16,7 @@ pub fn draw(seed: u64, stream: u32, replicate: u32, unit: u32) -> u32 {
 }
 
 /// Wild bootstrap weight distributions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WildWeights {
     /// ±1 with probability 1/2 each (from the top bit).

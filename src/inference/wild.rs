@@ -19,10 +19,19 @@
 //! boottest's default); with Rademacher weights and 2^G ≤ reps every sign vector is used once
 //! (full enumeration) and the p-value is exact. Confidence intervals invert the test over β0
 //! with the same draws (bisection on each side).
+//!
+//! A replicate is kept as five numbers ([`WildDraw`]), from which its t* at any β0 follows in
+//! O(1): with α = diag(v)s(0) − (C+E)(0)v and β = diag(v)s_x − (C+E)_x v (so the scores at β0
+//! are α − β0β), m = α'β/β'β and o = ‖α − mβ‖², the sum of squared scores is
+//! o + (m − β0)²‖β‖² — two non-negative terms, no cancellation — and the numerator is
+//! v's = v's(0) − β0 v's_x. The interval search then costs O(B) per β0, and a shard's file
+//! (`fegpu boot --shard`) holds all that the p-value and the interval need: merged shards give
+//! the single run's interval exactly.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::replicates::{wild_weight, WildWeights};
+use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
@@ -66,6 +75,59 @@ pub struct WildResult {
     pub t_boot: Vec<f64>,
 }
 
+/// What the observed fit contributes to a [`WildResult`]; with the replicates' [`WildDraw`]s,
+/// everything [`assemble`] needs (a shard file stores it, `crate::resampling`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WildObserved {
+    pub coefficient: String,
+    pub estimate: f64,
+    /// CRV1 variance of the estimate (unrestricted), with the small-sample factor `q`.
+    pub variance: f64,
+    /// q = (N−1)/(N−K−A) · G/(G−1).
+    pub q: f64,
+    pub null: f64,
+    /// Replicates of the whole run: `reps`, or 2^G under full enumeration.
+    pub total: usize,
+    pub full_enumeration: bool,
+    pub clusters: usize,
+    pub weights: WildWeights,
+    pub seed: u64,
+    pub level: Option<f64>,
+}
+
+impl WildObserved {
+    /// The observed t for H0: β_j = β0.
+    fn t(&self, beta0: f64) -> f64 {
+        (self.estimate - beta0) / self.variance.sqrt()
+    }
+}
+
+/// One replicate of the WCR test in closed form over β0 (module doc):
+/// t*(β0) = (num0 − β0·num1) / √(q·(ortho + (center − β0)²·slope)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WildDraw {
+    pub num0: f64,
+    pub num1: f64,
+    pub center: f64,
+    pub ortho: f64,
+    pub slope: f64,
+}
+
+impl WildDraw {
+    fn t(&self, beta0: f64, q: f64) -> f64 {
+        let c = self.center - beta0;
+        (self.num0 - beta0 * self.num1) / (q * (self.ortho + c * c * self.slope)).sqrt()
+    }
+}
+
+/// The observed fit and the replicates `first..first + draws.len()` of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WildDraws {
+    pub observed: WildObserved,
+    pub first: usize,
+    pub draws: Vec<WildDraw>,
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -95,30 +157,31 @@ struct Setup {
 }
 
 impl Setup {
-    /// Bootstrap t statistics and the observed t for H0: β_j = β0, for all weight vectors.
-    fn t_stats(&self, beta0: f64, v: &[Vec<f64>]) -> (f64, Vec<f64>) {
-        use rayon::prelude::*;
+    /// The replicate of cluster weights `v` in closed form over β0 (see [`WildDraw`]).
+    fn draw(&self, v: &[f64]) -> WildDraw {
         let g = self.g;
-        let s: Vec<f64> = (0..g).map(|c| self.s.at0[c] - beta0 * self.s.atx[c]).collect();
-        let ce: Vec<Vec<f64>> = (0..g)
-            .map(|a| (0..g).map(|b| self.ce.at0[a][b] - beta0 * self.ce.atx[a][b]).collect())
-            .collect();
-        let t_boot = v
-            .par_iter()
-            .map(|vb| {
-                let num: f64 = (0..g).map(|c| vb[c] * s[c]).sum();
-                let mut den = 0.0;
-                for c in 0..g {
-                    let sc = vb[c] * s[c] - dot(&ce[c], vb);
-                    den += sc * sc;
-                }
-                num / (self.q * den).sqrt()
-            })
-            .collect();
-        (self.observed_t(beta0), t_boot)
+        let scores =
+            |s: &[f64], ce: &[Vec<f64>]| -> Vec<f64> { (0..g).map(|c| v[c] * s[c] - dot(&ce[c], v)).collect() };
+        let alpha = scores(&self.s.at0, &self.ce.at0);
+        let beta = scores(&self.s.atx, &self.ce.atx);
+        let slope = dot(&beta, &beta);
+        let center = if slope > 0.0 { dot(&alpha, &beta) / slope } else { 0.0 };
+        let ortho = alpha
+            .iter()
+            .zip(&beta)
+            .map(|(a, b)| (a - center * b) * (a - center * b))
+            .sum();
+        WildDraw {
+            num0: dot(v, &self.s.at0),
+            num1: dot(v, &self.s.atx),
+            center,
+            ortho,
+            slope,
+        }
     }
 
-    fn observed_t(&self, beta0: f64) -> f64 {
+    /// CRV1 variance of β̂_j from the unrestricted residuals.
+    fn observed_variance(&self) -> f64 {
         // unrestricted residuals and CRV1 variance of β_j
         let xty: Vec<f64> = self.x.iter().map(|c| dot(c, &self.y)).collect();
         let beta = self.xtx_inv.mul_vec(&xty);
@@ -129,8 +192,7 @@ impl Setup {
         for i in 0..self.n {
             sg[self.ids[i] as usize] += self.a[i] * e[i];
         }
-        let var = self.q * sg.iter().map(|v| v * v).sum::<f64>();
-        (self.beta_hat - beta0) / var.sqrt()
+        self.q * sg.iter().map(|v| v * v).sum::<f64>()
     }
 }
 
@@ -143,6 +205,17 @@ fn p_value(t: f64, t_boot: &[f64]) -> f64 {
 
 /// Run the WCR bootstrap of `opts.coefficient` on `design` (which must have one cluster var).
 pub fn wild_bootstrap(design: &Design, opts: &WildOptions, demeaner: &dyn Demeaner) -> Result<WildResult> {
+    Ok(assemble(&wild_draws(design, opts, None, demeaner)?))
+}
+
+/// The observed fit and the replicates of `shard` (all of them with `None`); [`assemble`] turns
+/// them into the result.
+pub fn wild_draws(
+    design: &Design,
+    opts: &WildOptions,
+    shard: Option<Shard>,
+    demeaner: &dyn Demeaner,
+) -> Result<WildDraws> {
     if design.clusters.len() != 1 {
         return Err(Error::Usage(
             "the wild cluster bootstrap needs exactly one cluster variable (--cluster VAR)".into(),
@@ -295,33 +368,55 @@ pub fn wild_bootstrap(design: &Design, opts: &WildOptions, demeaner: &dyn Demean
 
     // Draws: full enumeration of Rademacher signs when it is no larger than the request.
     let full = opts.weights == WildWeights::Rademacher && g < 63 && (1u64 << g) <= opts.reps as u64;
-    let v: Vec<Vec<f64>> = if full {
-        (0..(1u64 << g))
-            .map(|b| (0..g).map(|c| if b >> c & 1 == 1 { -1.0 } else { 1.0 }).collect())
-            .collect()
-    } else {
-        (0..opts.reps as u32)
-            .map(|b| {
-                (0..g as u32)
-                    .map(|c| wild_weight(opts.seed, opts.weights, b, c))
-                    .collect()
-            })
-            .collect()
+    let total = if full { 1usize << g } else { opts.reps };
+    let range = range_of(shard, total);
+    let v_of = |b: usize| -> Vec<f64> {
+        if full {
+            (0..g).map(|c| if b >> c & 1 == 1 { -1.0 } else { 1.0 }).collect()
+        } else {
+            (0..g as u32)
+                .map(|c| wild_weight(opts.seed, opts.weights, b as u32, c))
+                .collect()
+        }
     };
-    let (t, t_boot) = setup.t_stats(opts.null, &v);
-    let p = p_value(t, &t_boot);
+    use rayon::prelude::*;
+    let draws: Vec<WildDraw> = range.clone().into_par_iter().map(|b| setup.draw(&v_of(b))).collect();
+    let observed = WildObserved {
+        coefficient: opts.coefficient.clone(),
+        estimate: setup.beta_hat,
+        variance: setup.observed_variance(),
+        q: setup.q,
+        null: opts.null,
+        total,
+        full_enumeration: full,
+        clusters: g,
+        weights: opts.weights,
+        seed: opts.seed,
+        level: opts.level,
+    };
+    Ok(WildDraws {
+        observed,
+        first: range.start,
+        draws,
+    })
+}
 
-    let ci = opts.level.map(|level| {
+/// The test's p-value and interval from the observed fit and every replicate of the run, in
+/// replicate order (a single run and `fegpu merge` both end here).
+pub fn assemble(draws: &WildDraws) -> WildResult {
+    let o = &draws.observed;
+    let t_boot_at = |b0: f64| -> Vec<f64> { draws.draws.iter().map(|d| d.t(b0, o.q)).collect() };
+    let t = o.t(o.null);
+    let t_boot = t_boot_at(o.null);
+    let p = p_value(t, &t_boot);
+    let ci = o.level.map(|level| {
         let alpha = 1.0 - level;
-        let se = (setup.beta_hat - opts.null) / t;
+        let se = (o.estimate - o.null) / t;
         let se = if se.is_finite() && se != 0.0 { se.abs() } else { 1.0 };
-        let p_at = |b0: f64| {
-            let (tt, tb) = setup.t_stats(b0, &v);
-            p_value(tt, &tb)
-        };
+        let p_at = |b0: f64| p_value(o.t(b0), &t_boot_at(b0));
         let bound = |dir: f64| {
             // bracket: inside (p > alpha) at the estimate, outside far enough away
-            let mut inside = setup.beta_hat;
+            let mut inside = o.estimate;
             let mut step = 2.0 * se;
             let mut outside = inside + dir * step;
             let mut tries = 0;
@@ -346,19 +441,19 @@ pub fn wild_bootstrap(design: &Design, opts: &WildOptions, demeaner: &dyn Demean
         };
         (bound(-1.0), bound(1.0))
     });
-    Ok(WildResult {
-        coefficient: opts.coefficient.clone(),
-        estimate: setup.beta_hat,
-        null: opts.null,
+    WildResult {
+        coefficient: o.coefficient.clone(),
+        estimate: o.estimate,
+        null: o.null,
         t,
         p,
-        reps: v.len(),
-        full_enumeration: full,
-        clusters: g,
-        weights: opts.weights,
-        seed: opts.seed,
+        reps: draws.draws.len(),
+        full_enumeration: o.full_enumeration,
+        clusters: o.clusters,
+        weights: o.weights,
+        seed: o.seed,
         ci,
-        level: opts.level,
+        level: o.level,
         t_boot,
-    })
+    }
 }

@@ -47,3 +47,14 @@ pub fn render(results: &[FitResult], format: Format, stat: Stat) -> Result<Strin
         Format::Json => unreachable!(),
     })
 }
+
+/// Write a text file atomically (temporary file, then rename).
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp-{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
+}

@@ -1,0 +1,217 @@
+//! The output of `fegpu bdiff` and `fegpu boot` (and so of `fegpu merge`): JSON for
+//! `--format json` (the contract: keys and nesting as documented in the README), the text table
+//! for every other format, and the histogram of the replicate distribution for `--plot`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{tested_coefficient, BdiffSpec, BootSpec};
+use crate::error::{Error, Result};
+use crate::inference::bootstrap::PairsResult;
+use crate::inference::permutation::BdiffResult;
+use crate::inference::wild::WildResult;
+use crate::report::plot::histogram_svg;
+use crate::report::Format;
+
+/// Pretty JSON with a final newline.
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Data(e.to_string()))?;
+    Ok(text + "\n")
+}
+
+/// `fegpu bdiff`'s output.
+pub fn bdiff(s: &BdiffSpec, backend: &str, seconds: f64, r: &BdiffResult, format: Format) -> Result<String> {
+    if format == Format::Json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            formula: &'a str,
+            group: &'a str,
+            unit: &'a str,
+            backend: &'a str,
+            seconds: f64,
+            bdiff: &'a BdiffResult,
+        }
+        return json(&Out {
+            formula: &s.formula,
+            group: &s.group,
+            unit: &s.unit,
+            backend,
+            seconds,
+            bdiff: r,
+        });
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Permutation test of coefficient differences ({} = 1 minus {} = 0), unit: {}",
+        s.group, s.group, s.unit
+    );
+    let _ = writeln!(
+        o,
+        "{:<16} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "", "group 1", "group 0", "difference", "p", "p (2-sided)"
+    );
+    for c in &r.coefficients {
+        let _ = writeln!(
+            o,
+            "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>10.4} {:>10.4}",
+            c.name, c.estimate_group1, c.estimate_group0, c.difference, c.p, c.p_two_sided
+        );
+    }
+    let _ = writeln!(
+        o,
+        "N = {} / {}; {} replicates used{} ({} failed), {} units ({} in group 1), seed {}{}; {:.2} s on {}",
+        r.nobs_group1,
+        r.nobs_group0,
+        r.reps_used,
+        if r.enumerated {
+            " (all assignments enumerated: exact)"
+        } else {
+            ""
+        },
+        r.reps_failed,
+        r.units,
+        r.units_group1,
+        r.seed,
+        if r.bsample { ", bootstrap-resampled" } else { "" },
+        seconds,
+        backend
+    );
+    o.push_str("p: share of permuted differences at least as extreme as the observed one, in its direction (bdiff); p (2-sided): |d*| >= |d|.\n");
+    Ok(o)
+}
+
+/// The permutation distribution of the first regressor's difference.
+pub fn bdiff_plot(path: &Path, r: &BdiffResult) -> Result<()> {
+    let c = &r.coefficients[0];
+    histogram_svg(
+        path,
+        &r.differences[0],
+        c.difference,
+        &format!(
+            "Permutation distribution of the {} difference ({} replicates)",
+            c.name, r.reps_used
+        ),
+        &format!("{} (group 1) − {} (group 0)", c.name, c.name),
+    )
+}
+
+/// `fegpu boot --kind wild`'s output.
+pub fn wild(s: &BootSpec, backend: &str, r: &WildResult, format: Format) -> Result<String> {
+    if format == Format::Json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            formula: &'a str,
+            kind: &'a str,
+            backend: &'a str,
+            wild: &'a WildResult,
+        }
+        return json(&Out {
+            formula: &s.formula,
+            kind: "wild",
+            backend,
+            wild: r,
+        });
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Wild cluster bootstrap (WCR, {:?} weights) of `{}` in {}",
+        r.weights, r.coefficient, s.formula
+    );
+    let _ = writeln!(
+        o,
+        "  estimate {:.6}   H0: {} = {}   t = {:.4}",
+        r.estimate, r.coefficient, r.null, r.t
+    );
+    let _ = writeln!(
+        o,
+        "  bootstrap p-value {:.4}   ({} replicates{}, {} clusters, seed {})",
+        r.p,
+        r.reps,
+        if r.full_enumeration { ", full enumeration" } else { "" },
+        r.clusters,
+        r.seed
+    );
+    if let (Some((lo, hi)), Some(level)) = (r.ci, r.level) {
+        let _ = writeln!(
+            o,
+            "  {:.0}% confidence interval (test inversion): [{lo:.6}, {hi:.6}]",
+            level * 100.0
+        );
+    }
+    Ok(o)
+}
+
+/// The bootstrap t statistics with the observed t.
+pub fn wild_plot(path: &Path, r: &WildResult) -> Result<()> {
+    histogram_svg(
+        path,
+        &r.t_boot,
+        r.t,
+        &format!("Wild cluster bootstrap t of {} ({} replicates)", r.coefficient, r.reps),
+        "t*",
+    )
+}
+
+/// `fegpu boot --kind pairs`'s output.
+pub fn pairs(s: &BootSpec, backend: &str, r: &PairsResult, format: Format) -> Result<String> {
+    if format == Format::Json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            formula: &'a str,
+            kind: &'a str,
+            cluster: &'a str,
+            backend: &'a str,
+            pairs: &'a PairsResult,
+        }
+        return json(&Out {
+            formula: &s.formula,
+            kind: "pairs",
+            cluster: &s.cluster,
+            backend,
+            pairs: r,
+        });
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Pairs cluster bootstrap ({} clusters of {}), {} replicates used ({} failed), seed {}",
+        r.clusters, s.cluster, r.reps_used, r.reps_failed, r.seed
+    );
+    let _ = writeln!(
+        o,
+        "{:<16} {:>14} {:>14} {:>14} {:>14}",
+        "",
+        "estimate",
+        "boot s.e.",
+        format!("{:.0}% low", r.level * 100.0),
+        "high"
+    );
+    for c in &r.coefficients {
+        let _ = writeln!(
+            o,
+            "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
+            c.name, c.estimate, c.std_error, c.ci_low, c.ci_high
+        );
+    }
+    Ok(o)
+}
+
+/// The bootstrap distribution of the tested coefficient (`--param`, else the first regressor).
+pub fn pairs_plot(path: &Path, s: &BootSpec, r: &PairsResult) -> Result<()> {
+    let param = tested_coefficient(s)?;
+    let c = r.coefficients.iter().position(|c| c.name == param).unwrap_or(0);
+    histogram_svg(
+        path,
+        &r.draws[c],
+        r.coefficients[c].estimate,
+        &format!(
+            "Pairs bootstrap of {} ({} replicates)",
+            r.coefficients[c].name, r.reps_used
+        ),
+        &r.coefficients[c].name,
+    )
+}
