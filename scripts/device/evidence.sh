@@ -27,6 +27,7 @@ for b in gpu cpu; do
 done
 T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend gpu --precision f64 --format json
 T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --bsample --backend gpu --format json
+T $F bdiff /tmp/dg.csv "$M" --group c39 --reps 1000 --backend auto --format json
 for kind in wild pairs; do for b in gpu cpu; do
   T $F boot /tmp/dg.csv "$W" --cluster dest --kind $kind --reps 999 --backend $b --format json
 done; done
@@ -34,6 +35,7 @@ if [ "$MODE" = full ]; then
   T $F bench --replicates 1000 --backend auto; cat /tmp/out.json
   $F demo --rows 10000000 --out /tmp/d10m.parquet >/dev/null
   $F demo --design difficult --rows 10000000 --out /tmp/h10m.parquet >/dev/null
+  T $F fit /tmp/d10m.parquet "$M" --vcov cluster:dest --backend gpu --precision f64 --format json
   for b in gpu cpu; do
     T $F fit /tmp/d10m.parquet "$M" --vcov cluster:dest --backend $b --format json
     T $F fit /tmp/h10m.parquet "y ~ x1 + x2 | id_indiv + id_firm + id_year" --backend $b --format json
