@@ -7,7 +7,7 @@
 //! Structures: one effect to project, or one large effect beside few-level ones (the study's
 //! firm×destination + year, [`few_level_split`]), whose dummies ride along as extra columns and
 //! are partialled out of the cross products on the host (Frisch–Waugh–Lovell, as
-//! [`super::fwl`] does on the CPU). Other structures use the batched solvers of
+//! [`crate::inference::fwl`] does on the CPU). Other structures use the batched solvers of
 //! [`crate::demean::gpu`].
 //!
 //! Singletons: the host path zeroes the weight of singleton observations of each replicate
