@@ -18,17 +18,6 @@ const GCHUNK: u32 = 4096u;
 
 var<workgroup> gsh: array<R, 256>;
 
-fn pair_index(pair: u32) -> vec2<u32> {
-    var p = u32((sqrt(8.0 * f32(pair) + 1.0) - 1.0) * 0.5);
-    // f32 rounding: step to the exact row
-    loop {
-        if (p * (p + 1u) / 2u > pair) { p = p - 1u; } else { break; }
-    }
-    loop {
-        if ((p + 1u) * (p + 2u) / 2u <= pair) { p = p + 1u; } else { break; }
-    }
-    return vec2<u32>(p, pair - p * (p + 1u) / 2u);
-}
 
 @compute @workgroup_size(256)
 fn gram_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -37,7 +26,7 @@ fn gram_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     let reps = P.lanes / P.n_cols;
     if (job >= reps * pairs) { return; }
     let r = job / pairs;
-    let pq = pair_index(job - r * pairs);
+    let pq = pair_of(job - r * pairs);
     let lp = (r * P.n_cols + pq.x) * P.n;
     let lq = (r * P.n_cols + pq.y) * P.n;
     let start = wg.x * GCHUNK;

@@ -77,16 +77,6 @@ fn src_segment_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     partial[t] = acc;
 }
 
-fn pair_of(pair: u32) -> vec2<u32> {
-    var p = u32((sqrt(8.0 * f32(pair) + 1.0) - 1.0) * 0.5);
-    loop {
-        if (p * (p + 1u) / 2u > pair) { p = p - 1u; } else { break; }
-    }
-    loop {
-        if ((p + 1u) * (p + 2u) / 2u <= pair) { p = p + 1u; } else { break; }
-    }
-    return vec2<u32>(p, pair - p * (p + 1u) / 2u);
-}
 
 var<workgroup> rsh: array<R, 256>;
 

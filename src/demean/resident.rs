@@ -304,7 +304,11 @@ impl EngineKernels {
         let resident = crate::gpu::pipelines::module(
             ctx,
             "replicates.wgsl",
-            &format!("{prelude}\n{}", include_str!("../../shaders/weights_real.wgsl")),
+            &format!(
+                "{prelude}\n{}\n{}",
+                include_str!("../../shaders/weights_real.wgsl"),
+                crate::gpu::pipelines::PAIRS
+            ),
             include_str!("../../shaders/replicates.wgsl"),
         )?;
         let pipe = |m: &wgpu::ShaderModule, e: &str| crate::gpu::pipelines::pipeline(ctx, m, e);

@@ -253,6 +253,17 @@ pub(crate) struct Degrees {
 
 pub(crate) fn degrees(design: &Design, n: usize, k: usize, opts: &FitOptions) -> Degrees {
     let n = n as f64;
+    let (dof_full, dof_vcov) = absorbed(design, opts);
+    Degrees {
+        df_resid_full: n - k as f64 - dof_full.df_a as f64,
+        df_resid: n - k as f64 - dof_vcov.df_a as f64,
+        dof_vcov,
+    }
+}
+
+/// Absorbed degrees of freedom of the design's effects: for R² (no clusters) and for the
+/// variance (effects nested in a cluster count as in `--ssc`'s rule).
+pub(crate) fn absorbed(design: &Design, opts: &FitOptions) -> (crate::fe::AbsorbedDof, crate::fe::AbsorbedDof) {
     let rule = opts.ssc.dof_rule();
     let dof_full = absorbed_dof(&design.fes, &[], rule);
     let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
@@ -261,11 +272,7 @@ pub(crate) fn degrees(design: &Design, n: usize, k: usize, opts: &FitOptions) ->
     } else {
         absorbed_dof(&design.fes, &cluster_ids, rule)
     };
-    Degrees {
-        df_resid_full: n - k as f64 - dof_full.df_a as f64,
-        df_resid: n - k as f64 - dof_vcov.df_a as f64,
-        dof_vcov,
-    }
+    (dof_full, dof_vcov)
 }
 
 /// The OLS solution's notes, or the error when no regressor is left.

@@ -30,7 +30,7 @@ use crate::data::prepare::Design;
 use crate::demean::{Absorb, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
-use crate::fe::{absorbed_dof, FixedEffect};
+use crate::fe::FixedEffect;
 use crate::linalg::{cholesky_drop, cholesky_inverse, symmetric_eigen, Mat};
 use crate::stats::{chi2_sf, f_sf, t_two_sided_p};
 
@@ -452,14 +452,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let ww_inv = cholesky_inverse(&cholesky_drop(&cross_products(&wref, None), 0.0).l);
 
     // dof
-    let rule = opts.ssc.dof_rule();
-    let dof_full = absorbed_dof(&design.fes, &[], rule);
-    let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
-    let dof_vcov = if cluster_ids.is_empty() {
-        dof_full.clone()
-    } else {
-        absorbed_dof(&design.fes, &cluster_ids, rule)
-    };
+    let (dof_full, dof_vcov) = super::fit::absorbed(design, opts);
     let a_fe = dof_vcov.df_a as f64;
 
     // First stages: Π = (W'W)⁻¹W'X2, X̂2 = WΠ

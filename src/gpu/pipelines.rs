@@ -12,6 +12,8 @@ const GROUP_SUMS: &str = include_str!("../../shaders/group_sums.wgsl");
 const SWEEP: &str = include_str!("../../shaders/sweep.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const GRAM: &str = include_str!("../../shaders/gram.wgsl");
+/// Packed pair positions, prepended to the cross-product kernel families.
+pub(crate) const PAIRS: &str = include_str!("../../shaders/pairs.wgsl");
 const KRYLOV: &str = include_str!("../../shaders/krylov.wgsl");
 const WEIGHTS_REAL: &str = include_str!("../../shaders/weights_real.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
@@ -139,7 +141,7 @@ impl Kernels {
         let gs = module(ctx, "group_sums.wgsl", &with_weights, GROUP_SUMS)?;
         let sw = module(ctx, "sweep.wgsl", &real, SWEEP)?;
         let rd = module(ctx, "reduce.wgsl", &with_weights, REDUCE)?;
-        let gr = module(ctx, "gram.wgsl", &with_weights, GRAM)?;
+        let gr = module(ctx, "gram.wgsl", &format!("{with_weights}\n{PAIRS}"), GRAM)?;
         let kr = module(ctx, "krylov.wgsl", &real, KRYLOV)?;
         Ok(Kernels {
             segment_sums: pipeline(ctx, &gs, "segment_sums")?,
