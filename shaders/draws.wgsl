@@ -30,7 +30,7 @@ struct DrawParams {
     bsample: u32,    // permutation: 1 = multiply by pairs multiplicities first
     digit: u32,      // perm_hist / perm_find: 0 = high 16 bits, 1 = low 16 bits
     row_stride: u32,
-    pad: u32,
+    key_mask: u32,   // permutation keys are ANDed with it: all ones except in tests of ties
 };
 
 const STREAM_PERMUTATION: u32 = 2u;
@@ -49,6 +49,10 @@ fn draw(stream: u32, r: u32, u: u32) -> u32 {
     return philox4x32(vec4<u32>(D.rep0 + r, u, stream, 0u), vec2<u32>(D.seed_lo, D.seed_hi)).x;
 }
 
+fn perm_key(r: u32, u: u32) -> u32 {
+    return draw(STREAM_PERMUTATION, r, u) & D.key_mask;
+}
+
 // One thread per (replicate, unit): count the key's digit (only keys whose high digit is the
 // selected one, for the low digit).
 @compute @workgroup_size(64)
@@ -56,7 +60,7 @@ fn perm_hist(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.x + gid.y * D.row_stride;
     if (t >= D.reps * D.units) { return; }
     let r = t / D.units;
-    let key = draw(STREAM_PERMUTATION, r, t - r * D.units);
+    let key = perm_key(r, t - r * D.units);
     if (D.digit == 0u) {
         atomicAdd(&hist[r * BINS + (key >> 16u)], 1u);
     } else if ((key >> 16u) == cut[r * 4u]) {
@@ -108,7 +112,7 @@ fn perm_find(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         // ties at the threshold: take them in unit order
         var taken = 0u;
         for (var u = 0u; u < D.units; u = u + 1u) {
-            if (draw(STREAM_PERMUTATION, r, u) == key) {
+            if (perm_key(r, u) == key) {
                 taken = taken + 1u;
                 if (taken == need) { last = u; break; }
             }
@@ -142,7 +146,7 @@ fn make_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let u = unit_of[i];
     var m = 1u;
     if (D.kind == STREAM_PERMUTATION) {
-        let key = draw(STREAM_PERMUTATION, r, u);
+        let key = perm_key(r, u);
         let t_key = cut[r * 4u + 2u];
         let member = key < t_key || (key == t_key && u <= cut[r * 4u + 3u]);
         if (member != (v - r * 2u == 0u)) { m = 0u; }

@@ -459,3 +459,67 @@ fn replicates_drawn_on_the_device_match_the_host_engine() {
         );
     }
 }
+
+/// Ties at the permutation threshold: with keys cut to their top 8 bits every key is shared by
+/// many units, so the device's radix select must take the tied units in unit order, as the
+/// host's sort of (key, unit) does. The device-drawn weights must equal those the host builds.
+#[test]
+fn device_permutations_break_ties_at_the_threshold_in_unit_order() {
+    use fegpu::demean::resident::{DeviceReplicates, Draws};
+    use fegpu::inference::replicates::{draw, stream};
+    let Some(g) = gpu(Precision::Df64) else { return };
+    let d = problem(5, 3000, 2, true, false).design;
+    let project: Vec<&FixedEffect> = d.fes.iter().collect();
+    let w = d.weights.clone().unwrap();
+    let mut cols: Vec<&[f64]> = vec![&d.y];
+    cols.extend(d.x.iter().map(|c| c.as_slice()));
+    let engine = DeviceReplicates::new(&g, &project, &cols, &w)
+        .unwrap()
+        .expect("resident structure");
+    let (seed, n, first, mask) = (42u64, d.y.len(), 1000usize, 0xFF00_0000u32);
+    let units: Vec<u32> = (0..n as u32).collect();
+    let mut ties = 0;
+    let mut host = Vec::new();
+    for r in 0..6u32 {
+        let mut order: Vec<(u32, u32)> = units
+            .iter()
+            .map(|&u| (draw(seed, stream::PERMUTATION, r, u) & mask, u))
+            .collect();
+        order.sort();
+        ties += (order[first - 1].0 == order[first].0) as usize;
+        let mut member = vec![false; n];
+        order[..first].iter().for_each(|&(_, u)| member[u as usize] = true);
+        host.push(
+            w.iter()
+                .zip(&member)
+                .map(|(wi, &m)| if m { *wi } else { 0.0 })
+                .collect::<Vec<f64>>(),
+        );
+        host.push(
+            w.iter()
+                .zip(&member)
+                .map(|(wi, &m)| if m { 0.0 } else { *wi })
+                .collect::<Vec<f64>>(),
+        );
+    }
+    assert!(ties >= 5, "the mask must put ties at the threshold ({ties} of 6)");
+    let want = engine.grams(&g, &Draws::Given(&host)).unwrap();
+    let perm = Draws::Permutation {
+        seed,
+        units: &units,
+        n_units: n,
+        first,
+        bsample: false,
+        replicates: 0..6,
+        key_mask: mask,
+    };
+    let got = engine.grams(&g, &perm).unwrap();
+    for (v, (a, b)) in got.iter().zip(&want).enumerate() {
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                "weight vector {v}: device {x}, host {y}"
+            );
+        }
+    }
+}

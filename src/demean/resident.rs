@@ -41,6 +41,9 @@ pub enum Draws<'a> {
         first: usize,
         bsample: bool,
         replicates: std::ops::Range<u32>,
+        /// `u32::MAX`; fewer bits only to test ties at the selection threshold (the keys are
+        /// ANDed with it on the device).
+        key_mask: u32,
     },
     /// Pairs bootstrap: base weight × the multiplicity of the observation's cluster
     /// ([`super::replicates::pairs_multiplicities`]).
@@ -92,7 +95,7 @@ struct DrawParams {
     bsample: u32,
     digit: u32,
     row_stride: u32,
-    pad: u32,
+    key_mask: u32,
 }
 
 /// Time per phase, summed over batches (printed with `FEGPU_TIMING`, which also makes each
@@ -569,7 +572,7 @@ impl DeviceReplicates {
     fn weights(&self, gpu: &GpuDemeaner, draws: &Draws, range: std::ops::Range<usize>, work: &Work) -> Result<()> {
         let ctx = gpu.context();
         let n = self.n;
-        let (kind, seed, n_units, first, bsample, rep0, reps) = match draws {
+        let (kind, seed, n_units, first, bsample, rep0, reps, key_mask) = match draws {
             Draws::Given(ws) => {
                 let words = encode_reals(ws[range].iter().flat_map(|w| w.iter().copied()), gpu.precision());
                 ctx.queue.write_buffer(&work.w, 0, bytemuck::cast_slice(&words));
@@ -581,6 +584,7 @@ impl DeviceReplicates {
                 first,
                 bsample,
                 replicates,
+                key_mask,
                 ..
             } => (
                 stream::PERMUTATION,
@@ -590,6 +594,7 @@ impl DeviceReplicates {
                 *bsample,
                 replicates.start + range.start as u32 / 2,
                 range.len() / 2,
+                *key_mask,
             ),
             Draws::Pairs {
                 seed,
@@ -604,6 +609,7 @@ impl DeviceReplicates {
                 false,
                 replicates.start + range.start as u32,
                 range.len(),
+                u32::MAX,
             ),
         };
         let d = DrawParams {
@@ -618,7 +624,7 @@ impl DeviceReplicates {
             bsample: bsample as u32,
             digit: 0,
             row_stride: ROW_STRIDE,
-            pad: 0,
+            key_mask,
         };
         let prm = uniform(
             ctx,

@@ -484,6 +484,7 @@ pub fn bdiff_draws(
                 first: n1,
                 bsample: opts.bsample,
                 replicates: r0 as u32..r1 as u32,
+                key_mask: u32::MAX,
             };
             shared.drawn_betas(&draws, demeaner)?
         } else {
