@@ -493,8 +493,10 @@ fn regressor_constant_within_fixed_effect_is_dropped() {
 
 #[test]
 fn fixest_convention_differs_only_in_absorbed_dof() {
-    // With f1 nested in the cluster, reghdfe counts f1 as free, fixest counts one parameter for
-    // it; both standard errors must equal the dummy-variable formula evaluated at their own dof.
+    // With f1 nested in the cluster, reghdfe counts f1 as free and f2, now the first free
+    // intercept, loses one level (the constant sits in f1: reghdfe's estimate_dof); fixest counts
+    // one parameter for f1 and a reference level of f2. Both standard errors must equal the
+    // dummy-variable formula evaluated at their own dof.
     let p = random_panel(8, 500, &[30, 9], &[], 2);
     let mut p2 = p;
     p2.clusters = vec![p2.fes[0].clone()];
@@ -506,7 +508,7 @@ fn fixest_convention_differs_only_in_absorbed_dof() {
         let r = estimate(&p2, "y ~ x1 + x2 | f1 + f2", "cluster:c1", false, ssc);
         let g2 = r.fixed_effects[1].levels;
         let expected_df_a = match ssc {
-            Ssc::Reghdfe => g2,        // f1 nested: free; f2 becomes the first effect
+            Ssc::Reghdfe => g2 - 1,    // f1 nested: free; f2 loses the constant's level
             Ssc::Fixest => 1 + g2 - 1, // nested f1 counts 1; f2 loses one reference level
         };
         assert_eq!(r.df_absorbed, expected_df_a, "{ssc:?}");

@@ -408,6 +408,12 @@ fn fit_columns(
         df_resid_full,
     } = deg;
     let k = est.kept.len();
+    if opts.ssc == Ssc::Fixest && design.dropped.singletons > 0 {
+        notes.push(format!(
+            "{} singleton observations were dropped (reghdfe's rule); fixest keeps them by default, so N and the standard errors differ from fixest's — use --keep-singletons to match it",
+            design.dropped.singletons
+        ));
+    }
     if v.eigen_fixed {
         notes.push("the multiway cluster variance was not positive semi-definite; negative eigenvalues were set to zero (Cameron, Gelbach & Miller 2011)".into());
     }

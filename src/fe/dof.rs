@@ -3,10 +3,12 @@
 //! Two named conventions (see [`crate::estimate::Ssc`]):
 //! * **reghdfe** (`dofadjustments(pairwise clusters)`, its default): an effect nested in a
 //!   cluster variable costs nothing (all its levels are "redundant": the cluster-robust VCE
-//!   already allows for it); of the remaining effects the first costs all its levels, and every
-//!   later effect `j` loses `max(1, max_{i<j} C(i, j))` levels, where `C(i, j)` is the number of
-//!   connected components (mobility groups) of the bipartite graph linking the levels of `i` and
-//!   `j`. Exact for two effects, conservative beyond.
+//!   already allows for it); of the remaining effects the first costs all its levels — all but
+//!   one when some effect is nested in a cluster, since the constant then sits in the nested
+//!   effect (reghdfe's `estimate_dof`, DoF.mata) — and every later effect `j` loses
+//!   `max(1, max_{i<j} C(i, j))` levels, where `C(i, j)` is the number of connected components
+//!   (mobility groups) of the bipartite graph linking the levels of `i` and `j`. Exact for two
+//!   effects, conservative beyond.
 //! * **fixest** (`fixef.K = "nested"`, `fixef.force_exact = FALSE`): `Σ G_k − (n_fe − 1)`, minus
 //!   the levels of effects nested in a cluster variable, plus one for each such effect.
 
@@ -99,6 +101,10 @@ pub fn absorbed_dof(fes: &[FixedEffect], clusters: &[&[u32]], rule: DofRule) -> 
                     per_fe[k].redundant = fes[k].levels;
                 }
             }
+            // the constant sits in a nested effect: the first free intercept is redundant by one
+            if let (Some(&first), true) = (idx.first(), nested.iter().any(|&n| n)) {
+                per_fe[first].redundant = 1.min(fes[first].levels);
+            }
             for (pos, &j) in idx.iter().enumerate().skip(1) {
                 let mut m = 1;
                 for &i in &idx[..pos] {
@@ -168,8 +174,15 @@ mod tests {
         let r = absorbed_dof(&[firm.clone(), year.clone()], &[&cluster], DofRule::Pairwise);
         assert!(r.per_fe[0].nested);
         assert_eq!(r.per_fe[0].redundant, 3);
-        assert_eq!(r.per_fe[1].redundant, 0); // year becomes the first non-nested effect
-        assert_eq!(r.df_a, 2);
+        // year is the first non-nested effect, but the constant sits in the nested firm effect
+        assert_eq!(r.per_fe[1].redundant, 1);
+        assert_eq!(r.df_a, 1);
+        // whatever the order of the effects
+        let swapped = absorbed_dof(&[year.clone(), firm.clone()], &[&cluster], DofRule::Pairwise);
+        assert_eq!(swapped.df_a, 1);
+        // nothing nested: the first effect keeps every level
+        let free = absorbed_dof(&[firm.clone(), year.clone()], &[], DofRule::Pairwise);
+        assert_eq!(free.per_fe[0].redundant, 0);
         let f = absorbed_dof(&[firm, year], &[&cluster], DofRule::OnePerEffect);
         assert_eq!(f.df_a, 1 + 1);
     }
