@@ -76,6 +76,14 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
                 .map_err(|e| polars_err(source, e))?
         }
     };
+    if df.height() == 0 {
+        let what = if matches!(ext.as_str(), "parquet" | "pq") {
+            "the file has no rows"
+        } else {
+            "the file has a header but no rows"
+        };
+        return Err(Error::io(source, what));
+    }
     Ok(Table::new(df, source.to_string()))
 }
 

@@ -1040,7 +1040,8 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     let ict = ict_codes();
     let mut imports: HashMap<(i64, i64), (BTreeSet<String>, BTreeSet<String>, f64)> = HashMap::new();
     let mut import_lines = 0usize;
-    if raw_file(raw, "imports").is_ok() {
+    // every raw table is required: a missing one is an error, never "0 import lines"
+    {
         let (ilinks, _) = match_table(raw, "imports")?;
         let ilink: HashMap<(String, i64), i64> = ilinks
             .iter()
@@ -1067,7 +1068,8 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     }
     // supplier links
     let mut supplier: HashMap<(i64, i64), i64> = HashMap::new();
-    if let Ok(sp) = raw_file(raw, "supply_chain") {
+    {
+        let sp = raw_file(raw, "supply_chain")?;
         let st = load::load(
             &sp,
             &["year", "supplier_name", "client_name"]

@@ -1,0 +1,61 @@
+//! Every raw table of the study is required, and empty inputs say what is wrong: a missing
+//! `imports` or `supply_chain` table stops `build-panel` with a message naming it (it used to
+//! print "0 digital import lines" and exit 0), and a CSV with a header but no rows is reported as
+//! such, not as a type error further down.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fegpu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("fegpu runs")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fegpu-raw-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn simulate(dir: &Path) {
+    let out = fegpu(&["simulate", "--out", dir.to_str().unwrap(), "--scale", "small"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_missing_raw_table_is_an_error_naming_it() {
+    for table in ["imports", "supply_chain"] {
+        let dir = scratch(table);
+        simulate(&dir);
+        std::fs::remove_file(dir.join(format!("{table}.parquet"))).unwrap();
+        let panel = dir.join("panel.parquet");
+        let out = fegpu(&[
+            "build-panel",
+            "--raw",
+            dir.to_str().unwrap(),
+            "--out",
+            panel.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{table}: exit 0 without the table");
+        assert!(err.contains(table) && err.contains("no "), "{table}: {err}");
+        assert!(!panel.exists(), "{table}: a panel was written");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_header_only_file_says_it_has_no_rows() {
+    let dir = scratch("empty");
+    let f = dir.join("empty.csv");
+    std::fs::write(&f, "y,x\n").unwrap();
+    let out = fegpu(&["fit", f.to_str().unwrap(), "y ~ x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("header but no rows") && err.contains("empty.csv"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
