@@ -232,6 +232,9 @@ fn output_onto_fifo_device_directory_is_refused_and_symlinks_are_written_through
     ok(&["demo", "--rows", "100", "--out", s(&csv_link)]);
     assert!(std::fs::symlink_metadata(&csv_link).unwrap().file_type().is_symlink());
     assert!(std::fs::read_to_string(&csv_target).unwrap().starts_with("firm,"));
+    // a write that fails names the user's path, not the temporary file (`refused` checks)
+    let missing = d.join("no-such-dir").join("out.txt");
+    refused(&fit_to(&missing), &[s(&missing)]);
     // no temporary files are left beside the outputs
     for e in std::fs::read_dir(&d).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().to_string();
