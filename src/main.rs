@@ -1,7 +1,7 @@
 //! The `fegpu` command line: argument parsing only; every subcommand calls library functions.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -387,27 +387,15 @@ struct DemoArgs {
     seed: u64,
 }
 
-/// Write `text` to `path` through a temporary file (never a half-written table).
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let shown = path.display().to_string();
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|f| f.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(shown, e)
-    })
-}
-
 fn run_fit(a: FitArgs) -> Result<()> {
     if !(a.tol > 0.0) {
         return Err(Error::Usage(format!("--tol must be positive (got {})", a.tol)));
     }
     let vcov = VcovSpec::parse(&a.vcov)?;
     let ssc = Ssc::parse(&a.ssc)?;
+    if let Some(p) = &a.output {
+        fegpu::report::output_target(p)?;
+    }
     let mut models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
     if a.stage == Stage::First {
         if !models.iter().any(|m| m.iv.is_some()) {
@@ -462,7 +450,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
     }
     let text = render(&results, a.format, a.stat)?;
     match &a.output {
-        Some(p) => write_atomically(p, &text),
+        Some(p) => fegpu::report::write_atomic(p, &text),
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .map_err(|e| Error::io("stdout", e)),
@@ -594,11 +582,14 @@ fn shard_arg(s: &str) -> std::result::Result<Shard, String> {
 
 /// What a resampling command does with its run: a shard file, or the result (and plot).
 fn resampling_output(
+    cmd: &str,
     shard: Option<Shard>,
     out: Option<PathBuf>,
     format: Format,
     plot: Option<PathBuf>,
 ) -> Result<Output> {
+    // refused on shards too, so a shard run fails exactly where the single run would
+    resampling::check_format(format, cmd)?;
     match (shard, out) {
         (Some(_), _) if plot.is_some() => Err(Error::Usage(
             "--plot draws the whole run's distribution: give it to `fegpu merge`, not to a shard".into(),
@@ -643,7 +634,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
         spec,
         backend: a.backend,
         precision: a.precision,
-        output: resampling_output(a.shard, a.out, a.format, a.plot)?,
+        output: resampling_output("boot", a.shard, a.out, a.format, a.plot)?,
     })
 }
 
@@ -662,7 +653,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
         spec,
         backend: a.backend,
         precision: a.precision,
-        output: resampling_output(a.shard, a.out, a.format, a.plot)?,
+        output: resampling_output("bdiff", a.shard, a.out, a.format, a.plot)?,
     })
 }
 

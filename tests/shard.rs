@@ -1,6 +1,6 @@
 //! Sharding (`--shard I/K` and `fegpu merge`), through the real binary: three shards run one
 //! after another here, merged in a scrambled order, give the single run's output byte for byte
-//! in every `--format` and the same `--plot` — for bdiff (drawn and enumerated assignments,
+//! in both `--format`s (text, json; the others are refused alike) and the same `--plot` — for bdiff (drawn and enumerated assignments,
 //! with and without bsample) and for the wild (drawn, Webb with an inverted-test interval, full
 //! enumeration) and pairs bootstraps. The only exception is bdiff's wall-clock `seconds`, which
 //! differs between any two runs and is masked before comparing. Merge refuses shards of
@@ -96,7 +96,7 @@ fn assert_merge_equals_single_run(dir: &Path, name: &str, args: &[&str]) -> Vec<
         assert!(ok(&a).is_empty(), "a shard prints nothing on stdout");
     }
     let scrambled = [s(&shards[2]), s(&shards[0]), s(&shards[1])];
-    for format in ["text", "json", "markdown", "latex", "csv"] {
+    for format in ["text", "json"] {
         let mut a = args.to_vec();
         a.extend(["--format", format]);
         let single = ok(&a);
@@ -109,6 +109,24 @@ fn assert_merge_equals_single_run(dir: &Path, name: &str, args: &[&str]) -> Vec<
             mask_seconds(&single),
             "{name}: merged {format} output differs from the single run"
         );
+    }
+    // the table formats of `fit` are refused alike by the single run, a shard and merge
+    for format in ["markdown", "latex", "csv"] {
+        let mut a = args.to_vec();
+        a.extend(["--format", format]);
+        let mut sh = a.clone();
+        let spare = dir.join(format!("{name}_{format}.json"));
+        sh.extend(["--shard", "1/3", "--out", s(&spare)]);
+        let mut m = vec!["merge"];
+        m.extend(scrambled);
+        m.extend(["--format", format]);
+        for run in [a, sh, m] {
+            let o = fegpu(&run);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success() && o.stdout.is_empty(), "{run:?} accepted --format {format}");
+            assert!(err.contains(&format!("--format {format} is not supported")), "{run:?}: {err}");
+        }
+        assert!(!spare.exists(), "a refused shard wrote its file");
     }
     let (p1, p2) = (
         dir.join(format!("{name}_single.svg")),

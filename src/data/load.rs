@@ -356,6 +356,7 @@ pub fn check_output(path: &Path) -> Result<String> {
             return Err(Error::io(shown, format!("directory {} does not exist", dir.display())));
         }
     }
+    crate::report::output_target(path)?;
     Ok(ext)
 }
 
@@ -364,15 +365,16 @@ pub fn check_output(path: &Path) -> Result<String> {
 pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
     let ext = check_output(path)?;
-    let tmp = path.with_extension(format!("{ext}.tmp-{}", std::process::id()));
+    let target = crate::report::output_target(path)?;
+    let tmp = crate::report::temporary_beside(&target);
     let result = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e))?;
+        let file = File::create(&tmp).map_err(|e| Error::io(shown.clone(), e))?;
         if ext == "csv" {
             CsvWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
         } else {
             ParquetWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
         }
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(shown.clone(), e))
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(shown.clone(), e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -48,13 +48,90 @@ pub fn render(results: &[FitResult], format: Format, stat: Stat) -> Result<Strin
     })
 }
 
-/// Write a text file atomically (temporary file, then rename).
-pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp-{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+/// The file a write to the user's `path` replaces: `path` itself when it is a regular file or
+/// does not exist yet; for a symbolic link, the file at the end of the link chain (so the link
+/// stays a link and its target gets the output). Anything else — a FIFO, a device, a socket, a
+/// directory — is refused with an error naming `path` as the user gave it: renaming a new file
+/// over such a node would silently replace it (as root, `--output /dev/full` replaced the device).
+pub fn output_target(path: &std::path::Path) -> Result<std::path::PathBuf> {
+    let shown = path.display().to_string();
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        let meta = match std::fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(p),
+            Err(e) => return Err(Error::io(shown, e)),
+            Ok(m) => m,
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let link = std::fs::read_link(&p).map_err(|e| Error::io(&shown, e))?;
+            p = match p.parent() {
+                Some(dir) if link.is_relative() => dir.join(link),
+                _ => link,
+            };
+            continue;
+        }
+        if kind.is_file() {
+            return Ok(p);
+        }
+        let what = describe_non_regular(&kind);
+        let via = if p.as_path() == path {
+            String::new()
+        } else {
+            format!(" (the link points to {})", p.display())
+        };
+        return Err(Error::io(
+            shown,
+            format!("is {what}{via}, not a regular file; fegpu writes its output only to regular files (a new file or one it replaces)"),
+        ));
+    }
+    Err(Error::io(shown, "too many levels of symbolic links"))
+}
+
+fn describe_non_regular(kind: &std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    "a special file"
+}
+
+/// The temporary file beside `target` that [`write_bytes_atomic`] renames into place.
+pub fn temporary_beside(target: &std::path::Path) -> std::path::PathBuf {
+    target.with_file_name(format!(
+        ".{}.tmp-{}",
+        target.file_name().and_then(|f| f.to_str()).unwrap_or("out"),
         std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
+    ))
+}
+
+/// Write `bytes` to the user's `path` atomically: into a temporary file beside the file it
+/// replaces (see [`output_target`]: through symbolic links, never over a FIFO or a device),
+/// then renamed into place. Errors name `path`, never the temporary file.
+pub fn write_bytes_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let shown = path.display().to_string();
+    let target = output_target(path)?;
+    let tmp = temporary_beside(&target);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &target));
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(shown, e)
+    })
+}
+
+/// Write a text file atomically (see [`write_bytes_atomic`]).
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    write_bytes_atomic(path, text.as_bytes())
 }

@@ -102,9 +102,7 @@ pub fn histogram_svg(path: &Path, draws: &[f64], observed: f64, title: &str, x_l
         top + ph / 2.0,
         n_finite
     ));
-    let tmp = path.with_extension(format!("svg.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, svg).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
+    super::write_bytes_atomic(path, svg.as_bytes())
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -186,9 +184,7 @@ pub fn histogram_png(path: &Path, draws: &[f64], observed: f64) -> Result<()> {
     chunk(&mut png, b"IHDR", &ihdr);
     chunk(&mut png, b"IDAT", &z);
     chunk(&mut png, b"IEND", &[]);
-    let tmp = path.with_extension(format!("png.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, png).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display().to_string(), e))
+    super::write_bytes_atomic(path, &png)
 }
 
 /// One row of a coefficient plot: label, estimate, 95% interval, planted truth.

@@ -140,6 +140,7 @@ pub struct Computed {
 pub fn run(req: &Request) -> Result<String> {
     match &req.output {
         Output::Result { format, plot } => {
+            check_format(*format, spec_command(&req.spec))?;
             check_plot_path(plot.as_deref())?;
             let c = compute(req, None)?;
             finish(&req.spec, &c.draws, &c.backend, c.seconds, *format, plot.as_deref())
@@ -155,6 +156,7 @@ pub fn run(req: &Request) -> Result<String> {
 
 /// The observed fit and the replicates of `shard` (all of them with `None`).
 pub fn compute(req: &Request, shard: Option<Shard>) -> Result<Computed> {
+    check_spec(&req.spec)?;
     match &req.spec {
         Spec::Bdiff(s) => compute_bdiff(req, s, shard),
         Spec::Boot(s) => compute_boot(req, s, shard),
@@ -215,6 +217,7 @@ fn compute_bdiff(req: &Request, s: &BdiffSpec, shard: Option<Shard>) -> Result<C
         ..Default::default()
     };
     let design = prepare(&table, &model, &popts)?;
+    check_groups(&s.group, &design.extra[0])?;
     let units = design.clusters.first().map(|c| (c.ids.as_slice(), c.levels));
     let workload = Workload::Replicates {
         cells: design.nobs() * (design.x.len() + 1),
@@ -255,6 +258,7 @@ fn compute_boot(req: &Request, s: &BootSpec, shard: Option<Shard>) -> Result<Com
         ..Default::default()
     };
     let design = prepare(&table, &model, &popts)?;
+    check_clusters(s, &design)?;
     let param = tested_coefficient(s)?;
     let workload = match s.kind {
         BootKind::Wild => Workload::Fit,
@@ -354,13 +358,123 @@ pub fn check_plot_path(p: Option<&Path>) -> Result<()> {
                 p.display()
             )));
         }
+        crate::report::output_target(p)?;
     }
     Ok(())
 }
 
 /// Merge the shard files at `paths` into the single run's output (see [`shard_file::merge`]).
 pub fn merge(paths: &[PathBuf], format: Format, plot: Option<&Path>) -> Result<String> {
+    check_format(format, "merge")?;
     check_plot_path(plot)?;
     let m = shard_file::merge(paths)?;
+    check_spec(&m.spec)?;
     finish(&m.spec, &m.draws, &m.backend, m.seconds, format, plot)
+}
+
+/// The command a spec belongs to, for messages.
+fn spec_command(spec: &Spec) -> &'static str {
+    match spec {
+        Spec::Bdiff(_) => "bdiff",
+        Spec::Boot(_) => "boot",
+        Spec::Replicate(_) => "replicate",
+    }
+}
+
+/// `bdiff`, `boot` and `merge` print a text table or the JSON contract; the table formats of
+/// `fegpu fit` (markdown, latex, csv) are refused rather than silently printed as text.
+pub fn check_format(format: Format, cmd: &str) -> Result<()> {
+    let name = match format {
+        Format::Text | Format::Json => return Ok(()),
+        Format::Markdown => "markdown",
+        Format::Latex => "latex",
+        Format::Csv => "csv",
+    };
+    Err(Error::Usage(format!(
+        "fegpu {cmd} --format {name} is not supported: {cmd} prints `text` or `json` (the table formats are `fegpu fit`'s)"
+    )))
+}
+
+/// The p-value level the replicate count must resolve: 5%, or 1 − `--level` when boot's
+/// interval asks for a smaller one.
+fn test_size(spec: &Spec) -> f64 {
+    match spec {
+        Spec::Boot(b) if b.level > 0.0 && b.level < 1.0 => (1.0 - b.level).min(0.05),
+        _ => 0.05,
+    }
+}
+
+/// The fewest replicates a run may ask for: with B replicates a resampling p-value moves in
+/// steps of 1/(B + 1), so a test (or an interval) at size α can only reject when B ≥ 1/α − 1:
+/// 19 at 5%, 99 at 1% (`--level 0.99`). Exact enumeration is unaffected: when the distinct
+/// assignments are fewer than `--reps`, all of them are used.
+pub fn min_reps(spec: &Spec) -> usize {
+    let alpha = test_size(spec);
+    ((1.0 / alpha - 1.0) - 1e-6).ceil().max(19.0) as usize
+}
+
+/// Options that no data can make valid, refused before any work (on single runs, shards and
+/// merges alike).
+pub fn check_spec(spec: &Spec) -> Result<()> {
+    let (reps, cmd) = match spec {
+        Spec::Bdiff(b) => (b.reps, "bdiff"),
+        Spec::Boot(b) => {
+            if !b.null.is_finite() {
+                return Err(Error::Usage(format!(
+                    "--null must be a finite number (got {}): the bootstrap imposes the null value on the model",
+                    b.null
+                )));
+            }
+            if !(0.0..1.0).contains(&b.level) {
+                return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", b.level)));
+            }
+            (b.reps, "boot")
+        }
+        Spec::Replicate(_) => return Ok(()),
+    };
+    let min = min_reps(spec);
+    if reps < min {
+        let alpha = test_size(spec);
+        return Err(Error::Usage(format!(
+            "fegpu {cmd} --reps {reps} is too few: at least {min} replicates are needed. With B replicates the p-value moves in steps of 1/(B + 1), so a test at the {}% level can only reject with B >= 1/alpha - 1 = {min}{}",
+            (alpha * 100.0 * 1000.0).round() / 1000.0,
+            if cmd == "boot" { " (--level sets alpha = 1 - level when below 5%)" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// `boot` resamples (pairs) or sign-flips (wild) whole clusters: with one cluster every
+/// replicate is the sample itself (pairs: standard error 0) or its mirror image (wild: t* = ±t,
+/// p = 0 and a zero-width interval), so at least two clusters are required.
+fn check_clusters(s: &BootSpec, design: &crate::data::Design) -> Result<()> {
+    let g = design.clusters.first().map_or(0, |c| c.levels);
+    if g < 2 {
+        return Err(Error::Usage(format!(
+            "fegpu boot --cluster {}: the estimation sample has {g} cluster{}; the cluster bootstrap needs at least 2 (with one cluster every replicate redraws or sign-flips the whole sample, giving a standard error of 0 or a p-value of 0 that mean nothing)",
+            s.cluster,
+            if g == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
+}
+
+/// Both groups of `bdiff` must have observations in the estimation sample (after missing
+/// values and singletons are dropped).
+fn check_groups(group: &str, values: &[f64]) -> Result<()> {
+    let ones = values.iter().filter(|&&g| g == 1.0).count();
+    let zeros = values.iter().filter(|&&g| g == 0.0).count();
+    if ones + zeros != values.len() {
+        return Ok(()); // not 0/1: the engine names the offending row
+    }
+    let empty = match (ones, zeros) {
+        (0, _) => 1,
+        (_, 0) => 0,
+        _ => return Ok(()),
+    };
+    Err(Error::Usage(format!(
+        "fegpu bdiff --group {group}: group {empty} ({group} = {empty}) is empty in the estimation sample ({} observations, all with {group} = {}, after dropping missing values and singletons); bdiff compares the two groups' coefficients and needs observations in both",
+        values.len(),
+        1 - empty
+    )))
 }

@@ -444,7 +444,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
             path.display().to_string(),
             format!("directory {} does not exist", dir.display()),
         )),
-        _ => Ok(()),
+        _ => crate::report::output_target(path).map(|_| ()),
     }
 }
 

@@ -760,9 +760,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     save(&mut chain, &out.join(format!("supply_chain.{ext}")))?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Data(e.to_string()))?;
     let path = out.join("truth.json");
-    let tmp = out.join(format!(".truth.json.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, json).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    crate::report::write_atomic(&path, &json)?;
     Ok(truth)
 }
 
