@@ -192,10 +192,27 @@ fn json_output_follows_the_contract() {
         assert_eq!(m["vcov"], "cluster:firm");
         assert_eq!(m["ssc"], "reghdfe");
     }
-    // full f64 precision: the estimate round-trips through the text exactly
-    let est = models[0]["coefficients"][0]["estimate"].as_f64().unwrap();
+    // full f64 precision: the printed estimate is the shortest round-trip form of an f64
+    // (≥ 15 significant digits for this generic value), not a rounded one
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("{est:?}")) || text.contains(&est.to_string()));
+    let at = text.find("\"estimate\":").expect("an estimate") + "\"estimate\":".len();
+    let token: String = text[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+'))
+        .collect();
+    let mantissa = token.split(['e', 'E']).next().unwrap();
+    let digits = mantissa
+        .trim_start_matches(['-', '0', '.'])
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .count();
+    assert!(
+        digits >= 15,
+        "estimate printed as {token} ({digits} significant digits)"
+    );
+    let est = models[0]["coefficients"][0]["estimate"].as_f64().unwrap();
+    assert_eq!(token.parse::<f64>().unwrap(), est);
 }
 
 #[test]

@@ -102,9 +102,15 @@ fn too_few_replicates_and_a_non_finite_null_are_refused() {
         fegpu(&a)
     };
     refused(&boot(&["--reps", "1"]), &["--reps 1 is too few", "at least 19"]);
-    refused(&boot(&["--reps", "18", "--kind", "pairs"]), &["--reps 18", "at least 19"]);
+    refused(
+        &boot(&["--reps", "18", "--kind", "pairs"]),
+        &["--reps 18", "at least 19"],
+    );
     // a 99% interval needs p-values down to 1%
-    refused(&boot(&["--reps", "50", "--level", "0.99"]), &["--reps 50", "at least 99"]);
+    refused(
+        &boot(&["--reps", "50", "--level", "0.99"]),
+        &["--reps 50", "at least 99"],
+    );
     let out = d.join("shard.json");
     refused(
         &boot(&["--reps", "1", "--shard", "1/2", "--out", s(&out)]),
@@ -125,7 +131,17 @@ fn too_few_replicates_and_a_non_finite_null_are_refused() {
 fn exact_enumeration_with_fewer_assignments_than_reps_still_runs() {
     // 10 clusters: 2^10 = 1024 sign vectors, all used when --reps asks for more
     let wild = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wild/wild.csv");
-    let o = ok(&["boot", s(&wild), "y ~ x1 + x2 | f", "--cluster", "c", "--reps", "2000", "--format", "json"]);
+    let o = ok(&[
+        "boot",
+        s(&wild),
+        "y ~ x1 + x2 | f",
+        "--cluster",
+        "c",
+        "--reps",
+        "2000",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o).unwrap();
     assert_eq!(v["wild"]["full_enumeration"], true);
     assert_eq!(v["wild"]["reps"], 1024);
@@ -173,7 +189,18 @@ fn output_onto_fifo_device_directory_is_refused_and_symlinks_are_written_through
     refused(&fit_to(&fifo), &[s(&fifo), "FIFO", "not a regular file"]);
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     // ... also as a shard file, a plot and a demo table, before any work
-    let shard = ["boot", s(&data), F, "--cluster", "firm", "--reps", "99", "--shard", "1/2", "--out"];
+    let shard = [
+        "boot",
+        s(&data),
+        F,
+        "--cluster",
+        "firm",
+        "--reps",
+        "99",
+        "--shard",
+        "1/2",
+        "--out",
+    ];
     refused(&fegpu(&[&shard[..], &[s(&fifo)]].concat()), &[s(&fifo), "FIFO"]);
     let fifo_svg = d.join("pipe.svg");
     Command::new("mkfifo").arg(&fifo_svg).status().unwrap();
@@ -183,12 +210,18 @@ fn output_onto_fifo_device_directory_is_refused_and_symlinks_are_written_through
     );
     let fifo_csv = d.join("pipe.csv");
     Command::new("mkfifo").arg(&fifo_csv).status().unwrap();
-    refused(&fegpu(&["demo", "--rows", "100", "--out", s(&fifo_csv)]), &[s(&fifo_csv), "FIFO"]);
+    refused(
+        &fegpu(&["demo", "--rows", "100", "--out", s(&fifo_csv)]),
+        &[s(&fifo_csv), "FIFO"],
+    );
     assert!(std::fs::symlink_metadata(&fifo_csv).unwrap().file_type().is_fifo());
 
     // a device: refused, and left a device
     let null = Path::new("/dev/null");
-    if std::fs::symlink_metadata(null).map(|m| m.file_type().is_char_device()).unwrap_or(false) {
+    if std::fs::symlink_metadata(null)
+        .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false)
+    {
         refused(&fit_to(null), &["/dev/null", "a device"]);
         assert!(std::fs::symlink_metadata(null).unwrap().file_type().is_char_device());
     }

@@ -123,8 +123,14 @@ fn assert_merge_equals_single_run(dir: &Path, name: &str, args: &[&str]) -> Vec<
         for run in [a, sh, m] {
             let o = fegpu(&run);
             let err = String::from_utf8_lossy(&o.stderr);
-            assert!(!o.status.success() && o.stdout.is_empty(), "{run:?} accepted --format {format}");
-            assert!(err.contains(&format!("--format {format} is not supported")), "{run:?}: {err}");
+            assert!(
+                !o.status.success() && o.stdout.is_empty(),
+                "{run:?} accepted --format {format}"
+            );
+            assert!(
+                err.contains(&format!("--format {format} is not supported")),
+                "{run:?}: {err}"
+            );
         }
         assert!(!spare.exists(), "a refused shard wrote its file");
     }

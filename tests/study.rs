@@ -23,7 +23,8 @@ fn small_scale_matching_and_patents_recover_the_truth() {
         report.total
     );
     assert!(precision >= 0.99, "precision {precision}");
-    assert!(recall >= 0.90, "recall {recall}");
+    // the README states recall ≥ 0.96 at small scale (0.986 measured with seed 7)
+    assert!(recall >= 0.96, "recall {recall}");
     // intermediaries are never linked
     let inter: HashSet<&String> = truth.intermediaries.iter().collect();
     assert!(links.iter().all(|l| !inter.contains(&l.customs_name)));
