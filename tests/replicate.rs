@@ -80,6 +80,44 @@ fn small_replication_writes_every_table_and_recovers_the_planted_effect() {
             col["label"]
         );
     }
+    // Table 1's numbers are the fit command's on the written panel (same formula and variance)
+    for col in t1["columns"].as_array().unwrap() {
+        if !col["sample"].is_null() {
+            continue;
+        }
+        let r = &col["result"];
+        let panel = out.join("panel.parquet");
+        let vcov = r["vcov"].as_str().unwrap();
+        let f = bin(&[
+            "fit",
+            panel.to_str().unwrap(),
+            col["formula"].as_str().unwrap(),
+            "--vcov",
+            vcov,
+            "--format",
+            "json",
+            "--backend",
+            "cpu",
+        ]);
+        assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
+        let refit: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
+        let c = refit["models"][0]["coefficients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == col["param"])
+            .unwrap()
+            .clone();
+        for (key, mine) in [("estimate", "estimate"), ("std_error", "std_error")] {
+            let (a, b) = (c[key].as_f64().unwrap(), col[mine].as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-10 * b.abs(),
+                "Table 1 {}: {key} refit {a} vs table {b}",
+                col["label"]
+            );
+        }
+        assert_eq!(refit["models"][0]["nobs"], r["nobs"]);
+    }
     let splits = json["tables"][4]["splits"].as_array().unwrap();
     assert_eq!(splits.len(), 2);
     assert!(splits
