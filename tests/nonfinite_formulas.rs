@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use fegpu::demean::{Absorb, CpuDemeaner, DemeanOptions, Demeaned, Demeaner};
+
 fn fegpu(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fegpu"))
         .args(args)
@@ -164,4 +166,47 @@ fn duplicated_terms_and_instruments_are_noted() {
     }
     let names: Vec<_> = v["models"][0]["coefficients"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
+}
+
+/// The CPU demeaner with one demeaned value of `x1` turned infinite: an overflow inside a
+/// demeaner must be an error naming the column, not a number in the table.
+struct Overflowing;
+
+impl Demeaner for Overflowing {
+    fn name(&self) -> String {
+        "overflowing".into()
+    }
+    fn demean(&self, p: &Absorb, cols: Vec<Vec<f64>>, o: &DemeanOptions) -> fegpu::error::Result<Demeaned> {
+        let mut dm = CpuDemeaner.demean(p, cols, o)?;
+        dm.columns[1][0] = f64::INFINITY;
+        Ok(dm)
+    }
+    fn one_pass(&self, p: &Absorb, cols: &mut [Vec<f64>]) -> fegpu::error::Result<()> {
+        CpuDemeaner.one_pass(p, cols)
+    }
+    fn alternating(&self, p: &Absorb, cols: Vec<Vec<f64>>, o: &DemeanOptions) -> fegpu::error::Result<Demeaned> {
+        CpuDemeaner.alternating(p, cols, o)
+    }
+    fn krylov(&self, p: &Absorb, cols: Vec<Vec<f64>>, o: &DemeanOptions) -> fegpu::error::Result<Demeaned> {
+        CpuDemeaner.krylov(p, cols, o)
+    }
+}
+
+#[test]
+fn overflow_inside_the_demeaner_names_the_column() {
+    let n = 24;
+    let firm: Vec<i64> = (0..n).map(|i| (i / 4) as i64).collect();
+    let x1: Vec<f64> = (0..n).map(|i| ((i * 7) % 5) as f64).collect();
+    let y: Vec<f64> = (0..n).map(|i| x1[i] + ((i * 3) % 4) as f64).collect();
+    let cols = vec![
+        polars::prelude::Column::new("firm".into(), firm),
+        polars::prelude::Column::new("x1".into(), x1),
+        polars::prelude::Column::new("y".into(), y),
+    ];
+    let table = fegpu::data::Table::new(polars::prelude::DataFrame::new(n, cols).unwrap(), "t".into());
+    let model = fegpu::formula::parse("y ~ x1 | firm").unwrap();
+    let opts = fegpu::estimate::FitOptions::default();
+    assert!(fegpu::estimate::fit(&table, &model, &opts, &CpuDemeaner).is_ok());
+    let e = fegpu::estimate::fit(&table, &model, &opts, &Overflowing).unwrap_err().to_string();
+    assert!(e.contains("column `x1`") && e.contains("not finite"), "{e}");
 }

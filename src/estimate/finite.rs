@@ -108,4 +108,19 @@ mod tests {
         // weights can make the sum overflow too
         assert!(check_input("x1", &[1e150], Some(&[1e20])).is_err());
     }
+
+    #[test]
+    fn infinite_raw_ss_or_cross_product_is_an_error_not_a_drop() {
+        use crate::estimate::ols::{solve_cross_products, solve_cross_products_checked};
+        let names = vec!["x1".to_string()];
+        let xtx = Mat { n: 1, a: vec![1.0] };
+        let inf = [f64::INFINITY];
+        // unchecked, an infinite raw sum of squares reads as "collinear with the fixed effects"
+        assert_eq!(solve_cross_products(&names, &xtx, &[1.0], Some(&inf), 1e-10).dropped.len(), 1);
+        let e = solve_cross_products_checked(&names, &xtx, &[1.0], Some(&inf), 1e-10).unwrap_err();
+        assert!(e.to_string().contains("column `x1`"), "{e}");
+        let bad = Mat { n: 1, a: vec![f64::INFINITY] };
+        assert!(solve_cross_products_checked(&names, &bad, &[1.0], Some(&[1.0]), 1e-10).is_err());
+        assert!(solve_cross_products_checked(&names, &xtx, &[f64::NAN], None, 1e-10).is_err());
+    }
 }
