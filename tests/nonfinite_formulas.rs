@@ -114,6 +114,10 @@ fn variance_that_overflows_names_the_coefficient() {
     let f = panel("meat", |_, c, v| if c == "x1" || c == "y" { v * 1e100 } else { v });
     let out = fit(&f, "y ~ x1 + x2 | firm", &["--vcov", "hetero"]);
     assert_fails_with(&out, &["column `x1`", "not finite"]);
+    // the IV path: the second stage's sandwich overflows on the instrumented `d`
+    let f = panel("meat-iv", |_, c, v| if c == "d" || c == "y" { v * 1e100 } else { v });
+    let out = fit(&f, "y ~ x1 | firm | d ~ z + z2", &["--vcov", "hetero"]);
+    assert_fails_with(&out, &["column `d`", "not finite"]);
 }
 
 #[test]
@@ -208,5 +212,5 @@ fn overflow_inside_the_demeaner_names_the_column() {
     let opts = fegpu::estimate::FitOptions::default();
     assert!(fegpu::estimate::fit(&table, &model, &opts, &CpuDemeaner).is_ok());
     let e = fegpu::estimate::fit(&table, &model, &opts, &Overflowing).unwrap_err().to_string();
-    assert!(e.contains("column `x1`") && e.contains("not finite"), "{e}");
+    assert!(e.contains("column `x1`") && e.contains("removing the fixed effects"), "{e}");
 }
