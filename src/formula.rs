@@ -106,6 +106,9 @@ pub struct Model {
     pub intercept: bool,
     pub fixed_effects: Vec<FixedEffectSpec>,
     pub iv: Option<IvSpec>,
+    /// What the formula said that was ignored (duplicated terms or instruments), in plain words;
+    /// the fit reports them among its notes.
+    pub notes: Vec<String>,
 }
 
 impl Model {
@@ -129,6 +132,14 @@ impl Model {
         }
         out
     }
+}
+
+/// One note per term written more than once in a part of the formula.
+fn duplicate_notes(role: &str, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("the {role} `{n}` appears more than once in the formula; it is used once"))
+        .collect()
 }
 
 fn push_unique(out: &mut Vec<String>, v: &str) {
@@ -270,6 +281,8 @@ pub fn parse(src: &str) -> Result<Model> {
 #[derive(Default)]
 struct SumExtras {
     intercept: Option<bool>,
+    /// Terms written more than once (kept once).
+    duplicates: Vec<String>,
 }
 
 impl<'a> Parser<'a> {
@@ -318,8 +331,10 @@ impl<'a> Parser<'a> {
             return Err(self.err_at(lhs_pos, "the dependent variable must be a single term"));
         }
         let lhs = lhs_terms.into_iter().next().unwrap();
+        let tilde = self.pos();
         self.expect(Tok::Tilde, "`~` after the dependent variable")?;
         let (rhs, extras) = self.sum(true)?;
+        let mut notes = duplicate_notes("regressor", &extras.duplicates);
         let mut fixed_effects = Vec::new();
         let mut iv = None;
         while *self.peek() == Tok::Bar {
@@ -329,9 +344,11 @@ impl<'a> Parser<'a> {
                 return Err(self.err_at(bar, "the IV part (`endog ~ instruments`) must be the last part"));
             }
             if self.part_has_tilde() {
-                let (endogenous, _) = self.sum(false)?;
+                let (endogenous, endo_extras) = self.sum(false)?;
                 self.expect(Tok::Tilde, "`~` between endogenous regressors and instruments")?;
-                let (instruments, _) = self.sum(false)?;
+                let (instruments, inst_extras) = self.sum(false)?;
+                notes.extend(duplicate_notes("endogenous regressor", &endo_extras.duplicates));
+                notes.extend(duplicate_notes("instrument", &inst_extras.duplicates));
                 if endogenous.is_empty() {
                     return Err(self.err_at(bar, "the IV part names no endogenous regressor"));
                 }
@@ -356,14 +373,48 @@ impl<'a> Parser<'a> {
             return Err(self.unexpected("`+`, `|` or the end of the formula"));
         }
         let intercept = fixed_effects.is_empty() && extras.intercept.unwrap_or(true);
-        Ok(Model {
+        let model = Model {
             formula: self.src.to_string(),
             lhs,
             rhs,
             intercept,
             fixed_effects,
             iv,
-        })
+            notes,
+        };
+        self.check_estimable(&model, tilde)?;
+        Ok(model)
+    }
+
+    /// A formula that estimates nothing, or uses the dependent variable to explain itself, is an
+    /// error: no regressor, intercept or fixed effect (`y ~ 0`, `y ~ -1`), `y` on the right of
+    /// its own `~`, or `y` among the endogenous regressors or instruments of the IV part.
+    fn check_estimable(&self, m: &Model, tilde: usize) -> Result<()> {
+        let y = m.lhs.name();
+        if m.rhs.is_empty() && !m.intercept && m.fixed_effects.is_empty() && m.iv.is_none() {
+            return Err(self.err_at(
+                tilde,
+                format!("the formula estimates nothing: `{y}` has no regressor, no intercept (removed by `0` or `-1`) and no fixed effects"),
+            ));
+        }
+        let on_right = |ts: &[Term]| ts.iter().any(|t| t.name() == y);
+        if on_right(&m.rhs) {
+            return Err(self.err_at(
+                tilde,
+                format!("the dependent variable `{y}` is also a regressor (`{y} ~ {y}` explains a variable by itself)"),
+            ));
+        }
+        if let Some(iv) = &m.iv {
+            for (ts, role) in [(&iv.endogenous, "an endogenous (instrumented) regressor"), (&iv.instruments, "an instrument")] {
+                if on_right(ts) {
+                    return Err(self.err_at(
+                        tilde,
+                        format!("the dependent variable `{y}` cannot be {role} of its own IV regression"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn part_has_tilde(&self) -> bool {
@@ -421,7 +472,11 @@ impl<'a> Parser<'a> {
             }
             for t in self.product_term()? {
                 if terms.iter().any(|o| o.name() == t.name()) {
-                    continue; // fixest drops duplicated terms silently
+                    // kept once (as fixest does), and reported
+                    if !extras.duplicates.contains(&t.name()) {
+                        extras.duplicates.push(t.name());
+                    }
+                    continue;
                 }
                 terms.push(t);
             }

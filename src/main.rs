@@ -366,6 +366,7 @@ fn first_stage_models(m: &formula::Model) -> Vec<formula::Model> {
                 intercept: m.intercept,
                 fixed_effects: m.fixed_effects.clone(),
                 iv: None,
+                notes: Vec::new(),
             }
         })
         .collect()

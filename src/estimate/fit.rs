@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::finite;
 use super::ols::{self, DroppedRegressor};
 use super::vcov::{self, Ssc, VcovInput, VcovSpec};
 use crate::data::prepare::{prepare, Design, Dropped, PrepareOptions};
@@ -208,6 +209,7 @@ fn estimate_prepared(
         fit_columns(&design, y, x, &model.formula, opts, demeaner)?
     };
     r.seconds = t0.elapsed().as_secs_f64();
+    r.notes.splice(0..0, model.notes.iter().cloned());
     Ok(r)
 }
 
@@ -294,6 +296,14 @@ pub(crate) fn check_kept(design: &Design, est: &ols::Ols, notes: &mut Vec<String
     Ok(())
 }
 
+/// The demeaned `[y, x…]` must be finite (an overflow inside the demeaner names the column).
+fn check_demeaned(design: &Design, cols: &[Vec<f64>], w: Option<&[f64]>) -> Result<()> {
+    let names = std::iter::once(&design.y_name).chain(&design.x_names);
+    names
+        .zip(cols)
+        .try_for_each(|(name, c)| finite::check_demeaned(name, c, w))
+}
+
 /// Demean on the host side of the [`Demeaner`], solve OLS on the columns and form the variance.
 fn solve_host(
     design: &Design,
@@ -318,6 +328,7 @@ fn solve_host(
         cols.extend(x);
         let dm = demeaner.demean(&absorb, cols, &opts.demean)?;
         timing("demean", t0);
+        check_demeaned(design, &dm.columns, w)?;
         for &c in &dm.not_converged {
             let name = if c == 0 { &design.y_name } else { &design.x_names[c - 1] };
             notes.push(not_converged_note(name, &dm, &opts.demean));
@@ -337,7 +348,7 @@ fn solve_host(
     } else {
         (y, x, 0, true, None, (Default::default(), 0.0))
     };
-    let est = ols::solve(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol);
+    let est = ols::solve_checked(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol)?;
     timing("ols", t0);
     check_kept(design, &est, &mut notes)?;
     let deg = degrees(design, yt.len(), est.kept.len(), opts);
@@ -387,6 +398,9 @@ fn fit_columns(
     let w = design.weights.as_deref();
     let has_fe = !design.fes.is_empty();
     let centred = has_fe || design.intercept;
+    let names = std::iter::once(&design.y_name).chain(&design.x_names);
+    let cols = std::iter::once(y.as_slice()).chain(x.iter().map(|c| c.as_slice()));
+    finite::check_inputs(names.map(|s| s.as_str()).zip(cols), w)?;
     let tss = weighted_centred_ss(&y, w, centred);
     let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner, t0)? {
         Some(s) => s,
@@ -448,7 +462,7 @@ fn fit_columns(
         .collect();
     let vcov_matrix = (0..k).map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect()).collect();
 
-    Ok(FitResult {
+    let r = FitResult {
         formula: formula.to_string(),
         depvar: design.y_name.clone(),
         nobs: n,
@@ -486,5 +500,7 @@ fn fit_columns(
         notes,
         seconds: t0.elapsed().as_secs_f64(),
         iv: None,
-    })
+    };
+    finite::check_result(&r)?;
+    Ok(r)
 }

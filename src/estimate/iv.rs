@@ -359,7 +359,11 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
             None => c.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>(),
         }
     };
+    super::finite::check_inputs(names.iter().map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice())), w)?;
     let raw_ss: Vec<f64> = cols.iter().map(|c| centred_ss(c)).collect();
+    for (name, &ss) in names.iter().zip(&raw_ss) {
+        super::finite::check_ss(name, "centred sum of squares", ss)?;
+    }
     let tss = if has_fe || design.intercept {
         raw_ss[0]
     } else {
@@ -381,6 +385,9 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         }
         method = (dm.method.clone(), dm.residual);
         cols = dm.columns;
+        for (name, c) in names.iter().zip(&cols) {
+            super::finite::check_demeaned(name, c, w)?;
+        }
         // anything without within variation is absorbed
         for (j, c) in cols.iter().enumerate().skip(1) {
             let ss: f64 = match w {
@@ -738,7 +745,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let df_resid_full = nf - k as f64 - dof_full.df_a as f64;
     let r2 = 1.0 - rss / tss;
     let within_r2 = if has_fe { Some(1.0 - rss / dot(&y, &y)) } else { None };
-    Ok(FitResult {
+    let r = FitResult {
         formula: formula.to_string(),
         depvar: design.y_name.clone(),
         nobs: n,
@@ -779,7 +786,9 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         notes,
         seconds: t0.elapsed().as_secs_f64(),
         iv: Some(iv),
-    })
+    };
+    super::finite::check_result(&r)?;
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! conventions ([`vcov`]), and the driver that turns a model into a [`FitResult`] ([`fit`]).
 
 pub mod fit;
+pub(crate) mod finite;
 pub mod iv;
 pub mod ols;
 pub mod resident;

@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 /// Why a regressor was removed.
@@ -60,6 +61,27 @@ pub fn solve(
     raw_ss: Option<&[f64]>,
     collin_tol: f64,
 ) -> Ols {
+    let (xtx, xty) = gram(x, y, weights);
+    with_residuals(solve_cross_products(names, &xtx, &xty, raw_ss, collin_tol), x, y)
+}
+
+/// [`solve`] that refuses non-finite cross products or sums of squares (naming the column)
+/// instead of turning them into a collinearity drop or a non-finite coefficient.
+pub fn solve_checked(
+    names: &[String],
+    x: &[Vec<f64>],
+    y: &[f64],
+    weights: Option<&[f64]>,
+    raw_ss: Option<&[f64]>,
+    collin_tol: f64,
+) -> Result<Ols> {
+    let (xtx, xty) = gram(x, y, weights);
+    let ols = solve_cross_products_checked(names, &xtx, &xty, raw_ss, collin_tol)?;
+    Ok(with_residuals(ols, x, y))
+}
+
+/// `X'WX` and `X'Wy`.
+fn gram(x: &[Vec<f64>], y: &[f64], weights: Option<&[f64]>) -> (Mat, Vec<f64>) {
     let cols: Vec<&[f64]> = x.iter().map(|c| c.as_slice()).collect();
     let xtx = cross_products(&cols, weights);
     let xty: Vec<f64> = x
@@ -69,7 +91,11 @@ pub fn solve(
             None => xj.iter().zip(y).map(|(a, b)| a * b).sum(),
         })
         .collect();
-    let mut ols = solve_cross_products(names, &xtx, &xty, raw_ss, collin_tol);
+    (xtx, xty)
+}
+
+/// `ols` with its residuals `y − Xβ`.
+fn with_residuals(mut ols: Ols, x: &[Vec<f64>], y: &[f64]) -> Ols {
     let mut resid = y.to_vec();
     for (&j, &b) in ols.kept.iter().zip(&ols.beta) {
         for (r, xv) in resid.iter_mut().zip(&x[j]) {
@@ -78,6 +104,23 @@ pub fn solve(
     }
     ols.resid = resid;
     ols
+}
+
+/// [`solve_cross_products`] after checking that the cross products and `raw_ss` are finite:
+/// otherwise an error naming the regressor (an infinite `raw_ss` would make the collinearity
+/// test drop it).
+pub fn solve_cross_products_checked(
+    names: &[String],
+    xtx: &Mat,
+    xty: &[f64],
+    raw_ss: Option<&[f64]>,
+    collin_tol: f64,
+) -> Result<Ols> {
+    super::finite::check_cross_products(names, xtx, xty)?;
+    for (name, &ss) in names.iter().zip(raw_ss.unwrap_or(&[])) {
+        super::finite::check_ss(name, "centred sum of squares", ss)?;
+    }
+    Ok(solve_cross_products(names, xtx, xty, raw_ss, collin_tol))
 }
 
 /// [`solve`] from the cross products `X̃'WX̃` and `X̃'Wỹ` of every regressor (the device

@@ -67,7 +67,7 @@ pub(crate) fn solve(
         .iter()
         .map(|c| super::fit::weighted_centred_ss(c, wopt, true))
         .collect();
-    let est = ols::solve_cross_products(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol);
+    let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol)?;
     fit_timing("ols", t0);
     let mut notes = Vec::new();
     check_kept(design, &est, &mut notes)?;
