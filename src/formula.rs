@@ -405,7 +405,10 @@ impl<'a> Parser<'a> {
             ));
         }
         if let Some(iv) = &m.iv {
-            for (ts, role) in [(&iv.endogenous, "an endogenous (instrumented) regressor"), (&iv.instruments, "an instrument")] {
+            for (ts, role) in [
+                (&iv.endogenous, "an endogenous (instrumented) regressor"),
+                (&iv.instruments, "an instrument"),
+            ] {
                 if on_right(ts) {
                     return Err(self.err_at(
                         tilde,

@@ -1014,8 +1014,68 @@ fn stage(stages: &mut Vec<Stage>, name: &str, t0: Instant, backend: &str) {
     });
 }
 
-/// Run the whole replication and write its outputs into `o.out`.
+/// Run the whole replication and write its outputs into `o.out`, which afterwards holds this
+/// run's results and nothing else ([`crate::report::directory`]: a lock, a staging directory
+/// renamed into place, `manifest.json` last). Shard runs write only their shard file, so the
+/// shards of one run can share a directory.
 pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
+    if matches!(o.sharding, Sharding::Shard(_)) {
+        return run_into(o, &o.out, demeaner);
+    }
+    let inputs: Vec<&Path> = [o.raw.as_deref(), o.panel.as_deref(), o.spec.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let dir = crate::report::directory::OutputDir::claim(&o.out, &inputs)?;
+    let staged = Options {
+        out: dir.staging().to_path_buf(),
+        ..o.clone()
+    };
+    let rep = run_into(&staged, &o.out, demeaner)?;
+    write_manifest(o, &staged.out, &rep)?;
+    dir.commit()?;
+    Ok(rep)
+}
+
+/// `manifest.json`: what produced the directory, with hashes of its inputs, written last.
+fn write_manifest(o: &Options, staging: &Path, rep: &Replication) -> Result<()> {
+    let mut inputs = serde_json::Map::new();
+    let raw = o.raw.clone().unwrap_or_else(|| staging.join("raw"));
+    let mut files: Vec<PathBuf> = match &o.panel {
+        Some(p) => vec![p.clone()],
+        None => std::fs::read_dir(&raw)
+            .map_err(|e| Error::io(raw.display().to_string(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect(),
+    };
+    files.extend(o.spec.iter().cloned());
+    files.sort();
+    for f in files {
+        let shown = f.strip_prefix(staging).map(Path::to_path_buf).unwrap_or(f.clone());
+        inputs.insert(shown.display().to_string(), shard_file::file_hash(&f)?.into());
+    }
+    let manifest = serde_json::json!({
+        "fegpu": env!("CARGO_PKG_VERSION"),
+        "command": "replicate",
+        "seed": o.seed,
+        "reps": o.reps,
+        "scale": format!("{:?}", o.scale),
+        "spec": o.spec.as_ref().map(|p| p.display().to_string()),
+        "simulated": rep.simulated,
+        "backend": rep.backend,
+        "inputs_fnv1a": inputs,
+        "failures": rep.failures,
+        "completed": true,
+    });
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Data(format!("writing manifest.json: {e}")))?;
+    write_atomic(&staging.join("manifest.json"), &text)
+}
+
+/// [`run`] into `o.out` (the staging directory); paths recorded in the results name
+/// `final_out` instead.
+fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Replication> {
     let start = Instant::now();
     let (spec_text, spec_source) = match &o.spec {
         Some(p) => (
@@ -1148,8 +1208,12 @@ pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
     write_tables(&o.out, &tables, &controls)?;
     let failures: usize = tables.iter().map(|t| t.failures).sum();
     stage(&mut stages, "write tables", t0, "cpu");
+    let shown_raw = match raw.strip_prefix(&o.out) {
+        Ok(rest) => final_out.join(rest),
+        Err(_) => raw.clone(),
+    };
     let rep = Replication {
-        raw: raw.display().to_string(),
+        raw: shown_raw.display().to_string(),
         simulated,
         backend: backend.clone(),
         reps: o.reps,

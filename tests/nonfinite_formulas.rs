@@ -61,12 +61,20 @@ fn fit(file: &str, formula: &str, extra: &[&str]) -> Output {
 
 fn assert_fails_with(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got exit 0; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got exit 0; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(!err.contains("panicked"), "panic instead of an error: {err}");
     for n in needles {
         assert!(err.contains(n), "stderr should mention {n:?}: {err}");
     }
-    assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 fn json_ok(out: &Output) -> serde_json::Value {
@@ -104,7 +112,10 @@ fn largest_doubles_are_an_error() {
 #[test]
 fn huge_instrument_in_an_iv_fit_is_an_error() {
     let f = with_value("iv-z", "z", 1e200);
-    assert_fails_with(&fit(&f, "y ~ x1 | firm | d ~ z + z2", &[]), &["column `z`", "1e200", "overflow"]);
+    assert_fails_with(
+        &fit(&f, "y ~ x1 | firm | d ~ z + z2", &[]),
+        &["column `z`", "1e200", "overflow"],
+    );
 }
 
 #[test]
@@ -152,7 +163,10 @@ fn formulas_that_estimate_nothing_are_errors() {
         &fit(&f, "y ~ x1 | firm | y ~ z", &[]),
         &["dependent variable `y` cannot be an endogenous"],
     );
-    assert_fails_with(&fit(&f, "y ~ x1 | d ~ y", &[]), &["dependent variable `y` cannot be an instrument"]);
+    assert_fails_with(
+        &fit(&f, "y ~ x1 | d ~ y", &[]),
+        &["dependent variable `y` cannot be an instrument"],
+    );
     // an intercept alone, or fixed effects alone, still estimate something
     json_ok(&fit(&f, "y ~ 1", &["--format", "json"]));
 }
@@ -164,11 +178,19 @@ fn duplicated_terms_and_instruments_are_noted() {
     let v = json_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     let notes = v["models"][0]["notes"].to_string();
-    for needle in ["regressor `x1` appears more than once", "instrument `z` appears more than once"] {
+    for needle in [
+        "regressor `x1` appears more than once",
+        "instrument `z` appears more than once",
+    ] {
         assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
         assert!(notes.contains(needle), "JSON notes lack {needle:?}: {notes}");
     }
-    let names: Vec<_> = v["models"][0]["coefficients"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = v["models"][0]["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names.len(), 3, "{names:?}");
 }
 
@@ -211,6 +233,11 @@ fn overflow_inside_the_demeaner_names_the_column() {
     let model = fegpu::formula::parse("y ~ x1 | firm").unwrap();
     let opts = fegpu::estimate::FitOptions::default();
     assert!(fegpu::estimate::fit(&table, &model, &opts, &CpuDemeaner).is_ok());
-    let e = fegpu::estimate::fit(&table, &model, &opts, &Overflowing).unwrap_err().to_string();
-    assert!(e.contains("column `x1`") && e.contains("removing the fixed effects"), "{e}");
+    let e = fegpu::estimate::fit(&table, &model, &opts, &Overflowing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("column `x1`") && e.contains("removing the fixed effects"),
+        "{e}"
+    );
 }

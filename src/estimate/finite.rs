@@ -21,7 +21,9 @@ fn sum_sq(c: &[f64], w: Option<&[f64]>) -> f64 {
 
 /// The value of largest magnitude (with its sign).
 fn largest(c: &[f64]) -> f64 {
-    c.iter().copied().fold(0.0, |m: f64, v| if v.abs() > m.abs() || v.is_nan() { v } else { m })
+    c.iter()
+        .copied()
+        .fold(0.0, |m: f64, v| if v.abs() > m.abs() || v.is_nan() { v } else { m })
 }
 
 /// The error for an input column whose sums of squares overflow.
@@ -42,10 +44,7 @@ pub(crate) fn check_input(name: &str, c: &[f64], w: Option<&[f64]>) -> Result<()
 }
 
 /// [`check_input`] over named columns.
-pub(crate) fn check_inputs<'a>(
-    cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
-    w: Option<&[f64]>,
-) -> Result<()> {
+pub(crate) fn check_inputs<'a>(cols: impl IntoIterator<Item = (&'a str, &'a [f64])>, w: Option<&[f64]>) -> Result<()> {
     cols.into_iter().try_for_each(|(name, c)| check_input(name, c, w))
 }
 
@@ -103,7 +102,10 @@ mod tests {
     #[test]
     fn overflowing_column_is_named_with_its_value() {
         let e = check_input("x1", &[1.0, 1e200, 2.0], None).unwrap_err().to_string();
-        assert!(e.contains("column `x1`") && e.contains("1e200") && e.contains("overflow"), "{e}");
+        assert!(
+            e.contains("column `x1`") && e.contains("1e200") && e.contains("overflow"),
+            "{e}"
+        );
         assert!(check_input("x1", &[1.0, 1e150, 2.0], None).is_ok());
         // weights can make the sum overflow too
         assert!(check_input("x1", &[1e150], Some(&[1e20])).is_err());
@@ -116,10 +118,18 @@ mod tests {
         let xtx = Mat { n: 1, a: vec![1.0] };
         let inf = [f64::INFINITY];
         // unchecked, an infinite raw sum of squares reads as "collinear with the fixed effects"
-        assert_eq!(solve_cross_products(&names, &xtx, &[1.0], Some(&inf), 1e-10).dropped.len(), 1);
+        assert_eq!(
+            solve_cross_products(&names, &xtx, &[1.0], Some(&inf), 1e-10)
+                .dropped
+                .len(),
+            1
+        );
         let e = solve_cross_products_checked(&names, &xtx, &[1.0], Some(&inf), 1e-10).unwrap_err();
         assert!(e.to_string().contains("column `x1`"), "{e}");
-        let bad = Mat { n: 1, a: vec![f64::INFINITY] };
+        let bad = Mat {
+            n: 1,
+            a: vec![f64::INFINITY],
+        };
         assert!(solve_cross_products_checked(&names, &bad, &[1.0], Some(&[1.0]), 1e-10).is_err());
         assert!(solve_cross_products_checked(&names, &xtx, &[f64::NAN], None, 1e-10).is_err());
     }

@@ -359,7 +359,10 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
             None => c.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>(),
         }
     };
-    super::finite::check_inputs(names.iter().map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice())), w)?;
+    super::finite::check_inputs(
+        names.iter().map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice())),
+        w,
+    )?;
     let raw_ss: Vec<f64> = cols.iter().map(|c| centred_ss(c)).collect();
     for (name, &ss) in names.iter().zip(&raw_ss) {
         super::finite::check_ss(name, "centred sum of squares", ss)?;

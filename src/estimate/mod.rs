@@ -1,8 +1,8 @@
 //! Estimation: OLS on demeaned data ([`ols`]), variance–covariance estimators and small-sample
 //! conventions ([`vcov`]), and the driver that turns a model into a [`FitResult`] ([`fit`]).
 
-pub mod fit;
 pub(crate) mod finite;
+pub mod fit;
 pub mod iv;
 pub mod ols;
 pub mod resident;

@@ -2,6 +2,7 @@
 //! results into cells once; the writers only lay the cells out as text, Markdown, LaTeX or CSV.
 //! JSON is the full [`FitResult`] list (`{"models": [...]}`), the contract other tools read.
 
+pub mod directory;
 pub mod plot;
 pub mod table;
 pub mod writers;

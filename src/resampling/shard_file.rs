@@ -71,6 +71,22 @@ impl Fnv {
     }
 }
 
+/// FNV-1a hash of a file's bytes (as 16 hex digits), read in blocks.
+pub fn file_hash(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = f.read(&mut buf).map_err(|e| Error::io(path.display().to_string(), e))?;
+        if k == 0 {
+            break;
+        }
+        h.bytes(&buf[..k]);
+    }
+    Ok(format!("{:016x}", h.0))
+}
+
 /// FNV-1a hash of a text (as 16 hex digits).
 pub fn text_hash(s: &str) -> String {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
