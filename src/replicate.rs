@@ -1022,11 +1022,17 @@ pub fn run(o: &Options, demeaner: &dyn Demeaner) -> Result<Replication> {
     if matches!(o.sharding, Sharding::Shard(_)) {
         return run_into(o, &o.out, demeaner);
     }
-    let inputs: Vec<&Path> = [o.raw.as_deref(), o.panel.as_deref(), o.spec.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let inputs: Vec<&Path> = [o.raw.as_deref(), o.panel.as_deref()].into_iter().flatten().collect();
     let dir = crate::report::directory::OutputDir::claim(&o.out, &inputs)?;
+    // a spec kept inside --out survives: it is copied to the same place in the new directory
+    if let Some(rel) = o.spec.as_deref().and_then(|s| s.strip_prefix(&o.out).ok()) {
+        let copy = dir.staging().join(rel);
+        if let Some(parent) = copy.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display().to_string(), e))?;
+        }
+        let spec = o.spec.as_deref().unwrap();
+        std::fs::copy(spec, &copy).map_err(|e| Error::io(spec.display().to_string(), e))?;
+    }
     let staged = Options {
         out: dir.staging().to_path_buf(),
         ..o.clone()
