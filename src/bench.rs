@@ -33,6 +33,8 @@ pub struct BenchRow {
     pub max_rel_diff_vs_cpu: Option<f64>,
     /// The resident engine's seconds per phase (upload, draws, solve, reduce, read-back).
     pub phases: Option<String>,
+    /// The process's peak resident memory after this row (kB; cumulative over the rows).
+    pub peak_rss_kb: Option<u64>,
 }
 
 /// Nominal memory bandwidth of a few well-known adapters (vendor data sheets), GB/s.
@@ -117,6 +119,7 @@ pub fn run(
             nominal_gb_per_s: None,
             max_rel_diff_vs_cpu: None,
             phases: None,
+            peak_rss_kb: crate::report::peak_rss_kb(),
         });
         cpu_result = Some(r);
     }
@@ -159,6 +162,7 @@ pub fn run(
             nominal_gb_per_s: nominal_bandwidth(&info.name),
             max_rel_diff_vs_cpu: diff,
             phases: None,
+            peak_rss_kb: crate::report::peak_rss_kb(),
         };
         out.push(row(format!("gpu ({:?})", precision).to_lowercase(), s, diff));
         if weights.len() > 1 {
@@ -228,13 +232,14 @@ fn resident_row(
     r.sweeps = 1;
     r.gb_per_s = p.bytes_solved / (p.solve + p.reduce).max(1e-12) / 1e9;
     r.phases = Some(p.line().trim_start_matches("timing: device replicates: ").to_string());
+    r.peak_rss_kb = crate::report::peak_rss_kb();
     Ok(Some(r))
 }
 
 /// The bench table as text.
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:>9} {:>7} {:>10} {:<18} {:<34} {:>9} {:>12} {:>7} {:>9} {:>9} {:>12}\n",
+        "{:>9} {:>7} {:>10} {:<18} {:<34} {:>9} {:>12} {:>7} {:>9} {:>9} {:>12} {:>9}\n",
         "rows",
         "columns",
         "replicates",
@@ -245,11 +250,12 @@ pub fn render(rows: &[BenchRow]) -> String {
         "sweeps",
         "GB/s",
         "nominal",
-        "|gpu-cpu|"
+        "|gpu-cpu|",
+        "peak MB"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:>9} {:>7} {:>10} {:<18} {:<34} {:>9.3} {:>12.6} {:>7} {:>9.2} {:>9} {:>12}\n",
+            "{:>9} {:>7} {:>10} {:<18} {:<34} {:>9.3} {:>12.6} {:>7} {:>9.2} {:>9} {:>12} {:>9}\n",
             r.rows,
             r.columns,
             r.replicates,
@@ -265,6 +271,9 @@ pub fn render(rows: &[BenchRow]) -> String {
             r.max_rel_diff_vs_cpu
                 .map(|v| format!("{v:.1e}"))
                 .unwrap_or_else(|| "-".into()),
+            r.peak_rss_kb
+                .map(|kb| format!("{}", kb / 1024))
+                .unwrap_or_else(|| "n/a".into()),
         ));
     }
     for r in rows.iter().filter(|r| r.phases.is_some()) {

@@ -665,14 +665,7 @@ fn run_merge(a: MergeArgs) -> Result<()> {
 
 /// Peak resident memory of this process (Linux `VmHWM`), for the raw-data steps' reports.
 fn peak_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l["VmHWM:".len()..].trim().to_string())
-        })
-        .unwrap_or_else(|| "n/a".into())
+    fegpu::report::peak_rss_kb().map_or_else(|| "n/a".into(), |kb| format!("{kb} kB"))
 }
 
 fn run_simulate(a: SimulateArgs) -> Result<()> {

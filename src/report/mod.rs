@@ -136,3 +136,10 @@ pub fn write_bytes_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
     write_bytes_atomic(path, text.as_bytes())
 }
+
+/// The process's peak resident memory so far in kB (`VmHWM`, Linux; `None` elsewhere).
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
