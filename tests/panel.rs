@@ -97,6 +97,15 @@ fn build_panel_cli_writes_the_panel_and_describes_it() {
     ] {
         assert!(err.contains(step), "missing `{step}` in {err}");
     }
+    // the per-product loop reproduces the batched quality estimates
+    let at = err.find("max |Δλ| ").expect("the loop's difference is reported") + "max |Δλ| ".len();
+    let diff: f64 = err[at..]
+        .split(|c: char| c == ';' || c == ')' || c.is_whitespace())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(diff <= 1e-8, "batched and per-product quality differ by {diff}");
     assert!(out.exists());
     let o = bin(&["build-panel", "--describe"]);
     let text = String::from_utf8_lossy(&o.stdout);

@@ -261,9 +261,14 @@ mod tests {
     fn exact_subgroup_patterns_match_only_that_subgroup() {
         let t = DigitalTable::cnipa_2023();
         assert!(!t.industries(&code("G05B 19/418")).is_empty());
-        // a sibling subgroup is not covered unless another pattern covers it
+        // industry 010104 lists G05B19/418 exactly; the G05B19* industries cover the whole
+        // main group. So the exact subgroup adds 010104 and its sibling does not get it.
+        let exact = t.industries(&code("G05B 19/418"));
         let sib = t.industries(&code("G05B 19/419"));
-        assert!(sib.len() <= t.industries(&code("G05B 19/418")).len());
+        assert!(exact.contains("010104"), "{exact:?}");
+        assert!(!sib.contains("010104"), "{sib:?}");
+        assert!(sib.contains("010407") && sib.is_subset(&exact), "{sib:?} vs {exact:?}");
+        assert_eq!(exact.len(), sib.len() + 1);
     }
 
     #[test]
