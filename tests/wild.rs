@@ -185,3 +185,72 @@ fn wcr_confidence_interval_brackets_the_estimate_and_inverts_the_test() {
         assert_eq!(p > 0.1, inside, "β0 = {b}: p = {p}");
     }
 }
+
+/// With observation weights and two effects (f cuts across the clusters, fn is nested in them),
+/// every bootstrap t relative to the observed t equals brute force: WLS as OLS on √w-scaled rows,
+/// the restricted residuals' signs flipped cluster by cluster, all 2^G sign vectors. (Ratios
+/// t*/t: the small-sample factor, which differs between conventions for nested effects, cancels.)
+#[test]
+fn wcr_with_weights_and_two_effects_equals_brute_force() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wild");
+    let text = std::fs::read_to_string(dir.join("wild.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{},w\n", lines.next().unwrap());
+    for (i, l) in lines.enumerate() {
+        csv.push_str(&format!("{l},{}\n", 0.5 + (i % 7) as f64 * 0.25));
+    }
+    let tmp = std::env::temp_dir().join(format!("fegpu-wild-weights-{}.csv", std::process::id()));
+    std::fs::write(&tmp, csv).unwrap();
+    let m = fegpu::formula::parse("y ~ x1 + x2 | f + fn").unwrap();
+    let mut cols = m.variables();
+    cols.extend(["c".to_string(), "w".to_string()]);
+    let t = load(tmp.to_str().unwrap(), &cols).unwrap();
+    let popts = PrepareOptions {
+        clusters: vec!["c".into()],
+        weights: Some("w".into()),
+        ..Default::default()
+    };
+    let d = prepare(&t, &m, &popts).unwrap();
+    let _ = std::fs::remove_file(&tmp);
+    let cl = &d.clusters[0];
+    let (n, g) = (d.nobs(), cl.levels);
+    let sw: Vec<f64> = d.weights.as_ref().unwrap().iter().map(|w| w.sqrt()).collect();
+    // √w-scaled regressors and dummies: every level of f, all but the first of fn
+    let scale = |v: &[f64]| -> Vec<f64> { v.iter().zip(&sw).map(|(a, s)| a * s).collect() };
+    let mut dense: Vec<Vec<f64>> = d.x.iter().map(|x| scale(x)).collect();
+    for (k, fe) in d.fes.iter().enumerate() {
+        for lv in (k as u32)..fe.levels as u32 {
+            let dummy: Vec<f64> = fe.ids.iter().map(|&v| if v == lv { 1.0 } else { 0.0 }).collect();
+            dense.push(scale(&dummy));
+        }
+    }
+    let y = scale(&d.y);
+    for (j, param) in ["x1"].iter().enumerate() {
+        let r = wild_bootstrap(&d, &opts(param, WildWeights::Rademacher, 9999), &CpuDemeaner).unwrap();
+        assert!(r.full_enumeration && r.reps == 1 << g);
+        let others: Vec<Vec<f64>> = dense
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| *c != j)
+            .map(|(_, v)| v.clone())
+            .collect();
+        let names: Vec<String> = (0..others.len()).map(|c| c.to_string()).collect();
+        let restricted = fegpu::estimate::ols::solve(&names, &others, &y, None, None, 0.0);
+        let fitted: Vec<f64> = (0..n).map(|i| y[i] - restricted.resid[i]).collect();
+        let t_obs = dense_t(&dense, &y, j, &cl.ids, g);
+        let mut brute: Vec<f64> = (0..1u32 << g)
+            .map(|b| {
+                let ys: Vec<f64> = (0..n)
+                    .map(|i| fitted[i] + restricted.resid[i] * if b >> cl.ids[i] & 1 == 1 { -1.0 } else { 1.0 })
+                    .collect();
+                (dense_t(&dense, &ys, j, &cl.ids, g) / t_obs).abs()
+            })
+            .collect();
+        let mut fast: Vec<f64> = r.t_boot.iter().map(|t| (t / r.t).abs()).collect();
+        brute.sort_by(f64::total_cmp);
+        fast.sort_by(f64::total_cmp);
+        for (a, b) in brute.iter().zip(&fast) {
+            assert!((a - b).abs() <= 1e-8 * a.max(1.0), "{param}: brute {a} vs fast {b}");
+        }
+    }
+}
