@@ -1091,15 +1091,20 @@ fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Re
         None => (DEFAULT_SPEC.to_string(), "the built-in specification".to_string()),
     };
     let spec = Spec::parse(&spec_text, &spec_source)?;
-    if o.reps == 0 {
-        return Err(Error::Usage("--reps must be positive".into()));
-    }
     let key = ReplicateSpec {
         seed: o.seed,
         reps: o.reps,
         scale: format!("{:?}", o.scale),
         tables: shard_file::text_hash(&spec_text),
     };
+    // the split tests are permutation tests at 5%: as `bdiff`, at least 1/α − 1 = 19 replicates
+    let min = crate::resampling::min_reps(&crate::resampling::Spec::Replicate(key.clone()));
+    if o.reps < min {
+        return Err(Error::Usage(format!(
+            "fegpu replicate --reps {} is too few: the permutation tests need at least {min} replicates (their p-values move in steps of 1/(B + 1), so a 5% test can only reject with B >= 19)",
+            o.reps
+        )));
+    }
     let replicates = split_replicates(o, &key)?;
     std::fs::create_dir_all(&o.out).map_err(|e| Error::io(o.out.display().to_string(), e))?;
     let backend = demeaner.name();

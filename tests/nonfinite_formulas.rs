@@ -241,3 +241,15 @@ fn overflow_inside_the_demeaner_names_the_column() {
         "{e}"
     );
 }
+
+/// Weights that are each finite but whose sum overflows: an error naming the weights column
+/// (not a misleading overflow of `y`); the same weights at a sane scale fit.
+#[test]
+fn weights_whose_sum_overflows_are_an_error_naming_them() {
+    // the firm column doubles as weights here: 1e308 for two firms' rows overflows the sum
+    let huge = panel("weights", |_, c, v| if c == "firm" && v >= 4.0 { 1e308 } else { v });
+    let out = fit(&huge, "y ~ x1 + x2", &["--weights", "firm"]);
+    assert_fails_with(&out, &["weights `firm`", "sum overflow"]);
+    let sane = panel("weights-ok", |_, c, v| if c == "firm" { v + 1.0 } else { v });
+    json_ok(&fit(&sane, "y ~ x1 + x2", &["--weights", "firm", "--format", "json"]));
+}

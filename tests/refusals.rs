@@ -274,3 +274,27 @@ fn output_onto_fifo_device_directory_is_refused_and_symlinks_are_written_through
         assert!(!name.contains(".tmp-"), "left behind: {name}");
     }
 }
+
+#[test]
+fn replicate_with_too_few_replicates_is_refused_and_writes_nothing() {
+    let d = tmpdir("replicate-reps");
+    let out = d.join("rep");
+    let o = fegpu(&[
+        "replicate",
+        "--scale",
+        "small",
+        "--reps",
+        "18",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    refused(&o, &["--reps 18", "at least 19"]);
+    assert!(!out.exists(), "nothing written");
+    assert!(
+        std::fs::read_dir(&d).unwrap().next().is_none(),
+        "no lock or staging left"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -43,6 +43,18 @@ pub(crate) fn check_input(name: &str, c: &[f64], w: Option<&[f64]>) -> Result<()
     }
 }
 
+/// Weights whose sum overflows (each weight is finite; their total is not).
+pub(crate) fn check_weights(name: Option<&str>, w: Option<&[f64]>) -> Result<()> {
+    match w {
+        Some(w) if !w.iter().sum::<f64>().is_finite() => Err(Error::Estimation(format!(
+            "weights `{}`: a weight of {:e} makes their sum overflow (not finite); rescale the weights",
+            name.unwrap_or("(weights)"),
+            largest(w)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// [`check_input`] over named columns.
 pub(crate) fn check_inputs<'a>(cols: impl IntoIterator<Item = (&'a str, &'a [f64])>, w: Option<&[f64]>) -> Result<()> {
     cols.into_iter().try_for_each(|(name, c)| check_input(name, c, w))

@@ -400,6 +400,7 @@ fn fit_columns(
     let centred = has_fe || design.intercept;
     let names = std::iter::once(&design.y_name).chain(&design.x_names);
     let cols = std::iter::once(y.as_slice()).chain(x.iter().map(|c| c.as_slice()));
+    finite::check_weights(opts.weights.as_deref(), w)?;
     finite::check_inputs(names.map(|s| s.as_str()).zip(cols), w)?;
     let tss = weighted_centred_ss(&y, w, centred);
     let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner, t0)? {
