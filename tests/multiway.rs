@@ -138,3 +138,53 @@ fn three_way_clustered_standard_errors_match_an_independent_cgm_computation() {
     assert_eq!(m["df_t"].as_f64().unwrap(), g_min - 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The eigenvalue fix (Cameron, Gelbach & Miller 2011): a multiway variance with a negative
+/// eigenvalue has it set to zero and keeps its eigenvectors. Built from a known indefinite
+/// meat in a rotated basis, so the fixed matrix is known exactly.
+#[test]
+fn a_multiway_variance_with_a_negative_eigenvalue_is_fixed_exactly() {
+    use fegpu::data::prepare::ClusterVar;
+    use fegpu::estimate::vcov::clustered;
+    use fegpu::linalg::Mat;
+    // orthonormal basis: a rotation by θ in the (0,1) plane
+    let (c, s) = (0.6f64, 0.8f64);
+    let q = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+    let lambda = [2.0, -0.5, 1.0];
+    let build = |l: [f64; 3]| {
+        let mut m = Mat::zeros(3);
+        for a in 0..3 {
+            for b in 0..3 {
+                m.set(a, b, (0..3).map(|k| q[a][k] * l[k] * q[b][k]).sum());
+            }
+        }
+        m
+    };
+    let mut bread = Mat::zeros(3);
+    (0..3).for_each(|k| bread.set(k, k, 1.0));
+    let cl = |levels: usize| ClusterVar {
+        name: format!("c{levels}"),
+        ids: (0..100).map(|i| (i % levels) as u32).collect(),
+        levels,
+    };
+    let clusters = [cl(10), cl(20)];
+    let n = 100;
+    let df = 97.0;
+    let v = clustered(&bread, &build(lambda), n, df, &clusters);
+    assert!(v.eigen_fixed);
+    let scale = (n as f64 - 1.0) / df * 10.0 / 9.0;
+    let want = build([2.0 * scale, 0.0, 1.0 * scale]);
+    for a in 0..3 {
+        for b in 0..3 {
+            assert!(
+                (v.matrix.get(a, b) - want.get(a, b)).abs() <= 1e-12,
+                "({a},{b}): {} vs {}",
+                v.matrix.get(a, b),
+                want.get(a, b)
+            );
+        }
+    }
+    // positive definite: untouched
+    let ok = clustered(&bread, &build([2.0, 0.5, 1.0]), n, df, &clusters);
+    assert!(!ok.eigen_fixed);
+}
