@@ -114,3 +114,62 @@ fn raw_input_errors_name_the_file_column_and_row() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The classifier against an independent reading of the CNIPA table's rule (data/README):
+/// codes without spaces; a pattern without `*` matches that subgroup exactly (a bare subclass,
+/// `H01Q`, the subclass); `XXXXn*` covers main group n of subclass XXXX only (not n0, n1, …);
+/// `XXXX*` the whole subclass. Every IPC
+/// code of the simulated patents (thousands, with odd spacing) gets the same industries.
+#[test]
+fn classifier_matches_an_independent_reading_of_the_table() {
+    use std::collections::BTreeSet;
+    let table = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cnipa_2023_digital_ipc_long.csv"),
+    )
+    .unwrap();
+    // (industry, pattern prefix, wildcard)
+    let rows: Vec<(String, String, bool)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[5].to_string(), f[4] == "1")
+        })
+        .collect();
+    let independent = |raw: &str| -> BTreeSet<String> {
+        let code: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_uppercase();
+        let (main, _) = code.split_once('/').unwrap_or((&code, ""));
+        rows.iter()
+            .filter(|(_, p, wild)| match (*wild, p.len()) {
+                // a bare subclass (`H01Q` in industry 010302) means the subclass (ipc.rs docs)
+                (_, 4) => code.len() >= 4 && &code[..4] == p,
+                (false, _) => code == *p,
+                (true, _) => main == p,
+            })
+            .map(|(ind, _, _)| ind.clone())
+            .collect()
+    };
+    let dir = std::env::temp_dir().join(format!("fegpu-study-ipc-{}", std::process::id()));
+    simulate(&dir, 3, Scale::Small, false).unwrap();
+    let t = fegpu::data::load(dir.join("patents.parquet").to_str().unwrap(), &["ipc".to_string()]).unwrap();
+    let ipc = t.strings("ipc").unwrap();
+    let table = fegpu::study::ipc::DigitalTable::cnipa_2023();
+    let (mut checked, mut digital) = (0, 0);
+    for field in ipc.iter().flatten() {
+        for raw in field.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some(code) = fegpu::study::ipc::parse_code(raw) else {
+                continue;
+            };
+            let ours = table.industries(&code);
+            assert_eq!(ours, independent(raw), "{raw}");
+            checked += 1;
+            digital += !ours.is_empty() as usize;
+        }
+    }
+    assert!(checked > 500 && digital > 50, "{checked} codes, {digital} digital");
+    let _ = std::fs::remove_dir_all(&dir);
+}
