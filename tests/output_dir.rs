@@ -162,3 +162,51 @@ fn a_killed_run_leaves_the_previous_results_as_they_were() {
     assert_eq!(manifest["seed"], 2);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+/// Two real runs into one directory at once: the second is refused while the first holds the
+/// lock, and the directory ends up holding the first run alone.
+#[test]
+fn two_concurrent_runs_do_not_mix() {
+    let b = base("concurrent");
+    let out = b.join("rep");
+    let first = Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args([
+            "replicate",
+            "--scale",
+            "small",
+            "--out",
+            out.to_str().unwrap(),
+            "--reps",
+            "99",
+            "--seed",
+            "1",
+            "--backend",
+            "cpu",
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait until the first run holds the lock
+    let lock = b.join("rep.lock");
+    for _ in 0..200 {
+        if lock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(lock.exists(), "the first run took the lock");
+    let second = replicate(&out, "2");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("being written by another fegpu run"),
+        "{err}"
+    );
+    assert!(first.wait_with_output().unwrap().status.success());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 1, "the directory is the first run's");
+    assert_eq!(entries(&b), vec!["rep".to_string()]);
+    let _ = std::fs::remove_dir_all(&b);
+}

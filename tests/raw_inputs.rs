@@ -59,3 +59,33 @@ fn a_header_only_file_says_it_has_no_rows() {
     assert!(err.contains("header but no rows") && err.contains("empty.csv"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn text_in_a_numeric_raw_column_names_the_file_column_row_and_cell() {
+    let dir = scratch("text");
+    let out = fegpu(&["simulate", "--out", dir.to_str().unwrap(), "--scale", "small", "--csv"]);
+    assert!(out.status.success());
+    let firms = dir.join("firms.csv");
+    let text = std::fs::read_to_string(&firms).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let year = lines[0].split(',').position(|h| h == "year").unwrap();
+    let mut cells: Vec<String> = lines[3].split(',').map(String::from).collect();
+    cells[year] = "n/a-text".into();
+    lines[3] = cells.join(",");
+    std::fs::write(&firms, lines.join("\n") + "\n").unwrap();
+    let panel = dir.join("panel.parquet");
+    let out = fegpu(&[
+        "build-panel",
+        "--raw",
+        dir.to_str().unwrap(),
+        "--out",
+        panel.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for needle in ["`year`", "firms.csv", "holds text", "row 3", "n/a-text"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!err.contains("regressor"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -188,21 +188,34 @@ impl Table {
             .map_err(|_| Error::column(name, format!("not found in {}", self.source)))
     }
 
+    /// Why a column that must be numeric is not: for text, the first cell that is not a number
+    /// (row counted from 1 after the header).
+    fn not_numeric(&self, s: &Series) -> String {
+        let Ok(text) = s.str() else {
+            return format!("must be numeric but is of type {} in {}", s.dtype(), self.source);
+        };
+        let first = text
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.is_some_and(|v| v.trim().parse::<f64>().is_err()));
+        match first {
+            Some((row, Some(v))) => format!(
+                "must be numeric but holds text in {} (row {}: {:?})",
+                self.source,
+                row + 1,
+                v.chars().take(40).collect::<String>()
+            ),
+            _ => format!("must be numeric but was read as text in {}", self.source),
+        }
+    }
+
     /// A numeric column as f64, missing values (and NaN) as NaN. Booleans become 0/1.
     /// Text and other non-numeric columns are an error naming the column.
     pub fn numeric(&self, name: &str) -> Result<Vec<f64>> {
         let s = self.series(name)?;
         let dt = s.dtype();
         if !(dt.is_primitive_numeric() || matches!(dt, DataType::Boolean)) {
-            let what = if matches!(dt, DataType::String) {
-                "text (str)".to_string()
-            } else {
-                format!("of type {dt}")
-            };
-            return Err(Error::column(
-                name,
-                format!("is {what} in {}; a regressor must be numeric", self.source),
-            ));
+            return Err(Error::column(name, self.not_numeric(s)));
         }
         if matches!(dt, DataType::Float64) {
             // already f64: copy the buffer directly when it is one chunk without nulls
