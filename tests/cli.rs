@@ -62,7 +62,10 @@ fn missing_column_is_named() {
 fn text_regressor_is_refused_by_name() {
     let d = tmpdir("text");
     let f = small_csv(&d);
-    assert_clean_failure(&fegpu(&["fit", &f, "y ~ x + name | year"]), "column `name`: must be numeric but holds text");
+    assert_clean_failure(
+        &fegpu(&["fit", &f, "y ~ x + name | year"]),
+        "column `name`: must be numeric but holds text",
+    );
 }
 
 #[test]

@@ -38,6 +38,29 @@ fn replicate(out: &Path, seed: &str) -> Output {
     ])
 }
 
+/// `replicate` started in the background (output discarded).
+fn spawn_replicate(out: &Path, seed: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args([
+            "replicate",
+            "--scale",
+            "small",
+            "--out",
+            out.to_str().unwrap(),
+            "--reps",
+            "99",
+            "--seed",
+            seed,
+            "--backend",
+            "cpu",
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -123,25 +146,7 @@ fn a_killed_run_leaves_the_previous_results_as_they_were() {
     let out = b.join("rep");
     assert!(replicate(&out, "1").status.success());
     let before = snapshot(&out);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args([
-            "replicate",
-            "--scale",
-            "small",
-            "--out",
-            out.to_str().unwrap(),
-            "--reps",
-            "99",
-            "--seed",
-            "2",
-            "--backend",
-            "cpu",
-        ])
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_replicate(&out, "2");
     std::thread::sleep(std::time::Duration::from_millis(400));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -169,25 +174,7 @@ fn a_killed_run_leaves_the_previous_results_as_they_were() {
 fn two_concurrent_runs_do_not_mix() {
     let b = base("concurrent");
     let out = b.join("rep");
-    let first = Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args([
-            "replicate",
-            "--scale",
-            "small",
-            "--out",
-            out.to_str().unwrap(),
-            "--reps",
-            "99",
-            "--seed",
-            "1",
-            "--backend",
-            "cpu",
-        ])
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = spawn_replicate(&out, "1");
     // wait until the first run holds the lock
     let lock = b.join("rep.lock");
     for _ in 0..200 {

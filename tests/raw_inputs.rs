@@ -26,20 +26,26 @@ fn simulate(dir: &Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `build-panel` on `dir`, writing `dir/panel.parquet`: (that path, the run).
+fn build_panel(dir: &Path) -> (PathBuf, Output) {
+    let panel = dir.join("panel.parquet");
+    let out = fegpu(&[
+        "build-panel",
+        "--raw",
+        dir.to_str().unwrap(),
+        "--out",
+        panel.to_str().unwrap(),
+    ]);
+    (panel, out)
+}
+
 #[test]
 fn a_missing_raw_table_is_an_error_naming_it() {
     for table in ["imports", "supply_chain"] {
         let dir = scratch(table);
         simulate(&dir);
         std::fs::remove_file(dir.join(format!("{table}.parquet"))).unwrap();
-        let panel = dir.join("panel.parquet");
-        let out = fegpu(&[
-            "build-panel",
-            "--raw",
-            dir.to_str().unwrap(),
-            "--out",
-            panel.to_str().unwrap(),
-        ]);
+        let (panel, out) = build_panel(&dir);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{table}: exit 0 without the table");
         assert!(err.contains(table) && err.contains("no "), "{table}: {err}");
@@ -73,14 +79,7 @@ fn text_in_a_numeric_raw_column_names_the_file_column_row_and_cell() {
     cells[year] = "n/a-text".into();
     lines[3] = cells.join(",");
     std::fs::write(&firms, lines.join("\n") + "\n").unwrap();
-    let panel = dir.join("panel.parquet");
-    let out = fegpu(&[
-        "build-panel",
-        "--raw",
-        dir.to_str().unwrap(),
-        "--out",
-        panel.to_str().unwrap(),
-    ]);
+    let (_, out) = build_panel(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     for needle in ["`year`", "firms.csv", "holds text", "row 3", "n/a-text"] {
