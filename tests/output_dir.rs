@@ -22,8 +22,10 @@ fn base(tag: &str) -> PathBuf {
     d
 }
 
-fn replicate(out: &Path, seed: &str) -> Output {
-    fegpu(&[
+/// A small `replicate` run into `out`.
+fn replicate_command(out: &Path, seed: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fegpu"));
+    c.args([
         "replicate",
         "--scale",
         "small",
@@ -36,25 +38,17 @@ fn replicate(out: &Path, seed: &str) -> Output {
         "--backend",
         "cpu",
     ])
+    .env("XDG_RUNTIME_DIR", "/tmp");
+    c
+}
+
+fn replicate(out: &Path, seed: &str) -> Output {
+    replicate_command(out, seed).output().unwrap()
 }
 
 /// `replicate` started in the background (output discarded).
 fn spawn_replicate(out: &Path, seed: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args([
-            "replicate",
-            "--scale",
-            "small",
-            "--out",
-            out.to_str().unwrap(),
-            "--reps",
-            "99",
-            "--seed",
-            seed,
-            "--backend",
-            "cpu",
-        ])
-        .env("XDG_RUNTIME_DIR", "/tmp")
+    replicate_command(out, seed)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

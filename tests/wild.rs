@@ -78,11 +78,34 @@ fn dense_t(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize) -> f64
     beta[j] / (q * score.iter().map(|s| s * s).sum::<f64>()).sqrt()
 }
 
+/// Brute-force WCR: the restricted fit (y on every column but `j`), its residuals' signs flipped
+/// cluster by cluster for all 2^G sign vectors, and each bootstrap sample's dense t of column j.
+fn brute_t(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize) -> Vec<f64> {
+    let n = y.len();
+    let others: Vec<Vec<f64>> = cols
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| *c != j)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let names: Vec<String> = (0..others.len()).map(|c| c.to_string()).collect();
+    let restricted = fegpu::estimate::ols::solve(&names, &others, y, None, None, 0.0);
+    let fitted: Vec<f64> = (0..n).map(|i| y[i] - restricted.resid[i]).collect();
+    (0..1u32 << g)
+        .map(|b| {
+            let ys: Vec<f64> = (0..n)
+                .map(|i| fitted[i] + restricted.resid[i] * if b >> ids[i] & 1 == 1 { -1.0 } else { 1.0 })
+                .collect();
+            dense_t(cols, &ys, j, ids, g)
+        })
+        .collect()
+}
+
 #[test]
 fn wcr_equals_brute_force_with_dummies_when_effects_cut_across_clusters() {
     let d = design("y ~ x1 + x2 | f");
     let cl = &d.clusters[0];
-    let (n, g) = (d.nobs(), cl.levels);
+    let g = cl.levels;
     let fe = &d.fes[0];
     // regressors + dummies for every level (no intercept)
     let mut cols = d.x.clone();
@@ -92,24 +115,7 @@ fn wcr_equals_brute_force_with_dummies_when_effects_cut_across_clusters() {
     for (j, param) in ["x1", "x2"].iter().enumerate() {
         let r = wild_bootstrap(&d, &opts(param, WildWeights::Rademacher, 9999), &CpuDemeaner).unwrap();
         assert!(r.full_enumeration && r.reps == 1 << g);
-        // restricted fit: y on all columns but j
-        let others: Vec<Vec<f64>> = cols
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| *c != j)
-            .map(|(_, v)| v.clone())
-            .collect();
-        let names: Vec<String> = (0..others.len()).map(|c| c.to_string()).collect();
-        let restricted = fegpu::estimate::ols::solve(&names, &others, &d.y, None, None, 0.0);
-        let fitted: Vec<f64> = (0..n).map(|i| d.y[i] - restricted.resid[i]).collect();
-        let mut brute: Vec<f64> = (0..1u32 << g)
-            .map(|b| {
-                let ys: Vec<f64> = (0..n)
-                    .map(|i| fitted[i] + restricted.resid[i] * if b >> cl.ids[i] & 1 == 1 { -1.0 } else { 1.0 })
-                    .collect();
-                dense_t(&cols, &ys, j, &cl.ids, g).abs()
-            })
-            .collect();
+        let mut brute: Vec<f64> = brute_t(&cols, &d.y, j, &cl.ids, g).iter().map(|t| t.abs()).collect();
         let mut fast: Vec<f64> = r.t_boot.iter().map(|t| t.abs()).collect();
         brute.sort_by(f64::total_cmp);
         fast.sort_by(f64::total_cmp);
@@ -213,7 +219,7 @@ fn wcr_with_weights_and_two_effects_equals_brute_force() {
     let d = prepare(&t, &m, &popts).unwrap();
     let _ = std::fs::remove_file(&tmp);
     let cl = &d.clusters[0];
-    let (n, g) = (d.nobs(), cl.levels);
+    let g = cl.levels;
     let sw: Vec<f64> = d.weights.as_ref().unwrap().iter().map(|w| w.sqrt()).collect();
     // √w-scaled regressors and dummies: every level of f, all but the first of fn
     let scale = |v: &[f64]| -> Vec<f64> { v.iter().zip(&sw).map(|(a, s)| a * s).collect() };
@@ -228,23 +234,10 @@ fn wcr_with_weights_and_two_effects_equals_brute_force() {
     for (j, param) in ["x1"].iter().enumerate() {
         let r = wild_bootstrap(&d, &opts(param, WildWeights::Rademacher, 9999), &CpuDemeaner).unwrap();
         assert!(r.full_enumeration && r.reps == 1 << g);
-        let others: Vec<Vec<f64>> = dense
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| *c != j)
-            .map(|(_, v)| v.clone())
-            .collect();
-        let names: Vec<String> = (0..others.len()).map(|c| c.to_string()).collect();
-        let restricted = fegpu::estimate::ols::solve(&names, &others, &y, None, None, 0.0);
-        let fitted: Vec<f64> = (0..n).map(|i| y[i] - restricted.resid[i]).collect();
         let t_obs = dense_t(&dense, &y, j, &cl.ids, g);
-        let mut brute: Vec<f64> = (0..1u32 << g)
-            .map(|b| {
-                let ys: Vec<f64> = (0..n)
-                    .map(|i| fitted[i] + restricted.resid[i] * if b >> cl.ids[i] & 1 == 1 { -1.0 } else { 1.0 })
-                    .collect();
-                (dense_t(&dense, &ys, j, &cl.ids, g) / t_obs).abs()
-            })
+        let mut brute: Vec<f64> = brute_t(&dense, &y, j, &cl.ids, g)
+            .iter()
+            .map(|t| (t / t_obs).abs())
             .collect();
         let mut fast: Vec<f64> = r.t_boot.iter().map(|t| (t / r.t).abs()).collect();
         brute.sort_by(f64::total_cmp);

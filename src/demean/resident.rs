@@ -29,6 +29,8 @@ use crate::rng::stream;
 
 /// How the weight vectors of a batch of replicates are made.
 pub enum Draws<'a> {
+    /// The base weights the engine was built with (already on the device): a single fit.
+    Base,
     /// Given by the host (one weight vector each).
     Given(&'a [Vec<f64>]),
     /// `fegpu bdiff`: replicate r puts the `first` units with the smallest Philox keys in group 1
@@ -59,6 +61,7 @@ impl Draws<'_> {
     /// Weight vectors the draws make.
     pub fn vectors(&self) -> usize {
         match self {
+            Draws::Base => 1,
             Draws::Given(w) => w.len(),
             Draws::Permutation { replicates, .. } => 2 * replicates.len(),
             Draws::Pairs { replicates, .. } => replicates.len(),
@@ -260,7 +263,7 @@ impl DeviceReplicates {
         );
         let n_chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
         let (units, n_units): (&[u32], usize) = match draws {
-            Draws::Given(_) => (&[], 0),
+            Draws::Base | Draws::Given(_) => (&[], 0),
             Draws::Permutation { units, n_units, .. } => (units, *n_units),
             Draws::Pairs {
                 clusters, n_clusters, ..
@@ -573,6 +576,14 @@ impl DeviceReplicates {
         let ctx = gpu.context();
         let n = self.n;
         let (kind, seed, n_units, first, bsample, rep0, reps, key_mask) = match draws {
+            Draws::Base => {
+                let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("base weights"),
+                });
+                enc.copy_buffer_to_buffer(&self.base_w, 0, &work.w, 0, n as u64 * REAL_BYTES);
+                ctx.queue.submit([enc.finish()]);
+                return ctx.check("copying the base weights");
+            }
             Draws::Given(ws) => {
                 let words = encode_reals(ws[range].iter().flat_map(|w| w.iter().copied()), gpu.precision());
                 ctx.queue.write_buffer(&work.w, 0, bytemuck::cast_slice(&words));
@@ -716,12 +727,11 @@ impl DeviceReplicates {
         (self.c, self.m)
     }
 
-    /// Solve the fit under the base weights `w` (as uploaded): one exact pass, cross products.
-    pub fn solve_fit(&self, gpu: &GpuDemeaner, w: &[f64]) -> Result<ResidentFit> {
-        let given = [w.to_vec()];
-        let draws = Draws::Given(&given);
-        let work = self.work(gpu, &draws, 1)?;
-        let full_gram = self.batch(gpu, &draws, 0..1, &work)?.pop().expect("one vector");
+    /// Solve the fit under the base weights (already on the device): one exact pass, cross
+    /// products.
+    pub fn solve_fit(&self, gpu: &GpuDemeaner) -> Result<ResidentFit> {
+        let work = self.work(gpu, &Draws::Base, 1)?;
+        let full_gram = self.batch(gpu, &Draws::Base, 0..1, &work)?.pop().expect("one vector");
         Ok(ResidentFit { work, full_gram })
     }
 

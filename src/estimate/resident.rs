@@ -51,7 +51,8 @@ pub(crate) fn solve(
     let Some(engine) = DeviceReplicates::new(gpu, &project, &columns, &w)? else {
         return Ok(None);
     };
-    let fit = engine.solve_fit(gpu, &w)?;
+    drop(w);
+    let fit = engine.solve_fit(gpu)?;
     fit_timing("demean", t0);
     let (c, m) = engine.widths();
     let gram = Packed(&fit.full_gram);
