@@ -10,7 +10,8 @@
 //! the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or DX12 GPU
 //! ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
 //! The resampling commands (`bdiff`, `boot`, and `merge` of their shards) are library functions
-//! in [`resampling`], above the engines in [`inference`].
+//! in [`resampling`], above the engines in [`inference`]. [`timing`] splits a command's wall time
+//! into those stages.
 
 pub mod backend;
 pub mod bench;
@@ -29,5 +30,6 @@ pub mod resampling;
 pub mod rng;
 pub mod stats;
 pub mod study;
+pub mod timing;
 
 pub use error::{Error, Result};

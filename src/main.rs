@@ -423,6 +423,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         c.split('^').for_each(|v| add(v.trim()));
     }
     let table = load(&a.data, &columns)?;
+    fegpu::timing::lap("read");
     let opts = FitOptions {
         vcov,
         weights: a.weights.clone(),
@@ -449,13 +450,16 @@ fn run_fit(a: FitArgs) -> Result<()> {
         }
         results.push(r);
     }
-    let text = render(&results, a.format, a.stat)?;
+    fegpu::timing::lap("report");
+    let text = render(&results, a.format, a.stat, fegpu::timing::snapshot().as_ref())?;
     match &a.output {
-        Some(p) => fegpu::report::write_atomic(p, &text),
+        Some(p) => fegpu::report::write_atomic(p, &text)?,
         None => std::io::stdout()
             .write_all(text.as_bytes())
-            .map_err(|e| Error::io("stdout", e)),
+            .map_err(|e| Error::io("stdout", e))?,
     }
+    fegpu::timing::finish();
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -802,6 +806,7 @@ fn main() -> ExitCode {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     let cli = Cli::parse();
+    fegpu::timing::start();
     let result = match cli.cmd {
         Cmd::Fit(a) => run_fit(a),
         Cmd::Demo(a) => run_demo(a),

@@ -159,13 +159,6 @@ pub(crate) fn not_converged_note(name: &str, dm: &crate::demean::Demeaned, o: &c
     )
 }
 
-/// With `FEGPU_TIMING` set, print how long each stage took (to standard error).
-fn timing(stage: &str, since: Instant) {
-    if std::env::var_os("FEGPU_TIMING").is_some() {
-        eprintln!("timing: {stage:<10} {:>9.4} s", since.elapsed().as_secs_f64());
-    }
-}
-
 /// Prepare the sample of `model` from `table` and estimate it.
 pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
@@ -199,7 +192,7 @@ fn estimate_prepared(
     demeaner: &dyn Demeaner,
     t0: Instant,
 ) -> Result<FitResult> {
-    timing("prepare", t0);
+    crate::timing::lap("prepare");
     let mut r = if model.iv.is_some() {
         super::iv::fit_iv_design(&design, &model.formula, opts, demeaner)?
     } else {
@@ -311,7 +304,6 @@ fn solve_host(
     x: Vec<Vec<f64>>,
     opts: &FitOptions,
     demeaner: &dyn Demeaner,
-    t0: Instant,
 ) -> Result<(Solved, Degrees)> {
     let w = design.weights.as_deref();
     let has_fe = !design.fes.is_empty();
@@ -327,7 +319,7 @@ fn solve_host(
         cols.push(y);
         cols.extend(x);
         let dm = demeaner.demean(&absorb, cols, &opts.demean)?;
-        timing("demean", t0);
+        crate::timing::lap("demean");
         check_demeaned(design, &dm.columns, w)?;
         for &c in &dm.not_converged {
             let name = if c == 0 { &design.y_name } else { &design.x_names[c - 1] };
@@ -349,7 +341,7 @@ fn solve_host(
         (y, x, 0, true, None, (Default::default(), 0.0))
     };
     let est = ols::solve_checked(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol)?;
-    timing("ols", t0);
+    crate::timing::lap("estimate");
     check_kept(design, &est, &mut notes)?;
     let deg = degrees(design, yt.len(), est.kept.len(), opts);
     let kept_x: Vec<&[f64]> = est.kept.iter().map(|&j| xt[j].as_slice()).collect();
@@ -364,7 +356,7 @@ fn solve_host(
         },
         &design.clusters,
     )?;
-    timing("vcov", t0);
+    crate::timing::lap("variance");
     let rss: f64 = match w {
         Some(w) => est.resid.iter().zip(w).map(|(e, w)| w * e * e).sum(),
         None => est.resid.iter().map(|e| e * e).sum(),
@@ -403,9 +395,10 @@ fn fit_columns(
     finite::check_weights(opts.weights.as_deref(), w)?;
     finite::check_inputs(names.map(|s| s.as_str()).zip(cols), w)?;
     let tss = weighted_centred_ss(&y, w, centred);
-    let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner, t0)? {
+    crate::timing::lap("prepare");
+    let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner)? {
         Some(s) => s,
-        None => solve_host(design, y, x, opts, demeaner, t0)?,
+        None => solve_host(design, y, x, opts, demeaner)?,
     };
     let Solved {
         est,
@@ -503,5 +496,6 @@ fn fit_columns(
         iv: None,
     };
     finite::check_result(&r)?;
+    crate::timing::lap("estimate");
     Ok(r)
 }

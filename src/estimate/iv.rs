@@ -381,6 +381,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
             .map(|k| &design.fes[k])
             .collect();
         let dm = demeaner.demean(&Absorb::new(project, w), cols, &opts.demean)?;
+        crate::timing::lap("demean");
         iterations = dm.iterations;
         converged = dm.not_converged.is_empty();
         for &c in &dm.not_converged {
@@ -500,6 +501,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         .collect();
     let k = m + k1;
     let df_resid = n as f64 - k as f64 - a_fe;
+    crate::timing::lap("estimate");
     let v = vcov::compute(
         &opts.vcov,
         &VcovInput {
@@ -511,6 +513,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         },
         &design.clusters,
     )?;
+    crate::timing::lap("variance");
     let coefficients: Vec<Coefficient> = (0..k)
         .map(|j| {
             let se = v.matrix.get(j, j).max(0.0).sqrt();
@@ -791,6 +794,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         iv: Some(iv),
     };
     super::finite::check_result(&r)?;
+    crate::timing::lap("estimate");
     Ok(r)
 }
 

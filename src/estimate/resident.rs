@@ -11,7 +11,6 @@
 //! the device forms; rss = Σ w e ũ_y (e is orthogonal to every ũ_j and to ũ_D).
 //! Other structures, multiway clustering and IV use the host path of [`super::fit`].
 
-use std::time::Instant;
 
 use super::fit::{check_kept, degrees, Degrees, FitOptions, Solved};
 use super::ols;
@@ -31,7 +30,6 @@ pub(crate) fn solve(
     x: &[Vec<f64>],
     opts: &FitOptions,
     demeaner: &dyn Demeaner,
-    t0: Instant,
 ) -> Result<Option<(Solved, Degrees)>> {
     let Some(gpu) = demeaner.gpu() else { return Ok(None) };
     let one_way = matches!(opts.vcov, VcovSpec::Cluster(_)) && design.clusters.len() == 1;
@@ -53,7 +51,7 @@ pub(crate) fn solve(
     };
     drop(w);
     let fit = engine.solve_fit(gpu)?;
-    fit_timing("demean", t0);
+    crate::timing::lap("demean");
     let (c, m) = engine.widths();
     let gram = Packed(&fit.full_gram);
     let model = gram.partialled(c, m);
@@ -69,7 +67,7 @@ pub(crate) fn solve(
         .map(|c| super::fit::weighted_centred_ss(c, wopt, true))
         .collect();
     let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol)?;
-    fit_timing("ols", t0);
+    crate::timing::lap("estimate");
     let mut notes = Vec::new();
     check_kept(design, &est, &mut notes)?;
     let n = y.len();
@@ -78,7 +76,7 @@ pub(crate) fn solve(
     let fwl = Dummies::new(&gram, c, m);
     let coef = fwl.residual_coefficients(&est);
     let (v, rss) = variance(&engine, gpu, &fit, &coef, &fwl, &est, design, opts, n, deg.df_resid)?;
-    fit_timing("vcov", t0);
+    crate::timing::lap("variance");
     let method = Method {
         solver: if m > c {
             "exact on the device: large effect + dummies (FWL)".into()
@@ -98,12 +96,6 @@ pub(crate) fn solve(
         notes,
     };
     Ok(Some((solved, deg)))
-}
-
-fn fit_timing(stage: &str, since: Instant) {
-    if std::env::var_os("FEGPU_TIMING").is_some() {
-        eprintln!("timing: {stage:<10} {:>9.4} s (device)", since.elapsed().as_secs_f64());
-    }
 }
 
 /// A packed lower-triangle Gram ([`crate::demean::pair_of`] order).

@@ -1,6 +1,7 @@
 //! Publication tables: one column per model, like the study's Table 1. [`table::Grid`] turns
 //! results into cells once; the writers only lay the cells out as text, Markdown, LaTeX or CSV.
-//! JSON is the full [`FitResult`] list (`{"models": [...]}`), the contract other tools read.
+//! JSON is the full [`FitResult`] list (`{"models": [...], "timing": {...}}`), the contract other
+//! tools read.
 
 pub mod directory;
 pub mod plot;
@@ -27,14 +28,16 @@ pub enum Stat {
     T,
 }
 
-/// Render `results` in `format`.
-pub fn render(results: &[FitResult], format: Format, stat: Stat) -> Result<String> {
+/// Render `results` in `format`; JSON also carries the command's stage times so far.
+pub fn render(results: &[FitResult], format: Format, stat: Stat, timing: Option<&crate::timing::Timing>) -> Result<String> {
     if format == Format::Json {
         #[derive(serde::Serialize)]
         struct Out<'a> {
             models: &'a [FitResult],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            timing: Option<&'a crate::timing::Timing>,
         }
-        let mut s = serde_json::to_string_pretty(&Out { models: results })
+        let mut s = serde_json::to_string_pretty(&Out { models: results, timing })
             .map_err(|e| Error::Data(format!("writing JSON: {e}")))?;
         s.push('\n');
         return Ok(s);
