@@ -72,9 +72,8 @@ fn problem(seed: u64, n: usize, n_fe: usize, weights: bool, interacted: bool) ->
         fes.push(fe(&format!("f{k}"), (0..n).map(|_| s.below(g)).collect()));
     }
     if interacted {
-        let a = (fes[1].ids.clone(), fes[1].levels);
-        let b: (Vec<u32>, usize) = ((0..n).map(|_| s.below(4)).collect(), 4);
-        let (ids, levels) = interact(&[a, b]);
+        let z: Vec<u32> = (0..n).map(|_| s.below(4)).collect();
+        let (ids, levels) = interact(&[(&fes[1].ids, fes[1].levels), (&z, 4)]);
         fes.push(FixedEffect {
             name: "f1^z".into(),
             ids,

@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use super::load::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
 use crate::fe::index::{compact, interact, sort_rows_by};
@@ -144,18 +146,42 @@ impl<'a> Columns<'a> {
         Ok(std::borrow::Cow::Owned(out))
     }
 
-    /// Codes of a categorical variable (cached: `dest` may be an effect, part of `firm^dest` and
-    /// the cluster) or of an interaction `a^b`.
-    fn codes(&mut self, spec: &str) -> Result<(Vec<u32>, usize)> {
-        let mut parts = Vec::new();
-        for v in spec.split('^').map(str::trim) {
-            if !self.codes.contains_key(v) {
-                let c = self.table.codes(v)?;
-                self.codes.insert(v.to_string(), c);
-            }
-            parts.push(self.codes[v].clone());
+    /// Load the raw numeric columns `names` in parallel (the first error in `names` order wins).
+    fn load_numeric(&mut self, names: &[String]) -> Result<()> {
+        let todo: Vec<&String> = names.iter().filter(|v| !self.numeric.contains_key(v.as_str())).collect();
+        let loaded: Vec<Result<Vec<f64>>> = todo.par_iter().map(|v| self.table.numeric(v)).collect();
+        for (v, col) in todo.into_iter().zip(loaded) {
+            self.numeric.insert(v.clone(), col?);
         }
-        Ok(interact(&parts))
+        Ok(())
+    }
+
+    /// Codes of categorical variables or interactions `a^b` (fixed effects, clusters): every
+    /// variable is factorised once (`dest` may be an effect, part of `firm^dest` and the
+    /// cluster), variables and then interactions in parallel.
+    fn codes(&mut self, specs: &[String]) -> Result<Vec<(Vec<u32>, usize)>> {
+        let parts = |spec: &str| spec.split('^').map(str::trim).map(str::to_string).collect::<Vec<_>>();
+        let mut vars: Vec<String> = Vec::new();
+        for v in specs.iter().flat_map(|s| parts(s)) {
+            if !self.codes.contains_key(&v) && !vars.contains(&v) {
+                vars.push(v);
+            }
+        }
+        let coded: Vec<Result<(Vec<u32>, usize)>> = vars.par_iter().map(|v| self.table.codes(v)).collect();
+        for (v, c) in vars.into_iter().zip(coded) {
+            self.codes.insert(v, c?);
+        }
+        let cache = &self.codes;
+        Ok(specs
+            .par_iter()
+            .map(|spec| {
+                let members: Vec<(&[u32], usize)> = parts(spec)
+                    .iter()
+                    .map(|v| (cache[v.as_str()].0.as_slice(), cache[v.as_str()].1))
+                    .collect();
+                interact(&members)
+            })
+            .collect())
     }
 }
 
@@ -189,17 +215,20 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         v.dedup();
         v
     };
+    cols.load_numeric(&raw_vars)?;
     for v in &raw_vars {
         for (m, x) in missing.iter_mut().zip(cols.numeric(v)?) {
             *m |= x.is_nan();
         }
     }
-    let fe_codes: Vec<(Vec<u32>, usize)> = model
+    let specs: Vec<String> = model
         .fixed_effects
         .iter()
-        .map(|fe| cols.codes(&fe.name()))
-        .collect::<Result<_>>()?;
-    let cl_codes: Vec<(Vec<u32>, usize)> = opts.clusters.iter().map(|c| cols.codes(c)).collect::<Result<_>>()?;
+        .map(|fe| fe.name())
+        .chain(opts.clusters.iter().cloned())
+        .collect();
+    let mut fe_codes = cols.codes(&specs)?;
+    let cl_codes = fe_codes.split_off(model.fixed_effects.len());
     for (codes, _) in fe_codes.iter().chain(&cl_codes) {
         for (m, &c) in missing.iter_mut().zip(codes) {
             *m |= c == MISSING_CODE;
@@ -299,13 +328,11 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         x_names.push("(Intercept)".to_string());
         x.push(vec![1.0; nobs]);
     }
-    for (t, c) in model.rhs.iter().zip(&x_raw) {
-        x_names.push(t.name());
-        x.push(subset(c));
-    }
+    x_names.extend(model.rhs.iter().map(Term::name));
+    x.par_extend(x_raw.par_iter().map(|c| subset(c)));
     let fes = model
         .fixed_effects
-        .iter()
+        .par_iter()
         .zip(&fe_codes)
         .map(|(spec, (codes, g))| {
             let (ids, levels) = compact(codes, *g, &rows);
@@ -318,7 +345,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
         .collect();
     let clusters = opts
         .clusters
-        .iter()
+        .par_iter()
         .zip(&cl_codes)
         .map(|(name, (codes, g))| {
             let (ids, levels) = compact(codes, *g, &rows);

@@ -5,8 +5,7 @@
 //! every regressor whose R² on those kept before it exceeds `1 − collin_tol` (fixest's
 //! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
 
-use rayon::prelude::*;
-
+use super::passes::{cross_products, residuals};
 use crate::error::Result;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
@@ -28,25 +27,6 @@ pub struct Ols {
     pub bread: Mat,
     /// Residuals `ỹ − X̃β` (unweighted).
     pub resid: Vec<f64>,
-}
-
-/// Weighted cross products `Σ w a b` of every pair of columns, in parallel over pairs.
-pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
-    let k = cols.len();
-    let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (0..=i).map(move |j| (i, j))).collect();
-    let vals: Vec<f64> = pairs
-        .par_iter()
-        .map(|&(i, j)| match weights {
-            Some(w) => cols[i].iter().zip(cols[j]).zip(w).map(|((a, b), w)| w * a * b).sum(),
-            None => cols[i].iter().zip(cols[j]).map(|(a, b)| a * b).sum(),
-        })
-        .collect();
-    let mut m = Mat::zeros(k);
-    for (&(i, j), v) in pairs.iter().zip(vals) {
-        m.set(i, j, v);
-        m.set(j, i, v);
-    }
-    m
 }
 
 /// Solve OLS of `y` on `x` (already demeaned when there are fixed effects).
@@ -80,29 +60,20 @@ pub fn solve_checked(
     Ok(with_residuals(ols, x, y))
 }
 
-/// `X'WX` and `X'Wy`.
+/// `X'WX` and `X'Wy`, in one blocked pass over `[x…, y]`.
 fn gram(x: &[Vec<f64>], y: &[f64], weights: Option<&[f64]>) -> (Mat, Vec<f64>) {
-    let cols: Vec<&[f64]> = x.iter().map(|c| c.as_slice()).collect();
-    let xtx = cross_products(&cols, weights);
-    let xty: Vec<f64> = x
-        .par_iter()
-        .map(|xj| match weights {
-            Some(w) => xj.iter().zip(y).zip(w).map(|((a, b), w)| w * a * b).sum(),
-            None => xj.iter().zip(y).map(|(a, b)| a * b).sum(),
-        })
-        .collect();
-    (xtx, xty)
+    let cols: Vec<&[f64]> = x.iter().map(|c| c.as_slice()).chain(std::iter::once(y)).collect();
+    let all = cross_products(&cols, weights);
+    let k = x.len();
+    let idx: Vec<usize> = (0..k).collect();
+    let xty = (0..k).map(|j| all.get(k, j)).collect();
+    (all.select(&idx), xty)
 }
 
 /// `ols` with its residuals `y − Xβ`.
 fn with_residuals(mut ols: Ols, x: &[Vec<f64>], y: &[f64]) -> Ols {
-    let mut resid = y.to_vec();
-    for (&j, &b) in ols.kept.iter().zip(&ols.beta) {
-        for (r, xv) in resid.iter_mut().zip(&x[j]) {
-            *r -= b * xv;
-        }
-    }
-    ols.resid = resid;
+    let kept: Vec<&[f64]> = ols.kept.iter().map(|&j| x[j].as_slice()).collect();
+    ols.resid = residuals(y, &kept, &ols.beta);
     ols
 }
 

@@ -15,6 +15,7 @@
 //! Under this parametrisation the reghdfe and fixest conventions differ only in `A` (and hence
 //! in the residual degrees of freedom): see [`Ssc`].
 
+use super::passes::{cluster_sums, cross_products, products, sum_products};
 use crate::data::prepare::ClusterVar;
 use crate::error::{Error, Result};
 use crate::fe::dof::DofRule;
@@ -137,13 +138,12 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
     let n = inp.resid.len();
     let k = inp.x.len();
     check_df(n, inp.df_resid)?;
-    let we = |i: usize| match inp.weights {
-        Some(w) => w[i] * inp.resid[i],
-        None => inp.resid[i],
-    };
+    // w·e per row (the residuals themselves when unweighted)
+    let we_owned = inp.weights.map(|w| products(w, inp.resid));
+    let we: &[f64] = we_owned.as_deref().unwrap_or(inp.resid);
     match spec {
         VcovSpec::Iid => {
-            let rss: f64 = (0..n).map(|i| we(i) * inp.resid[i]).sum();
+            let rss = sum_products(we, inp.resid);
             Ok(Vcov {
                 matrix: inp.bread.clone().scale(rss / inp.df_resid),
                 df_t: inp.df_resid,
@@ -152,35 +152,28 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
             })
         }
         VcovSpec::Hetero => {
-            let mut meat = Mat::zeros(k);
-            let mut s = vec![0.0; k];
-            for i in 0..n {
-                let wi = we(i);
-                for (sj, xj) in s.iter_mut().zip(&inp.x) {
-                    *sj = wi * xj[i];
-                }
-                for a in 0..k {
-                    for b in 0..=a {
-                        meat.a[a * k + b] += s[a] * s[b];
-                    }
-                }
-            }
-            symmetrize_lower(&mut meat);
+            // Σ (w e)² x x' is the cross product of x with weights (w e)²
+            let meat = cross_products(&inp.x, Some(&products(we, we)));
             Ok(hetero(inp.bread, &meat, n, inp.df_resid))
         }
         VcovSpec::Cluster(_) => {
             check_clusters(clusters)?;
-            let scores: Vec<Vec<f64>> = inp.x.iter().map(|xj| (0..n).map(|i| we(i) * xj[i]).collect()).collect();
             let m = clusters.len();
             let mut meat = Mat::zeros(k);
             for subset in 1u32..(1 << m) {
-                let members: Vec<(Vec<u32>, usize)> = (0..m)
+                let members: Vec<(&[u32], usize)> = (0..m)
                     .filter(|j| subset & (1 << j) != 0)
-                    .map(|j| (clusters[j].ids.clone(), clusters[j].levels))
+                    .map(|j| (clusters[j].ids.as_slice(), clusters[j].levels))
                     .collect();
                 let sign = if members.len() % 2 == 1 { 1.0 } else { -1.0 };
-                let (ids, levels) = interact(&members);
-                meat = meat.add(&cluster_meat(&scores, &ids, levels), sign);
+                let part = match members.as_slice() {
+                    [(ids, levels)] => cluster_meat(&inp.x, we, ids, *levels),
+                    _ => {
+                        let (ids, levels) = interact(&members);
+                        cluster_meat(&inp.x, we, &ids, levels)
+                    }
+                };
+                meat = meat.add(&part, sign);
             }
             Ok(clustered(inp.bread, &meat, n, inp.df_resid, clusters))
         }
@@ -267,18 +260,12 @@ fn symmetrize_lower(m: &mut Mat) {
     }
 }
 
-/// `Σ_g s_g s_g'` with `s_g` the per-cluster sums of the score columns.
-fn cluster_meat(scores: &[Vec<f64>], ids: &[u32], levels: usize) -> Mat {
-    let k = scores.len();
-    let mut sums = vec![0.0; levels * k];
-    for (j, s) in scores.iter().enumerate() {
-        for (&g, &v) in ids.iter().zip(s) {
-            sums[g as usize * k + j] += v;
-        }
-    }
+/// `Σ_g s_g s_g'` with `s_g = Σ_{i∈g} w_i e_i x_i` the per-cluster score sums.
+fn cluster_meat(x: &[&[f64]], we: &[f64], ids: &[u32], levels: usize) -> Mat {
+    let k = x.len();
+    let sums = cluster_sums(x, we, ids, levels);
     let mut meat = Mat::zeros(k);
-    for g in 0..levels {
-        let sg = &sums[g * k..(g + 1) * k];
+    for sg in sums.chunks_exact(k.max(1)) {
         for a in 0..k {
             for b in 0..=a {
                 meat.a[a * k + b] += sg[a] * sg[b];

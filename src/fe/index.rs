@@ -41,34 +41,60 @@ impl FixedEffect {
 }
 
 /// Codes of the interaction of several categorical columns (fixest's `a^b`): one level per
-/// observed combination; missing if any part is missing.
-pub fn interact(parts: &[(Vec<u32>, usize)]) -> (Vec<u32>, usize) {
+/// observed combination, numbered in order of first appearance; missing if any part is missing.
+pub fn interact(parts: &[(&[u32], usize)]) -> (Vec<u32>, usize) {
     match parts {
         [] => (Vec::new(), 0),
-        [one] => one.clone(),
+        [(codes, levels)] => (codes.to_vec(), *levels),
         [first, rest @ ..] => {
-            let mut acc = first.clone();
-            for next in rest {
-                let mut map: FastMap<u64, u32> = FastMap::default();
-                let codes = acc
-                    .0
-                    .iter()
-                    .zip(&next.0)
-                    .map(|(&a, &b)| {
-                        if a == MISSING_CODE || b == MISSING_CODE {
-                            MISSING_CODE
-                        } else {
-                            let key = (a as u64) << 32 | b as u64;
-                            let n = map.len() as u32;
-                            *map.entry(key).or_insert(n)
-                        }
-                    })
-                    .collect();
-                acc = (codes, map.len());
+            let mut acc = interact_pair(*first, rest[0]);
+            for next in &rest[1..] {
+                acc = interact_pair((&acc.0, acc.1), *next);
             }
             acc
         }
     }
+}
+
+/// Two-way interaction. When the grid of combinations is small next to the data (firm × year,
+/// firm × destination) a dense table replaces the hash map: one random access per row instead
+/// of a hash and probe, with the same numbering (first appearance).
+fn interact_pair((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> (Vec<u32>, usize) {
+    let cells = ga as u128 * gb as u128;
+    if cells <= (4 * a.len() as u128).max(1 << 20) {
+        let mut table = vec![u32::MAX; cells as usize];
+        let mut next = 0u32;
+        let codes = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| {
+                if x == MISSING_CODE || y == MISSING_CODE {
+                    return MISSING_CODE;
+                }
+                let slot = &mut table[x as usize * gb + y as usize];
+                if *slot == u32::MAX {
+                    *slot = next;
+                    next += 1;
+                }
+                *slot
+            })
+            .collect();
+        return (codes, next as usize);
+    }
+    let mut map: FastMap<u64, u32> = FastMap::default();
+    let codes = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            if x == MISSING_CODE || y == MISSING_CODE {
+                MISSING_CODE
+            } else {
+                let n = map.len() as u32;
+                *map.entry((x as u64) << 32 | y as u64).or_insert(n)
+            }
+        })
+        .collect();
+    (codes, map.len())
 }
 
 /// The codes of `rows` (in that order), renumbered densely in order of first appearance.
@@ -115,11 +141,26 @@ mod tests {
 
     #[test]
     fn interaction_has_one_level_per_observed_pair() {
-        let a = (vec![0, 0, 1, 1, MISSING_CODE], 2);
-        let b = (vec![0, 1, 0, 1, 0], 2);
+        let a: (&[u32], usize) = (&[0, 0, 1, 1, MISSING_CODE], 2);
+        let b: (&[u32], usize) = (&[0, 1, 0, 1, 0], 2);
         let (c, n) = interact(&[a, b]);
         assert_eq!(n, 4);
         assert_eq!(c, vec![0, 1, 2, 3, MISSING_CODE]);
+    }
+
+    #[test]
+    fn dense_and_hashed_interactions_number_alike() {
+        // the same data declared with few levels (dense table) and with a huge level count
+        // (hash map) must give the same first-appearance codes
+        let a: Vec<u32> = (0..1000u32).map(|i| (i * 37 + i / 7) % 50).collect();
+        let mut b: Vec<u32> = (0..1000u32).map(|i| (i * 11 + i / 3) % 40).collect();
+        b[17] = MISSING_CODE;
+        let dense = interact(&[(&a, 50), (&b, 40)]);
+        let hashed = interact(&[(&a, 1 << 24), (&b, 1 << 12)]);
+        assert_eq!(dense, hashed);
+        assert_eq!(dense.0[17], MISSING_CODE);
+        let three = interact(&[(&a, 50), (&b, 40), (&a, 50)]);
+        assert_eq!(three.1, dense.1);
     }
 
     #[test]
