@@ -294,10 +294,7 @@ impl Table {
         }
         let s = self.series(name)?;
         match s.dtype() {
-            DataType::String => {
-                let ca = s.str().map_err(|e| polars_err(name, e))?;
-                Ok(factorize(ca.iter()))
-            }
+            DataType::String => Ok(factorize_text(s.str().map_err(|e| polars_err(name, e))?)),
             dt if dt.is_integer() || matches!(dt, DataType::Boolean) => {
                 let i = s.cast(&DataType::Int64).map_err(|e| polars_err(name, e))?;
                 let ca = i.i64().map_err(|e| polars_err(name, e))?;
@@ -419,6 +416,55 @@ pub fn factorize<K: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<K>
     (codes, map.len())
 }
 
+/// [`factorize`] of a text column in parallel: each slice of rows is factorised on its own,
+/// the slices' levels are merged in row order (so codes are still in order of first
+/// appearance) and the slices renumbered.
+fn factorize_text(ca: &StringChunked) -> (Vec<u32>, usize) {
+    use rayon::prelude::*;
+    let n = ca.len();
+    let parts = (n / (1 << 18)).clamp(1, 4 * rayon::current_num_threads());
+    let size = n.div_ceil(parts).max(1);
+    let slices: Vec<StringChunked> = (0..parts)
+        .map(|p| ca.slice((p * size) as i64, size.min(n.saturating_sub(p * size))))
+        .collect();
+    let local: Vec<(Vec<u32>, Vec<&str>)> = slices
+        .par_iter()
+        .map(|sl| {
+            let mut map: FastMap<&str, u32> = FastMap::default();
+            let mut levels = Vec::new();
+            let codes = sl
+                .iter()
+                .map(|v| match v {
+                    None => MISSING_CODE,
+                    Some(k) => *map.entry(k).or_insert_with(|| {
+                        levels.push(k);
+                        levels.len() as u32 - 1
+                    }),
+                })
+                .collect();
+            (codes, levels)
+        })
+        .collect();
+    let mut global: FastMap<&str, u32> = FastMap::default();
+    let remaps: Vec<Vec<u32>> = local
+        .iter()
+        .map(|(_, levels)| {
+            levels
+                .iter()
+                .map(|k| {
+                    let next = global.len() as u32;
+                    *global.entry(k).or_insert(next)
+                })
+                .collect()
+        })
+        .collect();
+    let mut codes = Vec::with_capacity(n);
+    for ((c, _), remap) in local.iter().zip(&remaps) {
+        codes.extend(c.iter().map(|&v| if v == MISSING_CODE { v } else { remap[v as usize] }));
+    }
+    (codes, global.len())
+}
+
 /// Check, before any work, that `path` names a table file fegpu can write (.parquet, .pq or
 /// .csv) in an existing directory; returns the lower-case extension.
 pub fn check_output(path: &Path) -> Result<String> {
@@ -491,5 +537,11 @@ mod tests {
             assert_eq!(fast.codes(c).unwrap(), general.codes(c).unwrap(), "{c}");
         }
         assert_eq!(fast.strings("dest").unwrap(), general.strings("dest").unwrap());
+        // the parallel factorisation of a text series (many slices) numbers like one pass
+        let big: StringChunked = (0..600_000u32)
+            .map(|i| (i % 11 != 0).then(|| format!("L{}", (i as u64 * 7919) % 1013)))
+            .collect();
+        let one = factorize(big.iter());
+        assert_eq!(factorize_text(&big), one);
     }
 }

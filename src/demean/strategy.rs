@@ -21,7 +21,7 @@ use super::precond::{Kind, Preconditioner};
 use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::Result;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
+use crate::linalg::{cholesky_drop, cholesky_inverse, passes};
 
 /// `--solver`: how the fixed effects are projected out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -227,42 +227,27 @@ pub fn dummies(
     let c = columns.len();
     for &s in small {
         let fe = problem.fes[s];
-        for level in 1..fe.levels as u32 {
-            columns.push(fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect());
-        }
+        columns.par_extend(
+            (1..fe.levels as u32)
+                .into_par_iter()
+                .map(|level| fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect::<Vec<f64>>()),
+        );
     }
     backend.one_pass(&big, columns)?;
     let dummies = columns.split_off(c);
-    let weighted: Vec<Vec<f64>> = dummies
-        .par_iter()
-        .map(|d| match problem.weights {
-            Some(w) => d.iter().zip(w).map(|(a, b)| a * b).collect(),
-            None => d.clone(),
-        })
-        .collect();
-    let m = dummies.len();
-    let mut g = Mat::zeros(m);
-    for a in 0..m {
-        for b in 0..=a {
-            let v = dot(&weighted[a], &dummies[b]);
-            g.set(a, b, v);
-            g.set(b, a, v);
-        }
-    }
+    let d: Vec<&[f64]> = dummies.iter().map(|v| v.as_slice()).collect();
+    let g = passes::cross_products(&d, problem.weights);
     let ch = cholesky_drop(&g, 1e-10);
     if ch.kept.is_empty() {
         return Ok(());
     }
     let inv = cholesky_inverse(&ch.l);
-    columns.par_iter_mut().for_each(|x| {
-        let rhs: Vec<f64> = ch.kept.iter().map(|&a| dot(&weighted[a], x)).collect();
-        let gamma = inv.mul_vec(&rhs);
-        for (&a, &ga) in ch.kept.iter().zip(&gamma) {
-            for (xi, di) in x.iter_mut().zip(&dummies[a]) {
-                *xi -= ga * di;
-            }
-        }
-    });
+    // D̃'W x for every column, then x −= D̃ γ with γ = (D̃'WD̃)⁻¹ D̃'W x: two blocked passes
+    let kept: Vec<&[f64]> = ch.kept.iter().map(|&a| d[a]).collect();
+    let xs: Vec<&[f64]> = columns.iter().map(|v| v.as_slice()).collect();
+    let rhs = passes::cross(&xs, &kept, problem.weights);
+    let gammas: Vec<Vec<f64>> = rhs.chunks_exact(kept.len()).map(|r| inv.mul_vec(r)).collect();
+    passes::subtract_combinations(columns, &kept, &gammas);
     Ok(())
 }
 

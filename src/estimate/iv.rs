@@ -24,7 +24,7 @@
 use serde::Serialize;
 
 use super::fit::{Coefficient, FitOptions, FitResult};
-use super::passes::cross_products;
+use crate::linalg::passes::cross_products;
 use super::vcov::{self, VcovInput, VcovSpec};
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, Demeaner};

@@ -5,7 +5,7 @@
 //! every regressor whose R² on those kept before it exceeds `1 − collin_tol` (fixest's
 //! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
 
-use super::passes::{cross_products, residuals};
+use crate::linalg::passes::{cross_products, residuals};
 use crate::error::Result;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 

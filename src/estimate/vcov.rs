@@ -15,7 +15,7 @@
 //! Under this parametrisation the reghdfe and fixest conventions differ only in `A` (and hence
 //! in the residual degrees of freedom): see [`Ssc`].
 
-use super::passes::{cluster_sums, cross_products, products, sum_products};
+use crate::linalg::passes::{cluster_sums, cross_products, products, sum_products};
 use crate::data::prepare::ClusterVar;
 use crate::error::{Error, Result};
 use crate::fe::dof::DofRule;

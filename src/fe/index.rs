@@ -61,7 +61,7 @@ pub fn interact(parts: &[(&[u32], usize)]) -> (Vec<u32>, usize) {
 /// of a hash and probe, with the same numbering (first appearance).
 fn interact_pair((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> (Vec<u32>, usize) {
     let cells = ga as u128 * gb as u128;
-    if cells <= (4 * a.len() as u128).max(1 << 20) {
+    if cells <= (8 * a.len() as u128).max(1 << 20) {
         let mut table = vec![u32::MAX; cells as usize];
         let mut next = 0u32;
         let codes = a

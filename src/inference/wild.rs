@@ -36,7 +36,7 @@ use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::estimate::ols::solve;
-use crate::estimate::passes::cross_products;
+use crate::linalg::passes::cross_products;
 use crate::estimate::Ssc;
 use crate::fe::dof::effects_to_project;
 use crate::fe::{absorbed_dof, FixedEffect};

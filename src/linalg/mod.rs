@@ -1,7 +1,10 @@
 //! Small dense f64 linear algebra for the K×K parts of estimation (K = number of regressors):
 //! Cholesky with collinearity detection, inverses, symmetric eigen-decomposition (for the
 //! Cameron–Gelbach–Miller eigenvalue fix), and a Householder QR least-squares solver used to
-//! check the estimator against explicit dummy-variable regressions.
+//! check the estimator against explicit dummy-variable regressions. Sums over the N
+//! observations (cross products, residuals, per-cluster scores) are in [`passes`].
+
+pub mod passes;
 
 /// Row-major square matrix.
 #[derive(Debug, Clone, PartialEq)]
