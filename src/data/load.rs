@@ -278,6 +278,20 @@ impl Table {
         Ok(f64_values(f.f64().map_err(|e| polars_err(name, e))?))
     }
 
+    /// [`Table::numeric`], borrowed when the column is already one f64 buffer without missing
+    /// values (what the CSV reader makes), so a 10-million-row column is not copied to be read.
+    pub fn numeric_cow(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>> {
+        let s = self.series(name)?;
+        if let Ok(ca) = s.f64() {
+            if ca.null_count() == 0 {
+                if let Ok(slice) = ca.cont_slice() {
+                    return Ok(std::borrow::Cow::Borrowed(slice));
+                }
+            }
+        }
+        self.numeric(name).map(std::borrow::Cow::Owned)
+    }
+
     /// A text column (numbers are formatted); missing values are `None`.
     pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
         let s = self.series(name)?;

@@ -4,6 +4,7 @@
 //! zero weights (fixest), then drop singletons iteratively (reghdfe), and finally renumber the
 //! fixed-effect and cluster levels densely over the rows that remain.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -81,14 +82,15 @@ impl Design {
 /// Cached raw columns, so a variable used by several terms is converted once.
 struct Columns<'a> {
     table: &'a Table,
-    numeric: HashMap<String, Vec<f64>>,
+    /// Borrowed from the table where its column is already one f64 buffer without missing values.
+    numeric: HashMap<String, Cow<'a, [f64]>>,
     codes: HashMap<String, (Vec<u32>, usize)>,
 }
 
 impl<'a> Columns<'a> {
-    fn numeric(&mut self, name: &str) -> Result<&Vec<f64>> {
+    fn numeric(&mut self, name: &str) -> Result<&[f64]> {
         if !self.numeric.contains_key(name) {
-            let v = self.table.numeric(name)?;
+            let v = self.table.numeric_cow(name)?;
             self.numeric.insert(name.to_string(), v);
         }
         Ok(&self.numeric[name])
@@ -97,7 +99,7 @@ impl<'a> Columns<'a> {
     fn factor(&mut self, f: &Factor) -> Result<Vec<f64>> {
         match f {
             // a bare variable is the cached column itself (see `term`); here it is an argument
-            Factor::Var(v) => Ok(self.numeric(v)?.clone()),
+            Factor::Var(v) => Ok(self.numeric(v)?.to_vec()),
             Factor::Call(func, arg) => {
                 let mut v = self.factor(arg)?;
                 for x in v.iter_mut() {
@@ -131,10 +133,10 @@ impl<'a> Columns<'a> {
 
     /// The values of a term: a bare variable is borrowed from the cache (no copy of a
     /// 10-million-row column), anything computed is owned.
-    fn term(&mut self, t: &Term) -> Result<std::borrow::Cow<'_, [f64]>> {
+    fn term(&mut self, t: &Term) -> Result<Cow<'_, [f64]>> {
         if let [Factor::Var(v)] = t.factors.as_slice() {
             self.numeric(v)?;
-            return Ok(std::borrow::Cow::Borrowed(self.numeric[v.as_str()].as_slice()));
+            return Ok(Cow::Borrowed(&self.numeric[v.as_str()]));
         }
         let mut out = self.factor(&t.factors[0])?;
         for f in &t.factors[1..] {
@@ -143,13 +145,14 @@ impl<'a> Columns<'a> {
                 *o *= x;
             }
         }
-        Ok(std::borrow::Cow::Owned(out))
+        Ok(Cow::Owned(out))
     }
 
     /// Load the raw numeric columns `names` in parallel (the first error in `names` order wins).
     fn load_numeric(&mut self, names: &[String]) -> Result<()> {
         let todo: Vec<&String> = names.iter().filter(|v| !self.numeric.contains_key(v.as_str())).collect();
-        let loaded: Vec<Result<Vec<f64>>> = todo.par_iter().map(|v| self.table.numeric(v)).collect();
+        let table = self.table;
+        let loaded: Vec<Result<Cow<'a, [f64]>>> = todo.par_iter().map(|v| table.numeric_cow(v)).collect();
         for (v, col) in todo.into_iter().zip(loaded) {
             self.numeric.insert(v.clone(), col?);
         }
@@ -240,13 +243,13 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     for t in std::iter::once(&model.lhs).chain(&model.rhs).chain(iv_terms(model)) {
         if !matches!(t.factors.as_slice(), [Factor::Var(_)]) {
             let v = cols.term(t)?.into_owned();
-            cols.numeric.insert(t.name(), v);
+            cols.numeric.insert(t.name(), Cow::Owned(v));
         }
     }
     let column_of = |t: &Term| -> &[f64] {
         match t.factors.as_slice() {
-            [Factor::Var(v)] => cols.numeric[v.as_str()].as_slice(),
-            _ => cols.numeric[&t.name()].as_slice(),
+            [Factor::Var(v)] => &cols.numeric[v.as_str()],
+            _ => &cols.numeric[&t.name()],
         }
     };
     let y = column_of(&model.lhs);
@@ -267,7 +270,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     let weights_raw = match &opts.weights {
         Some(w) => {
             // loaded with the raw variables above
-            let wv = cols.numeric[w.as_str()].clone();
+            let wv = cols.numeric[w.as_str()].to_vec();
             for i in 0..n {
                 if !keep[i] {
                     continue;
