@@ -22,7 +22,7 @@ use std::path::Path;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::load::{FastMap, MISSING_CODE};
+use super::factor::{FastMap, MISSING_CODE};
 use crate::error::{Error, Result};
 
 /// Bytes per parallel piece (small in unit tests, so that their files are cut in many pieces).

@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod demo;
+pub mod factor;
 pub mod hard;
 pub mod load;
 pub mod prepare;

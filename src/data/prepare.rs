@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::load::{Table, MISSING_CODE};
+use super::factor::MISSING_CODE;
+use super::load::Table;
 use crate::error::{Error, Result};
 use crate::fe::index::{compact, interact, sort_rows_by};
 use crate::fe::{drop_singletons, FixedEffect};

@@ -19,7 +19,6 @@ use rayon::prelude::*;
 
 pub mod cpu;
 pub mod gpu;
-pub mod gpu_krylov;
 pub mod krylov;
 pub mod precond;
 pub mod resident;

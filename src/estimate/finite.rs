@@ -94,7 +94,7 @@ pub(crate) fn check_cross_products(names: &[String], xtx: &Mat, xty: &[f64]) -> 
 
 /// The estimation's result: coefficients, standard errors, the variance matrix and the sums of
 /// squares must be finite (t may be infinite for an exact fit, where the standard error is 0).
-pub(crate) fn check_result(r: &super::fit::FitResult) -> Result<()> {
+pub(crate) fn check_result(r: &super::result::FitResult) -> Result<()> {
     check_ss(&r.depvar, "total sum of squares", r.tss)?;
     check_ss(&r.depvar, "residual sum of squares", r.rss)?;
     for (a, c) in r.coefficients.iter().enumerate() {

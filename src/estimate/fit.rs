@@ -1,163 +1,28 @@
-//! The estimation driver: design → demean → OLS → vcov → [`FitResult`], the one result type
-//! every report writer and the JSON contract read.
+//! The estimation driver: design → demean → OLS → vcov → [`FitResult`] (in [`super::result`],
+//! the one result type every report writer and the JSON contract read).
+
+pub use super::common::FitOptions;
+pub use super::result::FitResult;
 
 use std::time::Instant;
 
-use serde::Serialize;
-
+use super::common::{check_kept, degrees, not_converged_note, weighted_centred_ss, Degrees, Solved};
 use super::finite;
-use super::ols::{self, DroppedRegressor};
-use super::vcov::{self, Ssc, VcovInput, VcovSpec};
-use crate::data::prepare::{prepare, Design, Dropped, PrepareOptions};
+use super::result::{cluster_info, fixed_effect_info, Coefficient};
+use super::ols;
+use super::vcov::{self, Ssc, VcovInput};
+use crate::data::prepare::{prepare, Design, PrepareOptions};
 use crate::data::Table;
-use crate::demean::{Absorb, DemeanOptions, Demeaner};
-use crate::error::{Error, Result};
+use crate::demean::{Absorb, Demeaner};
+use crate::error::Result;
 use crate::fe::dof::effects_to_project;
-use crate::fe::{absorbed_dof, FixedEffect};
+use crate::fe::FixedEffect;
 use crate::formula::Model;
 use crate::stats::t_two_sided_p;
 
-/// How to estimate a model.
-#[derive(Debug, Clone)]
-pub struct FitOptions {
-    pub vcov: VcovSpec,
-    pub weights: Option<String>,
-    pub ssc: Ssc,
-    pub demean: DemeanOptions,
-    /// fixest's `collin.tol`.
-    pub collin_tol: f64,
-    pub keep_singletons: bool,
-}
 
-impl Default for FitOptions {
-    fn default() -> Self {
-        FitOptions {
-            vcov: VcovSpec::Iid,
-            weights: None,
-            ssc: Ssc::Reghdfe,
-            demean: DemeanOptions::default(),
-            collin_tol: 1e-10,
-            keep_singletons: false,
-        }
-    }
-}
 
-/// One row of the coefficient table.
-#[derive(Debug, Clone, Serialize)]
-pub struct Coefficient {
-    pub name: String,
-    pub estimate: f64,
-    pub std_error: f64,
-    pub t: f64,
-    pub p: f64,
-}
 
-/// A fixed effect as reported: levels in the sample and how many were counted as redundant.
-#[derive(Debug, Clone, Serialize)]
-pub struct FixedEffectInfo {
-    pub name: String,
-    pub levels: usize,
-    pub redundant: usize,
-    pub nested: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterInfo {
-    pub name: String,
-    pub clusters: usize,
-}
-
-/// Everything one estimation produced. Serialised as one element of `models` in
-/// `fegpu fit --format json`; the field names are a contract.
-#[derive(Debug, Clone, Serialize)]
-pub struct FitResult {
-    pub formula: String,
-    pub depvar: String,
-    pub nobs: usize,
-    pub nobs_raw: usize,
-    pub coefficients: Vec<Coefficient>,
-    pub r2: f64,
-    pub adj_r2: f64,
-    pub within_r2: Option<f64>,
-    pub rmse: f64,
-    pub rss: f64,
-    pub tss: f64,
-    pub vcov: String,
-    pub ssc: Ssc,
-    pub weights: Option<String>,
-    pub fixed_effects: Vec<FixedEffectInfo>,
-    pub clusters: Vec<ClusterInfo>,
-    pub dropped: Dropped,
-    pub collinear: Vec<DroppedRegressor>,
-    /// Absorbed degrees of freedom used by the variance (after nesting in clusters).
-    pub df_absorbed: usize,
-    /// `N − K − df_absorbed`.
-    pub df_resid: f64,
-    /// Degrees of freedom of the t tests.
-    pub df_t: f64,
-    pub iterations: usize,
-    pub converged: bool,
-    /// How the fixed effects were projected out (`exact: …`, `cg`, `alternating projections`).
-    pub solver: String,
-    /// The preconditioners CG used, in the order it climbed them (`jacobi → schwarz`).
-    pub preconditioner: Option<String>,
-    /// Largest final relative residual of the fixed-effect normal equations,
-    /// ‖D'W(v − Dα)‖ / ‖D'Wv‖, over the demeaned columns (0 when exact, null when unmeasured).
-    pub demean_residual: Option<f64>,
-    pub backend: String,
-    /// The df64 self-test of the GPU that demeaned ("passed", "failed" — then native f64 ran —
-    /// or "not run"); absent on the CPU.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub df64_selftest: Option<crate::gpu::selftest::Status>,
-    /// Variance matrix of the reported coefficients, row by row.
-    pub vcov_matrix: Vec<Vec<f64>>,
-    pub eigen_fixed: bool,
-    /// Warnings (non-convergence, dropped regressors) in plain words.
-    pub notes: Vec<String>,
-    /// Wall time of the estimation proper (prepare to vcov), seconds.
-    pub seconds: f64,
-    /// IV-2SLS diagnostics (first stages, weak identification, overidentification).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iv: Option<super::iv::IvDiagnostics>,
-}
-
-/// The per-effect absorbed-dof table as reported.
-pub(crate) fn fixed_effect_info(dof: &crate::fe::AbsorbedDof) -> Vec<FixedEffectInfo> {
-    dof.per_fe
-        .iter()
-        .map(|d| FixedEffectInfo {
-            name: d.name.clone(),
-            levels: d.levels,
-            redundant: d.redundant,
-            nested: d.nested,
-        })
-        .collect()
-}
-
-/// Cluster counts as reported.
-pub(crate) fn cluster_info(design: &Design) -> Vec<ClusterInfo> {
-    design
-        .clusters
-        .iter()
-        .map(|c| ClusterInfo {
-            name: c.name.clone(),
-            clusters: c.levels,
-        })
-        .collect()
-}
-
-/// The warning for a column whose demeaning did not converge (printed in every format).
-pub(crate) fn not_converged_note(name: &str, dm: &crate::demean::Demeaned, o: &crate::demean::DemeanOptions) -> String {
-    let residual = if dm.residual.is_finite() {
-        format!(", final normal-equation residual {:.1e}", dm.residual)
-    } else {
-        String::new()
-    };
-    format!(
-        "WARNING: demeaning of `{name}` did not converge ({} in {} iterations, tolerance {:e}{residual}); its estimates may be inaccurate",
-        dm.method.solver, dm.iterations, o.tol
-    )
-}
 
 /// Prepare the sample of `model` from `table` and estimate it.
 pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
@@ -207,88 +72,12 @@ fn estimate_prepared(
     Ok(r)
 }
 
-pub(crate) fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
-    let (sw, sx) = match w {
-        Some(w) => (w.iter().sum::<f64>(), x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()),
-        None => (x.len() as f64, x.iter().sum::<f64>()),
-    };
-    let m = if centre && sw > 0.0 { sx / sw } else { 0.0 };
-    match w {
-        Some(w) => x.iter().zip(w).map(|(a, b)| b * (a - m) * (a - m)).sum(),
-        None => x.iter().map(|a| (a - m) * (a - m)).sum(),
-    }
-}
 
 /// Estimate a prepared design (the CPU/GPU-independent part of [`fit`]).
 pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     fit_columns(design, design.y.clone(), design.x.clone(), formula, opts, demeaner)
 }
 
-/// What a solver hands to the shared tail of [`fit_columns`]: the OLS solution, its variance,
-/// the sums of squares and how the demeaning went.
-pub(crate) struct Solved {
-    pub est: ols::Ols,
-    pub v: vcov::Vcov,
-    pub rss: f64,
-    /// Σ w ỹ² of the fully demeaned y (with fixed effects).
-    pub within_ss: Option<f64>,
-    pub iterations: usize,
-    pub converged: bool,
-    pub method: (crate::demean::Method, f64),
-    pub notes: Vec<String>,
-}
-
-/// Degrees of freedom of a fit of `n` observations (the design's columns may have been
-/// taken) with `k` kept regressors: the absorbed ones (with the
-/// clusters' nesting rule for the variance), and N − K − A for the variance and for R².
-pub(crate) struct Degrees {
-    pub dof_vcov: crate::fe::AbsorbedDof,
-    pub df_resid: f64,
-    pub df_resid_full: f64,
-}
-
-pub(crate) fn degrees(design: &Design, n: usize, k: usize, opts: &FitOptions) -> Degrees {
-    let n = n as f64;
-    let (dof_full, dof_vcov) = absorbed(design, opts);
-    Degrees {
-        df_resid_full: n - k as f64 - dof_full.df_a as f64,
-        df_resid: n - k as f64 - dof_vcov.df_a as f64,
-        dof_vcov,
-    }
-}
-
-/// Absorbed degrees of freedom of the design's effects: for R² (no clusters) and for the
-/// variance (effects nested in a cluster count as in `--ssc`'s rule).
-pub(crate) fn absorbed(design: &Design, opts: &FitOptions) -> (crate::fe::AbsorbedDof, crate::fe::AbsorbedDof) {
-    let rule = opts.ssc.dof_rule();
-    let dof_full = absorbed_dof(&design.fes, &[], rule);
-    let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
-    let dof_vcov = if cluster_ids.is_empty() {
-        dof_full.clone()
-    } else {
-        absorbed_dof(&design.fes, &cluster_ids, rule)
-    };
-    (dof_full, dof_vcov)
-}
-
-/// The OLS solution's notes, or the error when no regressor is left.
-pub(crate) fn check_kept(design: &Design, est: &ols::Ols, notes: &mut Vec<String>) -> Result<()> {
-    for d in &est.dropped {
-        notes.push(format!("`{}` was removed: {}", d.name, d.reason));
-    }
-    if est.kept.is_empty() && !design.x_names.is_empty() {
-        let names: Vec<String> = est
-            .dropped
-            .iter()
-            .map(|d| format!("`{}` ({})", d.name, d.reason))
-            .collect();
-        return Err(Error::Estimation(format!(
-            "no regressor is left to estimate: {}",
-            names.join(", ")
-        )));
-    }
-    Ok(())
-}
 
 /// The demeaned `[y, x…]` must be finite (an overflow inside the demeaner names the column).
 fn check_demeaned(design: &Design, cols: &[Vec<f64>], w: Option<&[f64]>) -> Result<()> {

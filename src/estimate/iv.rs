@@ -21,9 +21,9 @@
 //! * **Stock–Yogo** critical values (5% tests) for TSLS size and relative bias from the shipped
 //!   table (data/stock_yogo_2005.md), for m ≤ 2 endogenous and L ≤ 10 instruments.
 
-use serde::Serialize;
-
-use super::fit::{Coefficient, FitOptions, FitResult};
+use super::common::{absorbed, not_converged_note, FitOptions};
+use super::result::{cluster_info, fixed_effect_info, Coefficient, FitResult};
+pub use super::result::{AndersonRubin, FirstStage, IvDiagnostics, StockYogo};
 use crate::linalg::passes::cross_products;
 use super::vcov::{self, VcovInput, VcovSpec};
 use crate::data::prepare::Design;
@@ -31,63 +31,9 @@ use crate::demean::{Absorb, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, symmetric_eigen, Mat};
+use crate::linalg::rows::{eigen_desc, from_rows, inv_upper_chol, kron, mat_mul, to_mat, transpose, M};
+use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 use crate::stats::{chi2_sf, f_sf, t_two_sided_p};
-
-/// One first-stage regression.
-#[derive(Debug, Clone, Serialize)]
-pub struct FirstStage {
-    pub endogenous: String,
-    /// Coefficients on the excluded instruments.
-    pub coefficients: Vec<Coefficient>,
-    pub partial_r2: f64,
-    pub f: f64,
-    pub f_p: f64,
-    pub df1: usize,
-    pub df2: f64,
-}
-
-/// Stock–Yogo (2005) critical values for the model's (endogenous, instruments) counts.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StockYogo {
-    pub size_10: Option<f64>,
-    pub size_15: Option<f64>,
-    pub size_20: Option<f64>,
-    pub size_25: Option<f64>,
-    pub bias_05: Option<f64>,
-    pub bias_10: Option<f64>,
-    pub bias_20: Option<f64>,
-    pub bias_30: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AndersonRubin {
-    pub f: f64,
-    pub f_p: f64,
-    pub chi2: f64,
-    pub chi2_p: f64,
-}
-
-/// The `iv` block of the JSON output.
-#[derive(Debug, Clone, Serialize)]
-pub struct IvDiagnostics {
-    pub endogenous: Vec<String>,
-    pub instruments: Vec<String>,
-    pub kp_lm: Option<f64>,
-    pub kp_lm_df: usize,
-    pub kp_lm_p: Option<f64>,
-    pub kp_wald_f: Option<f64>,
-    pub cragg_donald_f: f64,
-    pub stock_yogo: StockYogo,
-    /// Hansen's J (robust or cluster vcov) or Sargan's statistic (iid); `None` when exactly
-    /// identified. `overid_test` says which.
-    pub hansen_j: Option<f64>,
-    pub hansen_j_p: Option<f64>,
-    pub hansen_j_df: usize,
-    pub overid_test: Option<String>,
-    pub anderson_rubin: AndersonRubin,
-    pub first_stage: Vec<FirstStage>,
-}
 
 const STOCK_YOGO: &str = include_str!("../../data/stock_yogo_2005.md");
 
@@ -135,10 +81,6 @@ pub fn stock_yogo(m: usize, l: usize) -> StockYogo {
     out
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// Residuals of each column of `ys` on `xs` (OLS; `xs` assumed full rank).
 fn residualize(ys: &[Vec<f64>], xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     if xs.is_empty() {
@@ -158,72 +100,6 @@ fn residualize(ys: &[Vec<f64>], xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             r
         })
         .collect()
-}
-
-/// Rectangular matrix helpers (row-major Vec<Vec<f64>>).
-type M = Vec<Vec<f64>>;
-
-fn mat_mul(a: &M, b: &M) -> M {
-    let (n, k, p) = (a.len(), b.len(), b.first().map_or(0, |r| r.len()));
-    (0..n)
-        .map(|i| (0..p).map(|j| (0..k).map(|t| a[i][t] * b[t][j]).sum()).collect())
-        .collect()
-}
-fn transpose(a: &M) -> M {
-    let (n, p) = (a.len(), a.first().map_or(0, |r| r.len()));
-    (0..p).map(|j| (0..n).map(|i| a[i][j]).collect()).collect()
-}
-fn kron(a: &M, b: &M) -> M {
-    let (ar, ac, br, bc) = (a.len(), a[0].len(), b.len(), b[0].len());
-    let mut out = vec![vec![0.0; ac * bc]; ar * br];
-    for i in 0..ar {
-        for j in 0..ac {
-            for k in 0..br {
-                for l in 0..bc {
-                    out[i * br + k][j * bc + l] = a[i][j] * b[k][l];
-                }
-            }
-        }
-    }
-    out
-}
-fn to_mat(m: &Mat) -> M {
-    (0..m.n).map(|i| (0..m.n).map(|j| m.get(i, j)).collect()).collect()
-}
-fn from_rows(a: &M) -> Mat {
-    let mut m = Mat::zeros(a.len());
-    for (i, r) in a.iter().enumerate() {
-        for (j, v) in r.iter().enumerate() {
-            m.set(i, j, *v);
-        }
-    }
-    m
-}
-/// Inverse of the upper Cholesky factor R (R'R = A): returns R⁻¹.
-fn inv_upper_chol(a: &M) -> M {
-    let c = cholesky_drop(&from_rows(a), 0.0);
-    // lower L with LL' = A, R = L'; R⁻¹ = (L⁻¹)'
-    let n = c.l.n;
-    let mut li = vec![vec![0.0; n]; n];
-    for j in 0..n {
-        li[j][j] = 1.0 / c.l.get(j, j);
-        for i in j + 1..n {
-            let s: f64 = (j..i).map(|t| c.l.get(i, t) * li[t][j]).sum();
-            li[i][j] = -s / c.l.get(i, i);
-        }
-    }
-    transpose(&li)
-}
-/// Eigen-decomposition sorted by decreasing eigenvalue: (values, vectors as columns).
-fn eigen_desc(a: &M) -> (Vec<f64>, M) {
-    let (vals, vecs) = symmetric_eigen(&from_rows(a));
-    let mut idx: Vec<usize> = (0..vals.len()).collect();
-    idx.sort_by(|&i, &j| vals[j].total_cmp(&vals[i]));
-    let n = vals.len();
-    (
-        idx.iter().map(|&i| vals[i]).collect(),
-        (0..n).map(|r| idx.iter().map(|&c| vecs.get(r, c)).collect()).collect(),
-    )
 }
 
 /// Wald statistic b' V⁻¹ b for the coefficients `idx` of a fit's vcov.
@@ -385,7 +261,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         iterations = dm.iterations;
         converged = dm.not_converged.is_empty();
         for &c in &dm.not_converged {
-            notes.push(super::fit::not_converged_note(&names[c], &dm, &opts.demean));
+            notes.push(not_converged_note(&names[c], &dm, &opts.demean));
         }
         method = (dm.method.clone(), dm.residual);
         cols = dm.columns;
@@ -463,7 +339,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let ww_inv = cholesky_inverse(&cholesky_drop(&cross_products(&wref, None), 0.0).l);
 
     // dof
-    let (dof_full, dof_vcov) = super::fit::absorbed(design, opts);
+    let (dof_full, dof_vcov) = absorbed(design, opts);
     let a_fe = dof_vcov.df_a as f64;
 
     // First stages: Π = (W'W)⁻¹W'X2, X̂2 = WΠ
@@ -769,8 +645,8 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         vcov: opts.vcov.describe(),
         ssc: opts.ssc,
         weights: opts.weights.clone(),
-        fixed_effects: super::fit::fixed_effect_info(&dof_vcov),
-        clusters: super::fit::cluster_info(design),
+        fixed_effects: fixed_effect_info(&dof_vcov),
+        clusters: cluster_info(design),
         dropped: design.dropped.clone(),
         collinear: vec![],
         df_absorbed: dof_vcov.df_a,

@@ -6,15 +6,9 @@
 //! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
 
 use crate::linalg::passes::{cross_products, residuals};
+pub use super::result::DroppedRegressor;
 use crate::error::Result;
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
-
-/// Why a regressor was removed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DroppedRegressor {
-    pub name: String,
-    pub reason: String,
-}
 
 /// The OLS solution on the kept regressors.
 #[derive(Debug, Clone)]

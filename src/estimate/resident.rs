@@ -12,7 +12,7 @@
 //! Other structures, multiway clustering and IV use the host path of [`super::fit`].
 
 
-use super::fit::{check_kept, degrees, Degrees, FitOptions, Solved};
+use super::common::{check_kept, degrees, weighted_centred_ss, Degrees, FitOptions, Solved};
 use super::ols;
 use super::vcov::{self, VcovSpec};
 use crate::data::prepare::Design;
@@ -64,7 +64,7 @@ pub(crate) fn solve(
     let wopt = design.weights.as_deref();
     let raw_ss: Vec<f64> = x
         .iter()
-        .map(|c| super::fit::weighted_centred_ss(c, wopt, true))
+        .map(|c| weighted_centred_ss(c, wopt, true))
         .collect();
     let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol)?;
     crate::timing::lap("estimate");

@@ -1,7 +1,7 @@
 //! One fixed effect as a dense id per observation (`ids[i]` in `0..levels`), plus the helpers that
 //! build ids: interacting several codes (`a^b`) and compacting codes after rows are dropped.
 
-use crate::data::load::{FastMap, MISSING_CODE};
+use crate::data::factor::{FastMap, MISSING_CODE};
 
 /// A fixed effect over the estimation sample: `ids[i] ∈ 0..levels`, every level used.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::selftest::{self, SelfTest, Status};
+use super::selftest::cache::cached_status;
+use super::selftest::outcome::{SelfTest, Status};
 use crate::error::{Error, Result};
 
 /// Arithmetic of the GPU kernels.
@@ -55,7 +56,7 @@ fn row(a: &wgpu::Adapter) -> AdapterRow {
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         driver: info.driver.clone(),
         driver_info: info.driver_info.clone(),
-        df64_selftest: selftest::cached_status(&info),
+        df64_selftest: cached_status(&info),
     }
 }
 

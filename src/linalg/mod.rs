@@ -2,9 +2,11 @@
 //! Cholesky with collinearity detection, inverses, symmetric eigen-decomposition (for the
 //! Cameron–Gelbach–Miller eigenvalue fix), and a Householder QR least-squares solver used to
 //! check the estimator against explicit dummy-variable regressions. Sums over the N
-//! observations (cross products, residuals, per-cluster scores) are in [`passes`].
+//! observations (cross products, residuals, per-cluster scores) are in [`passes`]; rectangular
+//! matrices for the IV statistics in [`rows`].
 
 pub mod passes;
+pub mod rows;
 
 /// Row-major square matrix.
 #[derive(Debug, Clone, PartialEq)]

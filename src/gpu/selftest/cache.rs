@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::SelfTest;
+use super::outcome::{SelfTest, Status};
 
 /// What identifies one compiled df64 arithmetic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,14 @@ pub fn store(path: &Path, key: &CacheKey, outcome: &SelfTest) -> std::io::Result
     let tmp = path.with_extension(format!("json.{}.{call}.tmp", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+/// The cached status of `info`'s adapter (what `fegpu devices` shows): not run when there is
+/// no cache entry.
+pub fn cached_status(info: &wgpu::AdapterInfo) -> Status {
+    default_path()
+        .and_then(|p| lookup(&p, &CacheKey::of(info)))
+        .map_or(Status::NotRun, |t| t.status)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The GPU demeaner. Its kernels for the method [`super::strategy`] chooses: the conjugate-
-//! gradient kernels live in [`super::gpu_krylov`]; this file holds the device's single-effect
+//! gradient kernels live in [`cg`]; this file holds the device's single-effect
 //! pass and alternating projections (weighted group-mean sweeps, Irons–Tuck every two sweeps,
 //! per-lane convergence) run for many lanes at once in WGSL — `--solver ap`, the one exact
 //! pass, and replicate batches of one large effect beside few-level ones.
@@ -26,6 +26,8 @@
 use rayon::prelude::*;
 
 use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
+
+pub mod cg;
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{
@@ -644,7 +646,7 @@ impl Demeaner for GpuDemeaner {
     }
 
     fn krylov(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned> {
-        super::gpu_krylov::demean(self, problem, columns, opts)
+        cg::demean(self, problem, columns, opts)
     }
 
     /// Replicates run as lanes of one batch over the full rows (the trait's default, false,
@@ -668,7 +670,7 @@ impl Demeaner for GpuDemeaner {
             return GpuDemeaner::demean_batch(self, fes, columns, weights, opts);
         }
         let ws: Vec<Option<Vec<f64>>> = weights.iter().map(|w| Some(w.clone())).collect();
-        super::gpu_krylov::demean_batch(self, fes, columns, &ws, opts)
+        cg::demean_batch(self, fes, columns, &ws, opts)
     }
 
     fn gram_batch(

@@ -1,7 +1,7 @@
 //! The GPU's kernels for the conjugate-gradient demeaner: [`GpuOps`] implements
-//! [`super::krylov::FeOps`] with the WGSL kernels of `shaders/krylov.wgsl` plus the segment
+//! [`crate::demean::krylov::FeOps`] with the WGSL kernels of `shaders/krylov.wgsl` plus the segment
 //! sums of `shaders/group_sums.wgsl`, over every lane (columns × replicates) at once. The
-//! iteration itself is [`super::krylov::pcg`], the same code the CPU runs.
+//! iteration itself is [`crate::demean::krylov::pcg`], the same code the CPU runs.
 //!
 //! * Observation data (columns, weights, fixed-effect CSR) are uploaded once per batch and
 //!   stay on the device; coefficient vectors (every effect's levels, per lane) live there too.
@@ -16,10 +16,10 @@
 
 use std::collections::HashMap;
 
-use super::gpu::{DeviceFe, GpuDemeaner};
-use super::krylov::FeOps;
-use super::precond::{Layout, Preconditioner};
-use super::{strategy, Absorb, DemeanOptions, Demeaned};
+use super::{DeviceFe, GpuDemeaner};
+use crate::demean::krylov::FeOps;
+use crate::demean::precond::{Layout, Preconditioner};
+use crate::demean::{strategy, Absorb, DemeanOptions, Demeaned};
 use crate::error::{Error, Result};
 use crate::fe::FixedEffect;
 use crate::gpu::buffers::{
@@ -55,7 +55,7 @@ pub fn demean_batch(
         .enumerate()
         .map(|(r, cs)| {
             let lane = |j: usize| r * c + j;
-            let o = super::krylov::KrylovOutcome {
+            let o = crate::demean::krylov::KrylovOutcome {
                 iterations: (0..c).map(|j| outcome.iterations[lane(j)]).collect(),
                 converged: (0..c).map(|j| outcome.converged[lane(j)]).collect(),
                 residual: (0..c).map(|j| outcome.residual[lane(j)]).collect(),
