@@ -74,13 +74,11 @@ struct ReplicateArgs {
     /// Size of the simulated data when --raw is not given.
     #[arg(long, value_enum, default_value = "paper")]
     scale: fegpu::study::simulate::Scale,
-    /// `auto` runs the study on the CPU: measured on an H100, its ~50 fits are too small to
+    /// (`auto` runs the study on the CPU: measured on an H100, its ~50 fits are too small to
     /// gain and its permutation tests are exact on the CPU without iterating; `gpu` sends every
-    /// demeaning to the GPU.
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    /// demeaning to the GPU.)
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Replications of each permutation test.
     #[arg(long, default_value_t = 1000)]
     reps: usize,
@@ -120,10 +118,8 @@ struct BuildPanelArgs {
     /// Also run the quality step as a loop of per-product fits and report both timings.
     #[arg(long)]
     compare_loop: bool,
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(clap::Args)]
@@ -168,10 +164,8 @@ struct BdiffArgs {
     bsample: bool,
     #[arg(long)]
     weights: Option<String>,
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Draw the permutation distribution of the first regressor's difference (FILE.svg|png).
@@ -218,10 +212,8 @@ struct BootArgs {
     weights: Option<String>,
     #[arg(long, default_value = "reghdfe")]
     ssc: String,
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// text or json
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -269,11 +261,9 @@ struct BenchArgs {
     /// Bootstrap weight vectors demeaned in one batch.
     #[arg(long, default_value_t = 1)]
     replicates: usize,
-    /// cpu, gpu, or auto (= both, the GPU when an adapter opens).
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    /// (`bench`: auto = both, the GPU when an adapter opens.)
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -318,12 +308,8 @@ struct FitArgs {
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
-    /// Where the demeaning runs: auto (the backend measured faster for the command: the GPU for large resident replicate work on real hardware, else the CPU; see README), cpu, gpu.
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    /// GPU arithmetic: df64 (f32 pairs, any adapter) or f64 (needs SHADER_F64).
-    #[arg(long, value_enum, default_value = "df64")]
-    precision: Precision,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
     /// as a table, one column per endogenous regressor).
     #[arg(long, value_enum, default_value = "second")]
@@ -388,6 +374,19 @@ struct DemoArgs {
     seed: u64,
 }
 
+/// Where demeaning runs and in which GPU arithmetic (every command that estimates takes these).
+#[derive(clap::Args, Clone, Copy)]
+struct DeviceArgs {
+    /// Where the demeaning runs: auto (the backend measured faster for the command: the GPU for
+    /// large resident replicate work on real hardware, else the CPU; see README), cpu, gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    /// GPU arithmetic: df64 (f32 pairs, any adapter, verified by a start-up self-test) or f64
+    /// (needs SHADER_F64).
+    #[arg(long, value_enum, default_value = "df64")]
+    precision: Precision,
+}
+
 fn run_fit(a: FitArgs) -> Result<()> {
     if !(a.tol > 0.0) {
         return Err(Error::Usage(format!("--tol must be positive (got {})", a.tol)));
@@ -407,21 +406,12 @@ fn run_fit(a: FitArgs) -> Result<()> {
         models = models.iter().flat_map(first_stage_models).collect();
     }
     // Read only the columns some model, the weights or the clusters use.
-    let mut columns: Vec<String> = Vec::new();
-    let mut add = |c: &str| {
-        if !columns.iter().any(|x| x == c) {
-            columns.push(c.to_string());
-        }
+    let needs = fegpu::data::PrepareOptions {
+        weights: a.weights.clone(),
+        clusters: vcov.cluster_vars().to_vec(),
+        ..Default::default()
     };
-    for m in &models {
-        m.variables().iter().for_each(|v| add(v));
-    }
-    if let Some(w) = &a.weights {
-        add(w);
-    }
-    for c in vcov.cluster_vars() {
-        c.split('^').for_each(|v| add(v.trim()));
-    }
+    let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
     let table = load(&a.data, &columns)?;
     fegpu::timing::lap("read");
     let opts = FitOptions {
@@ -436,7 +426,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         keep_singletons: a.keep_singletons,
         ..FitOptions::default()
     };
-    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |n| eprintln!("note: {n}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| eprintln!("note: {n}"))?;
     let mut results = Vec::new();
     let mut table = Some(table);
     for (k, m) in models.iter().enumerate() {
@@ -557,12 +547,12 @@ fn print_selftest(json: bool) -> Result<()> {
 }
 
 fn run_bench(a: BenchArgs) -> Result<()> {
-    let (cpu, gpu) = match a.backend {
+    let (cpu, gpu) = match a.device.backend {
         Backend::Cpu => (true, false),
         Backend::Gpu => (false, true),
         Backend::Auto => (true, !list_adapters().is_empty()),
     };
-    let rows = fegpu::bench::run(a.rows, a.replicates, a.precision, cpu, gpu)?;
+    let rows = fegpu::bench::run(a.rows, a.replicates, a.device.precision, cpu, gpu)?;
     if a.json {
         print_json(&rows)?;
     } else {
@@ -637,8 +627,8 @@ fn run_boot(a: BootArgs) -> Result<()> {
     run_resampling(Request {
         data: a.data,
         spec,
-        backend: a.backend,
-        precision: a.precision,
+        backend: a.device.backend,
+        precision: a.device.precision,
         output: resampling_output("boot", a.shard, a.out, a.format, a.plot)?,
     })
 }
@@ -656,8 +646,8 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
     run_resampling(Request {
         data: a.data,
         spec,
-        backend: a.backend,
-        precision: a.precision,
+        backend: a.device.backend,
+        precision: a.device.precision,
         output: resampling_output("bdiff", a.shard, a.out, a.format, a.plot)?,
     })
 }
@@ -736,7 +726,7 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
     let (raw, out) = (a.raw.unwrap(), a.out.unwrap());
     fegpu::data::load::check_output(&out)?;
     let t = std::time::Instant::now();
-    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
     eprintln!("building the panel from {}", raw.display());
     let opts = panel::PanelOptions {
         winsorize: a.winsorize,
@@ -759,7 +749,7 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
 fn run_replicate(a: ReplicateArgs) -> Result<()> {
     use fegpu::replicate;
     // auto → CPU (see --backend): the study's fits and its permutation tests run on the CPU
-    let demeaner = choose(a.backend, a.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
     let opts = replicate::Options {
         raw: a.raw,
         panel: a.panel,

@@ -42,6 +42,26 @@ pub struct PrepareOptions {
     pub extra: Vec<String>,
 }
 
+/// The columns to read for `models` under `opts`: every variable of the formulas, the weights,
+/// the parts of each cluster variable (`a^b` reads `a` and `b`) and the extra columns, each
+/// once, in that order. Readers load only these.
+pub fn used_columns(models: &[&Model], opts: &PrepareOptions) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let clusters = opts.clusters.iter().flat_map(|c| c.split('^').map(|v| v.trim().to_string()));
+    let names = models
+        .iter()
+        .flat_map(|m| m.variables())
+        .chain(opts.weights.iter().cloned())
+        .chain(clusters)
+        .chain(opts.extra.iter().cloned());
+    for v in names {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
 /// A cluster variable over the estimation sample.
 #[derive(Debug, Clone)]
 pub struct ClusterVar {

@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{choose, Backend, Workload};
-use crate::data::{load, prepare, PrepareOptions};
+use crate::data::{load, prepare, used_columns, PrepareOptions};
 use crate::demean::DemeanOptions;
 use crate::error::{Error, Result};
 use crate::estimate::Ssc;
@@ -204,18 +204,14 @@ pub fn finish(
 
 fn compute_bdiff(req: &Request, s: &BdiffSpec, shard: Option<Shard>) -> Result<Computed> {
     let model = resampling_model(&s.formula, s.reps, "bdiff")?;
-    let mut columns = model.variables();
-    columns.push(s.group.clone());
     let unit = (s.unit != "obs").then(|| s.unit.clone());
-    columns.extend(unit.iter().cloned());
-    columns.extend(s.weights.iter().cloned());
-    let table = load(&req.data, &columns)?;
     let popts = PrepareOptions {
         weights: s.weights.clone(),
         clusters: unit.iter().cloned().collect(),
         extra: vec![s.group.clone()],
         ..Default::default()
     };
+    let table = load(&req.data, &used_columns(&[&model], &popts))?;
     let design = prepare(&table, &model, &popts)?;
     check_groups(&s.group, &design.extra[0])?;
     let units = design.clusters.first().map(|c| (c.ids.as_slice(), c.levels));
@@ -248,15 +244,12 @@ fn compute_boot(req: &Request, s: &BootSpec, shard: Option<Shard>) -> Result<Com
     if !(0.0..1.0).contains(&s.level) {
         return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", s.level)));
     }
-    let mut columns = model.variables();
-    s.cluster.split('^').for_each(|c| columns.push(c.trim().to_string()));
-    columns.extend(s.weights.iter().cloned());
-    let table = load(&req.data, &columns)?;
     let popts = PrepareOptions {
         weights: s.weights.clone(),
         clusters: vec![s.cluster.clone()],
         ..Default::default()
     };
+    let table = load(&req.data, &used_columns(&[&model], &popts))?;
     let design = prepare(&table, &model, &popts)?;
     check_clusters(s, &design)?;
     let param = tested_coefficient(s)?;
