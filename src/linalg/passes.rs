@@ -47,17 +47,24 @@ pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
         .into_par_iter()
         .map(|range| {
             let mut acc = vec![0.0; len];
-            let mut wa = vec![0.0; BLOCK];
+            let (mut wa, mut wb) = (vec![0.0; BLOCK], vec![0.0; BLOCK]);
             for r0 in range.clone().step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(range.end);
-                for a in 0..k {
-                    let left = weighted(cols[a], weights, r0, r1, &mut wa);
-                    // four right-hand columns per sweep of `left` (see `dots4`)
-                    for b0 in (0..=a).step_by(4) {
-                        let pick = |j: usize| &cols[(b0 + j).min(a)][r0..r1];
-                        let d = dots4(left, [pick(0), pick(1), pick(2), pick(3)]);
-                        for (j, v) in d.iter().enumerate().take(a + 1 - b0) {
-                            acc[packed(a, b0 + j)] += v;
+                // two left columns against four right ones per sweep (see `dots_2x4`)
+                for a0 in (0..k).step_by(2) {
+                    let a1 = (a0 + 1).min(k - 1);
+                    let l0 = weighted(cols[a0], weights, r0, r1, &mut wa);
+                    let l1 = weighted(cols[a1], weights, r0, r1, &mut wb);
+                    for b0 in (0..=a1).step_by(4) {
+                        let pick = |j: usize| &cols[(b0 + j).min(a1)][r0..r1];
+                        let d = dots_2x4([l0, l1], [pick(0), pick(1), pick(2), pick(3)]);
+                        for (j, v) in d[0].iter().enumerate().take((a0 + 1).saturating_sub(b0)) {
+                            acc[packed(a0, b0 + j)] += v;
+                        }
+                        if a1 != a0 {
+                            for (j, v) in d[1].iter().enumerate().take(a1 + 1 - b0) {
+                                acc[packed(a1, b0 + j)] += v;
+                            }
                         }
                     }
                 }
@@ -89,49 +96,50 @@ fn weighted<'a>(col: &'a [f64], weights: Option<&[f64]>, r0: usize, r1: usize, b
     }
 }
 
-/// `Σ_i a_i b_ji` for four columns `b_j` at once: each value of `a` is loaded once for four
-/// products. With AVX2 and FMA (checked at run time) eight vector multiply-add chains run side
-/// by side, which is what lets the cross products keep up with memory; elsewhere a portable
-/// loop of sixteen partial sums. (The two round differently in the last bits: results are
-/// deterministic on one machine, not bit-equal across instruction sets.)
-fn dots4(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+/// `Σ_i a_ci b_ji` for two columns `a_c` against four columns `b_j` at once: each loaded value
+/// serves two or four products (six loads per eight multiply-adds). With AVX2 and FMA (checked
+/// at run time) eight vector multiply-add chains run side by side, which is what lets the cross
+/// products keep up with memory; elsewhere a portable loop. (The two round differently in the
+/// last bits: results are deterministic on one machine, not bit-equal across instruction sets.)
+fn dots_2x4(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // Safety: the CPU has the features the function is compiled for (checked above).
-            return unsafe { dots4_avx2(a, b) };
+            return unsafe { dots_2x4_avx2(a, b) };
         }
     }
-    dots4_portable(a, b)
+    [dots4_portable(a[0], b), dots4_portable(a[1], b)]
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dots4_avx2(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+unsafe fn dots_2x4_avx2(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
     use std::arch::x86_64::*;
-    let n = a.len();
-    assert!(b.iter().all(|c| c.len() == n));
-    let m = n / 8 * 8;
-    // two groups of four rows, four columns each: eight independent multiply-add chains
-    let mut acc = [_mm256_setzero_pd(); 8];
+    let n = a[0].len();
+    assert!(a[1].len() == n && b.iter().all(|c| c.len() == n));
+    let m = n / 4 * 4;
+    let mut acc = [[_mm256_setzero_pd(); 4]; 2];
     let mut i = 0;
     while i < m {
-        // Safety: i + 8 ≤ n for `a` and every `b[j]` (same length, asserted above).
-        let x0 = _mm256_loadu_pd(a.as_ptr().add(i));
-        let x1 = _mm256_loadu_pd(a.as_ptr().add(i + 4));
+        // Safety: i + 4 ≤ n for every column (same length, asserted above).
+        let x0 = _mm256_loadu_pd(a[0].as_ptr().add(i));
+        let x1 = _mm256_loadu_pd(a[1].as_ptr().add(i));
         for j in 0..4 {
-            let p = b[j].as_ptr().add(i);
-            acc[j] = _mm256_fmadd_pd(x0, _mm256_loadu_pd(p), acc[j]);
-            acc[j + 4] = _mm256_fmadd_pd(x1, _mm256_loadu_pd(p.add(4)), acc[j + 4]);
+            let y = _mm256_loadu_pd(b[j].as_ptr().add(i));
+            acc[0][j] = _mm256_fmadd_pd(x0, y, acc[0][j]);
+            acc[1][j] = _mm256_fmadd_pd(x1, y, acc[1][j]);
         }
-        i += 8;
+        i += 4;
     }
-    let mut out = [0.0; 4];
-    for j in 0..4 {
-        let mut lanes = [0.0; 4];
-        _mm256_storeu_pd(lanes.as_mut_ptr(), _mm256_add_pd(acc[j], acc[j + 4]));
-        let tail: f64 = a[m..].iter().zip(&b[j][m..]).map(|(x, y)| x * y).sum();
-        out[j] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
+    let mut out = [[0.0; 4]; 2];
+    for c in 0..2 {
+        for j in 0..4 {
+            let mut lanes = [0.0; 4];
+            _mm256_storeu_pd(lanes.as_mut_ptr(), acc[c][j]);
+            let tail: f64 = a[c][m..].iter().zip(&b[j][m..]).map(|(x, y)| x * y).sum();
+            out[c][j] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
+        }
     }
     out
 }
@@ -310,6 +318,13 @@ mod tests {
                 let plain: f64 = (0..n).map(|i| w[i] * cols[a][i] * cols[b][i]).sum();
                 assert!((m.get(a, b) - plain).abs() < 1e-9 * plain.abs().max(1.0), "{a} {b}");
             }
+        }
+        // an odd number of columns (the last pair of left columns is one column)
+        let five: Vec<&[f64]> = refs.iter().copied().chain([w.as_slice()]).collect();
+        let m5 = cross_products(&five, None);
+        for (a, b) in [(4, 4), (4, 2), (3, 1), (0, 0)] {
+            let plain: f64 = (0..n).map(|i| five[a][i] * five[b][i]).sum();
+            assert!((m5.get(a, b) - plain).abs() < 1e-9 * plain.abs().max(1.0), "{a} {b}");
         }
         let beta = [0.5, -2.0, 0.25];
         let r = residuals(&cols[0], &refs[1..], &beta);
