@@ -1,6 +1,8 @@
 //! The `fegpu` binary: bad input gives a clear one-line error and a non-zero exit (never a
 //! panic, never a half-written file); good input gives the table formats and the JSON contract.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,9 +14,7 @@ fn fegpu(args: &[&str]) -> Output {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("cli", name)
 }
 
 /// A small panel: 4 firms × 5 years, a text column and a level-constant regressor.

@@ -3,6 +3,8 @@
 //! terms and instruments are reported in a note; normal (and large but representable) data still
 //! fit. Each case starts the real binary on a small CSV.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -16,9 +18,7 @@ fn fegpu(args: &[&str]) -> Output {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-nonfinite-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("nonfinite", name)
 }
 
 const COLUMNS: [&str; 7] = ["firm", "y", "x1", "x2", "z", "z2", "d"];

@@ -2,6 +2,8 @@
 //! columns, and the baseline model recovers the planted Digtech effect within its 95% interval;
 //! bad raw input is refused with the file, column and row.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,10 +14,7 @@ use fegpu::study::panel::{build_panel, schema, PanelOptions};
 use fegpu::study::simulate::{simulate, Scale};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-panel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("panel", name)
 }
 
 fn bin(args: &[&str]) -> std::process::Output {

@@ -3,6 +3,8 @@
 //! print "0 digital import lines" and exit 0), and a CSV with a header but no rows is reported as
 //! such, not as a type error further down.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,10 +17,7 @@ fn fegpu(args: &[&str]) -> Output {
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-raw-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("raw", tag)
 }
 
 fn simulate(dir: &Path) {

@@ -4,6 +4,8 @@
 //! single run and on a shard alike — and output files are written through symbolic links,
 //! never over FIFOs, devices or directories, with errors naming the path the user gave.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,10 +27,7 @@ fn ok(args: &[&str]) -> Vec<u8> {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-refusals-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("refusals", name)
 }
 
 fn s(p: &Path) -> &str {

@@ -2,13 +2,13 @@
 //! planted Digtech effect is recovered in Table 1, the report and timing are written; a failing
 //! specification is reported in its table while the others still run, and the exit code says so.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-replicate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp_path("replicate", name)
 }
 
 fn bin(args: &[&str]) -> std::process::Output {

@@ -6,6 +6,8 @@
 //! differs between any two runs and is masked before comparing. Merge refuses shards of
 //! different runs, a missing shard and a duplicate, naming the problem.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,9 +29,7 @@ fn ok(args: &[&str]) -> Vec<u8> {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-shard-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("shard", name)
 }
 
 fn s(p: &Path) -> &str {
