@@ -276,17 +276,30 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     let y = column_of(&model.lhs);
     let x_raw: Vec<&[f64]> = model.rhs.iter().map(column_of).collect();
     let iv_raw: Vec<&[f64]> = iv_terms(model).map(column_of).collect();
+    // keep: no missing input and every term finite (chunks of rows in parallel)
     let mut keep = vec![true; n];
     let mut dropped = Dropped::default();
-    for i in 0..n {
-        if missing[i] {
-            keep[i] = false;
-            dropped.missing += 1;
-        } else if !y[i].is_finite() || x_raw.iter().chain(&iv_raw).any(|c| !c[i].is_finite()) {
-            keep[i] = false;
-            dropped.nonfinite += 1;
-        }
-    }
+    let chunk = 1 << 16;
+    let counts: Vec<(usize, usize)> = keep
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(c, part)| {
+            let (mut miss, mut nonfinite) = (0, 0);
+            for (k, kept) in part.iter_mut().enumerate() {
+                let i = c * chunk + k;
+                if missing[i] {
+                    *kept = false;
+                    miss += 1;
+                } else if !y[i].is_finite() || x_raw.iter().chain(&iv_raw).any(|col| !col[i].is_finite()) {
+                    *kept = false;
+                    nonfinite += 1;
+                }
+            }
+            (miss, nonfinite)
+        })
+        .collect();
+    dropped.missing = counts.iter().map(|c| c.0).sum();
+    dropped.nonfinite = counts.iter().map(|c| c.1).sum();
 
     let weights_raw = match &opts.weights {
         Some(w) => {

@@ -98,14 +98,16 @@ pub(crate) fn degrees(design: &Design, n: usize, k: usize, opts: &FitOptions) ->
 /// variance (effects nested in a cluster count as in `--ssc`'s rule).
 pub(crate) fn absorbed(design: &Design, opts: &FitOptions) -> (crate::fe::AbsorbedDof, crate::fe::AbsorbedDof) {
     let rule = opts.ssc.dof_rule();
-    let dof_full = absorbed_dof(&design.fes, &[], rule);
     let cluster_ids: Vec<&[u32]> = design.clusters.iter().map(|c| c.ids.as_slice()).collect();
-    let dof_vcov = if cluster_ids.is_empty() {
-        dof_full.clone()
-    } else {
-        absorbed_dof(&design.fes, &cluster_ids, rule)
-    };
-    (dof_full, dof_vcov)
+    if cluster_ids.is_empty() {
+        let dof = absorbed_dof(&design.fes, &[], rule);
+        return (dof.clone(), dof);
+    }
+    // each counts connected components over the whole sample: side by side
+    rayon::join(
+        || absorbed_dof(&design.fes, &[], rule),
+        || absorbed_dof(&design.fes, &cluster_ids, rule),
+    )
 }
 
 /// The OLS solution's notes, or the error when no regressor is left.

@@ -105,11 +105,20 @@ pub fn absorbed_dof(fes: &[FixedEffect], clusters: &[&[u32]], rule: DofRule) -> 
             if let (Some(&first), true) = (idx.first(), nested.iter().any(|&n| n)) {
                 per_fe[first].redundant = 1.min(fes[first].levels);
             }
+            // every earlier free effect against every later one, the pairs in parallel
+            let pairs: Vec<(usize, usize)> = (1..idx.len())
+                .flat_map(|pos| idx[..pos].iter().map(move |&i| (i, pos)))
+                .collect();
+            let comps: Vec<usize> = {
+                use rayon::prelude::*;
+                pairs.par_iter().map(|&(i, pos)| connected_components(&fes[i], &fes[idx[pos]])).collect()
+            };
             for (pos, &j) in idx.iter().enumerate().skip(1) {
-                let mut m = 1;
-                for &i in &idx[..pos] {
-                    m = m.max(connected_components(&fes[i], &fes[j]));
-                }
+                let m = pairs
+                    .iter()
+                    .zip(&comps)
+                    .filter(|((_, p), _)| *p == pos)
+                    .fold(1, |m, (_, &c)| m.max(c));
                 per_fe[j].redundant = m.min(fes[j].levels);
             }
         }
