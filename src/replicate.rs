@@ -37,11 +37,14 @@ use crate::error::{Error, Result};
 use crate::estimate::vcov::VcovSpec;
 use crate::estimate::{fit, FitOptions, FitResult};
 use crate::inference::permutation::{assemble, bdiff, bdiff_draws, BdiffOptions, BdiffResult};
+use crate::inference::replicates::WildWeights;
+use crate::inference::wild::{wild_bootstrap, WildOptions};
 use crate::inference::shard::Shard;
 use crate::report::table::{fmt_num, Grid};
 use crate::report::{writers, Stat};
 use crate::resampling::shard_file::{self, Fingerprint, SplitPart};
 use crate::resampling::ReplicateSpec;
+use crate::study::paper::PaperColumn;
 
 /// The shipped specification of the study's tables.
 pub const DEFAULT_SPEC: &str = include_str!("../data/replicate_spec.json");
@@ -54,6 +57,10 @@ pub struct Spec {
     pub defaults: Defaults,
     #[serde(default)]
     pub macros: BTreeMap<String, String>,
+    /// Variable names as the paper writes them (`digtech` → `Digtech`), for the displayed
+    /// tables; results.json keeps the names.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub tables: Vec<TableSpec>,
 }
 
@@ -90,6 +97,9 @@ impl Default for Defaults {
 pub struct TableSpec {
     pub id: String,
     pub title: String,
+    /// Printed under the table: the choices made where the paper is ambiguous.
+    #[serde(default)]
+    pub note: Option<String>,
     #[serde(default)]
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
@@ -117,6 +127,13 @@ pub struct ColumnSpec {
     pub unit: Option<String>,
     #[serde(default)]
     pub truth: Option<String>,
+    /// The panel of the table the column belongs to (consecutive columns with one name form a
+    /// panel, laid out as its own block: Table 10's Panels A and B).
+    #[serde(default)]
+    pub panel: Option<String>,
+    /// Printed under the table, after the column's label.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Distinct units per level of a categorical variable (Table 7's firm counts).
@@ -174,6 +191,15 @@ impl Spec {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A variable or interaction (`digtech:vol2`) as the paper writes it (`labels`; `×` joins
+    /// the factors of an interaction); names without a label are kept.
+    pub fn display(&self, name: &str) -> String {
+        name.split(':')
+            .map(|v| self.labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
+            .collect::<Vec<_>>()
+            .join("×")
     }
 
     /// Expand `{NAME}` macros.
@@ -292,6 +318,35 @@ pub struct ColumnResult {
     pub covers_truth: Option<bool>,
     pub error: Option<String>,
     pub result: Option<FitResult>,
+    /// The panel of the table (`ColumnSpec::panel`).
+    pub panel: Option<String>,
+    pub note: Option<String>,
+    /// The split test this column is one side of: (index into the table's `splits`, side 1 or 0).
+    pub split_test: Option<(usize, u8)>,
+    /// The paper's published numbers for this column (`data/paper_values.json`).
+    pub paper: Option<PaperColumn>,
+    /// The wild cluster bootstrap check of a clustered column with few clusters.
+    pub few_clusters: Option<FewClusters>,
+}
+
+/// Below this many clusters a clustered t-test over-rejects (Cameron, Gelbach & Miller 2008;
+/// MacKinnon & Webb 2018): such a column also gets the restricted wild cluster bootstrap.
+pub const FEW_CLUSTERS: usize = 30;
+
+/// The restricted wild cluster bootstrap (WCR) p-value of H0: param = 0 for a column clustered
+/// on fewer than [`FEW_CLUSTERS`] clusters, beside its clustered t-test.
+#[derive(Debug, Clone, Serialize)]
+pub struct FewClusters {
+    pub cluster: String,
+    pub clusters: usize,
+    pub p: Option<f64>,
+    pub reps: usize,
+    /// `webb` with 12 clusters or fewer (Rademacher weights have too few distinct draws),
+    /// `rademacher` otherwise.
+    pub weights: String,
+    pub full_enumeration: bool,
+    /// Why there is no bootstrap p-value (IV columns: the WCR is implemented for OLS).
+    pub error: Option<String>,
 }
 
 /// The permutation test of one split.
@@ -317,12 +372,17 @@ pub struct CountRow {
     pub label: String,
     pub units: usize,
     pub truth: Option<f64>,
+    pub paper: Option<PaperColumn>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableResult {
     pub id: String,
     pub title: String,
+    pub note: Option<String>,
+    /// The specification's display labels (`Spec::labels`), for the table files.
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
     pub columns: Vec<ColumnResult>,
     pub splits: Vec<SplitTest>,
     pub counts: Vec<CountRow>,
@@ -332,9 +392,21 @@ pub struct TableResult {
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Replicates of each permutation test and of each few-cluster wild bootstrap.
     pub reps: usize,
     pub seed: u64,
     pub replicates: SplitReplicates,
+    /// The paper's columns by `spec_match` ([`crate::study::paper::by_spec_match`]).
+    pub paper: Arc<BTreeMap<String, PaperColumn>>,
+}
+
+/// What every column of a run shares.
+struct Ctx<'a> {
+    df: &'a DataFrame,
+    spec: &'a Spec,
+    truth: &'a BTreeMap<String, f64>,
+    opts: &'a RunOptions,
+    demeaner: &'a dyn Demeaner,
 }
 
 /// Where the split tests' permutation replicates come from (`--shard`, `--merge`).
@@ -381,18 +453,19 @@ fn split_bdiff(
     }
 }
 
-/// Estimate one column on `df`.
+/// Estimate one column of table `table` on the panel: `label` is the column's label in the
+/// table (a split side's label), `side` the split clause and side of a split column.
 fn estimate_column(
-    df: &DataFrame,
-    spec: &Spec,
+    cx: &Ctx,
+    table: &str,
     col: &ColumnSpec,
-    extra_filter: Option<Clause>,
+    side: Option<(Clause, usize)>,
     label: String,
-    truth: &BTreeMap<String, f64>,
-    demeaner: &dyn Demeaner,
 ) -> ColumnResult {
+    let spec = cx.spec;
     let formula = spec.expand(&col.formula).unwrap_or_else(|_| col.formula.clone());
     let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
+    let extra_filter = side.as_ref().map(|(c, _)| c.clone());
     let mut sample = col.sample.clone();
     if let Some(c) = &extra_filter {
         let s = format!("{} {} {}", c.var, c.op, c.value);
@@ -401,8 +474,9 @@ fn estimate_column(
             None => s,
         });
     }
-    let planted = col.truth.as_ref().and_then(|k| truth.get(k)).copied();
+    let planted = col.truth.as_ref().and_then(|k| cx.truth.get(k)).copied();
     let mut out = ColumnResult {
+        paper: cx.opts.paper.get(&format!("{table}:{label}")).cloned(),
         label,
         formula: formula.clone(),
         sample: sample.clone(),
@@ -414,8 +488,12 @@ fn estimate_column(
         covers_truth: None,
         error: None,
         result: None,
+        panel: col.panel.clone(),
+        note: col.note.clone(),
+        split_test: side.as_ref().map(|(c, k)| (*k, c.value as u8)),
+        few_clusters: None,
     };
-    let run = || -> Result<FitResult> {
+    let run = || -> Result<(FitResult, Table, crate::formula::Model)> {
         let model = crate::formula::parse(&formula)?;
         let vcov = VcovSpec::parse(col.vcov.as_deref().unwrap_or(&spec.defaults.vcov))?;
         let mut clauses = match &col.sample {
@@ -423,7 +501,7 @@ fn estimate_column(
             None => vec![],
         };
         clauses.extend(extra_filter.clone());
-        let sub = filter_rows(df, &clauses, "panel")?;
+        let sub = filter_rows(cx.df, &clauses, "panel")?;
         let mut vars = model.variables();
         for c in vcov.cluster_vars() {
             for v in c.split('^') {
@@ -437,10 +515,11 @@ fn estimate_column(
             vcov,
             ..Default::default()
         };
-        fit(&table, &model, &opts, demeaner)
+        let r = fit(&table, &model, &opts, cx.demeaner)?;
+        Ok((r, table, model))
     };
     match run() {
-        Ok(r) => {
+        Ok((r, table, model)) => {
             if let Some(c) = r.coefficients.iter().find(|c| c.name == param) {
                 let t = t_critical(0.05, r.df_t);
                 let ci = [c.estimate - t * c.std_error, c.estimate + t * c.std_error];
@@ -448,6 +527,12 @@ fn estimate_column(
                 out.std_error = Some(c.std_error);
                 out.ci95 = Some(ci);
                 out.covers_truth = planted.map(|v| ci[0] <= v && v <= ci[1]);
+                out.few_clusters = match r.clusters.as_slice() {
+                    [g] if g.clusters < FEW_CLUSTERS => {
+                        Some(few_clusters(cx, &table, &model, &g.name, g.clusters, &param))
+                    }
+                    _ => None,
+                };
             } else {
                 out.error = Some(format!(
                     "`{param}` is not among the estimated coefficients (dropped as collinear?)"
@@ -460,17 +545,45 @@ fn estimate_column(
     out
 }
 
+/// The WCR bootstrap of H0: `param` = 0 on the column's sample, clustered on `cluster` (`g`
+/// clusters): Webb's six-point weights with 12 clusters or fewer, Rademacher otherwise (fully
+/// enumerated when 2^G ≤ reps), the fits' small-sample convention.
+fn few_clusters(cx: &Ctx, table: &Table, model: &crate::formula::Model, cluster: &str, g: usize, param: &str) -> FewClusters {
+    let weights = if g <= 12 { WildWeights::Webb } else { WildWeights::Rademacher };
+    let run = || -> Result<crate::inference::wild::WildResult> {
+        let popts = PrepareOptions {
+            clusters: vec![cluster.to_string()],
+            ..Default::default()
+        };
+        let design = prepare(table, model, &popts)?;
+        let wopts = WildOptions {
+            coefficient: param.to_string(),
+            null: 0.0,
+            reps: cx.opts.reps,
+            weights,
+            seed: cx.opts.seed,
+            level: None,
+            ssc: FitOptions::default().ssc,
+            demean: DemeanOptions::default(),
+        };
+        wild_bootstrap(&design, &wopts, cx.demeaner)
+    };
+    let r = run();
+    FewClusters {
+        cluster: cluster.to_string(),
+        clusters: g,
+        p: r.as_ref().ok().map(|w| w.p),
+        reps: r.as_ref().map_or(cx.opts.reps, |w| w.reps),
+        weights: format!("{weights:?}").to_lowercase(),
+        full_enumeration: r.as_ref().is_ok_and(|w| w.full_enumeration),
+        error: r.err().map(|e| e.to_string()),
+    }
+}
+
 /// Permutation test of the difference in `param` between split == 1 and split == 0; `key`
 /// names the test in shard files.
-fn split_test(
-    df: &DataFrame,
-    spec: &Spec,
-    col: &ColumnSpec,
-    split: &str,
-    key: &str,
-    opts: &RunOptions,
-    demeaner: &dyn Demeaner,
-) -> SplitTest {
+fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
+    let (df, spec, opts, demeaner) = (cx.df, cx.spec, cx.opts, cx.demeaner);
     let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
     let mut out = SplitTest {
         label: col.label.clone(),
@@ -575,9 +688,18 @@ pub fn run_table(
     demeaner: &dyn Demeaner,
 ) -> TableResult {
     let t0 = Instant::now();
+    let cx = Ctx {
+        df,
+        spec,
+        truth,
+        opts,
+        demeaner,
+    };
     let mut res = TableResult {
         id: t.id.clone(),
         title: t.title.clone(),
+        note: t.note.clone(),
+        labels: spec.labels.clone(),
         columns: vec![],
         splits: vec![],
         counts: vec![],
@@ -590,35 +712,29 @@ pub fn run_table(
             None if shard => {}
             None => res
                 .columns
-                .push(estimate_column(df, spec, col, None, col.label.clone(), truth, demeaner)),
+                .push(estimate_column(&cx, &t.id, col, None, col.label.clone())),
             Some(split) => {
                 let labels = col
                     .split_labels
                     .clone()
                     .unwrap_or_else(|| [format!("{split} = 1"), format!("{split} = 0")]);
+                let test = res.splits.len();
                 for (g, label) in [(1.0, &labels[0]), (0.0, &labels[1])].into_iter().filter(|_| !shard) {
                     let clause = Clause {
                         var: split.clone(),
                         op: "==".into(),
                         value: g,
                     };
-                    res.columns.push(estimate_column(
-                        df,
-                        spec,
-                        col,
-                        Some(clause),
-                        label.clone(),
-                        truth,
-                        demeaner,
-                    ));
+                    res.columns
+                        .push(estimate_column(&cx, &t.id, col, Some((clause, test)), label.clone()));
                 }
                 let key = format!("table {} column {} ({}) split {split}", t.id, c + 1, col.label);
-                res.splits.push(split_test(df, spec, col, split, &key, opts, demeaner));
+                res.splits.push(split_test(&cx, col, split, &key));
             }
         }
     }
     if let Some(c) = &t.counts {
-        match count_units(df, c, truth) {
+        match count_units(df, c, truth, &opts.paper, &t.id) {
             Ok(rows) => res.counts = rows,
             Err(e) => res.columns.push(ColumnResult {
                 label: "counts".into(),
@@ -632,6 +748,11 @@ pub fn run_table(
                 covers_truth: None,
                 error: Some(e.to_string()),
                 result: None,
+                panel: None,
+                note: None,
+                split_test: None,
+                paper: None,
+                few_clusters: None,
             }),
         }
     }
@@ -641,7 +762,13 @@ pub fn run_table(
     res
 }
 
-fn count_units(df: &DataFrame, c: &CountsSpec, truth: &BTreeMap<String, f64>) -> Result<Vec<CountRow>> {
+fn count_units(
+    df: &DataFrame,
+    c: &CountsSpec,
+    truth: &BTreeMap<String, f64>,
+    paper: &BTreeMap<String, PaperColumn>,
+    table: &str,
+) -> Result<Vec<CountRow>> {
     let t = Table::new(df.clone(), "panel".into());
     let v = t.numeric(&c.variable)?;
     let u = t.numeric(&c.unit)?;
@@ -660,47 +787,100 @@ fn count_units(df: &DataFrame, c: &CountsSpec, truth: &BTreeMap<String, f64>) ->
                 label: label.clone(),
                 units: units.len(),
                 truth: c.truth.get(k).and_then(|name| truth.get(name)).copied(),
+                paper: paper.get(&format!("{table}:counts level {level}")).cloned(),
             }
         })
         .collect())
 }
 
-/// A table in the paper's layout: the coefficient table of its columns (labels as headers),
-/// then permutation p-values of split differences, the planted truth and whether each 95%
-/// interval covers it, and failures as notes.
-pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
+/// A table in the paper's layout, one [`Grid`] per panel (one for a table without panels; the
+/// panel's name heads its first column): the coefficient table of the panel's columns (labels
+/// as headers, variables as the paper names them), then the Controls row, permutation p-values
+/// of split differences, wild-bootstrap p-values of columns with few clusters, the planted
+/// truth and whether each 95% interval covers it, then the paper's published numbers. The notes
+/// (the table's and its columns', failures, tests, few clusters) follow the last panel.
+pub fn grids(t: &TableResult, controls: &[String]) -> Vec<Grid> {
     if !t.counts.is_empty() {
-        let has_truth = t.counts.iter().any(|c| c.truth.is_some());
-        let mut header = vec!["Strategy".to_string(), "Firms".to_string()];
-        if has_truth {
-            header.push("Simulated (truth)".into());
-        }
-        let rows = t
-            .counts
-            .iter()
-            .map(|c| {
-                let mut r = vec![c.label.clone(), c.units.to_string()];
-                if has_truth {
-                    r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
-                }
-                r
-            })
-            .collect();
-        return Grid {
-            header,
-            sections: vec![rows],
-            notes: vec![format!("Table {}: {}.", t.id, t.title)],
-        };
+        return vec![counts_grid(t)];
     }
     let ok: Vec<&ColumnResult> = t.columns.iter().filter(|c| c.result.is_some()).collect();
-    let has_controls: Vec<bool> = ok
+    let mut panels: Vec<(Option<String>, Vec<&ColumnResult>)> = Vec::new();
+    for c in ok {
+        match panels.last_mut() {
+            Some((p, cols)) if *p == c.panel => cols.push(c),
+            _ => panels.push((c.panel.clone(), vec![c])),
+        }
+    }
+    if panels.is_empty() {
+        panels.push((None, vec![]));
+    }
+    let mut out: Vec<Grid> = panels
         .iter()
-        .map(|c| {
-            let r = c.result.as_ref().unwrap();
-            r.coefficients.iter().any(|k| controls.contains(&k.name))
+        .map(|(name, cols)| {
+            let mut g = columns_grid(t, cols, controls);
+            if let Some(n) = name {
+                g.header[0] = n.clone();
+            }
+            g
         })
         .collect();
-    let results: Vec<FitResult> = ok
+    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
+    for g in &mut out {
+        for n in g.notes.drain(..) {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    notes.extend(table_notes(t));
+    out.last_mut().expect("one panel at least").notes = notes;
+    out
+}
+
+/// The table's first panel (the whole table when it has no panels), as [`grids`] lays it out.
+pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
+    grids(t, controls).swap_remove(0)
+}
+
+/// Table 7's layout: units per level, with the planted and the paper's counts.
+fn counts_grid(t: &TableResult) -> Grid {
+    let has_truth = t.counts.iter().any(|c| c.truth.is_some());
+    let has_paper = t.counts.iter().any(|c| c.paper.is_some());
+    let mut header = vec!["Strategy".to_string(), "Firms".to_string()];
+    if has_truth {
+        header.push("Simulated (truth)".into());
+    }
+    if has_paper {
+        header.push("Paper: firms".into());
+    }
+    let rows = t
+        .counts
+        .iter()
+        .map(|c| {
+            let mut r = vec![c.label.clone(), c.units.to_string()];
+            if has_truth {
+                r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
+            }
+            if has_paper {
+                let firms = c.paper.as_ref().and_then(|p| p.extra.get("firms")?.as_f64());
+                r.push(firms.map_or(String::new(), |v| format!("{v:.0}")));
+            }
+            r
+        })
+        .collect();
+    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
+    notes.extend(t.note.clone());
+    Grid {
+        header,
+        sections: vec![rows],
+        notes,
+    }
+}
+
+/// The coefficient table of `cols` with the rows below it (see [`grids`]); its notes are the
+/// estimator's (clustering, small-sample convention, warnings).
+fn columns_grid(t: &TableResult, cols: &[&ColumnResult], controls: &[String]) -> Grid {
+    let results: Vec<FitResult> = cols
         .iter()
         .map(|c| {
             let mut r = c.result.clone().unwrap();
@@ -708,67 +888,134 @@ pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
             r
         })
         .collect();
-    let mut g = if results.is_empty() {
-        Grid {
+    if results.is_empty() {
+        return Grid {
             header: vec![String::new()],
             sections: vec![],
             notes: vec![],
-        }
-    } else {
-        Grid::build(&results, Stat::T)
-    };
-    // labels as headers
-    for (k, c) in ok.iter().enumerate() {
+        };
+    }
+    let mut g = Grid::build(&results, Stat::T);
+    for (k, c) in cols.iter().enumerate() {
         g.header[k + 1] = c.label.clone();
     }
-    let mut extra: Vec<Vec<String>> = Vec::new();
-    if !controls.is_empty() && !ok.is_empty() {
-        let mut row = vec!["Controls".to_string()];
-        row.extend(
-            has_controls
-                .iter()
-                .map(|&h| if h { "Yes".to_string() } else { "No".to_string() }),
-        );
-        extra.push(row);
+    relabel(&mut g, &t.labels);
+    let mut extra = Vec::new();
+    if !controls.is_empty() {
+        extra.push(row("Controls", cols, |c| {
+            let r = c.result.as_ref().unwrap();
+            let has = r.coefficients.iter().any(|k| controls.contains(&k.name));
+            (if has { "Yes" } else { "No" }).to_string()
+        }));
     }
     if !t.splits.is_empty() {
-        // p-value under the first column of each split pair
-        let mut row = vec!["Permutation p (difference)".to_string()];
-        for c in &ok {
-            let s = t.splits.iter().find(|s| {
-                c.sample
-                    .as_deref()
-                    .is_some_and(|x| x.ends_with(&format!("{} == 1", s.split)))
-            });
-            row.push(s.map_or(String::new(), |s| {
-                if s.error.is_some() {
-                    "failed".into()
-                } else {
-                    format!("{:.3}", s.p)
-                }
-            }));
-        }
-        extra.push(row);
+        // the p-value under the first column of each split pair
+        extra.push(row("Permutation p (difference)", cols, |c| match c.split_test {
+            Some((k, 1)) => {
+                let s = &t.splits[k];
+                if s.error.is_some() { "failed".into() } else { format!("{:.3}", s.p) }
+            }
+            _ => String::new(),
+        }));
     }
-    if ok.iter().any(|c| c.truth.is_some()) {
-        let mut tr = vec!["Planted truth".to_string()];
-        let mut cov = vec!["95% CI covers truth".to_string()];
-        for c in &ok {
-            tr.push(c.truth.map_or(String::new(), fmt_num));
-            cov.push(match c.covers_truth {
-                Some(true) => "yes".into(),
-                Some(false) => "NO ⚑".into(),
-                None => String::new(),
-            });
-        }
-        extra.push(tr);
-        extra.push(cov);
+    if cols.iter().any(|c| c.few_clusters.is_some()) {
+        extra.push(row(&format!("Wild bootstrap p (< {FEW_CLUSTERS} clusters)"), cols, |c| {
+            c.few_clusters.as_ref().map_or(String::new(), |w| match w.p {
+                Some(p) => format!("{p:.3} (G={})", w.clusters),
+                None => format!("n/a (G={})", w.clusters),
+            })
+        }));
+    }
+    if cols.iter().any(|c| c.truth.is_some()) {
+        extra.push(row("Planted truth", cols, |c| c.truth.map_or(String::new(), fmt_num)));
+        extra.push(row("95% CI covers truth", cols, |c| match c.covers_truth {
+            Some(true) => "yes".into(),
+            Some(false) => "NO ⚑".into(),
+            None => String::new(),
+        }));
     }
     if !extra.is_empty() {
         g.sections.push(extra);
     }
-    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
-    notes.extend(g.notes.drain(..));
+    if cols.iter().any(|c| c.paper.is_some()) {
+        g.sections.push(paper_rows(cols));
+    }
+    g
+}
+
+/// A row labelled `label` with one cell per column.
+fn row(label: &str, cols: &[&ColumnResult], cell: impl Fn(&ColumnResult) -> String) -> Vec<String> {
+    std::iter::once(label.to_string())
+        .chain(cols.iter().map(|c| cell(c)))
+        .collect()
+}
+
+/// Dependent variables and coefficient names as the paper writes them.
+fn relabel(g: &mut Grid, labels: &BTreeMap<String, String>) {
+    let show = |name: &str| {
+        name.split(':')
+            .map(|v| labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
+            .collect::<Vec<_>>()
+            .join("×")
+    };
+    if let Some(depvars) = g.sections.first_mut().and_then(|s| s.first_mut()) {
+        for c in depvars.iter_mut().skip(1) {
+            *c = show(c);
+        }
+    }
+    if let Some(coefs) = g.sections.get_mut(1) {
+        for r in coefs.iter_mut().step_by(2) {
+            r[0] = show(&r[0]);
+        }
+    }
+}
+
+/// The paper's numbers for `cols`: each printed coefficient (as the paper names it) with its t
+/// statistic, then N, Adj. R² and the difference p-value where printed.
+fn paper_rows(cols: &[&ColumnResult]) -> Vec<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for p in cols.iter().filter_map(|c| c.paper.as_ref()) {
+        for (name, ..) in p.coefficients() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for name in &names {
+        let coef = |c: &ColumnResult| {
+            c.paper
+                .as_ref()
+                .and_then(|p| p.coefficients().into_iter().find(|k| &k.0 == name))
+        };
+        rows.push(row(&format!("Paper: {name}"), cols, |c| {
+            coef(c).map_or(String::new(), |k| PaperColumn::coef_cell(k.1, &k.3))
+        }));
+        rows.push(row("", cols, |c| coef(c).map_or(String::new(), |k| PaperColumn::t_cell(k.2))));
+    }
+    let paper = |c: &ColumnResult| c.paper.clone();
+    rows.push(row("Paper: N", cols, |c| {
+        paper(c).and_then(|p| p.n).map_or(String::new(), |n| n.to_string())
+    }));
+    rows.push(row("Paper: Adj. R2", cols, |c| {
+        paper(c).and_then(|p| p.r2).map_or(String::new(), |r| format!("{r:.3}"))
+    }));
+    if cols.iter().any(|c| c.paper.as_ref().is_some_and(|p| p.p.is_some())) {
+        rows.push(row("Paper: p (difference)", cols, |c| {
+            let first = matches!(c.split_test, Some((_, 1)) | None);
+            paper(c).and_then(|p| p.p).filter(|_| first).map_or(String::new(), |p| format!("{p:.3}"))
+        }));
+    }
+    rows
+}
+
+/// The notes after a table's coefficient rows: the specification's notes, failures, the split
+/// tests, and the few-cluster bootstrap.
+fn table_notes(t: &TableResult) -> Vec<String> {
+    let mut notes: Vec<String> = t.note.iter().cloned().collect();
+    for c in t.columns.iter().filter(|c| c.note.is_some()) {
+        notes.push(format!("{}: {}", c.label, c.note.as_ref().unwrap()));
+    }
     for c in t.columns.iter().filter(|c| c.error.is_some()) {
         notes.push(format!("Column `{}` failed: {}", c.label, c.error.as_ref().unwrap()));
     }
@@ -792,8 +1039,26 @@ pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
             s.note.as_ref().map_or(String::new(), |n| format!(" Note: {n}."))
         ));
     }
-    g.notes = notes;
-    g
+    notes.extend(few_clusters_note(t));
+    if t.columns.iter().any(|c| c.paper.is_some()) {
+        notes.push("Paper: the published coefficient (t statistic), N, Adj. R2 and difference p-value of the corresponding column (data/paper_values.json).".into());
+    }
+    notes
+}
+
+/// What the wild-bootstrap row means, and which columns could not have it.
+fn few_clusters_note(t: &TableResult) -> Option<String> {
+    let few: Vec<(&ColumnResult, &FewClusters)> =
+        t.columns.iter().filter_map(|c| c.few_clusters.as_ref().map(|w| (c, w))).collect();
+    let (_, w) = few.first()?;
+    let mut n = format!(
+        "Fewer than {FEW_CLUSTERS} clusters: clustered t-tests over-reject, so these columns also show the restricted wild cluster bootstrap p-value of H0: coefficient = 0 (Roodman et al. 2019; {} replications; Webb weights with 12 clusters or fewer, Rademacher otherwise), clustered by {}.",
+        w.reps, w.cluster
+    );
+    for (c, w) in few.iter().filter(|(_, w)| w.error.is_some()) {
+        n.push_str(&format!(" {}: no bootstrap ({}).", c.label, w.error.as_ref().unwrap()));
+    }
+    Some(n)
 }
 
 /// Seconds and backend of one stage.
@@ -828,11 +1093,11 @@ pub use crate::report::write_atomic;
 pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for t in tables {
-        let g = grid(t, controls);
+        let g = grids(t, controls);
         for (ext, text) in [
-            ("md", writers::markdown(&g)),
-            ("tex", writers::latex(&g)),
-            ("csv", writers::csv(&g)),
+            ("md", panels(&g, writers::markdown)),
+            ("tex", panels(&g, writers::latex)),
+            ("csv", panels(&g, writers::csv)),
         ] {
             let p = out.join(format!("table{}.{ext}", t.id));
             write_atomic(&p, &text)?;
@@ -840,6 +1105,11 @@ pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> 
         }
     }
     Ok(written)
+}
+
+/// A table's panels laid out one after another by `writer`.
+fn panels(grids: &[Grid], writer: fn(&Grid) -> String) -> String {
+    grids.iter().map(writer).collect::<Vec<_>>().join("\n")
 }
 
 /// The timing table as Markdown and CSV.
@@ -1163,6 +1433,7 @@ fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Re
         reps: o.reps,
         seed: o.seed,
         replicates,
+        paper: Arc::new(crate::study::paper::by_spec_match(crate::study::paper::PAPER_VALUES)?),
     };
     let mut tables = Vec::new();
     for t in &spec.tables {
@@ -1327,7 +1598,7 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
             t.id,
             esc(&t.title)
         ));
-        h.push_str(&writers::html(&grid(t, &rep.controls)));
+        h.push_str(&panels(&grids(t, &rep.controls), writers::html));
         for (k, s) in t.splits.iter().enumerate() {
             if s.draws.is_empty() {
                 continue;
