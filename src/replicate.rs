@@ -38,8 +38,8 @@ use crate::estimate::vcov::VcovSpec;
 use crate::estimate::{fit, FitOptions, FitResult};
 use crate::inference::permutation::{assemble, bdiff, bdiff_draws, BdiffOptions, BdiffResult};
 use crate::inference::replicates::WildWeights;
-use crate::inference::wild::{wild_bootstrap, WildOptions};
 use crate::inference::shard::Shard;
+use crate::inference::wild::{wild_bootstrap, WildOptions};
 use crate::report::table::{fmt_num, Grid};
 use crate::report::{writers, Stat};
 use crate::resampling::shard_file::{self, Fingerprint, SplitPart};
@@ -196,10 +196,7 @@ impl Spec {
     /// A variable or interaction (`digtech:vol2`) as the paper writes it (`labels`; `×` joins
     /// the factors of an interaction); names without a label are kept.
     pub fn display(&self, name: &str) -> String {
-        name.split(':')
-            .map(|v| self.labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
-            .collect::<Vec<_>>()
-            .join("×")
+        display_name(&self.labels, name)
     }
 
     /// Expand `{NAME}` macros.
@@ -221,6 +218,14 @@ impl Spec {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// `name` (a variable or an interaction `a:b`) with each factor relabelled by `labels`.
+fn display_name(labels: &BTreeMap<String, String>, name: &str) -> String {
+    name.split(':')
+        .map(|v| labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// One clause `var op value` of a sample filter.
@@ -548,8 +553,19 @@ fn estimate_column(
 /// The WCR bootstrap of H0: `param` = 0 on the column's sample, clustered on `cluster` (`g`
 /// clusters): Webb's six-point weights with 12 clusters or fewer, Rademacher otherwise (fully
 /// enumerated when 2^G ≤ reps), the fits' small-sample convention.
-fn few_clusters(cx: &Ctx, table: &Table, model: &crate::formula::Model, cluster: &str, g: usize, param: &str) -> FewClusters {
-    let weights = if g <= 12 { WildWeights::Webb } else { WildWeights::Rademacher };
+fn few_clusters(
+    cx: &Ctx,
+    table: &Table,
+    model: &crate::formula::Model,
+    cluster: &str,
+    g: usize,
+    param: &str,
+) -> FewClusters {
+    let weights = if g <= 12 {
+        WildWeights::Webb
+    } else {
+        WildWeights::Rademacher
+    };
     let run = || -> Result<crate::inference::wild::WildResult> {
         let popts = PrepareOptions {
             clusters: vec![cluster.to_string()],
@@ -913,18 +929,26 @@ fn columns_grid(t: &TableResult, cols: &[&ColumnResult], controls: &[String]) ->
         extra.push(row("Permutation p (difference)", cols, |c| match c.split_test {
             Some((k, 1)) => {
                 let s = &t.splits[k];
-                if s.error.is_some() { "failed".into() } else { format!("{:.3}", s.p) }
+                if s.error.is_some() {
+                    "failed".into()
+                } else {
+                    format!("{:.3}", s.p)
+                }
             }
             _ => String::new(),
         }));
     }
     if cols.iter().any(|c| c.few_clusters.is_some()) {
-        extra.push(row(&format!("Wild bootstrap p (< {FEW_CLUSTERS} clusters)"), cols, |c| {
-            c.few_clusters.as_ref().map_or(String::new(), |w| match w.p {
-                Some(p) => format!("{p:.3} (G={})", w.clusters),
-                None => format!("n/a (G={})", w.clusters),
-            })
-        }));
+        extra.push(row(
+            &format!("Wild bootstrap p (< {FEW_CLUSTERS} clusters)"),
+            cols,
+            |c| {
+                c.few_clusters.as_ref().map_or(String::new(), |w| match w.p {
+                    Some(p) => format!("{p:.3} (G={})", w.clusters),
+                    None => format!("n/a (G={})", w.clusters),
+                })
+            },
+        ));
     }
     if cols.iter().any(|c| c.truth.is_some()) {
         extra.push(row("Planted truth", cols, |c| c.truth.map_or(String::new(), fmt_num)));
@@ -952,12 +976,7 @@ fn row(label: &str, cols: &[&ColumnResult], cell: impl Fn(&ColumnResult) -> Stri
 
 /// Dependent variables and coefficient names as the paper writes them.
 fn relabel(g: &mut Grid, labels: &BTreeMap<String, String>) {
-    let show = |name: &str| {
-        name.split(':')
-            .map(|v| labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
-            .collect::<Vec<_>>()
-            .join("×")
-    };
+    let show = |name: &str| display_name(labels, name);
     if let Some(depvars) = g.sections.first_mut().and_then(|s| s.first_mut()) {
         for c in depvars.iter_mut().skip(1) {
             *c = show(c);
@@ -991,7 +1010,9 @@ fn paper_rows(cols: &[&ColumnResult]) -> Vec<Vec<String>> {
         rows.push(row(&format!("Paper: {name}"), cols, |c| {
             coef(c).map_or(String::new(), |k| PaperColumn::coef_cell(k.1, &k.3))
         }));
-        rows.push(row("", cols, |c| coef(c).map_or(String::new(), |k| PaperColumn::t_cell(k.2))));
+        rows.push(row("", cols, |c| {
+            coef(c).map_or(String::new(), |k| PaperColumn::t_cell(k.2))
+        }));
     }
     let paper = |c: &ColumnResult| c.paper.clone();
     rows.push(row("Paper: N", cols, |c| {
@@ -1003,7 +1024,10 @@ fn paper_rows(cols: &[&ColumnResult]) -> Vec<Vec<String>> {
     if cols.iter().any(|c| c.paper.as_ref().is_some_and(|p| p.p.is_some())) {
         rows.push(row("Paper: p (difference)", cols, |c| {
             let first = matches!(c.split_test, Some((_, 1)) | None);
-            paper(c).and_then(|p| p.p).filter(|_| first).map_or(String::new(), |p| format!("{p:.3}"))
+            paper(c)
+                .and_then(|p| p.p)
+                .filter(|_| first)
+                .map_or(String::new(), |p| format!("{p:.3}"))
         }));
     }
     rows
@@ -1048,8 +1072,11 @@ fn table_notes(t: &TableResult) -> Vec<String> {
 
 /// What the wild-bootstrap row means, and which columns could not have it.
 fn few_clusters_note(t: &TableResult) -> Option<String> {
-    let few: Vec<(&ColumnResult, &FewClusters)> =
-        t.columns.iter().filter_map(|c| c.few_clusters.as_ref().map(|w| (c, w))).collect();
+    let few: Vec<(&ColumnResult, &FewClusters)> = t
+        .columns
+        .iter()
+        .filter_map(|c| c.few_clusters.as_ref().map(|w| (c, w)))
+        .collect();
     let (_, w) = few.first()?;
     let mut n = format!(
         "Fewer than {FEW_CLUSTERS} clusters: clustered t-tests over-reject, so these columns also show the restricted wild cluster bootstrap p-value of H0: coefficient = 0 (Roodman et al. 2019; {} replications; Webb weights with 12 clusters or fewer, Rademacher otherwise), clustered by {}.",
@@ -1169,6 +1196,39 @@ mod tests {
         );
         assert_eq!(s.expand("y ~ x | {FE}").unwrap(), "y ~ x | firm + year + firm^country");
         assert!(s.expand("y ~ {NOPE}").is_err());
+    }
+
+    #[test]
+    fn every_paper_column_names_a_column_of_the_shipped_spec() {
+        let s = Spec::parse(DEFAULT_SPEC, "data/replicate_spec.json").unwrap();
+        let mut labels = std::collections::BTreeSet::new();
+        for t in &s.tables {
+            for c in &t.columns {
+                let shown = c.split_labels.clone().map_or(vec![c.label.clone()], Vec::from);
+                labels.extend(shown.iter().map(|l| format!("{}:{l}", t.id)));
+            }
+            for (level, _) in t.counts.iter().flat_map(|c| &c.levels) {
+                labels.insert(format!("{}:counts level {level}", t.id));
+            }
+        }
+        let paper = crate::study::paper::by_spec_match(crate::study::paper::PAPER_VALUES).unwrap();
+        let unknown: Vec<&String> = paper.keys().filter(|k| !labels.contains(*k)).collect();
+        assert!(unknown.is_empty(), "paper columns matching no column: {unknown:?}");
+        let printed: serde_json::Value = serde_json::from_str(crate::study::paper::PAPER_VALUES).unwrap();
+        let columns = printed["tables"].as_object().unwrap().values().flat_map(|t| {
+            t["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["columns"].as_array().unwrap())
+        });
+        assert_eq!(
+            paper.len(),
+            columns.count(),
+            "every printed column of the paper is matched"
+        );
+        assert_eq!(s.display("digtech:vol2"), "Digtech×Vol2");
+        assert_eq!(s.display("trans"), "trans");
     }
 
     #[test]

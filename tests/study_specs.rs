@@ -32,7 +32,12 @@ fn run_small() -> PathBuf {
 
 /// The results of table `id`.
 fn table<'a>(json: &'a Value, id: &str) -> &'a Value {
-    json["tables"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap()
+    json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap()
 }
 
 /// Column `label` of table `id`.
@@ -43,7 +48,9 @@ fn column<'a>(json: &'a Value, id: &str, label: &str) -> &'a Value {
 }
 
 fn nobs(c: &Value) -> u64 {
-    c["result"]["nobs"].as_u64().unwrap_or_else(|| panic!("{} did not run: {}", c["label"], c["error"]))
+    c["result"]["nobs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{} did not run: {}", c["label"], c["error"]))
 }
 
 fn coefficient_names(c: &Value) -> Vec<String> {
@@ -88,7 +95,10 @@ fn table4_continuing_pairs(json: &Value, panel: &Table, baseline: u64) {
     let years: BTreeSet<i64> = year.iter().map(|y| *y as i64).collect();
     let mut pair_years: BTreeMap<(i64, u32), BTreeSet<i64>> = BTreeMap::new();
     for k in 0..firm.len() {
-        pair_years.entry((firm[k] as i64, country[k])).or_default().insert(year[k] as i64);
+        pair_years
+            .entry((firm[k] as i64, country[k]))
+            .or_default()
+            .insert(year[k] as i64);
     }
     let mut firm_years: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
     for k in 0..firm.len() {
@@ -100,7 +110,10 @@ fn table4_continuing_pairs(json: &Value, panel: &Table, baseline: u64) {
         assert_eq!(flag[k] == 1.0, pair, "row {k}: continuing is not the pair flag");
         differs_from_firm_flag |= pair != (firm_years[&(firm[k] as i64)].len() == years.len());
     }
-    assert!(differs_from_firm_flag, "the pair flag never differs from the firm flag: nothing tested");
+    assert!(
+        differs_from_firm_flag,
+        "the pair flag never differs from the firm flag: nothing tested"
+    );
 }
 
 /// Table 5 (3)-(4): strong IPR = the province's index strictly above the yearly mean.
@@ -113,43 +126,80 @@ fn table5_ipr_at_the_yearly_mean(json: &Value, panel: &Table, regions: &Path, ba
     assert_eq!(split["split"], "ipr_strong");
     assert!(split["p"].as_f64().unwrap() > 0.0);
     let r = read(regions);
-    let (prov, y, ipr) = (r.strings("province").unwrap(), r.numeric("year").unwrap(), r.numeric("ipr_index").unwrap());
+    let (prov, y, ipr) = (
+        r.strings("province").unwrap(),
+        r.numeric("year").unwrap(),
+        r.numeric("ipr_index").unwrap(),
+    );
     let mut sums: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
     for k in 0..y.len() {
         let e = sums.entry(y[k] as i64).or_default();
         e.0 += ipr[k];
         e.1 += 1.0;
     }
-    let index: BTreeMap<(String, i64), f64> =
-        (0..y.len()).map(|k| ((prov[k].clone().unwrap(), y[k] as i64), ipr[k])).collect();
-    let (pp, py, flag) = (panel.strings("province").unwrap(), panel.numeric("year").unwrap(), panel.numeric("ipr_strong").unwrap());
+    let index: BTreeMap<(String, i64), f64> = (0..y.len())
+        .map(|k| ((prov[k].clone().unwrap(), y[k] as i64), ipr[k]))
+        .collect();
+    let (pp, py, flag) = (
+        panel.strings("province").unwrap(),
+        panel.numeric("year").unwrap(),
+        panel.numeric("ipr_strong").unwrap(),
+    );
     let mut median_would_differ = false;
     for k in 0..py.len() {
         let year = py[k] as i64;
         let v = index[&(pp[k].clone().unwrap(), year)];
         let (s, n) = sums[&year];
-        assert_eq!(flag[k] == 1.0, v > s / n, "row {k}: ipr_strong is not `index > yearly mean`");
+        assert_eq!(
+            flag[k] == 1.0,
+            v > s / n,
+            "row {k}: ipr_strong is not `index > yearly mean`"
+        );
         let mut all: Vec<f64> = (0..y.len()).filter(|&j| y[j] as i64 == year).map(|j| ipr[j]).collect();
         all.sort_by(f64::total_cmp);
         median_would_differ |= (v >= all[all.len() / 2]) != (v > s / n);
     }
-    assert!(median_would_differ, "mean and median agree on every row: nothing tested");
+    assert!(
+        median_would_differ,
+        "mean and median agree on every row: nothing tested"
+    );
 }
 
 /// Table 8: strong quality (4) vs strong price (3) first, then quality (4 & 2) vs price (3 & 1).
 fn table8_strong_quality_vs_strong_price(json: &Value, panel: &Table) {
     let t = table(json, "8");
-    let labels: Vec<&str> = t["columns"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
-    assert_eq!(labels, ["Strong quality (4)", "Strong price (3)", "Quality (4 & 2)", "Price (3 & 1)"]);
-    let (s4, s3) = (column(json, "8", "Strong quality (4)"), column(json, "8", "Strong price (3)"));
+    let labels: Vec<&str> = t["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "Strong quality (4)",
+            "Strong price (3)",
+            "Quality (4 & 2)",
+            "Price (3 & 1)"
+        ]
+    );
+    let (s4, s3) = (
+        column(json, "8", "Strong quality (4)"),
+        column(json, "8", "Strong price (3)"),
+    );
     assert_eq!(s4["sample"], "strong_strategy == 1 & quality_strategy == 1");
     assert_eq!(s3["sample"], "strong_strategy == 1 & quality_strategy == 0");
     let (q, p) = (column(json, "8", "Quality (4 & 2)"), column(json, "8", "Price (3 & 1)"));
     assert_eq!(q["sample"], "quality_strategy == 1");
-    assert!(nobs(s4) < nobs(q) && nobs(s3) < nobs(p), "the strong groups are subsets");
+    assert!(
+        nobs(s4) < nobs(q) && nobs(s3) < nobs(p),
+        "the strong groups are subsets"
+    );
     let splits = t["splits"].as_array().unwrap();
     assert_eq!(splits.len(), 2);
-    assert!(splits.iter().all(|s| s["split"] == "quality_strategy" && s["error"].is_null()));
+    assert!(splits
+        .iter()
+        .all(|s| s["split"] == "quality_strategy" && s["error"].is_null()));
     assert_eq!(s4["split_test"], serde_json::json!([0, 1]));
     assert_eq!(p["split_test"], serde_json::json!([1, 0]));
     // the codes behind the flags
@@ -160,7 +210,11 @@ fn table8_strong_quality_vs_strong_price(json: &Value, panel: &Table) {
     );
     for k in (0..code.len()).filter(|&k| code[k].is_finite()) {
         let c = code[k] as u8;
-        assert_eq!((quality[k] == 1.0, strong[k] == 1.0), (c == 4 || c == 2, c == 4 || c == 3), "row {k} code {c}");
+        assert_eq!(
+            (quality[k] == 1.0, strong[k] == 1.0),
+            (c == 4 || c == 2, c == 4 || c == 3),
+            "row {k} code {c}"
+        );
     }
 }
 
@@ -169,11 +223,23 @@ fn table10_two_panels(json: &Value, out: &Path) {
     let cols = table(json, "10")["columns"].as_array().unwrap();
     let got: Vec<(String, String)> = cols
         .iter()
-        .map(|c| (c["panel"].as_str().unwrap()[..7].to_string(), c["result"]["depvar"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["panel"].as_str().unwrap()[..7].to_string(),
+                c["result"]["depvar"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let want: Vec<(String, String)> = [
-        ("Panel A", "quant_keep"), ("Panel A", "quant_in"), ("Panel A", "quant_out"), ("Panel A", "trans"),
-        ("Panel B", "qual_keep"), ("Panel B", "qual_in"), ("Panel B", "qual_out"), ("Panel B", "qual_sub1"), ("Panel B", "qual_sub2"),
+        ("Panel A", "quant_keep"),
+        ("Panel A", "quant_in"),
+        ("Panel A", "quant_out"),
+        ("Panel A", "trans"),
+        ("Panel B", "qual_keep"),
+        ("Panel B", "qual_in"),
+        ("Panel B", "qual_out"),
+        ("Panel B", "qual_sub1"),
+        ("Panel B", "qual_sub2"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -206,7 +272,11 @@ fn table12_digital_importers(json: &Value, panel: &Table, baseline: u64) {
     assert!(cols.iter().all(|c| c["sample"] == "dig_kinds > 0"));
     let (kinds, value) = (panel.numeric("dig_kinds").unwrap(), panel.numeric("dig_value").unwrap());
     for k in 0..kinds.len() {
-        assert_eq!(value[k].is_finite(), kinds[k] > 0.0, "row {k}: ln v is defined exactly for importers");
+        assert_eq!(
+            value[k].is_finite(),
+            kinds[k] > 0.0,
+            "row {k}: ln v is defined exactly for importers"
+        );
     }
 }
 
@@ -216,12 +286,18 @@ fn table13_common_network_sample(json: &Value) {
     assert_eq!(nobs(d), nobs(c), "one sample for (1) and (2)");
     for (col, x) in [(d, "degree"), (c, "ci")] {
         let names = coefficient_names(col);
-        assert!(names.iter().any(|n| n == x) && names.iter().any(|n| n == "digtech"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == x) && names.iter().any(|n| n == "digtech"),
+            "{names:?}"
+        );
         assert_eq!(col["param"], x);
         assert_eq!(col["sample"], "degree >= 0 & ci >= 0");
     }
     let note = table(json, "13")["note"].as_str().unwrap();
-    assert!(note.contains("Burt") && note.contains("FEWER structural holes"), "{note}");
+    assert!(
+        note.contains("Burt") && note.contains("FEWER structural holes"),
+        "{note}"
+    );
 }
 
 /// The paper's numbers beside ours, and the wild bootstrap where clusters are few (15
@@ -229,10 +305,16 @@ fn table13_common_network_sample(json: &Value) {
 fn paper_numbers_and_few_clusters(json: &Value, out: &Path) {
     let s4 = column(json, "8", "Strong quality (4)");
     assert_eq!(s4["paper"]["p"], 0.082);
-    assert_eq!(column(json, "13", "Degree")["paper"]["other_coefs"][0]["param"], "Digtech");
+    assert_eq!(
+        column(json, "13", "Degree")["paper"]["other_coefs"][0]["param"],
+        "Digtech"
+    );
     assert_eq!(column(json, "1", "(5)")["paper"]["coef"], 0.0012);
     let t1 = std::fs::read_to_string(out.join("table1.md")).unwrap();
-    assert!(t1.contains("| Paper: Digtech | 0.0010\\*\\*\\* |") && t1.contains("(3.26)"), "{t1}");
+    assert!(
+        t1.contains("| Paper: Digtech | 0.0010\\*\\*\\* |") && t1.contains("(3.26)"),
+        "{t1}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Paper: Digtech") && html.contains("Wild bootstrap p"));
     let w = &s4["few_clusters"];
@@ -240,5 +322,8 @@ fn paper_numbers_and_few_clusters(json: &Value, out: &Path) {
     let p = w["p"].as_f64().unwrap_or_else(|| panic!("no wild p: {w}"));
     assert!((0.0..=1.0).contains(&p));
     let iv = &column(json, "2", "IV_Post")["few_clusters"];
-    assert!(iv["p"].is_null() && iv["error"].as_str().unwrap().contains("IV"), "{iv}");
+    assert!(
+        iv["p"].is_null() && iv["error"].as_str().unwrap().contains("IV"),
+        "{iv}"
+    );
 }

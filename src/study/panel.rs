@@ -1364,7 +1364,10 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         c.f("dig_kinds", imp.map_or(0.0, |i| (1.0 + i.0.len() as f64).ln()));
         c.f("dig_counties", imp.map_or(0.0, |i| (1.0 + i.1.len() as f64).ln()));
         // ln v as the paper (no +1): missing without digital imports
-        c.f("dig_value", imp.map_or(f64::NAN, |i| if i.2 > 0.0 { i.2.ln() } else { f64::NAN }));
+        c.f(
+            "dig_value",
+            imp.map_or(f64::NAN, |i| if i.2 > 0.0 { i.2.ln() } else { f64::NAN }),
+        );
         c.f(
             "degree",
             e.map_or(f64::NAN, |e| if e.digital > 0 { e.degree } else { f64::NAN }),

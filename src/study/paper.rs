@@ -64,7 +64,8 @@ impl PaperColumn {
             .map(|(p, c)| (p, c, self.t, self.stars.clone().unwrap_or_default()));
         main.into_iter()
             .chain(self.other_coefs.iter().filter_map(|o| {
-                o.coef.map(|c| (o.param.clone(), c, o.t, o.stars.clone().unwrap_or_default()))
+                o.coef
+                    .map(|c| (o.param.clone(), c, o.t, o.stars.clone().unwrap_or_default()))
             }))
             .collect()
     }
@@ -132,7 +133,8 @@ mod tests {
 
     #[test]
     fn a_key_used_twice_is_refused() {
-        let col = r#"{"paper_label":"a","param":null,"coef":null,"t":null,"n":null,"r2":null,"p":null,"spec_match":"1:x"}"#;
+        let col =
+            r#"{"paper_label":"a","param":null,"coef":null,"t":null,"n":null,"r2":null,"p":null,"spec_match":"1:x"}"#;
         let text = format!(r#"{{"tables":{{"1":{{"panels":[{{"columns":[{col},{col}]}}]}}}}}}"#);
         assert!(by_spec_match(&text).unwrap_err().to_string().contains("1:x"));
     }
