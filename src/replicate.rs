@@ -376,6 +376,10 @@ pub struct CountRow {
     pub level: f64,
     pub label: String,
     pub units: usize,
+    /// Share of `units` among the units of all the levels, in percent.
+    pub share_pct: f64,
+    /// Panel rows at this level (the paper's 样本数, observations).
+    pub rows: usize,
     pub truth: Option<f64>,
     pub paper: Option<PaperColumn>,
 }
@@ -788,25 +792,34 @@ fn count_units(
     let t = Table::new(df.clone(), "panel".into());
     let v = t.numeric(&c.variable)?;
     let u = t.numeric(&c.unit)?;
-    Ok(c.levels
+    let mut out: Vec<CountRow> = c
+        .levels
         .iter()
         .enumerate()
         .map(|(k, (level, label))| {
-            let units: std::collections::BTreeSet<i64> = v
+            let at: Vec<i64> = v
                 .iter()
                 .zip(&u)
                 .filter(|(x, _)| **x == *level)
                 .map(|(_, id)| *id as i64)
                 .collect();
+            let units: std::collections::BTreeSet<i64> = at.iter().copied().collect();
             CountRow {
                 level: *level,
                 label: label.clone(),
                 units: units.len(),
+                share_pct: f64::NAN,
+                rows: at.len(),
                 truth: c.truth.get(k).and_then(|name| truth.get(name)).copied(),
                 paper: paper.get(&format!("{table}:counts level {level}")).cloned(),
             }
         })
-        .collect())
+        .collect();
+    let total: usize = out.iter().map(|r| r.units).sum();
+    for r in &mut out {
+        r.share_pct = 100.0 * r.units as f64 / total as f64;
+    }
+    Ok(out)
 }
 
 /// A table in the paper's layout, one [`Grid`] per panel (one for a table without panels; the
@@ -858,28 +871,40 @@ pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
     grids(t, controls).swap_remove(0)
 }
 
-/// Table 7's layout: units per level, with the planted and the paper's counts.
+/// Table 7's layout: per level its code, units, their share, rows, then the planted units and
+/// the paper's units, share and rows.
 fn counts_grid(t: &TableResult) -> Grid {
     let has_truth = t.counts.iter().any(|c| c.truth.is_some());
     let has_paper = t.counts.iter().any(|c| c.paper.is_some());
-    let mut header = vec!["Strategy".to_string(), "Firms".to_string()];
+    let mut header: Vec<String> = ["Strategy", "Code", "Firms", "Share (%)", "Observations"]
+        .map(String::from)
+        .to_vec();
     if has_truth {
-        header.push("Simulated (truth)".into());
+        header.push("Simulated firms (truth)".into());
     }
     if has_paper {
-        header.push("Paper: firms".into());
+        header.extend(["Paper: firms", "Paper: share (%)", "Paper: observations"].map(String::from));
     }
     let rows = t
         .counts
         .iter()
         .map(|c| {
-            let mut r = vec![c.label.clone(), c.units.to_string()];
+            let mut r = vec![
+                c.label.clone(),
+                format!("{}", c.level),
+                c.units.to_string(),
+                format!("{:.2}", c.share_pct),
+                c.rows.to_string(),
+            ];
             if has_truth {
                 r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
             }
             if has_paper {
-                let firms = c.paper.as_ref().and_then(|p| p.extra.get("firms")?.as_f64());
-                r.push(firms.map_or(String::new(), |v| format!("{v:.0}")));
+                let cell = |key: &str, decimals: usize| {
+                    let v = c.paper.as_ref().and_then(|p| p.extra.get(key)?.as_f64());
+                    v.map_or(String::new(), |v| format!("{v:.decimals$}"))
+                };
+                r.extend([cell("firms", 0), cell("share_pct", 2), cell("obs", 0)]);
             }
             r
         })

@@ -76,6 +76,7 @@ fn the_fixed_specifications_follow_the_paper() {
     table11_second_volatility_measure(&json);
     table12_digital_importers(&json, &panel, baseline);
     table13_common_network_sample(&json);
+    tables_1_7_9(&json, &panel, baseline);
     paper_numbers_and_few_clusters(&json, &out);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -298,6 +299,23 @@ fn table13_common_network_sample(json: &Value) {
         note.contains("Burt") && note.contains("FEWER structural holes"),
         "{note}"
     );
+}
+
+/// Table 1 (1) carries no planted truth (pooled, not meant to recover it); Table 7 counts rows
+/// and shares as the paper; Table 9 (1)-(2) share one multi-product sample.
+fn tables_1_7_9(json: &Value, panel: &Table, baseline: u64) {
+    assert!(column(json, "1", "(1)")["truth"].is_null());
+    assert!(column(json, "1", "(2)")["truth"].is_number());
+    let counts = table(json, "7")["counts"].as_array().unwrap();
+    let strategy = panel.numeric("strategy").unwrap();
+    let rows: u64 = counts.iter().map(|c| c["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows as usize, strategy.iter().filter(|s| s.is_finite()).count());
+    let share: f64 = counts.iter().map(|c| c["share_pct"].as_f64().unwrap()).sum();
+    assert!((share - 100.0).abs() < 1e-9, "{share}");
+    assert_eq!(counts[0]["paper"]["extra"]["obs"], 7394);
+    let (core, noncore) = (column(json, "9", "Core product"), column(json, "9", "Non-core"));
+    assert_eq!(nobs(core), nobs(noncore), "one sample for (1) and (2)");
+    assert!(nobs(core) < baseline);
 }
 
 /// The paper's numbers beside ours, and the wild bootstrap where clusters are few (15
