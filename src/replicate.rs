@@ -1046,15 +1046,32 @@ fn paper_rows(cols: &[&ColumnResult]) -> Vec<Vec<String>> {
     rows.push(row("Paper: Adj. R2", cols, |c| {
         paper(c).and_then(|p| p.r2).map_or(String::new(), |r| format!("{r:.3}"))
     }));
-    if cols.iter().any(|c| c.paper.as_ref().is_some_and(|p| p.p.is_some())) {
-        rows.push(row("Paper: p (difference)", cols, |c| {
-            let first = matches!(c.split_test, Some((_, 1)) | None);
-            paper(c)
-                .and_then(|p| p.p)
-                .filter(|_| first)
-                .map_or(String::new(), |p| format!("{p:.3}"))
+    rows.push(row("Paper: p (difference)", cols, |c| {
+        let first = matches!(c.split_test, Some((_, 1)) | None);
+        paper(c)
+            .and_then(|p| p.p)
+            .filter(|_| first)
+            .map_or(String::new(), |p| format!("{p:.3}"))
+    }));
+    // further printed statistics (Table 2's weak-identification tests), as printed
+    let mut keys: Vec<String> = Vec::new();
+    for p in cols.iter().filter_map(|c| c.paper.as_ref()) {
+        keys.extend(
+            p.extra
+                .keys()
+                .filter(|k| !keys.contains(k))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    for key in &keys {
+        rows.push(row(&format!("Paper: {}", PaperColumn::extra_label(key)), cols, |c| {
+            let v = c.paper.as_ref().and_then(|p| p.extra.get(key)?.as_f64());
+            v.map_or(String::new(), |v| v.to_string())
         }));
     }
+    // a statistic the paper prints for none of these columns gets no row
+    rows.retain(|r| r[1..].iter().any(|c| !c.is_empty()));
     rows
 }
 
@@ -1602,33 +1619,78 @@ fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Re
     Ok(rep)
 }
 
-/// Every column's coefficient of interest, for the coefficient plot.
-fn coefficient_rows(rep: &Replication) -> Vec<crate::report::plot::CoefRow> {
-    rep.tables
+/// The coefficient of interest of each of `t`'s estimated columns that `keep`, labelled
+/// `prefix` + the column's label.
+fn coefficient_rows(
+    t: &TableResult,
+    prefix: &str,
+    keep: impl Fn(&ColumnResult) -> bool,
+) -> Vec<crate::report::plot::CoefRow> {
+    t.columns
         .iter()
-        .flat_map(|t| {
-            t.columns.iter().filter_map(move |c| {
-                let (e, ci) = (c.estimate?, c.ci95?);
-                (c.param == "digtech" || c.truth.is_some()).then(|| crate::report::plot::CoefRow {
-                    label: format!("T{} {}", t.id, c.label),
-                    estimate: e,
-                    lo: ci[0],
-                    hi: ci[1],
-                    truth: c.truth,
-                })
+        .filter(|c| keep(c))
+        .filter_map(|c| {
+            let (e, ci) = (c.estimate?, c.ci95?);
+            Some(crate::report::plot::CoefRow {
+                label: format!("{prefix}{}", c.label),
+                estimate: e,
+                lo: ci[0],
+                hi: ci[1],
+                truth: c.truth,
             })
         })
         .collect()
 }
 
-/// The HTML report: summary, timing, coefficient plot, tables, permutation distributions.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The HTML report: summary, then each table with its own coefficient plot (so a table's small
+/// effects are not squashed by another's wide intervals) and permutation distributions, then
+/// the timing. `coefficients.svg` keeps the one-plot overview of the Digtech columns.
 fn html_report(rep: &Replication, out: &Path) -> Result<String> {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fegpu replication</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}th,td{padding:2px 10px;text-align:right;border-bottom:1px solid #eee}thead th{border-bottom:2px solid #333}tbody th{text-align:left;font-weight:normal}.flag{color:#c00;font-weight:bold}.note{font-size:90%;color:#444;margin:2px 0}h2{margin-top:2em}</style></head><body>\n<h1>Digital technology innovation and export quality — replication</h1>\n",
     );
-    h.push_str(&format!(
-        "<p>Data: {} ({}). Panel: {} firm-year-destination rows. Backend: {}. Permutation tests: {} replications, seed {}. Total time {:.1} s. {}</p>\n",
+    h.push_str(&summary_html(rep));
+    let overview: Vec<_> = rep
+        .tables
+        .iter()
+        .flat_map(|t| coefficient_rows(t, &format!("T{} ", t.id), |c| c.param == "digtech" || c.truth.is_some()))
+        .collect();
+    let svg = crate::report::plot::coefficient_svg(
+        &overview,
+        "Estimates with 95% intervals (orange tick: planted truth; red: interval misses it)",
+    );
+    write_atomic(&out.join("coefficients.svg"), &svg)?;
+    for t in &rep.tables {
+        h.push_str(&format!(
+            "<h2 id=\"table{}\">Table {}. {}</h2>\n",
+            t.id,
+            t.id,
+            esc(&t.title)
+        ));
+        h.push_str(&panels(&grids(t, &rep.controls), writers::html));
+        let rows = coefficient_rows(t, "", |_| true);
+        if !rows.is_empty() {
+            let title = format!(
+                "Table {}: estimates with 95% intervals (orange tick: planted truth)",
+                t.id
+            );
+            h.push_str(&crate::report::plot::coefficient_svg(&rows, &title));
+        }
+        h.push_str(&permutation_plots(t, out)?);
+    }
+    h.push_str(&timing_html(&rep.timing));
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// The report's opening paragraphs: data, backend, failures, intervals missing the truth.
+fn summary_html(rep: &Replication) -> String {
+    let mut h = format!(
+        "<p>Data: {} ({}). Panel: {} firm-year-destination rows. Backend: {}. Permutation tests: {} replications, seed {}. Total time {:.1} s. {}</p>\n<p>Each table sets the paper's published numbers (\"Paper:\" rows, data/paper_values.json) beside ours; its notes say where the paper is ambiguous and what we chose.</p>\n",
         esc(&rep.raw),
         if rep.simulated { "simulated; planted effects from truth.json are set beside the estimates" } else { "researcher's data" },
         rep.panel_rows,
@@ -1637,15 +1699,13 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
         rep.seed,
         rep.total_seconds,
         if rep.failures > 0 { format!("<span class=\"flag\">{} specification(s) failed; see the table notes.</span>", rep.failures) } else { "All specifications ran.".into() }
-    ));
+    );
     let misses: Vec<String> = rep
         .tables
         .iter()
         .flat_map(|t| {
-            t.columns
-                .iter()
-                .filter(|c| c.covers_truth == Some(false))
-                .map(move |c| format!("Table {} {}", t.id, c.label))
+            let missing = t.columns.iter().filter(|c| c.covers_truth == Some(false));
+            missing.map(move |c| format!("Table {} {}", t.id, c.label))
         })
         .collect();
     if rep.simulated {
@@ -1658,10 +1718,35 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
             }
         ));
     }
-    h.push_str(
+    h
+}
+
+/// The permutation distribution of each of `t`'s split tests (also written as SVG files).
+fn permutation_plots(t: &TableResult, out: &Path) -> Result<String> {
+    let mut h = String::new();
+    for (k, s) in t.splits.iter().enumerate().filter(|(_, s)| !s.draws.is_empty()) {
+        let p = out.join(format!("permutation_table{}_{}.svg", t.id, k + 1));
+        crate::report::plot::histogram_svg(
+            &p,
+            &s.draws,
+            s.difference,
+            &format!(
+                "{}: permutation distribution of the {} difference (p = {:.3})",
+                s.label, s.param, s.p
+            ),
+            &format!("{} ({} = 1) − {} ({} = 0)", s.param, s.split, s.param, s.split),
+        )?;
+        h.push_str(&std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?);
+    }
+    Ok(h)
+}
+
+/// The timing table, after the results.
+fn timing_html(stages: &[Stage]) -> String {
+    let mut h = String::from(
         "<h2>Timing</h2>\n<table><thead><tr><th>stage</th><th>seconds</th><th>backend</th></tr></thead><tbody>\n",
     );
-    for s in &rep.timing {
+    for s in stages {
         h.push_str(&format!(
             "<tr><th>{}</th><td>{:.2}</td><td>{}</td></tr>\n",
             esc(&s.stage),
@@ -1669,40 +1754,6 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
             esc(&s.backend)
         ));
     }
-    h.push_str("</tbody></table>\n<h2>Coefficients of interest</h2>\n");
-    let svg = crate::report::plot::coefficient_svg(
-        &coefficient_rows(rep),
-        "Estimates with 95% intervals (orange tick: planted truth; red: interval misses it)",
-    );
-    write_atomic(&out.join("coefficients.svg"), &svg)?;
-    h.push_str(&svg);
-    for t in &rep.tables {
-        h.push_str(&format!(
-            "<h2 id=\"table{}\">Table {}. {}</h2>\n",
-            t.id,
-            t.id,
-            esc(&t.title)
-        ));
-        h.push_str(&panels(&grids(t, &rep.controls), writers::html));
-        for (k, s) in t.splits.iter().enumerate() {
-            if s.draws.is_empty() {
-                continue;
-            }
-            let p = out.join(format!("permutation_table{}_{}.svg", t.id, k + 1));
-            crate::report::plot::histogram_svg(
-                &p,
-                &s.draws,
-                s.difference,
-                &format!(
-                    "{}: permutation distribution of the {} difference (p = {:.3})",
-                    s.label, s.param, s.p
-                ),
-                &format!("{} ({} = 1) − {} ({} = 0)", s.param, s.split, s.param, s.split),
-            )?;
-            let svg = std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
-            h.push_str(&svg);
-        }
-    }
-    h.push_str("</body></html>\n");
-    Ok(h)
+    h.push_str("</tbody></table>\n");
+    h
 }

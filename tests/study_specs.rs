@@ -335,6 +335,14 @@ fn paper_numbers_and_few_clusters(json: &Value, out: &Path) {
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Paper: Digtech") && html.contains("Wild bootstrap p"));
+    // results first, each table with its own coefficient plot, timing last
+    let (first, timing) = (html.find("id=\"table1\"").unwrap(), html.find("<h2>Timing").unwrap());
+    assert!(first < timing && html.contains("Table 12: estimates with 95% intervals"));
+    let t2 = std::fs::read_to_string(out.join("table2.md")).unwrap();
+    assert!(
+        t2.contains("| Paper: CD Wald F | 146.359 | 119.781 |") && !t2.contains("Paper: Adj. R2"),
+        "{t2}"
+    );
     let w = &s4["few_clusters"];
     assert!(w["clusters"].as_u64().unwrap() < 30, "{w}");
     let p = w["p"].as_f64().unwrap_or_else(|| panic!("no wild p: {w}"));

@@ -75,6 +75,19 @@ impl PaperColumn {
         format!("{coef:.4}{stars}")
     }
 
+    /// The printed name of a further statistic in `extra` (its key where none is known).
+    pub fn extra_label(key: &str) -> String {
+        match key {
+            "kp_rk_lm" => "KP rk LM",
+            "kp_rk_wald_f" => "KP rk Wald F",
+            "cragg_donald_wald_f" => "CD Wald F",
+            "stock_yogo_10pct_critical" => "Stock-Yogo 10% size",
+            "first_stage_coef" => "first-stage coefficient",
+            other => other,
+        }
+        .to_string()
+    }
+
     /// A t statistic as the paper prints it (two decimals, in parentheses).
     pub fn t_cell(t: Option<f64>) -> String {
         t.map_or(String::new(), |t| format!("({t:.2})"))
