@@ -628,7 +628,8 @@ fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
         let sub = filter_rows(df, &clauses, "panel")?;
         let mut vars = model.variables();
         vars.push(split.to_string());
-        vars.extend(unit.cloned());
+        // a unit may be an interaction (`country^year`: whole destination-years move together)
+        vars.extend(unit.iter().flat_map(|u| u.split('^').map(|v| v.trim().to_string())));
         let table = Table::new(sub, "panel".into()).select(&vars)?;
         let design = prepare(
             &table,

@@ -1316,7 +1316,7 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             "patent_quality_high",
             firm_breadth
                 .get(&f)
-                .map_or(f64::NAN, |b| (*b >= median_breadth) as u8 as f64),
+                .map_or(f64::NAN, |b| (*b > median_breadth) as u8 as f64),
         );
         c.f("continuing", (years_of_pair[&(f, d)] == all_years) as u8 as f64);
         c.f("strategy", strategies.get(&f).map_or(f64::NAN, |&s| s as f64));
