@@ -8,10 +8,18 @@
 //! observations, say) is reported in its table and the rest still run; the run fails at the end
 //! if anything failed.
 //!
+//! The specification follows the paper: a table or column `note` records each choice made
+//! where the paper is ambiguous (printed under the table), `panel` lays consecutive columns out
+//! as a panel of their own (Table 10's A and B), `labels` names variables as the paper does. Each
+//! column is matched to the paper's published numbers (`data/paper_values.json`,
+//! [`crate::study::paper`]) by `TABLE:LABEL`, and the tables show them beside ours. A column
+//! clustered on fewer than [`FEW_CLUSTERS`] clusters also gets the restricted wild cluster
+//! bootstrap p-value ([`crate::inference::wild`]), since its clustered t-test over-rejects.
+//!
 //! Outputs in `--out`: `tableN.{md,tex,csv}` in the paper's layout, `results.json` with every
-//! result, `report.html` (tables, a coefficient plot against the planted truth, permutation
-//! distributions; SVG inline), `timing.{md,csv}` (seconds and backend per stage), the panel,
-//! and, when the data were simulated, `raw/` with `truth.json`.
+//! result, `report.html` (each table with its own coefficient plot against the planted truth and
+//! its permutation distributions, then the timing; SVG inline), `timing.{md,csv}` (seconds and
+//! backend per stage), the panel, and, when the data were simulated, `raw/` with `truth.json`.
 //!
 //! The permutation tests can be spread over machines ([`Sharding`]): `--shard I/K` builds the
 //! data, skips the columns' fits and computes shard I of every split test's replicates
