@@ -247,6 +247,10 @@ fn table10_two_panels(json: &Value, out: &Path) {
     .collect();
     assert_eq!(got, want);
     assert!(nobs(column(json, "10", "qual_in")) <= nobs(column(json, "10", "quant_in")));
+    // counts on every row (new pairs: all products new), trans only where the pair had a t-1
+    let baseline = nobs(column(json, "1", "(5)"));
+    assert_eq!(nobs(column(json, "10", "quant_keep")), baseline);
+    assert!(nobs(column(json, "10", "trans")) < baseline);
     let md = std::fs::read_to_string(out.join("table10.md")).unwrap();
     let a = md.find("| Panel A").expect("Panel A heads its block");
     let b = md.find("| Panel B").expect("Panel B heads its block");

@@ -1341,9 +1341,12 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             .get(&(f, y - 1, d))
             .map(|p| Dynamics::between(&p.products, &a.products));
         let dy = |g: fn(&Dynamics) -> f64| dynamics.as_ref().map_or(f64::NAN, g);
-        c.f("quant_keep", dy(|d| d.keep));
-        c.f("quant_in", dy(|d| d.added));
-        c.f("quant_out", dy(|d| d.dropped));
+        // Table 10's counts on every row, as the paper's N: a pair not exported in t−1 keeps
+        // and drops nothing, and all its products are new
+        let count = |g: fn(&Dynamics) -> f64, new_pair: f64| dynamics.as_ref().map_or(new_pair, g);
+        c.f("quant_keep", count(|d| d.keep, 0.0));
+        c.f("quant_in", count(|d| d.added, a.products.len() as f64));
+        c.f("quant_out", count(|d| d.dropped, 0.0));
         c.f("trans", dy(|d| d.trans));
         c.f("qual_keep", dy(|d| d.qual_keep));
         c.f("qual_in", dy(|d| d.qual_in));
