@@ -400,6 +400,9 @@ pub struct TableResult {
     /// The specification's display labels (`Spec::labels`), for the table files.
     #[serde(skip)]
     pub labels: BTreeMap<String, String>,
+    /// On simulated data: what the simulator planted for this table and whether the estimates
+    /// recovered it ([`recovery`]).
+    pub recovery: Option<String>,
     pub columns: Vec<ColumnResult>,
     pub splits: Vec<SplitTest>,
     pub counts: Vec<CountRow>,
@@ -729,6 +732,7 @@ pub fn run_table(
         title: t.title.clone(),
         note: t.note.clone(),
         labels: spec.labels.clone(),
+        recovery: None,
         columns: vec![],
         splits: vec![],
         counts: vec![],
@@ -787,8 +791,56 @@ pub fn run_table(
     }
     res.failures = res.columns.iter().filter(|c| c.error.is_some()).count()
         + res.splits.iter().filter(|s| s.error.is_some()).count();
+    if !truth.is_empty() && t.counts.is_none() {
+        res.recovery = Some(recovery(&res.columns));
+    }
     res.seconds = t0.elapsed().as_secs_f64();
     res
+}
+
+/// Whether a table's estimates recovered what the simulator planted: per planted value, in how
+/// many of the columns that carry it the estimate has the planted sign and the 95% interval
+/// covers it; a table with no planted value says that its mechanism is not planted.
+fn recovery(columns: &[ColumnResult]) -> String {
+    let mut planted: Vec<f64> = Vec::new();
+    for v in columns.iter().filter_map(|c| c.truth) {
+        if !planted.contains(&v) {
+            planted.push(v);
+        }
+    }
+    if planted.is_empty() {
+        return "Not planted: the simulator plants no effect for this table's mechanism, so its estimates are not checked against a truth.".into();
+    }
+    let parts: Vec<String> = planted
+        .iter()
+        .map(|&v| {
+            let with: Vec<&ColumnResult> = columns
+                .iter()
+                .filter(|c| c.truth == Some(v) && c.estimate.is_some())
+                .collect();
+            let sign = with
+                .iter()
+                .filter(|c| c.estimate.unwrap().signum() == v.signum())
+                .count();
+            let covered = with.iter().filter(|c| c.covers_truth == Some(true)).count();
+            format!(
+                "planted {} in {} column(s): the planted sign in {sign}, the 95% interval covers it in {covered}",
+                fmt_num(v),
+                with.len()
+            )
+        })
+        .collect();
+    let unplanted: Vec<&str> = columns
+        .iter()
+        .filter(|c| c.truth.is_none())
+        .map(|c| c.label.as_str())
+        .collect();
+    let rest = if unplanted.is_empty() {
+        String::new()
+    } else {
+        format!(" Not planted (not checked): {}.", unplanted.join(", "))
+    };
+    format!("Recovery on simulated data: {}.{rest}", parts.join("; "))
 }
 
 fn count_units(
@@ -1115,6 +1167,7 @@ fn table_notes(t: &TableResult) -> Vec<String> {
         ));
     }
     notes.extend(few_clusters_note(t));
+    notes.extend(t.recovery.clone());
     if t.columns.iter().any(|c| c.paper.is_some()) {
         notes.push("Paper: the published coefficient (t statistic), N, Adj. R2 and difference p-value of the corresponding column (data/paper_values.json).".into());
     }

@@ -347,6 +347,15 @@ fn paper_numbers_and_few_clusters(json: &Value, out: &Path) {
         t2.contains("| Paper: CD Wald F | 146.359 | 119.781 |") && !t2.contains("Paper: Adj. R2"),
         "{t2}"
     );
+    // each table says whether its planted pattern was recovered, or that none is planted
+    let recovery = |id: &str| table(json, id)["recovery"].as_str().unwrap().to_string();
+    assert!(
+        recovery("1").starts_with("Recovery on simulated data: planted"),
+        "{}",
+        recovery("1")
+    );
+    assert!(recovery("10").starts_with("Not planted"), "{}", recovery("10"));
+    assert!(table(json, "7")["recovery"].is_null());
     let w = &s4["few_clusters"];
     assert!(w["clusters"].as_u64().unwrap() < 30, "{w}");
     let p = w["p"].as_f64().unwrap_or_else(|| panic!("no wild p: {w}"));
