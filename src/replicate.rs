@@ -8,10 +8,18 @@
 //! observations, say) is reported in its table and the rest still run; the run fails at the end
 //! if anything failed.
 //!
+//! The specification follows the paper: a table or column `note` records each choice made
+//! where the paper is ambiguous (printed under the table), `panel` lays consecutive columns out
+//! as a panel of their own (Table 10's A and B), `labels` names variables as the paper does. Each
+//! column is matched to the paper's published numbers (`data/paper_values.json`,
+//! [`crate::study::paper`]) by `TABLE:LABEL`, and the tables show them beside ours. A column
+//! clustered on fewer than [`FEW_CLUSTERS`] clusters also gets the restricted wild cluster
+//! bootstrap p-value ([`crate::inference::wild`]), since its clustered t-test over-rejects.
+//!
 //! Outputs in `--out`: `tableN.{md,tex,csv}` in the paper's layout, `results.json` with every
-//! result, `report.html` (tables, a coefficient plot against the planted truth, permutation
-//! distributions; SVG inline), `timing.{md,csv}` (seconds and backend per stage), the panel,
-//! and, when the data were simulated, `raw/` with `truth.json`.
+//! result, `report.html` (each table with its own coefficient plot against the planted truth and
+//! its permutation distributions, then the timing; SVG inline), `timing.{md,csv}` (seconds and
+//! backend per stage), the panel, and, when the data were simulated, `raw/` with `truth.json`.
 //!
 //! The permutation tests can be spread over machines ([`Sharding`]): `--shard I/K` builds the
 //! data, skips the columns' fits and computes shard I of every split test's replicates
@@ -37,11 +45,14 @@ use crate::error::{Error, Result};
 use crate::estimate::vcov::VcovSpec;
 use crate::estimate::{fit, FitOptions, FitResult};
 use crate::inference::permutation::{assemble, bdiff, bdiff_draws, BdiffOptions, BdiffResult};
+use crate::inference::replicates::WildWeights;
 use crate::inference::shard::Shard;
+use crate::inference::wild::{wild_bootstrap, WildOptions};
 use crate::report::table::{fmt_num, Grid};
 use crate::report::{writers, Stat};
 use crate::resampling::shard_file::{self, Fingerprint, SplitPart};
 use crate::resampling::ReplicateSpec;
+use crate::study::paper::PaperColumn;
 
 /// The shipped specification of the study's tables.
 pub const DEFAULT_SPEC: &str = include_str!("../data/replicate_spec.json");
@@ -54,6 +65,10 @@ pub struct Spec {
     pub defaults: Defaults,
     #[serde(default)]
     pub macros: BTreeMap<String, String>,
+    /// Variable names as the paper writes them (`digtech` → `Digtech`), for the displayed
+    /// tables; results.json keeps the names.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub tables: Vec<TableSpec>,
 }
 
@@ -90,6 +105,9 @@ impl Default for Defaults {
 pub struct TableSpec {
     pub id: String,
     pub title: String,
+    /// Printed under the table: the choices made where the paper is ambiguous.
+    #[serde(default)]
+    pub note: Option<String>,
     #[serde(default)]
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
@@ -117,6 +135,13 @@ pub struct ColumnSpec {
     pub unit: Option<String>,
     #[serde(default)]
     pub truth: Option<String>,
+    /// The panel of the table the column belongs to (consecutive columns with one name form a
+    /// panel, laid out as its own block: Table 10's Panels A and B).
+    #[serde(default)]
+    pub panel: Option<String>,
+    /// Printed under the table, after the column's label.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Distinct units per level of a categorical variable (Table 7's firm counts).
@@ -176,6 +201,12 @@ impl Spec {
             .unwrap_or_default()
     }
 
+    /// A variable or interaction (`digtech:vol2`) as the paper writes it (`labels`; `×` joins
+    /// the factors of an interaction); names without a label are kept.
+    pub fn display(&self, name: &str) -> String {
+        display_name(&self.labels, name)
+    }
+
     /// Expand `{NAME}` macros.
     pub fn expand(&self, formula: &str) -> std::result::Result<String, String> {
         let mut out = String::new();
@@ -195,6 +226,14 @@ impl Spec {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// `name` (a variable or an interaction `a:b`) with each factor relabelled by `labels`.
+fn display_name(labels: &BTreeMap<String, String>, name: &str) -> String {
+    name.split(':')
+        .map(|v| labels.get(v).cloned().unwrap_or_else(|| v.to_string()))
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// One clause `var op value` of a sample filter.
@@ -292,6 +331,35 @@ pub struct ColumnResult {
     pub covers_truth: Option<bool>,
     pub error: Option<String>,
     pub result: Option<FitResult>,
+    /// The panel of the table (`ColumnSpec::panel`).
+    pub panel: Option<String>,
+    pub note: Option<String>,
+    /// The split test this column is one side of: (index into the table's `splits`, side 1 or 0).
+    pub split_test: Option<(usize, u8)>,
+    /// The paper's published numbers for this column (`data/paper_values.json`).
+    pub paper: Option<PaperColumn>,
+    /// The wild cluster bootstrap check of a clustered column with few clusters.
+    pub few_clusters: Option<FewClusters>,
+}
+
+/// Below this many clusters a clustered t-test over-rejects (Cameron, Gelbach & Miller 2008;
+/// MacKinnon & Webb 2018): such a column also gets the restricted wild cluster bootstrap.
+pub const FEW_CLUSTERS: usize = 30;
+
+/// The restricted wild cluster bootstrap (WCR) p-value of H0: param = 0 for a column clustered
+/// on fewer than [`FEW_CLUSTERS`] clusters, beside its clustered t-test.
+#[derive(Debug, Clone, Serialize)]
+pub struct FewClusters {
+    pub cluster: String,
+    pub clusters: usize,
+    pub p: Option<f64>,
+    pub reps: usize,
+    /// `webb` with 12 clusters or fewer (Rademacher weights have too few distinct draws),
+    /// `rademacher` otherwise.
+    pub weights: String,
+    pub full_enumeration: bool,
+    /// Why there is no bootstrap p-value (IV columns: the WCR is implemented for OLS).
+    pub error: Option<String>,
 }
 
 /// The permutation test of one split.
@@ -316,13 +384,25 @@ pub struct CountRow {
     pub level: f64,
     pub label: String,
     pub units: usize,
+    /// Share of `units` among the units of all the levels, in percent.
+    pub share_pct: f64,
+    /// Panel rows at this level (the paper's 样本数, observations).
+    pub rows: usize,
     pub truth: Option<f64>,
+    pub paper: Option<PaperColumn>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableResult {
     pub id: String,
     pub title: String,
+    pub note: Option<String>,
+    /// The specification's display labels (`Spec::labels`), for the table files.
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
+    /// On simulated data: what the simulator planted for this table and whether the estimates
+    /// recovered it ([`recovery`]).
+    pub recovery: Option<String>,
     pub columns: Vec<ColumnResult>,
     pub splits: Vec<SplitTest>,
     pub counts: Vec<CountRow>,
@@ -332,9 +412,21 @@ pub struct TableResult {
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Replicates of each permutation test and of each few-cluster wild bootstrap.
     pub reps: usize,
     pub seed: u64,
     pub replicates: SplitReplicates,
+    /// The paper's columns by `spec_match` ([`crate::study::paper::by_spec_match`]).
+    pub paper: Arc<BTreeMap<String, PaperColumn>>,
+}
+
+/// What every column of a run shares.
+struct Ctx<'a> {
+    df: &'a DataFrame,
+    spec: &'a Spec,
+    truth: &'a BTreeMap<String, f64>,
+    opts: &'a RunOptions,
+    demeaner: &'a dyn Demeaner,
 }
 
 /// Where the split tests' permutation replicates come from (`--shard`, `--merge`).
@@ -381,18 +473,19 @@ fn split_bdiff(
     }
 }
 
-/// Estimate one column on `df`.
+/// Estimate one column of table `table` on the panel: `label` is the column's label in the
+/// table (a split side's label), `side` the split clause and side of a split column.
 fn estimate_column(
-    df: &DataFrame,
-    spec: &Spec,
+    cx: &Ctx,
+    table: &str,
     col: &ColumnSpec,
-    extra_filter: Option<Clause>,
+    side: Option<(Clause, usize)>,
     label: String,
-    truth: &BTreeMap<String, f64>,
-    demeaner: &dyn Demeaner,
 ) -> ColumnResult {
+    let spec = cx.spec;
     let formula = spec.expand(&col.formula).unwrap_or_else(|_| col.formula.clone());
     let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
+    let extra_filter = side.as_ref().map(|(c, _)| c.clone());
     let mut sample = col.sample.clone();
     if let Some(c) = &extra_filter {
         let s = format!("{} {} {}", c.var, c.op, c.value);
@@ -401,8 +494,9 @@ fn estimate_column(
             None => s,
         });
     }
-    let planted = col.truth.as_ref().and_then(|k| truth.get(k)).copied();
+    let planted = col.truth.as_ref().and_then(|k| cx.truth.get(k)).copied();
     let mut out = ColumnResult {
+        paper: cx.opts.paper.get(&format!("{table}:{label}")).cloned(),
         label,
         formula: formula.clone(),
         sample: sample.clone(),
@@ -414,8 +508,12 @@ fn estimate_column(
         covers_truth: None,
         error: None,
         result: None,
+        panel: col.panel.clone(),
+        note: col.note.clone(),
+        split_test: side.as_ref().map(|(c, k)| (*k, c.value as u8)),
+        few_clusters: None,
     };
-    let run = || -> Result<FitResult> {
+    let run = || -> Result<(FitResult, Table, crate::formula::Model)> {
         let model = crate::formula::parse(&formula)?;
         let vcov = VcovSpec::parse(col.vcov.as_deref().unwrap_or(&spec.defaults.vcov))?;
         let mut clauses = match &col.sample {
@@ -423,7 +521,7 @@ fn estimate_column(
             None => vec![],
         };
         clauses.extend(extra_filter.clone());
-        let sub = filter_rows(df, &clauses, "panel")?;
+        let sub = filter_rows(cx.df, &clauses, "panel")?;
         let mut vars = model.variables();
         for c in vcov.cluster_vars() {
             for v in c.split('^') {
@@ -437,10 +535,11 @@ fn estimate_column(
             vcov,
             ..Default::default()
         };
-        fit(&table, &model, &opts, demeaner)
+        let r = fit(&table, &model, &opts, cx.demeaner)?;
+        Ok((r, table, model))
     };
     match run() {
-        Ok(r) => {
+        Ok((r, table, model)) => {
             if let Some(c) = r.coefficients.iter().find(|c| c.name == param) {
                 let t = t_critical(0.05, r.df_t);
                 let ci = [c.estimate - t * c.std_error, c.estimate + t * c.std_error];
@@ -448,6 +547,12 @@ fn estimate_column(
                 out.std_error = Some(c.std_error);
                 out.ci95 = Some(ci);
                 out.covers_truth = planted.map(|v| ci[0] <= v && v <= ci[1]);
+                out.few_clusters = match r.clusters.as_slice() {
+                    [g] if g.clusters < FEW_CLUSTERS => {
+                        Some(few_clusters(cx, &table, &model, &g.name, g.clusters, &param))
+                    }
+                    _ => None,
+                };
             } else {
                 out.error = Some(format!(
                     "`{param}` is not among the estimated coefficients (dropped as collinear?)"
@@ -460,17 +565,56 @@ fn estimate_column(
     out
 }
 
+/// The WCR bootstrap of H0: `param` = 0 on the column's sample, clustered on `cluster` (`g`
+/// clusters): Webb's six-point weights with 12 clusters or fewer, Rademacher otherwise (fully
+/// enumerated when 2^G ≤ reps), the fits' small-sample convention.
+fn few_clusters(
+    cx: &Ctx,
+    table: &Table,
+    model: &crate::formula::Model,
+    cluster: &str,
+    g: usize,
+    param: &str,
+) -> FewClusters {
+    let weights = if g <= 12 {
+        WildWeights::Webb
+    } else {
+        WildWeights::Rademacher
+    };
+    let run = || -> Result<crate::inference::wild::WildResult> {
+        let popts = PrepareOptions {
+            clusters: vec![cluster.to_string()],
+            ..Default::default()
+        };
+        let design = prepare(table, model, &popts)?;
+        let wopts = WildOptions {
+            coefficient: param.to_string(),
+            null: 0.0,
+            reps: cx.opts.reps,
+            weights,
+            seed: cx.opts.seed,
+            level: None,
+            ssc: FitOptions::default().ssc,
+            demean: DemeanOptions::default(),
+        };
+        wild_bootstrap(&design, &wopts, cx.demeaner)
+    };
+    let r = run();
+    FewClusters {
+        cluster: cluster.to_string(),
+        clusters: g,
+        p: r.as_ref().ok().map(|w| w.p),
+        reps: r.as_ref().map_or(cx.opts.reps, |w| w.reps),
+        weights: format!("{weights:?}").to_lowercase(),
+        full_enumeration: r.as_ref().is_ok_and(|w| w.full_enumeration),
+        error: r.err().map(|e| e.to_string()),
+    }
+}
+
 /// Permutation test of the difference in `param` between split == 1 and split == 0; `key`
 /// names the test in shard files.
-fn split_test(
-    df: &DataFrame,
-    spec: &Spec,
-    col: &ColumnSpec,
-    split: &str,
-    key: &str,
-    opts: &RunOptions,
-    demeaner: &dyn Demeaner,
-) -> SplitTest {
+fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
+    let (df, spec, opts, demeaner) = (cx.df, cx.spec, cx.opts, cx.demeaner);
     let param = col.param.clone().unwrap_or_else(|| spec.defaults.param.clone());
     let mut out = SplitTest {
         label: col.label.clone(),
@@ -495,7 +639,8 @@ fn split_test(
         let sub = filter_rows(df, &clauses, "panel")?;
         let mut vars = model.variables();
         vars.push(split.to_string());
-        vars.extend(unit.cloned());
+        // a unit may be an interaction (`country^year`: whole destination-years move together)
+        vars.extend(unit.iter().flat_map(|u| u.split('^').map(|v| v.trim().to_string())));
         let table = Table::new(sub, "panel".into()).select(&vars)?;
         let design = prepare(
             &table,
@@ -575,9 +720,19 @@ pub fn run_table(
     demeaner: &dyn Demeaner,
 ) -> TableResult {
     let t0 = Instant::now();
+    let cx = Ctx {
+        df,
+        spec,
+        truth,
+        opts,
+        demeaner,
+    };
     let mut res = TableResult {
         id: t.id.clone(),
         title: t.title.clone(),
+        note: t.note.clone(),
+        labels: spec.labels.clone(),
+        recovery: None,
         columns: vec![],
         splits: vec![],
         counts: vec![],
@@ -590,35 +745,29 @@ pub fn run_table(
             None if shard => {}
             None => res
                 .columns
-                .push(estimate_column(df, spec, col, None, col.label.clone(), truth, demeaner)),
+                .push(estimate_column(&cx, &t.id, col, None, col.label.clone())),
             Some(split) => {
                 let labels = col
                     .split_labels
                     .clone()
                     .unwrap_or_else(|| [format!("{split} = 1"), format!("{split} = 0")]);
+                let test = res.splits.len();
                 for (g, label) in [(1.0, &labels[0]), (0.0, &labels[1])].into_iter().filter(|_| !shard) {
                     let clause = Clause {
                         var: split.clone(),
                         op: "==".into(),
                         value: g,
                     };
-                    res.columns.push(estimate_column(
-                        df,
-                        spec,
-                        col,
-                        Some(clause),
-                        label.clone(),
-                        truth,
-                        demeaner,
-                    ));
+                    res.columns
+                        .push(estimate_column(&cx, &t.id, col, Some((clause, test)), label.clone()));
                 }
                 let key = format!("table {} column {} ({}) split {split}", t.id, c + 1, col.label);
-                res.splits.push(split_test(df, spec, col, split, &key, opts, demeaner));
+                res.splits.push(split_test(&cx, col, split, &key));
             }
         }
     }
     if let Some(c) = &t.counts {
-        match count_units(df, c, truth) {
+        match count_units(df, c, truth, &opts.paper, &t.id) {
             Ok(rows) => res.counts = rows,
             Err(e) => res.columns.push(ColumnResult {
                 label: "counts".into(),
@@ -632,75 +781,208 @@ pub fn run_table(
                 covers_truth: None,
                 error: Some(e.to_string()),
                 result: None,
+                panel: None,
+                note: None,
+                split_test: None,
+                paper: None,
+                few_clusters: None,
             }),
         }
     }
     res.failures = res.columns.iter().filter(|c| c.error.is_some()).count()
         + res.splits.iter().filter(|s| s.error.is_some()).count();
+    if !truth.is_empty() && t.counts.is_none() {
+        res.recovery = Some(recovery(&res.columns));
+    }
     res.seconds = t0.elapsed().as_secs_f64();
     res
 }
 
-fn count_units(df: &DataFrame, c: &CountsSpec, truth: &BTreeMap<String, f64>) -> Result<Vec<CountRow>> {
+/// Whether a table's estimates recovered what the simulator planted: per planted value, in how
+/// many of the columns that carry it the estimate has the planted sign and the 95% interval
+/// covers it; a table with no planted value says that its mechanism is not planted.
+fn recovery(columns: &[ColumnResult]) -> String {
+    let mut planted: Vec<f64> = Vec::new();
+    for v in columns.iter().filter_map(|c| c.truth) {
+        if !planted.contains(&v) {
+            planted.push(v);
+        }
+    }
+    if planted.is_empty() {
+        return "Not planted: the simulator plants no effect for this table's mechanism, so its estimates are not checked against a truth.".into();
+    }
+    let parts: Vec<String> = planted
+        .iter()
+        .map(|&v| {
+            let with: Vec<&ColumnResult> = columns
+                .iter()
+                .filter(|c| c.truth == Some(v) && c.estimate.is_some())
+                .collect();
+            let sign = with
+                .iter()
+                .filter(|c| c.estimate.unwrap().signum() == v.signum())
+                .count();
+            let covered = with.iter().filter(|c| c.covers_truth == Some(true)).count();
+            format!(
+                "planted {} in {} column(s): the planted sign in {sign}, the 95% interval covers it in {covered}",
+                fmt_num(v),
+                with.len()
+            )
+        })
+        .collect();
+    let unplanted: Vec<&str> = columns
+        .iter()
+        .filter(|c| c.truth.is_none())
+        .map(|c| c.label.as_str())
+        .collect();
+    let rest = if unplanted.is_empty() {
+        String::new()
+    } else {
+        format!(" Not planted (not checked): {}.", unplanted.join(", "))
+    };
+    format!("Recovery on simulated data: {}.{rest}", parts.join("; "))
+}
+
+fn count_units(
+    df: &DataFrame,
+    c: &CountsSpec,
+    truth: &BTreeMap<String, f64>,
+    paper: &BTreeMap<String, PaperColumn>,
+    table: &str,
+) -> Result<Vec<CountRow>> {
     let t = Table::new(df.clone(), "panel".into());
     let v = t.numeric(&c.variable)?;
     let u = t.numeric(&c.unit)?;
-    Ok(c.levels
+    let mut out: Vec<CountRow> = c
+        .levels
         .iter()
         .enumerate()
         .map(|(k, (level, label))| {
-            let units: std::collections::BTreeSet<i64> = v
+            let at: Vec<i64> = v
                 .iter()
                 .zip(&u)
                 .filter(|(x, _)| **x == *level)
                 .map(|(_, id)| *id as i64)
                 .collect();
+            let units: std::collections::BTreeSet<i64> = at.iter().copied().collect();
             CountRow {
                 level: *level,
                 label: label.clone(),
                 units: units.len(),
+                share_pct: f64::NAN,
+                rows: at.len(),
                 truth: c.truth.get(k).and_then(|name| truth.get(name)).copied(),
+                paper: paper.get(&format!("{table}:counts level {level}")).cloned(),
             }
         })
-        .collect())
+        .collect();
+    let total: usize = out.iter().map(|r| r.units).sum();
+    for r in &mut out {
+        r.share_pct = 100.0 * r.units as f64 / total as f64;
+    }
+    Ok(out)
 }
 
-/// A table in the paper's layout: the coefficient table of its columns (labels as headers),
-/// then permutation p-values of split differences, the planted truth and whether each 95%
-/// interval covers it, and failures as notes.
-pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
+/// A table in the paper's layout, one [`Grid`] per panel (one for a table without panels; the
+/// panel's name heads its first column): the coefficient table of the panel's columns (labels
+/// as headers, variables as the paper names them), then the Controls row, permutation p-values
+/// of split differences, wild-bootstrap p-values of columns with few clusters, the planted
+/// truth and whether each 95% interval covers it, then the paper's published numbers. The notes
+/// (the table's and its columns', failures, tests, few clusters) follow the last panel.
+pub fn grids(t: &TableResult, controls: &[String]) -> Vec<Grid> {
     if !t.counts.is_empty() {
-        let has_truth = t.counts.iter().any(|c| c.truth.is_some());
-        let mut header = vec!["Strategy".to_string(), "Firms".to_string()];
-        if has_truth {
-            header.push("Simulated (truth)".into());
-        }
-        let rows = t
-            .counts
-            .iter()
-            .map(|c| {
-                let mut r = vec![c.label.clone(), c.units.to_string()];
-                if has_truth {
-                    r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
-                }
-                r
-            })
-            .collect();
-        return Grid {
-            header,
-            sections: vec![rows],
-            notes: vec![format!("Table {}: {}.", t.id, t.title)],
-        };
+        return vec![counts_grid(t)];
     }
     let ok: Vec<&ColumnResult> = t.columns.iter().filter(|c| c.result.is_some()).collect();
-    let has_controls: Vec<bool> = ok
+    let mut panels: Vec<(Option<String>, Vec<&ColumnResult>)> = Vec::new();
+    for c in ok {
+        match panels.last_mut() {
+            Some((p, cols)) if *p == c.panel => cols.push(c),
+            _ => panels.push((c.panel.clone(), vec![c])),
+        }
+    }
+    if panels.is_empty() {
+        panels.push((None, vec![]));
+    }
+    let mut out: Vec<Grid> = panels
         .iter()
-        .map(|c| {
-            let r = c.result.as_ref().unwrap();
-            r.coefficients.iter().any(|k| controls.contains(&k.name))
+        .map(|(name, cols)| {
+            let mut g = columns_grid(t, cols, controls);
+            if let Some(n) = name {
+                g.header[0] = n.clone();
+            }
+            g
         })
         .collect();
-    let results: Vec<FitResult> = ok
+    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
+    for g in &mut out {
+        for n in g.notes.drain(..) {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    notes.extend(table_notes(t));
+    out.last_mut().expect("one panel at least").notes = notes;
+    out
+}
+
+/// The table's first panel (the whole table when it has no panels), as [`grids`] lays it out.
+pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
+    grids(t, controls).swap_remove(0)
+}
+
+/// Table 7's layout: per level its code, units, their share, rows, then the planted units and
+/// the paper's units, share and rows.
+fn counts_grid(t: &TableResult) -> Grid {
+    let has_truth = t.counts.iter().any(|c| c.truth.is_some());
+    let has_paper = t.counts.iter().any(|c| c.paper.is_some());
+    let mut header: Vec<String> = ["Strategy", "Code", "Firms", "Share (%)", "Observations"]
+        .map(String::from)
+        .to_vec();
+    if has_truth {
+        header.push("Simulated firms (truth)".into());
+    }
+    if has_paper {
+        header.extend(["Paper: firms", "Paper: share (%)", "Paper: observations"].map(String::from));
+    }
+    let rows = t
+        .counts
+        .iter()
+        .map(|c| {
+            let mut r = vec![
+                c.label.clone(),
+                format!("{}", c.level),
+                c.units.to_string(),
+                format!("{:.2}", c.share_pct),
+                c.rows.to_string(),
+            ];
+            if has_truth {
+                r.push(c.truth.map_or(String::new(), |v| format!("{v:.0}")));
+            }
+            if has_paper {
+                let cell = |key: &str, decimals: usize| {
+                    let v = c.paper.as_ref().and_then(|p| p.extra.get(key)?.as_f64());
+                    v.map_or(String::new(), |v| format!("{v:.decimals$}"))
+                };
+                r.extend([cell("firms", 0), cell("share_pct", 2), cell("obs", 0)]);
+            }
+            r
+        })
+        .collect();
+    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
+    notes.extend(t.note.clone());
+    Grid {
+        header,
+        sections: vec![rows],
+        notes,
+    }
+}
+
+/// The coefficient table of `cols` with the rows below it (see [`grids`]); its notes are the
+/// estimator's (clustering, small-sample convention, warnings).
+fn columns_grid(t: &TableResult, cols: &[&ColumnResult], controls: &[String]) -> Grid {
+    let results: Vec<FitResult> = cols
         .iter()
         .map(|c| {
             let mut r = c.result.clone().unwrap();
@@ -708,67 +990,159 @@ pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
             r
         })
         .collect();
-    let mut g = if results.is_empty() {
-        Grid {
+    if results.is_empty() {
+        return Grid {
             header: vec![String::new()],
             sections: vec![],
             notes: vec![],
-        }
-    } else {
-        Grid::build(&results, Stat::T)
-    };
-    // labels as headers
-    for (k, c) in ok.iter().enumerate() {
+        };
+    }
+    let mut g = Grid::build(&results, Stat::T);
+    for (k, c) in cols.iter().enumerate() {
         g.header[k + 1] = c.label.clone();
     }
-    let mut extra: Vec<Vec<String>> = Vec::new();
-    if !controls.is_empty() && !ok.is_empty() {
-        let mut row = vec!["Controls".to_string()];
-        row.extend(
-            has_controls
-                .iter()
-                .map(|&h| if h { "Yes".to_string() } else { "No".to_string() }),
-        );
-        extra.push(row);
+    relabel(&mut g, &t.labels);
+    let mut extra = Vec::new();
+    if !controls.is_empty() {
+        extra.push(row("Controls", cols, |c| {
+            let r = c.result.as_ref().unwrap();
+            let has = r.coefficients.iter().any(|k| controls.contains(&k.name));
+            (if has { "Yes" } else { "No" }).to_string()
+        }));
     }
     if !t.splits.is_empty() {
-        // p-value under the first column of each split pair
-        let mut row = vec!["Permutation p (difference)".to_string()];
-        for c in &ok {
-            let s = t.splits.iter().find(|s| {
-                c.sample
-                    .as_deref()
-                    .is_some_and(|x| x.ends_with(&format!("{} == 1", s.split)))
-            });
-            row.push(s.map_or(String::new(), |s| {
+        // the p-value under the first column of each split pair
+        extra.push(row("Permutation p (difference)", cols, |c| match c.split_test {
+            Some((k, 1)) => {
+                let s = &t.splits[k];
                 if s.error.is_some() {
                     "failed".into()
                 } else {
                     format!("{:.3}", s.p)
                 }
-            }));
-        }
-        extra.push(row);
+            }
+            _ => String::new(),
+        }));
     }
-    if ok.iter().any(|c| c.truth.is_some()) {
-        let mut tr = vec!["Planted truth".to_string()];
-        let mut cov = vec!["95% CI covers truth".to_string()];
-        for c in &ok {
-            tr.push(c.truth.map_or(String::new(), fmt_num));
-            cov.push(match c.covers_truth {
-                Some(true) => "yes".into(),
-                Some(false) => "NO ⚑".into(),
-                None => String::new(),
-            });
-        }
-        extra.push(tr);
-        extra.push(cov);
+    if cols.iter().any(|c| c.few_clusters.is_some()) {
+        extra.push(row(
+            &format!("Wild bootstrap p (< {FEW_CLUSTERS} clusters)"),
+            cols,
+            |c| {
+                c.few_clusters.as_ref().map_or(String::new(), |w| match w.p {
+                    Some(p) => format!("{p:.3} (G={})", w.clusters),
+                    None => format!("n/a (G={})", w.clusters),
+                })
+            },
+        ));
+    }
+    if cols.iter().any(|c| c.truth.is_some()) {
+        extra.push(row("Planted truth", cols, |c| c.truth.map_or(String::new(), fmt_num)));
+        extra.push(row("95% CI covers truth", cols, |c| match c.covers_truth {
+            Some(true) => "yes".into(),
+            Some(false) => "NO ⚑".into(),
+            None => String::new(),
+        }));
     }
     if !extra.is_empty() {
         g.sections.push(extra);
     }
-    let mut notes = vec![format!("Table {}: {}.", t.id, t.title)];
-    notes.extend(g.notes.drain(..));
+    if cols.iter().any(|c| c.paper.is_some()) {
+        g.sections.push(paper_rows(cols));
+    }
+    g
+}
+
+/// A row labelled `label` with one cell per column.
+fn row(label: &str, cols: &[&ColumnResult], cell: impl Fn(&ColumnResult) -> String) -> Vec<String> {
+    std::iter::once(label.to_string())
+        .chain(cols.iter().map(|c| cell(c)))
+        .collect()
+}
+
+/// Dependent variables and coefficient names as the paper writes them.
+fn relabel(g: &mut Grid, labels: &BTreeMap<String, String>) {
+    let show = |name: &str| display_name(labels, name);
+    if let Some(depvars) = g.sections.first_mut().and_then(|s| s.first_mut()) {
+        for c in depvars.iter_mut().skip(1) {
+            *c = show(c);
+        }
+    }
+    if let Some(coefs) = g.sections.get_mut(1) {
+        for r in coefs.iter_mut().step_by(2) {
+            r[0] = show(&r[0]);
+        }
+    }
+}
+
+/// The paper's numbers for `cols`: each printed coefficient (as the paper names it) with its t
+/// statistic, then N, Adj. R² and the difference p-value where printed.
+fn paper_rows(cols: &[&ColumnResult]) -> Vec<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for p in cols.iter().filter_map(|c| c.paper.as_ref()) {
+        for (name, ..) in p.coefficients() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for name in &names {
+        let coef = |c: &ColumnResult| {
+            c.paper
+                .as_ref()
+                .and_then(|p| p.coefficients().into_iter().find(|k| &k.0 == name))
+        };
+        rows.push(row(&format!("Paper: {name}"), cols, |c| {
+            coef(c).map_or(String::new(), |k| PaperColumn::coef_cell(k.1, &k.3))
+        }));
+        rows.push(row("", cols, |c| {
+            coef(c).map_or(String::new(), |k| PaperColumn::t_cell(k.2))
+        }));
+    }
+    let paper = |c: &ColumnResult| c.paper.clone();
+    rows.push(row("Paper: N", cols, |c| {
+        paper(c).and_then(|p| p.n).map_or(String::new(), |n| n.to_string())
+    }));
+    rows.push(row("Paper: Adj. R2", cols, |c| {
+        paper(c).and_then(|p| p.r2).map_or(String::new(), |r| format!("{r:.3}"))
+    }));
+    rows.push(row("Paper: p (difference)", cols, |c| {
+        let first = matches!(c.split_test, Some((_, 1)) | None);
+        paper(c)
+            .and_then(|p| p.p)
+            .filter(|_| first)
+            .map_or(String::new(), |p| format!("{p:.3}"))
+    }));
+    // further printed statistics (Table 2's weak-identification tests), as printed
+    let mut keys: Vec<String> = Vec::new();
+    for p in cols.iter().filter_map(|c| c.paper.as_ref()) {
+        keys.extend(
+            p.extra
+                .keys()
+                .filter(|k| !keys.contains(k))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    for key in &keys {
+        rows.push(row(&format!("Paper: {}", PaperColumn::extra_label(key)), cols, |c| {
+            let v = c.paper.as_ref().and_then(|p| p.extra.get(key)?.as_f64());
+            v.map_or(String::new(), |v| v.to_string())
+        }));
+    }
+    // a statistic the paper prints for none of these columns gets no row
+    rows.retain(|r| r[1..].iter().any(|c| !c.is_empty()));
+    rows
+}
+
+/// The notes after a table's coefficient rows: the specification's notes, failures, the split
+/// tests, and the few-cluster bootstrap.
+fn table_notes(t: &TableResult) -> Vec<String> {
+    let mut notes: Vec<String> = t.note.iter().cloned().collect();
+    for c in t.columns.iter().filter(|c| c.note.is_some()) {
+        notes.push(format!("{}: {}", c.label, c.note.as_ref().unwrap()));
+    }
     for c in t.columns.iter().filter(|c| c.error.is_some()) {
         notes.push(format!("Column `{}` failed: {}", c.label, c.error.as_ref().unwrap()));
     }
@@ -792,8 +1166,30 @@ pub fn grid(t: &TableResult, controls: &[String]) -> Grid {
             s.note.as_ref().map_or(String::new(), |n| format!(" Note: {n}."))
         ));
     }
-    g.notes = notes;
-    g
+    notes.extend(few_clusters_note(t));
+    notes.extend(t.recovery.clone());
+    if t.columns.iter().any(|c| c.paper.is_some()) {
+        notes.push("Paper: the published coefficient (t statistic), N, Adj. R2 and difference p-value of the corresponding column (data/paper_values.json).".into());
+    }
+    notes
+}
+
+/// What the wild-bootstrap row means, and which columns could not have it.
+fn few_clusters_note(t: &TableResult) -> Option<String> {
+    let few: Vec<(&ColumnResult, &FewClusters)> = t
+        .columns
+        .iter()
+        .filter_map(|c| c.few_clusters.as_ref().map(|w| (c, w)))
+        .collect();
+    let (_, w) = few.first()?;
+    let mut n = format!(
+        "Fewer than {FEW_CLUSTERS} clusters: clustered t-tests over-reject, so these columns also show the restricted wild cluster bootstrap p-value of H0: coefficient = 0 (Roodman et al. 2019; {} replications; Webb weights with 12 clusters or fewer, Rademacher otherwise), clustered by {}.",
+        w.reps, w.cluster
+    );
+    for (c, w) in few.iter().filter(|(_, w)| w.error.is_some()) {
+        n.push_str(&format!(" {}: no bootstrap ({}).", c.label, w.error.as_ref().unwrap()));
+    }
+    Some(n)
 }
 
 /// Seconds and backend of one stage.
@@ -828,11 +1224,11 @@ pub use crate::report::write_atomic;
 pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for t in tables {
-        let g = grid(t, controls);
+        let g = grids(t, controls);
         for (ext, text) in [
-            ("md", writers::markdown(&g)),
-            ("tex", writers::latex(&g)),
-            ("csv", writers::csv(&g)),
+            ("md", panels(&g, writers::markdown)),
+            ("tex", panels(&g, writers::latex)),
+            ("csv", panels(&g, writers::csv)),
         ] {
             let p = out.join(format!("table{}.{ext}", t.id));
             write_atomic(&p, &text)?;
@@ -840,6 +1236,11 @@ pub fn write_tables(out: &Path, tables: &[TableResult], controls: &[String]) -> 
         }
     }
     Ok(written)
+}
+
+/// A table's panels laid out one after another by `writer`.
+fn panels(grids: &[Grid], writer: fn(&Grid) -> String) -> String {
+    grids.iter().map(writer).collect::<Vec<_>>().join("\n")
 }
 
 /// The timing table as Markdown and CSV.
@@ -899,6 +1300,39 @@ mod tests {
         );
         assert_eq!(s.expand("y ~ x | {FE}").unwrap(), "y ~ x | firm + year + firm^country");
         assert!(s.expand("y ~ {NOPE}").is_err());
+    }
+
+    #[test]
+    fn every_paper_column_names_a_column_of_the_shipped_spec() {
+        let s = Spec::parse(DEFAULT_SPEC, "data/replicate_spec.json").unwrap();
+        let mut labels = std::collections::BTreeSet::new();
+        for t in &s.tables {
+            for c in &t.columns {
+                let shown = c.split_labels.clone().map_or(vec![c.label.clone()], Vec::from);
+                labels.extend(shown.iter().map(|l| format!("{}:{l}", t.id)));
+            }
+            for (level, _) in t.counts.iter().flat_map(|c| &c.levels) {
+                labels.insert(format!("{}:counts level {level}", t.id));
+            }
+        }
+        let paper = crate::study::paper::by_spec_match(crate::study::paper::PAPER_VALUES).unwrap();
+        let unknown: Vec<&String> = paper.keys().filter(|k| !labels.contains(*k)).collect();
+        assert!(unknown.is_empty(), "paper columns matching no column: {unknown:?}");
+        let printed: serde_json::Value = serde_json::from_str(crate::study::paper::PAPER_VALUES).unwrap();
+        let columns = printed["tables"].as_object().unwrap().values().flat_map(|t| {
+            t["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["columns"].as_array().unwrap())
+        });
+        assert_eq!(
+            paper.len(),
+            columns.count(),
+            "every printed column of the paper is matched"
+        );
+        assert_eq!(s.display("digtech:vol2"), "Digtech×Vol2");
+        assert_eq!(s.display("trans"), "trans");
     }
 
     #[test]
@@ -1163,6 +1597,7 @@ fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Re
         reps: o.reps,
         seed: o.seed,
         replicates,
+        paper: Arc::new(crate::study::paper::by_spec_match(crate::study::paper::PAPER_VALUES)?),
     };
     let mut tables = Vec::new();
     for t in &spec.tables {
@@ -1246,33 +1681,78 @@ fn run_into(o: &Options, final_out: &Path, demeaner: &dyn Demeaner) -> Result<Re
     Ok(rep)
 }
 
-/// Every column's coefficient of interest, for the coefficient plot.
-fn coefficient_rows(rep: &Replication) -> Vec<crate::report::plot::CoefRow> {
-    rep.tables
+/// The coefficient of interest of each of `t`'s estimated columns that `keep`, labelled
+/// `prefix` + the column's label.
+fn coefficient_rows(
+    t: &TableResult,
+    prefix: &str,
+    keep: impl Fn(&ColumnResult) -> bool,
+) -> Vec<crate::report::plot::CoefRow> {
+    t.columns
         .iter()
-        .flat_map(|t| {
-            t.columns.iter().filter_map(move |c| {
-                let (e, ci) = (c.estimate?, c.ci95?);
-                (c.param == "digtech" || c.truth.is_some()).then(|| crate::report::plot::CoefRow {
-                    label: format!("T{} {}", t.id, c.label),
-                    estimate: e,
-                    lo: ci[0],
-                    hi: ci[1],
-                    truth: c.truth,
-                })
+        .filter(|c| keep(c))
+        .filter_map(|c| {
+            let (e, ci) = (c.estimate?, c.ci95?);
+            Some(crate::report::plot::CoefRow {
+                label: format!("{prefix}{}", c.label),
+                estimate: e,
+                lo: ci[0],
+                hi: ci[1],
+                truth: c.truth,
             })
         })
         .collect()
 }
 
-/// The HTML report: summary, timing, coefficient plot, tables, permutation distributions.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The HTML report: summary, then each table with its own coefficient plot (so a table's small
+/// effects are not squashed by another's wide intervals) and permutation distributions, then
+/// the timing. `coefficients.svg` keeps the one-plot overview of the Digtech columns.
 fn html_report(rep: &Replication, out: &Path) -> Result<String> {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fegpu replication</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}th,td{padding:2px 10px;text-align:right;border-bottom:1px solid #eee}thead th{border-bottom:2px solid #333}tbody th{text-align:left;font-weight:normal}.flag{color:#c00;font-weight:bold}.note{font-size:90%;color:#444;margin:2px 0}h2{margin-top:2em}</style></head><body>\n<h1>Digital technology innovation and export quality — replication</h1>\n",
     );
-    h.push_str(&format!(
-        "<p>Data: {} ({}). Panel: {} firm-year-destination rows. Backend: {}. Permutation tests: {} replications, seed {}. Total time {:.1} s. {}</p>\n",
+    h.push_str(&summary_html(rep));
+    let overview: Vec<_> = rep
+        .tables
+        .iter()
+        .flat_map(|t| coefficient_rows(t, &format!("T{} ", t.id), |c| c.param == "digtech" || c.truth.is_some()))
+        .collect();
+    let svg = crate::report::plot::coefficient_svg(
+        &overview,
+        "Estimates with 95% intervals (orange tick: planted truth; red: interval misses it)",
+    );
+    write_atomic(&out.join("coefficients.svg"), &svg)?;
+    for t in &rep.tables {
+        h.push_str(&format!(
+            "<h2 id=\"table{}\">Table {}. {}</h2>\n",
+            t.id,
+            t.id,
+            esc(&t.title)
+        ));
+        h.push_str(&panels(&grids(t, &rep.controls), writers::html));
+        let rows = coefficient_rows(t, "", |_| true);
+        if !rows.is_empty() {
+            let title = format!(
+                "Table {}: estimates with 95% intervals (orange tick: planted truth)",
+                t.id
+            );
+            h.push_str(&crate::report::plot::coefficient_svg(&rows, &title));
+        }
+        h.push_str(&permutation_plots(t, out)?);
+    }
+    h.push_str(&timing_html(&rep.timing));
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// The report's opening paragraphs: data, backend, failures, intervals missing the truth.
+fn summary_html(rep: &Replication) -> String {
+    let mut h = format!(
+        "<p>Data: {} ({}). Panel: {} firm-year-destination rows. Backend: {}. Permutation tests: {} replications, seed {}. Total time {:.1} s. {}</p>\n<p>Each table sets the paper's published numbers (\"Paper:\" rows, data/paper_values.json) beside ours; its notes say where the paper is ambiguous and what we chose.</p>\n",
         esc(&rep.raw),
         if rep.simulated { "simulated; planted effects from truth.json are set beside the estimates" } else { "researcher's data" },
         rep.panel_rows,
@@ -1281,15 +1761,13 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
         rep.seed,
         rep.total_seconds,
         if rep.failures > 0 { format!("<span class=\"flag\">{} specification(s) failed; see the table notes.</span>", rep.failures) } else { "All specifications ran.".into() }
-    ));
+    );
     let misses: Vec<String> = rep
         .tables
         .iter()
         .flat_map(|t| {
-            t.columns
-                .iter()
-                .filter(|c| c.covers_truth == Some(false))
-                .map(move |c| format!("Table {} {}", t.id, c.label))
+            let missing = t.columns.iter().filter(|c| c.covers_truth == Some(false));
+            missing.map(move |c| format!("Table {} {}", t.id, c.label))
         })
         .collect();
     if rep.simulated {
@@ -1302,10 +1780,35 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
             }
         ));
     }
-    h.push_str(
+    h
+}
+
+/// The permutation distribution of each of `t`'s split tests (also written as SVG files).
+fn permutation_plots(t: &TableResult, out: &Path) -> Result<String> {
+    let mut h = String::new();
+    for (k, s) in t.splits.iter().enumerate().filter(|(_, s)| !s.draws.is_empty()) {
+        let p = out.join(format!("permutation_table{}_{}.svg", t.id, k + 1));
+        crate::report::plot::histogram_svg(
+            &p,
+            &s.draws,
+            s.difference,
+            &format!(
+                "{}: permutation distribution of the {} difference (p = {:.3})",
+                s.label, s.param, s.p
+            ),
+            &format!("{} ({} = 1) − {} ({} = 0)", s.param, s.split, s.param, s.split),
+        )?;
+        h.push_str(&std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?);
+    }
+    Ok(h)
+}
+
+/// The timing table, after the results.
+fn timing_html(stages: &[Stage]) -> String {
+    let mut h = String::from(
         "<h2>Timing</h2>\n<table><thead><tr><th>stage</th><th>seconds</th><th>backend</th></tr></thead><tbody>\n",
     );
-    for s in &rep.timing {
+    for s in stages {
         h.push_str(&format!(
             "<tr><th>{}</th><td>{:.2}</td><td>{}</td></tr>\n",
             esc(&s.stage),
@@ -1313,40 +1816,6 @@ fn html_report(rep: &Replication, out: &Path) -> Result<String> {
             esc(&s.backend)
         ));
     }
-    h.push_str("</tbody></table>\n<h2>Coefficients of interest</h2>\n");
-    let svg = crate::report::plot::coefficient_svg(
-        &coefficient_rows(rep),
-        "Estimates with 95% intervals (orange tick: planted truth; red: interval misses it)",
-    );
-    write_atomic(&out.join("coefficients.svg"), &svg)?;
-    h.push_str(&svg);
-    for t in &rep.tables {
-        h.push_str(&format!(
-            "<h2 id=\"table{}\">Table {}. {}</h2>\n",
-            t.id,
-            t.id,
-            esc(&t.title)
-        ));
-        h.push_str(&writers::html(&grid(t, &rep.controls)));
-        for (k, s) in t.splits.iter().enumerate() {
-            if s.draws.is_empty() {
-                continue;
-            }
-            let p = out.join(format!("permutation_table{}_{}.svg", t.id, k + 1));
-            crate::report::plot::histogram_svg(
-                &p,
-                &s.draws,
-                s.difference,
-                &format!(
-                    "{}: permutation distribution of the {} difference (p = {:.3})",
-                    s.label, s.param, s.p
-                ),
-                &format!("{} ({} = 1) − {} ({} = 0)", s.param, s.split, s.param, s.split),
-            )?;
-            let svg = std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
-            h.push_str(&svg);
-        }
-    }
-    h.push_str("</body></html>\n");
-    Ok(h)
+    h.push_str("</tbody></table>\n");
+    h
 }

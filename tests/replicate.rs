@@ -37,7 +37,8 @@ fn small_replication_writes_every_table_and_recovers_the_planted_effect() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("digtech") && stdout.contains("Planted truth"),
+        // variables as the paper names them (the specification's labels), the paper's numbers
+        stdout.contains("Digtech") && stdout.contains("Planted truth") && stdout.contains("Paper: Digtech"),
         "{stdout}"
     );
     let expected_headers: [(&str, &[&str]); 5] = [

@@ -2,13 +2,15 @@
 //! normalisation ([`names`]) and the customs ↔ survey match ([`matching`]), the CNIPA 2023
 //! digital-economy IPC classification and knowledge breadth ([`ipc`]), the firm-year patent
 //! variables ([`patents`]) and co-applicant network measures ([`network`]), batched export
-//! quality ([`quality`]) and the analysis panel ([`panel`]). `crate::replicate` runs the tables.
+//! quality ([`quality`]) and the analysis panel ([`panel`]); the paper's published numbers
+//! ([`paper`]). `crate::replicate` runs the tables.
 
 pub mod ipc;
 pub mod matching;
 pub mod names;
 pub mod network;
 pub mod panel;
+pub mod paper;
 pub mod patents;
 pub mod quality;
 pub mod simulate;

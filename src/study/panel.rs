@@ -283,6 +283,31 @@ pub fn volatility(series: &[(i64, f64)]) -> Vec<f64> {
     g.iter().map(|x| (x - m).abs()).collect()
 }
 
+/// Second export-volatility measure (Table 11 (3)–(4); "overseas-sales stability" after Duan et
+/// al. 2022, whose formula the paper does not give): for each year t of a firm's series of total
+/// export value (all destinations, sorted by year), the coefficient of variation SD/mean of its
+/// values in the years t−2, t−1, t that it exports, with at least two such years (NaN
+/// otherwise). It varies within a firm over time, so the firm fixed effect does not absorb it;
+/// higher means less stable overseas sales, as Vol.
+pub fn sales_stability(series: &[(i64, f64)]) -> Vec<f64> {
+    series
+        .iter()
+        .map(|&(t, _)| {
+            let w: Vec<f64> = series
+                .iter()
+                .filter(|(y, v)| (t - 2..=t).contains(y) && *v > 0.0)
+                .map(|(_, v)| *v)
+                .collect();
+            if w.len() < 2 {
+                return f64::NAN;
+            }
+            let n = w.len() as f64;
+            let m = w.iter().sum::<f64>() / n;
+            (w.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt() / m
+        })
+        .collect()
+}
+
 /// Competition strategy of one firm (Table 7) from OLS of its destination prices on ln distance,
 /// ln GDP and ln GDP per capita: 4 strong quality (β_dist > 0, p < 0.1), 2 weak quality
 /// (β_dist > 0), 3 strong price (β_dist < 0, p < 0.1), 1 weak price. Returns (category, β, p);
@@ -1155,19 +1180,21 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         m.entry(k.0).or_default().insert(k.1);
         m
     });
+    // Table 4's continuing exporters: firm-destination pairs exported in every panel year
+    let years_of_pair: HashMap<(i64, u32), usize> = fyd.keys().fold(HashMap::new(), |mut m, k| {
+        *m.entry((k.0, k.2)).or_default() += 1;
+        m
+    });
     let all_years = export_years.len();
-    // IPR median by year over provinces; NRI 90th percentile by year over destinations
-    let mut ipr_by_year: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    // IPR mean by year over provinces (Table 5: strong = strictly above it); NRI 90th
+    // percentile by year over destinations
+    let mut ipr_by_year: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
     for ((_, y), r) in &region {
-        ipr_by_year.entry(*y).or_default().push(r[3]);
+        let e = ipr_by_year.entry(*y).or_default();
+        e.0 += r[3];
+        e.1 += 1;
     }
-    let ipr_median: HashMap<i64, f64> = ipr_by_year
-        .into_iter()
-        .map(|(y, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (y, quantile(&v, 0.5))
-        })
-        .collect();
+    let ipr_mean: HashMap<i64, f64> = ipr_by_year.into_iter().map(|(y, (s, n))| (y, s / n as f64)).collect();
     let mut nri_by_year: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for (c, y) in dest_names.iter().flat_map(|c| export_years.iter().map(move |y| (c, y))) {
         if let Some(v) = country.get(&(c.clone(), *y)) {
@@ -1190,6 +1217,18 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
     for ((f, d), s) in &series {
         for ((y, _), v) in s.iter().zip(volatility(s)) {
             vol.insert((*f, *y, *d), v);
+        }
+    }
+    // second volatility measure per firm-year, from the firm's total exports
+    let mut firm_totals: BTreeMap<i64, BTreeMap<i64, f64>> = BTreeMap::new();
+    for ((f, y, _), a) in &fyd {
+        *firm_totals.entry(*f).or_default().entry(*y).or_default() += a.value;
+    }
+    let mut vol2: HashMap<(i64, i64), f64> = HashMap::new();
+    for (f, by_year) in &firm_totals {
+        let s: Vec<(i64, f64)> = by_year.iter().map(|(y, v)| (*y, *v)).collect();
+        for ((y, _), v) in s.iter().zip(sales_stability(&s)) {
+            vol2.insert((*f, *y), v);
         }
     }
     let mut vol_year: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
@@ -1261,8 +1300,8 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
         );
         c.f(
             "ipr_strong",
-            match (reg, ipr_median.get(&y)) {
-                (Some(r), Some(m)) => (r[3] >= *m) as u8 as f64,
+            match (reg, ipr_mean.get(&y)) {
+                (Some(r), Some(m)) => (r[3] > *m) as u8 as f64,
                 _ => f64::NAN,
             },
         );
@@ -1277,9 +1316,9 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             "patent_quality_high",
             firm_breadth
                 .get(&f)
-                .map_or(f64::NAN, |b| (*b >= median_breadth) as u8 as f64),
+                .map_or(f64::NAN, |b| (*b > median_breadth) as u8 as f64),
         );
-        c.f("continuing", (years_of_firm[&f].len() == all_years) as u8 as f64);
+        c.f("continuing", (years_of_pair[&(f, d)] == all_years) as u8 as f64);
         c.f("strategy", strategies.get(&f).map_or(f64::NAN, |&s| s as f64));
         for (k, cat) in [
             (4u8, "strategy_strong_quality"),
@@ -1302,9 +1341,12 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
             .get(&(f, y - 1, d))
             .map(|p| Dynamics::between(&p.products, &a.products));
         let dy = |g: fn(&Dynamics) -> f64| dynamics.as_ref().map_or(f64::NAN, g);
-        c.f("quant_keep", dy(|d| d.keep));
-        c.f("quant_in", dy(|d| d.added));
-        c.f("quant_out", dy(|d| d.dropped));
+        // Table 10's counts on every row, as the paper's N: a pair not exported in t−1 keeps
+        // and drops nothing, and all its products are new
+        let count = |g: fn(&Dynamics) -> f64, new_pair: f64| dynamics.as_ref().map_or(new_pair, g);
+        c.f("quant_keep", count(|d| d.keep, 0.0));
+        c.f("quant_in", count(|d| d.added, a.products.len() as f64));
+        c.f("quant_out", count(|d| d.dropped, 0.0));
         c.f("trans", dy(|d| d.trans));
         c.f("qual_keep", dy(|d| d.qual_keep));
         c.f("qual_in", dy(|d| d.qual_in));
@@ -1320,10 +1362,15 @@ pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> 
                 _ => f64::NAN,
             },
         );
+        c.f("vol2", vol2[&(f, y)]);
         let imp = imports.get(&(f, y));
         c.f("dig_kinds", imp.map_or(0.0, |i| (1.0 + i.0.len() as f64).ln()));
         c.f("dig_counties", imp.map_or(0.0, |i| (1.0 + i.1.len() as f64).ln()));
-        c.f("dig_value", imp.map_or(0.0, |i| (1.0 + i.2).ln()));
+        // ln v as the paper (no +1): missing without digital imports
+        c.f(
+            "dig_value",
+            imp.map_or(f64::NAN, |i| if i.2 > 0.0 { i.2.ln() } else { f64::NAN }),
+        );
         c.f(
             "degree",
             e.map_or(f64::NAN, |e| if e.digital > 0 { e.degree } else { f64::NAN }),
@@ -1495,6 +1542,16 @@ mod tests {
         assert!(v[0].is_nan() && v[3].is_nan());
         assert!((v[1] - 0.5).abs() < 1e-12 && (v[2] - 0.5).abs() < 1e-12);
         assert!(volatility(&[(2008, 1.0), (2009, 2.0)]).iter().all(|x| x.is_nan()));
+    }
+
+    #[test]
+    fn sales_stability_is_the_cv_over_three_years() {
+        // 2008 alone: NaN; 2009 {1, 3}: sd 1, mean 2 → 0.5; 2010 {1, 3, 2}: sd √(2/3), mean 2;
+        // 2013 {2013 only, 2011 missing and 2012 missing}: NaN
+        let v = sales_stability(&[(2008, 1.0), (2009, 3.0), (2010, 2.0), (2013, 5.0)]);
+        assert!(v[0].is_nan() && v[3].is_nan());
+        assert!((v[1] - 0.5).abs() < 1e-12);
+        assert!((v[2] - (2.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
     }
 
     #[test]
