@@ -10,7 +10,7 @@ DataFrame.to_stata) with 300 rows:
     x1     float64, 15 values missing: 10 NaN (Stata `.`) and 5 tagged missing (`.b`, see below)
     x2     integer (Stata long), 4 values tagged missing (`.z`)
     firm   integer id (25 firms)
-    dest   text (7 destinations); a strL in panel_117.dta and panel_118.dta, str# elsewhere
+    dest   text (7 destinations, two not ASCII: Latin-1 before 118, UTF-8 after); a strL in panel_117.dta and panel_118.dta, str# elsewhere
     region labelled categorical (Stata byte with a value label): the codes 0..3 are the data
 
 pandas writes only the system missing `.`; the tagged ones are patched into the files: x1
@@ -36,7 +36,7 @@ X2_TAGGED_Z = struct.pack("<I", 0x7FFF_FFE5 + 26)
 def frame():
     rng = np.random.default_rng(20261129)
     firm = rng.integers(1, 26, N)
-    dests = np.array(["Paris", "Lyon", "Nice", "Lille", "Metz", "Caen", "Brest"])
+    dests = np.array(["Paris", "Lyon", "Nice", "Orléans", "Metz", "Besançon", "Brest"])
     dest = dests[rng.integers(0, len(dests), N)]
     region = rng.integers(0, 4, N)
     x1 = rng.normal(size=N)

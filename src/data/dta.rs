@@ -11,6 +11,9 @@
 //! |                      |         | the largest non-missing one, NaN too)     |
 //! | `str#`, `strL`       | String  | the empty string → null (Stata's missing) |
 //!
+//! Text before release 118 is Windows-1252 (the crate's default), except a `strL` that is valid
+//! UTF-8 (what pandas writes into 117 files); from 118 on it is UTF-8.
+//!
 //! Value labels are ignored: a labelled variable is its numeric codes, which is what a fixed
 //! effect needs. Display formats (dates) are ignored as well: a `%td` date is its day number.
 //!
@@ -184,9 +187,17 @@ pub fn read(path: &str, columns: &[String]) -> Result<DataFrame> {
         let encoding = strls.encoding();
         while let Some(s) = strls.read_long_string().map_err(|e| corrupt(path, e))? {
             if wanted.contains(&s.variable()) {
-                let text = match s.data_str(encoding) {
-                    Some(t) => t.into_owned(),
-                    None => String::from_utf8_lossy(s.data()).trim_end_matches('\0').to_string(),
+                // UTF-8 first: 118+ files are UTF-8, and writers put UTF-8 in the strLs of
+                // 117 files too (pandas does) although 117 text is Windows-1252 (which a
+                // Windows-1252 string with accents almost never also is)
+                let data = s.data();
+                let data = &data[..data.iter().position(|&b| b == 0).unwrap_or(data.len())];
+                let text = match std::str::from_utf8(data) {
+                    Ok(t) => t.to_string(),
+                    Err(_) => match s.data_str(encoding) {
+                        Some(t) => t.into_owned(),
+                        None => String::from_utf8_lossy(data).into_owned(),
+                    },
                 };
                 long.insert((s.variable(), s.observation()), text);
             }
