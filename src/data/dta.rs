@@ -4,12 +4,12 @@
 //!
 //! How Stata storage types map to columns:
 //!
-//! | Stata                | column  | missing                                   |
-//! |----------------------|---------|-------------------------------------------|
-//! | `byte`, `int`, `long`| Int64   | `.` and `.a`–`.z` → null                   |
-//! | `float`, `double`    | Float64 | `.` and `.a`–`.z` → null (any value above  |
-//! |                      |         | the largest non-missing one, NaN too)     |
-//! | `str#`, `strL`       | String  | the empty string → null (Stata's missing) |
+//! | Stata                 | column  | missing                                      |
+//! |-----------------------|---------|----------------------------------------------|
+//! | `byte`, `int`, `long` | Int64   | `.` and `.a`–`.z` → null                     |
+//! | `float`, `double`     | Float64 | `.` and `.a`–`.z` → null, and so is any value |
+//! |                       |         | above the largest non-missing one, and NaN   |
+//! | `str#`, `strL`        | String  | the empty string → null (Stata's missing)    |
 //!
 //! Text before release 118 is Windows-1252 (the crate's default), except a `strL` that is valid
 //! UTF-8 (what pandas writes into 117 files); from 118 on it is UTF-8.
@@ -53,13 +53,13 @@ fn open(path: &str) -> Result<(Reader, u64)> {
         .map_err(|e| corrupt(path, e))?;
     let header = reader.header();
     let release = header.release() as u8;
-    // bytes every variable takes in the descriptors: type, name, format, value-label name and
-    // label fields (their widths by release)
+    // bytes every variable takes at least in the descriptors: type, name, format, value-label
+    // name and label fields (their narrowest widths in those releases)
     let per_variable: u64 = match release {
         118.. => 2 + 129 + 57 + 129 + 321,
         117 => 2 + 33 + 49 + 33 + 81,
         113..=116 => 1 + 33 + 12 + 33 + 81,
-        _ => 1 + 9 + 7 + 9 + 32,
+        _ => 1 + 8 + 7 + 8 + 32,
     };
     let k = u64::from(header.variable_count());
     if k.saturating_mul(per_variable) > size {
