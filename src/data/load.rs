@@ -26,8 +26,9 @@ fn polars_err(context: &str, e: PolarsError) -> Error {
     Error::Data(format!("{context}: {e}"))
 }
 
-/// Load `columns` from `source`: `demo` (the built-in panel), a `.csv`/`.tsv` file or a
-/// `.parquet`/`.pq` file. A column that is not there is an error that names it.
+/// Load `columns` from `source`: `demo` (the built-in panel), a `.csv`/`.tsv` file, a
+/// `.parquet`/`.pq` file or a Stata `.dta` file. A column that is not there is an error that
+/// names it.
 pub fn load(source: &str, columns: &[String]) -> Result<Table> {
     // polars refuses (panics on) a projection naming a column twice
     let mut unique: Vec<String> = Vec::with_capacity(columns.len());
@@ -61,6 +62,7 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
                 .finish()
                 .map_err(|e| polars_err(source, e))?
         }
+        "dta" => super::dta::read(source, columns)?,
         _ => {
             let sep = if ext == "tsv" { b'\t' } else { b',' };
             let (header, body) = csv_header_line(path, sep == b'\t')?;
@@ -71,7 +73,7 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         }
     };
     if df.height() == 0 {
-        let what = if matches!(ext.as_str(), "parquet" | "pq") {
+        let what = if matches!(ext.as_str(), "parquet" | "pq" | "dta") {
             "the file has no rows"
         } else {
             "the file has a header but no rows"
@@ -99,7 +101,8 @@ fn read_delimited_polars(path: &Path, sep: u8, columns: &[String], source: &str)
         .map_err(|e| polars_err(source, e))
 }
 
-/// The column names of a `.csv`/`.tsv`/`.parquet` file (read from its header or schema only).
+/// The column names of a `.csv`/`.tsv`/`.parquet`/`.dta` file (read from its header or schema
+/// only).
 pub fn column_names(source: &str) -> Result<Vec<String>> {
     let path = Path::new(source);
     if !path.exists() {
@@ -117,7 +120,11 @@ pub fn column_names(source: &str) -> Result<Vec<String>> {
             let schema = ParquetReader::new(file).schema().map_err(|e| polars_err(source, e))?;
             Ok(schema.iter_names().map(|n| n.to_string()).collect())
         }
-        _ => Err(Error::io(source, "unknown file type: expected .csv, .tsv or .parquet")),
+        "dta" => super::dta::column_names(source),
+        _ => Err(Error::io(
+            source,
+            "unknown file type: expected .csv, .tsv, .parquet or .dta",
+        )),
     }
 }
 
@@ -475,8 +482,16 @@ mod tests {
         let mut text = String::from("firm,dest,y,x,w\n");
         for i in 0..30_000u64 {
             let dest = ["D1", "D22", "\"D3\"", "NA", ""][(i * 7 % 5) as usize];
-            let y = if i % 97 == 0 { "NA".to_string() } else { format!("{}", (i as f64 * 0.37).sin()) };
-            let x = if i % 13 == 0 { ".".to_string() } else { format!("{:.6e}", i as f64 / 7.0) };
+            let y = if i % 97 == 0 {
+                "NA".to_string()
+            } else {
+                format!("{}", (i as f64 * 0.37).sin())
+            };
+            let x = if i % 13 == 0 {
+                ".".to_string()
+            } else {
+                format!("{:.6e}", i as f64 / 7.0)
+            };
             text.push_str(&format!("{},{dest},{y},{x},{}\n", 100 + i % 911, i % 3));
         }
         std::fs::write(&path, &text).unwrap();

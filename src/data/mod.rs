@@ -1,10 +1,12 @@
-//! Data in: files (CSV, Parquet) and the built-in demo panel, read into a [`Table`] (delimited
-//! files by our parallel reader [`csv`] where it can, otherwise and for Parquet through polars),
-//! then turned into the f64 design of one model by [`prepare`].
+//! Data in: files (CSV, Parquet, Stata .dta) and the built-in demo panel, read into a [`Table`]
+//! (delimited files by our parallel reader [`csv`] where it can, otherwise and for Parquet
+//! through polars, .dta files by [`dta`]), then turned into the f64 design of one model by
+//! [`prepare`].
 
 pub mod csv;
 pub mod demo;
 pub mod factor;
+pub mod dta;
 pub mod hard;
 pub mod load;
 pub mod prepare;
