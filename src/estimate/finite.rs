@@ -57,7 +57,11 @@ pub(crate) fn check_weights(name: Option<&str>, w: Option<&[f64]>) -> Result<()>
 
 /// [`check_input`] over named columns.
 pub(crate) fn check_inputs<'a>(cols: impl IntoIterator<Item = (&'a str, &'a [f64])>, w: Option<&[f64]>) -> Result<()> {
-    cols.into_iter().try_for_each(|(name, c)| check_input(name, c, w))
+    use rayon::prelude::*;
+    let cols: Vec<(&str, &[f64])> = cols.into_iter().collect();
+    // columns in parallel; the first failing column (in order) is reported
+    let checked: Vec<Result<()>> = cols.par_iter().map(|&(name, c)| check_input(name, c, w)).collect();
+    checked.into_iter().collect()
 }
 
 /// A demeaned column with a non-finite value or sum of squares.

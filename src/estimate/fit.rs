@@ -81,10 +81,14 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
 
 /// The demeaned `[y, x…]` must be finite (an overflow inside the demeaner names the column).
 fn check_demeaned(design: &Design, cols: &[Vec<f64>], w: Option<&[f64]>) -> Result<()> {
-    let names = std::iter::once(&design.y_name).chain(&design.x_names);
-    names
+    use rayon::prelude::*;
+    let names: Vec<&String> = std::iter::once(&design.y_name).chain(&design.x_names).collect();
+    let checked: Vec<Result<()>> = names
+        .par_iter()
         .zip(cols)
-        .try_for_each(|(name, c)| finite::check_demeaned(name, c, w))
+        .map(|(name, c)| finite::check_demeaned(name, c, w))
+        .collect();
+    checked.into_iter().collect()
 }
 
 /// Demean on the host side of the [`Demeaner`], solve OLS on the columns and form the variance.
@@ -99,7 +103,10 @@ fn solve_host(
     let has_fe = !design.fes.is_empty();
     let mut notes = Vec::new();
     let (yt, xt, iterations, converged, raw_ss, method) = if has_fe {
-        let raw_ss: Vec<f64> = x.iter().map(|c| weighted_centred_ss(c, w, true)).collect();
+        let raw_ss: Vec<f64> = {
+            use rayon::prelude::*;
+            x.par_iter().map(|c| weighted_centred_ss(c, w, true)).collect()
+        };
         let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
             .into_iter()
             .map(|k| &design.fes[k])
