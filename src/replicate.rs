@@ -371,6 +371,8 @@ pub struct SplitTest {
     pub difference: f64,
     pub p: f64,
     pub reps: usize,
+    /// Replications that could not be estimated (left out of `p`, and said so in the notes).
+    pub failed: usize,
     /// What was permuted (`obs` or the unit variable).
     pub unit: String,
     pub note: Option<String>,
@@ -623,13 +625,14 @@ fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
         difference: f64::NAN,
         p: f64::NAN,
         reps: opts.reps,
+        failed: 0,
         unit: "obs".into(),
         note: None,
         error: None,
         draws: vec![],
     };
     let wanted = col.unit.clone().filter(|u| u != "obs");
-    let run = |unit: Option<&String>| -> Result<(f64, f64, Vec<f64>)> {
+    let run = |unit: Option<&String>| -> Result<(f64, f64, Vec<f64>, usize)> {
         let formula = spec.expand(&col.formula).map_err(Error::Usage)?;
         let model = crate::formula::parse(&formula)?;
         let clauses = match &col.sample {
@@ -686,6 +689,7 @@ fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
             r.coefficients[k].difference,
             r.coefficients[k].p,
             r.differences[k].clone(),
+            r.reps_failed,
         ))
     };
     let mut result = run(wanted.as_ref());
@@ -700,10 +704,11 @@ fn split_test(cx: &Ctx, col: &ColumnSpec, split: &str, key: &str) -> SplitTest {
         out.unit = u.clone();
     }
     match result {
-        Ok((d, p, draws)) => {
+        Ok((d, p, draws, failed)) => {
             out.difference = d;
             out.p = p;
             out.draws = draws;
+            out.failed = failed;
         }
         Err(e) => out.error = Some(e.to_string()),
     }
@@ -1165,6 +1170,12 @@ fn table_notes(t: &TableResult) -> Vec<String> {
             if s.unit == "obs" { "observations".to_string() } else { format!("whole {}", s.unit) },
             s.note.as_ref().map_or(String::new(), |n| format!(" Note: {n}."))
         ));
+        if s.failed > 0 {
+            notes.push(format!(
+                "WARNING: `{}`: {} of {} replications could not be estimated (a regressor collinear within a permuted group) and are left out of its p-value.",
+                s.label, s.failed, s.reps
+            ));
+        }
     }
     notes.extend(few_clusters_note(t));
     notes.extend(t.recovery.clone());

@@ -297,3 +297,37 @@ fn replicate_with_too_few_replicates_is_refused_and_writes_nothing() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Permutation replicates whose groups cannot be estimated (a regressor with no variation in a
+/// permuted group) are left out of the p-values, and the output says so loudly with the counts.
+#[test]
+fn bdiff_says_how_many_replicates_failed() {
+    let dir = tmpdir("bdiff-failed");
+    let data = dir.join("d.csv");
+    // x is 1 on three rows only: a permutation that puts all three in one group leaves x
+    // constant in the other, so that replicate cannot be estimated
+    let mut text = String::from("y,x,z,g\n");
+    for i in 0..40u32 {
+        let x = u8::from([0, 25, 30].contains(&i));
+        let noise = |k: u32| ((i * 7919 + k * 104_729) % 1000) as f64 / 1000.0 - 0.5;
+        text.push_str(&format!("{},{x},{},{}\n", noise(1), noise(2), u8::from(i < 20)));
+    }
+    std::fs::write(&data, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(["bdiff", data.to_str().unwrap(), "y ~ x + z", "--group", "g", "--reps", "99"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let used_failed = stdout
+        .split("replicates used (")
+        .nth(1)
+        .and_then(|r| r.split(" failed)").next())
+        .and_then(|f| f.parse::<usize>().ok())
+        .expect("the replicate line");
+    assert!(used_failed > 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("WARNING: {used_failed} of 99 replicates could not be estimated")),
+        "{stdout}"
+    );
+}

@@ -80,6 +80,15 @@ pub fn bdiff(s: &BdiffSpec, backend: &str, seconds: f64, r: &BdiffResult, format
         backend
     );
     o.push_str("p: share of permuted differences at least as extreme as the observed one, in its direction (bdiff); p (2-sided): |d*| >= |d|.\n");
+    if r.reps_failed > 0 {
+        let _ = writeln!(
+            o,
+            "WARNING: {} of {} replicates could not be estimated (a regressor collinear within a permuted group) and are left out; the p-values use the other {}.",
+            r.reps_failed,
+            r.reps_failed + r.reps_used,
+            r.reps_used
+        );
+    }
     Ok(o)
 }
 
