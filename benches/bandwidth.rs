@@ -51,7 +51,9 @@ fn main() {
     let mut c = vec![0.0; n];
     let chunk = 1 << 16;
     let copy = best(5, || {
-        c.par_chunks_mut(chunk).zip(a.par_chunks(chunk)).for_each(|(o, x)| o.copy_from_slice(x));
+        c.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk))
+            .for_each(|(o, x)| o.copy_from_slice(x));
     });
     let triad = best(5, || {
         c.par_chunks_mut(chunk)
@@ -73,11 +75,22 @@ fn main() {
     let e = residuals(refs[0], &refs[1..], &beta);
     let row = |label: &str, bytes: f64, s: f64| {
         let g = gb(bytes, s);
-        println!("{label:<28} {s:>7.3} s {g:>7.2} GB/s  {:>4.0}% of stream", 100.0 * g / stream);
+        println!(
+            "{label:<28} {s:>7.3} s {g:>7.2} GB/s  {:>4.0}% of stream",
+            100.0 * g / stream
+        );
     };
     let nf = n as f64;
-    row("cross products (14 cols)", 14.0 * 8.0 * nf, best(3, || drop(cross_products(&refs, None))));
-    row("residuals (13 regressors)", 15.0 * 8.0 * nf, best(3, || drop(residuals(refs[0], &refs[1..], &beta))));
+    row(
+        "cross products (14 cols)",
+        14.0 * 8.0 * nf,
+        best(3, || drop(cross_products(&refs, None))),
+    );
+    row(
+        "residuals (13 regressors)",
+        15.0 * 8.0 * nf,
+        best(3, || drop(residuals(refs[0], &refs[1..], &beta))),
+    );
     row(
         "cluster meat (13, 120 g)",
         (14.0 * 8.0 + 4.0) * nf,

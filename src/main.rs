@@ -426,7 +426,9 @@ fn run_fit(a: FitArgs) -> Result<()> {
         keep_singletons: a.keep_singletons,
         ..FitOptions::default()
     };
-    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| eprintln!("note: {n}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {
+        eprintln!("note: {n}")
+    })?;
     let mut results = Vec::new();
     let mut table = Some(table);
     for (k, m) in models.iter().enumerate() {
@@ -726,7 +728,9 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
     let (raw, out) = (a.raw.unwrap(), a.out.unwrap());
     fegpu::data::load::check_output(&out)?;
     let t = std::time::Instant::now();
-    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| {
+        eprintln!("{m}")
+    })?;
     eprintln!("building the panel from {}", raw.display());
     let opts = panel::PanelOptions {
         winsorize: a.winsorize,
@@ -749,7 +753,9 @@ fn run_build_panel(a: BuildPanelArgs) -> Result<()> {
 fn run_replicate(a: ReplicateArgs) -> Result<()> {
     use fegpu::replicate;
     // auto → CPU (see --backend): the study's fits and its permutation tests run on the CPU
-    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| eprintln!("{m}"))?;
+    let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |m| {
+        eprintln!("{m}")
+    })?;
     let opts = replicate::Options {
         raw: a.raw,
         panel: a.panel,

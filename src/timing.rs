@@ -92,11 +92,7 @@ pub fn finish() {
     lap("report");
     if let (Some(t), true) = (snapshot(), verbose()) {
         let parts = [t.read, t.prepare, t.demean, t.estimate, t.variance, t.report];
-        let line: Vec<String> = STAGES
-            .iter()
-            .zip(parts)
-            .map(|(s, v)| format!("{s} {v:.3}"))
-            .collect();
+        let line: Vec<String> = STAGES.iter().zip(parts).map(|(s, v)| format!("{s} {v:.3}")).collect();
         eprintln!("timing: total     {:>9.4} s = {} s", t.total, line.join(" + "));
     }
 }

@@ -314,7 +314,15 @@ fn bdiff_says_how_many_replicates_failed() {
     }
     std::fs::write(&data, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args(["bdiff", data.to_str().unwrap(), "y ~ x + z", "--group", "g", "--reps", "99"])
+        .args([
+            "bdiff",
+            data.to_str().unwrap(),
+            "y ~ x + z",
+            "--group",
+            "g",
+            "--reps",
+            "99",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -327,7 +335,9 @@ fn bdiff_says_how_many_replicates_failed() {
         .expect("the replicate line");
     assert!(used_failed > 0, "{stdout}");
     assert!(
-        stdout.contains(&format!("WARNING: {used_failed} of 99 replicates could not be estimated")),
+        stdout.contains(&format!(
+            "WARNING: {used_failed} of 99 replicates could not be estimated"
+        )),
         "{stdout}"
     );
 }

@@ -158,8 +158,20 @@ fn parse_piece<'a>(
                     missing[s].push(row);
                 }
                 match &mut outs[s] {
-                    Out::Int(v) => v[row] = if null { 0 } else { parse_int(field).ok_or(Decline::Float(s))? },
-                    Out::Float(v) => v[row] = if null { f64::NAN } else { parse_float(field).ok_or(Decline::General)? },
+                    Out::Int(v) => {
+                        v[row] = if null {
+                            0
+                        } else {
+                            parse_int(field).ok_or(Decline::Float(s))?
+                        }
+                    }
+                    Out::Float(v) => {
+                        v[row] = if null {
+                            f64::NAN
+                        } else {
+                            parse_float(field).ok_or(Decline::General)?
+                        }
+                    }
                     Out::Text(codes, dict, levels) => {
                         codes[row] = if null {
                             MISSING_CODE
@@ -258,7 +270,12 @@ pub fn read(path: &Path, sep: u8, header: &[String], body: u64, columns: &[Strin
     let shown = path.display().to_string();
     let mut slot = vec![None; header.len()];
     for (s, c) in columns.iter().enumerate() {
-        let hits: Vec<usize> = header.iter().enumerate().filter(|(_, h)| *h == c).map(|(k, _)| k).collect();
+        let hits: Vec<usize> = header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| *h == c)
+            .map(|(k, _)| k)
+            .collect();
         match hits.as_slice() {
             [k] => slot[*k] = Some(s),
             _ => return Ok(None), // absent or duplicated: the general reader says so
@@ -297,9 +314,18 @@ fn read_pieces(
     kinds: &[Kind],
 ) -> std::result::Result<Vec<Column>, Decline> {
     let total: usize = rows.iter().sum();
-    let mut ints: Vec<Vec<i64>> = kinds.iter().map(|k| if *k == Kind::Int { vec![0; total] } else { vec![] }).collect();
-    let mut floats: Vec<Vec<f64>> = kinds.iter().map(|k| if *k == Kind::Float { vec![0.0; total] } else { vec![] }).collect();
-    let mut codes: Vec<Vec<u32>> = kinds.iter().map(|k| if *k == Kind::Text { vec![0; total] } else { vec![] }).collect();
+    let mut ints: Vec<Vec<i64>> = kinds
+        .iter()
+        .map(|k| if *k == Kind::Int { vec![0; total] } else { vec![] })
+        .collect();
+    let mut floats: Vec<Vec<f64>> = kinds
+        .iter()
+        .map(|k| if *k == Kind::Float { vec![0.0; total] } else { vec![] })
+        .collect();
+    let mut codes: Vec<Vec<u32>> = kinds
+        .iter()
+        .map(|k| if *k == Kind::Text { vec![0; total] } else { vec![] })
+        .collect();
     // per piece, per used column: its output slice
     let mut per_piece: Vec<Vec<Out>> = (0..ranges.len()).map(|_| Vec::with_capacity(kinds.len())).collect();
     for ((k, i), (f, c)) in kinds.iter().zip(&mut ints).zip(floats.iter_mut().zip(&mut codes)) {
@@ -329,7 +355,10 @@ fn read_pieces(
         parsed.push(r?);
     }
     // missing rows in file order; text dictionaries merged in piece order
-    let offsets: Vec<usize> = rows.iter().scan(0, |acc, &r| Some(std::mem::replace(acc, *acc + r))).collect();
+    let offsets: Vec<usize> = rows
+        .iter()
+        .scan(0, |acc, &r| Some(std::mem::replace(acc, *acc + r)))
+        .collect();
     let mut missing: Vec<Vec<usize>> = vec![Vec::new(); kinds.len()];
     let mut remaps: Vec<Vec<Vec<u32>>> = vec![Vec::new(); kinds.len()];
     let mut levels: Vec<Vec<String>> = vec![Vec::new(); kinds.len()];
@@ -394,13 +423,21 @@ pub fn into_series(name: &str, col: Column) -> (Series, Option<(Vec<u32>, usize)
     }
     match col {
         Column::Int(v, m) if m.is_empty() => (Int64Chunked::from_vec(name, v).into_series(), None),
-        Column::Int(v, m) => (Int64Chunked::from_iter_options(name, with_nulls(v, &m)).into_series(), None),
+        Column::Int(v, m) => (
+            Int64Chunked::from_iter_options(name, with_nulls(v, &m)).into_series(),
+            None,
+        ),
         Column::Float(v, m) if m.is_empty() => (Float64Chunked::from_vec(name, v).into_series(), None),
-        Column::Float(v, m) => (Float64Chunked::from_iter_options(name, with_nulls(v, &m)).into_series(), None),
+        Column::Float(v, m) => (
+            Float64Chunked::from_iter_options(name, with_nulls(v, &m)).into_series(),
+            None,
+        ),
         Column::Text(codes, levels) => {
             let s = StringChunked::from_iter_options(
                 name,
-                codes.iter().map(|&c| (c != MISSING_CODE).then(|| levels[c as usize].as_str())),
+                codes
+                    .iter()
+                    .map(|&c| (c != MISSING_CODE).then(|| levels[c as usize].as_str())),
             )
             .into_series();
             (s, Some((codes, levels.len())))
@@ -416,7 +453,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fegpu-csv-{}-{}", std::process::id(), text.len()));
         std::fs::write(&dir, text).unwrap();
         let header_len = text.find('\n').unwrap() + 1;
-        let header: Vec<String> = text[..header_len - 1].trim_end_matches('\r').split(',').map(str::to_string).collect();
+        let header: Vec<String> = text[..header_len - 1]
+            .trim_end_matches('\r')
+            .split(',')
+            .map(str::to_string)
+            .collect();
         let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         let out = read(&dir, b',', &header, header_len as u64, &cols).unwrap();
         std::fs::remove_file(&dir).ok();
@@ -428,7 +469,10 @@ mod tests {
         let text = "a,b,c,d\r\n1,2.5,\"x\",7\r\n,NA,y,8\r\n3,.,x,9\r\n";
         let cols = read_str(text, &["c", "a", "b"]).expect("fast path");
         match &cols[0] {
-            Column::Text(c, l) => assert_eq!((c.clone(), l.clone()), (vec![0, 1, 0], vec!["x".to_string(), "y".to_string()])),
+            Column::Text(c, l) => assert_eq!(
+                (c.clone(), l.clone()),
+                (vec![0, 1, 0], vec!["x".to_string(), "y".to_string()])
+            ),
             _ => panic!("c is text"),
         }
         match &cols[1] {
@@ -475,7 +519,9 @@ mod tests {
 
     #[test]
     fn pieces_start_at_records_and_cover_the_body() {
-        let body: Vec<u8> = (0..200_000).flat_map(|i| format!("{i},{}\n", i * 3).into_bytes()).collect();
+        let body: Vec<u8> = (0..200_000)
+            .flat_map(|i| format!("{i},{}\n", i * 3).into_bytes())
+            .collect();
         let rs = pieces(&body);
         assert_eq!(rs.first().unwrap().start, 0);
         assert_eq!(rs.last().unwrap().end, body.len());
@@ -483,6 +529,9 @@ mod tests {
             assert_eq!(w[0].end, w[1].start);
             assert_eq!(body[w[1].start - 1], b'\n');
         }
-        assert_eq!(rs.iter().map(|r| count_records(&body[r.clone()])).sum::<usize>(), 200_000);
+        assert_eq!(
+            rs.iter().map(|r| count_records(&body[r.clone()])).sum::<usize>(),
+            200_000
+        );
     }
 }

@@ -5,8 +5,8 @@
 
 pub mod csv;
 pub mod demo;
-pub mod factor;
 pub mod dta;
+pub mod factor;
 pub mod hard;
 pub mod load;
 pub mod prepare;

@@ -47,7 +47,10 @@ pub struct PrepareOptions {
 /// once, in that order. Readers load only these.
 pub fn used_columns(models: &[&Model], opts: &PrepareOptions) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let clusters = opts.clusters.iter().flat_map(|c| c.split('^').map(|v| v.trim().to_string()));
+    let clusters = opts
+        .clusters
+        .iter()
+        .flat_map(|c| c.split('^').map(|v| v.trim().to_string()));
     let names = models
         .iter()
         .flat_map(|m| m.variables())
@@ -171,7 +174,10 @@ impl<'a> Columns<'a> {
 
     /// Load the raw numeric columns `names` in parallel (the first error in `names` order wins).
     fn load_numeric(&mut self, names: &[String]) -> Result<()> {
-        let todo: Vec<&String> = names.iter().filter(|v| !self.numeric.contains_key(v.as_str())).collect();
+        let todo: Vec<&String> = names
+            .iter()
+            .filter(|v| !self.numeric.contains_key(v.as_str()))
+            .collect();
         let table = self.table;
         let loaded: Vec<Result<Cow<'a, [f64]>>> = todo.par_iter().map(|v| table.numeric_cow(v)).collect();
         for (v, col) in todo.into_iter().zip(loaded) {

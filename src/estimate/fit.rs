@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::common::{check_kept, degrees, not_converged_note, weighted_centred_ss, Degrees, Solved};
 use super::finite;
-use super::result::{cluster_info, fixed_effect_info, Coefficient};
 use super::ols;
+use super::result::{cluster_info, fixed_effect_info, Coefficient};
 use super::vcov::{self, Ssc, VcovInput};
 use crate::data::prepare::{prepare, Design, PrepareOptions};
 use crate::data::Table;
@@ -19,10 +19,6 @@ use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
 use crate::formula::Model;
 use crate::stats::t_two_sided_p;
-
-
-
-
 
 /// Prepare the sample of `model` from `table` and estimate it.
 pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
@@ -72,12 +68,10 @@ fn estimate_prepared(
     Ok(r)
 }
 
-
 /// Estimate a prepared design (the CPU/GPU-independent part of [`fit`]).
 pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     fit_columns(design, design.y.clone(), design.x.clone(), formula, opts, demeaner)
 }
-
 
 /// The demeaned `[y, x…]` must be finite (an overflow inside the demeaner names the column).
 fn check_demeaned(design: &Design, cols: &[Vec<f64>], w: Option<&[f64]>) -> Result<()> {

@@ -24,13 +24,13 @@
 use super::common::{absorbed, not_converged_note, FitOptions};
 use super::result::{cluster_info, fixed_effect_info, Coefficient, FitResult};
 pub use super::result::{AndersonRubin, FirstStage, IvDiagnostics, StockYogo};
-use crate::linalg::passes::cross_products;
 use super::vcov::{self, VcovInput, VcovSpec};
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
+use crate::linalg::passes::cross_products;
 use crate::linalg::rows::{eigen_desc, from_rows, inv_upper_chol, kron, mat_mul, to_mat, transpose, M};
 use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 use crate::stats::{chi2_sf, f_sf, t_two_sided_p};

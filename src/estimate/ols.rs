@@ -5,9 +5,9 @@
 //! every regressor whose R² on those kept before it exceeds `1 − collin_tol` (fixest's
 //! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
 
-use crate::linalg::passes::{cross_products, residuals};
 pub use super::result::DroppedRegressor;
 use crate::error::Result;
+use crate::linalg::passes::{cross_products, residuals};
 use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 /// The OLS solution on the kept regressors.

@@ -11,7 +11,6 @@
 //! the device forms; rss = Σ w e ũ_y (e is orthogonal to every ũ_j and to ũ_D).
 //! Other structures, multiway clustering and IV use the host path of [`super::fit`].
 
-
 use super::common::{check_kept, degrees, weighted_centred_ss, Degrees, FitOptions, Solved};
 use super::ols;
 use super::vcov::{self, VcovSpec};
@@ -62,10 +61,7 @@ pub(crate) fn solve(
     };
     let xty: Vec<f64> = (0..k).map(|j| model.at(1 + j, 0)).collect();
     let wopt = design.weights.as_deref();
-    let raw_ss: Vec<f64> = x
-        .iter()
-        .map(|c| weighted_centred_ss(c, wopt, true))
-        .collect();
+    let raw_ss: Vec<f64> = x.iter().map(|c| weighted_centred_ss(c, wopt, true)).collect();
     let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol)?;
     crate::timing::lap("estimate");
     let mut notes = Vec::new();

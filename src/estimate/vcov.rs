@@ -15,11 +15,11 @@
 //! Under this parametrisation the reghdfe and fixest conventions differ only in `A` (and hence
 //! in the residual degrees of freedom): see [`Ssc`].
 
-use crate::linalg::passes::{cluster_sums, cross_products, products, sum_products};
 use crate::data::prepare::ClusterVar;
 use crate::error::{Error, Result};
 use crate::fe::dof::DofRule;
 use crate::fe::index::interact;
+use crate::linalg::passes::{cluster_sums, cross_products, products, sum_products};
 use crate::linalg::{symmetric_eigen, Mat};
 
 /// Small-sample convention.

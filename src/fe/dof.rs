@@ -111,7 +111,10 @@ pub fn absorbed_dof(fes: &[FixedEffect], clusters: &[&[u32]], rule: DofRule) -> 
                 .collect();
             let comps: Vec<usize> = {
                 use rayon::prelude::*;
-                pairs.par_iter().map(|&(i, pos)| connected_components(&fes[i], &fes[idx[pos]])).collect()
+                pairs
+                    .par_iter()
+                    .map(|&(i, pos)| connected_components(&fes[i], &fes[idx[pos]]))
+                    .collect()
             };
             for (pos, &j) in idx.iter().enumerate().skip(1) {
                 let m = pairs

@@ -36,11 +36,11 @@ use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::estimate::ols::solve;
-use crate::linalg::passes::cross_products;
 use crate::estimate::Ssc;
 use crate::fe::dof::effects_to_project;
 use crate::fe::{absorbed_dof, FixedEffect};
 use crate::linalg::cholesky_inverse;
+use crate::linalg::passes::cross_products;
 
 /// Options of a wild cluster bootstrap test.
 #[derive(Debug, Clone)]

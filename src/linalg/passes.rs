@@ -24,7 +24,9 @@ fn packed(a: usize, b: usize) -> usize {
 
 /// The row ranges of the parallel tasks.
 fn tasks(n: usize) -> Vec<std::ops::Range<usize>> {
-    (0..n.div_ceil(TASK)).map(|t| t * TASK..((t + 1) * TASK).min(n)).collect()
+    (0..n.div_ceil(TASK))
+        .map(|t| t * TASK..((t + 1) * TASK).min(n))
+        .collect()
 }
 
 /// Add per-task partial vectors in task order.
@@ -336,7 +338,10 @@ mod tests {
         let sums = cluster_sums(&refs[1..3], &cols[3], &ids, 5);
         for g in 0..5 {
             for j in 0..2 {
-                let plain: f64 = (0..n).filter(|&i| ids[i] == g as u32).map(|i| cols[3][i] * cols[j + 1][i]).sum();
+                let plain: f64 = (0..n)
+                    .filter(|&i| ids[i] == g as u32)
+                    .map(|i| cols[3][i] * cols[j + 1][i])
+                    .sum();
                 assert!((sums[g * 2 + j] - plain).abs() < 1e-9, "{g} {j}");
             }
         }

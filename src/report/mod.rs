@@ -29,7 +29,12 @@ pub enum Stat {
 }
 
 /// Render `results` in `format`; JSON also carries the command's stage times so far.
-pub fn render(results: &[FitResult], format: Format, stat: Stat, timing: Option<&crate::timing::Timing>) -> Result<String> {
+pub fn render(
+    results: &[FitResult],
+    format: Format,
+    stat: Stat,
+    timing: Option<&crate::timing::Timing>,
+) -> Result<String> {
     if format == Format::Json {
         #[derive(serde::Serialize)]
         struct Out<'a> {
@@ -37,8 +42,11 @@ pub fn render(results: &[FitResult], format: Format, stat: Stat, timing: Option<
             #[serde(skip_serializing_if = "Option::is_none")]
             timing: Option<&'a crate::timing::Timing>,
         }
-        let mut s = serde_json::to_string_pretty(&Out { models: results, timing })
-            .map_err(|e| Error::Data(format!("writing JSON: {e}")))?;
+        let mut s = serde_json::to_string_pretty(&Out {
+            models: results,
+            timing,
+        })
+        .map_err(|e| Error::Data(format!("writing JSON: {e}")))?;
         s.push('\n');
         return Ok(s);
     }
