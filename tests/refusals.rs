@@ -9,29 +9,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn fegpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args(args)
-        .output()
-        .expect("run fegpu")
-}
-
-fn ok(args: &[&str]) -> Vec<u8> {
-    let o = fegpu(args);
-    assert!(
-        o.status.success(),
-        "fegpu {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
+use common::{fegpu, ok, s};
 
 fn tmpdir(name: &str) -> PathBuf {
     common::tmpdir("refusals", name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Non-zero exit, no panic, nothing on stdout, and every needle in stderr.
@@ -313,18 +294,7 @@ fn bdiff_says_how_many_replicates_failed() {
         text.push_str(&format!("{},{x},{},{}\n", noise(1), noise(2), u8::from(i < 20)));
     }
     std::fs::write(&data, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args([
-            "bdiff",
-            data.to_str().unwrap(),
-            "y ~ x + z",
-            "--group",
-            "g",
-            "--reps",
-            "99",
-        ])
-        .output()
-        .unwrap();
+    let out = fegpu(&["bdiff", s(&data), "y ~ x + z", "--group", "g", "--reps", "99"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let used_failed = stdout

@@ -9,31 +9,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn fegpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args(args)
-        .output()
-        .expect("run fegpu")
-}
-
-fn ok(args: &[&str]) -> Vec<u8> {
-    let o = fegpu(args);
-    assert!(
-        o.status.success(),
-        "fegpu {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
+use common::{fegpu, ok, s};
 
 fn tmpdir(name: &str) -> PathBuf {
     common::tmpdir("shard", name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// The demo panel (`fegpu demo`, 1,500 rows, 4 FE dimensions) with a 0/1 group `g` by firm.
