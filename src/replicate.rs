@@ -135,6 +135,13 @@ pub struct ColumnSpec {
     pub unit: Option<String>,
     #[serde(default)]
     pub truth: Option<String>,
+    /// The planted values of a split column's two sides (split == 1, split == 0), in place of
+    /// `truth`, where the simulator plants a different effect on each side.
+    #[serde(default)]
+    pub split_truth: Option<[String; 2]>,
+    /// A pattern the simulator plants by direction only: a `sign:*` key of truth.json (±1).
+    #[serde(default)]
+    pub planted_sign: Option<String>,
     /// The panel of the table the column belongs to (consecutive columns with one name form a
     /// panel, laid out as its own block: Table 10's Panels A and B).
     #[serde(default)]
@@ -329,6 +336,8 @@ pub struct ColumnResult {
     pub truth: Option<f64>,
     /// Whether the 95% interval contains the planted truth (simulated data only).
     pub covers_truth: Option<bool>,
+    /// The planted direction (±1) of a pattern planted without a magnitude.
+    pub planted_sign: Option<f64>,
     pub error: Option<String>,
     pub result: Option<FitResult>,
     /// The panel of the table (`ColumnSpec::panel`).
@@ -496,7 +505,11 @@ fn estimate_column(
             None => s,
         });
     }
-    let planted = col.truth.as_ref().and_then(|k| cx.truth.get(k)).copied();
+    let key = match (&side, &col.split_truth) {
+        (Some((c, _)), Some(keys)) => Some(&keys[usize::from(c.value == 0.0)]),
+        _ => col.truth.as_ref(),
+    };
+    let planted = key.and_then(|k| cx.truth.get(k)).copied();
     let mut out = ColumnResult {
         paper: cx.opts.paper.get(&format!("{table}:{label}")).cloned(),
         label,
@@ -508,6 +521,7 @@ fn estimate_column(
         ci95: None,
         truth: planted,
         covers_truth: None,
+        planted_sign: col.planted_sign.as_ref().and_then(|k| cx.truth.get(k)).copied(),
         error: None,
         result: None,
         panel: col.panel.clone(),
@@ -784,6 +798,7 @@ pub fn run_table(
                 ci95: None,
                 truth: None,
                 covers_truth: None,
+                planted_sign: None,
                 error: Some(e.to_string()),
                 result: None,
                 panel: None,
@@ -797,7 +812,7 @@ pub fn run_table(
     res.failures = res.columns.iter().filter(|c| c.error.is_some()).count()
         + res.splits.iter().filter(|s| s.error.is_some()).count();
     if !truth.is_empty() && t.counts.is_none() {
-        res.recovery = Some(recovery(&res.columns));
+        res.recovery = Some(recovery(&res.columns, &res.splits));
     }
     res.seconds = t0.elapsed().as_secs_f64();
     res
@@ -805,39 +820,47 @@ pub fn run_table(
 
 /// Whether a table's estimates recovered what the simulator planted: per planted value, in how
 /// many of the columns that carry it the estimate has the planted sign and the 95% interval
-/// covers it; a table with no planted value says that its mechanism is not planted.
-fn recovery(columns: &[ColumnResult]) -> String {
-    let mut planted: Vec<f64> = Vec::new();
-    for v in columns.iter().filter_map(|c| c.truth) {
-        if !planted.contains(&v) {
-            planted.push(v);
-        }
-    }
-    if planted.is_empty() {
-        return "Not planted: the simulator plants no effect for this table's mechanism, so its estimates are not checked against a truth.".into();
-    }
-    let parts: Vec<String> = planted
+/// covers it; per pattern planted by direction only, whether the estimate has it; per split
+/// test whose sides carry planted values, the planted and estimated differences; a table with
+/// nothing planted says that its mechanism is not planted.
+fn recovery(columns: &[ColumnResult], splits: &[SplitTest]) -> String {
+    let mut parts: Vec<String> = columns
         .iter()
-        .map(|&v| {
-            let with: Vec<&ColumnResult> = columns
-                .iter()
-                .filter(|c| c.truth == Some(v) && c.estimate.is_some())
-                .collect();
-            let sign = with
-                .iter()
-                .filter(|c| c.estimate.unwrap().signum() == v.signum())
-                .count();
-            let covered = with.iter().filter(|c| c.covers_truth == Some(true)).count();
-            format!(
-                "planted {} in {} column(s): the planted sign in {sign}, the 95% interval covers it in {covered}",
-                fmt_num(v),
-                with.len()
-            )
+        .filter(|c| c.estimate.is_some())
+        .filter_map(|c| {
+            let est = c.estimate.unwrap();
+            if let Some(v) = c.truth {
+                let covered = if c.covers_truth == Some(true) { "covers it" } else { "misses it" };
+                let sign = if est.signum() == v.signum() { "sign recovered" } else { "SIGN NOT RECOVERED" };
+                Some(format!("{}: planted {}, {sign}, the 95% interval {covered}", c.label, fmt_num(v)))
+            } else {
+                c.planted_sign.map(|s| {
+                    let sign = if est.signum() == s.signum() { "recovered" } else { "NOT RECOVERED" };
+                    format!("{}: planted sign {}, {sign}", c.label, if s > 0.0 { "+" } else { "−" })
+                })
+            }
         })
         .collect();
+    for (k, t) in splits.iter().enumerate() {
+        let side = |g: u8| columns.iter().find(|c| c.split_test == Some((k, g))).and_then(|c| c.truth);
+        if let (Some(a), Some(b)) = (side(1), side(0)) {
+            let planted = a - b;
+            let sign = if t.difference.signum() == planted.signum() { "sign recovered" } else { "SIGN NOT RECOVERED" };
+            parts.push(format!(
+                "{} difference: planted {}, estimated {} (p = {:.3}), {sign}",
+                t.label,
+                fmt_num(planted),
+                fmt_num(t.difference),
+                t.p
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return "Not planted: the simulator plants no effect for this table's mechanism, so its estimates are not checked against a truth.".into();
+    }
     let unplanted: Vec<&str> = columns
         .iter()
-        .filter(|c| c.truth.is_none())
+        .filter(|c| c.truth.is_none() && c.planted_sign.is_none())
         .map(|c| c.label.as_str())
         .collect();
     let rest = if unplanted.is_empty() {

@@ -3,7 +3,7 @@
 //! digital-economy IPC classification and knowledge breadth ([`ipc`]), the firm-year patent
 //! variables ([`patents`]) and co-applicant network measures ([`network`]), batched export
 //! quality ([`quality`]) and the analysis panel ([`panel`]); the paper's published numbers
-//! ([`paper`]). `crate::replicate` runs the tables.
+//! ([`paper`]) and the patterns the simulator plants ([`planted`]). `crate::replicate` runs the tables.
 
 pub mod ipc;
 pub mod matching;
@@ -11,6 +11,7 @@ pub mod names;
 pub mod network;
 pub mod panel;
 pub mod paper;
+pub mod planted;
 pub mod patents;
 pub mod quality;
 pub mod simulate;

@@ -13,6 +13,7 @@ use polars::prelude::{Column, DataFrame};
 use serde::Serialize;
 
 use super::names::normalise_name;
+use super::planted::{self, digtech_effect, Row, Traits, NEW_PRODUCT, QUA_TO_LOG};
 use crate::data::load::save;
 use crate::error::{Error, Result};
 use crate::rng::Stream;
@@ -56,6 +57,8 @@ const COUNTRIES: [&str; 40] = [
 /// IPC subclasses outside the CNIPA digital table (checked by a test).
 pub const NON_DIGITAL_SUBCLASSES: [&str; 8] = ["A01B", "A23L", "B60K", "C07D", "A47C", "C05F", "F16H", "B65D"];
 const YEARS: std::ops::RangeInclusive<i64> = 2008..=2014;
+/// The provinces whose IPR protection is below the yearly mean (Table 5's weak side).
+const WEAK_IPR_PROVINCES: [&str; 2] = ["天津", "福建"];
 /// OECD/UNCTAD ICT goods (HS 2017 six-digit), shipped in `data/`.
 const ICT_GOODS: &str = include_str!("../../data/ict_goods_hs2017.csv");
 const DIGITAL_PRODUCTS: [&str; 5] = ["集成电路", "计算机零件", "通信设备", "数字处理器", "传感器"];
@@ -83,6 +86,18 @@ struct Firm {
     founded: i64,
     exporter: bool,
     innov: f64,
+}
+
+/// A firm's city: Tianjin and Xiamen, the cities of the two weak-IPR provinces, hold 7.5% of the
+/// firms (the paper's weak IPR rows are 9,699 of 128,769, Table 5); the other six share the rest.
+/// Two weak provinces, not one: with one, the regional controls would be collinear with the
+/// year effects within the weak group.
+fn draw_city(s: &mut Stream) -> usize {
+    match s.uniform() {
+        u if u < 0.04 => CITIES.len() - 1,
+        u if u < 0.075 => CITIES.len() - 2,
+        _ => s.below(CITIES.len() as u32 - 2) as usize,
+    }
 }
 
 fn firm_name(s: &mut Stream, city: usize, industry: usize) -> String {
@@ -158,11 +173,16 @@ impl Scale {
     }
 }
 
-/// The planted effect of Digtech on log quality λ is chosen so that its effect on the study's
-/// min-max standardised quality (Qua) is close to the paper's 0.0012 (Table 1, column 5).
-const DIGTECH_ON_LOG_QUALITY: f64 = 0.0012 * 4.3;
-/// Supplier's Digtech on the client's log quality (Table 13: 0.0291 on Qua).
-const SUPPLIER_ON_LOG_QUALITY: f64 = 0.0291 * 4.3;
+/// Table 7: the price slope on distance of the weak strategies (±), against ±0.6 for the strong:
+/// its sign mostly shows in a firm's price regression, which seldom finds it significant.
+const WEAK_SLOPE: f64 = 0.03;
+/// Share of a firm's destinations served every year of its spell (Table 4: with half the firms
+/// exporting in every year, continuing pairs are about 36% of the rows, as the paper's).
+const STABLE_SHARE: f64 = 0.47;
+/// Share of firm-destinations with volatile sales (Table 11), and the SD of the firm-wide
+/// yearly sales shock of a firm without digital patents (it shrinks as exp(−Digtech)).
+const VOLATILE_SHARE: f64 = 0.3;
+const FIRM_SHOCK: f64 = 0.5;
 /// Demand noise (log quantity).
 const DEMAND_NOISE: f64 = 0.1;
 
@@ -194,7 +214,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         if attempts > 100 * n_firms {
             return Err(Error::Estimation("could not draw enough distinct firm names".into()));
         }
-        let city = s.below(CITIES.len() as u32) as usize;
+        let city = draw_city(&mut s);
         let industry = s.below(INDUSTRIES.len() as u32) as usize;
         let name = firm_name(&mut s, city, industry);
         if !seen.insert(normalise_name(&name)) {
@@ -292,13 +312,16 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     let (mut r_p, mut r_y, mut r_gdp, mut r_open, mut r_mkt, mut r_ipr, mut r_bb, mut r_post, mut r_tel) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut iv_raw: HashMap<(&str, i64), f64> = HashMap::new();
+    let mut ipr_of: Vec<(&str, i64, f64)> = vec![];
     for p in &provinces {
         let (post84, tel84) = ((3.0 + 0.5 * s.normal()).exp(), (5.0 + 0.5 * s.normal()).exp());
+        // IPR: Tianjin and Fujian far below the others, so they alone are below the yearly mean
+        let ipr0 = if WEAK_IPR_PROVINCES.contains(p) { 0.2 } else { 0.85 };
         let (g0, o0, m0, i0) = (
             10.0 + 0.5 * s.normal(),
             0.4 + 0.2 * s.uniform(),
             7.0 + s.normal(),
-            0.5 + 0.3 * s.uniform(),
+            ipr0 + 0.1 * s.uniform(),
         );
         let growth = 0.15 + 0.04 * s.normal();
         let mut last_bb = f64::NAN;
@@ -315,6 +338,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             r_open.push(o0 + 0.03 * s.normal());
             r_mkt.push(m0 + 0.15 * t + 0.1 * s.normal());
             r_ipr.push(i0 + 0.02 * t);
+            ipr_of.push((*p, year, i0 + 0.02 * t));
             r_bb.push(bb);
             r_post.push(post84);
             r_tel.push(tel84);
@@ -372,6 +396,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         }
     }
     let mean_ln_dist = ln_dist.iter().sum::<f64>() / ln_dist.len() as f64;
+    let nri_top = nri_top10(&k_c, &k_y, &k_nri, countries_used);
+    let weak_ipr = weak_ipr_years(&ipr_of);
     let mut countries = DataFrame::new(
         k_c.len(),
         vec![
@@ -496,6 +522,13 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         }
     }
 
+    // what the panel will measure from the patents (needs the survey and patent files)
+    let ext = if csv { "csv" } else { "parquet" };
+    save(&mut survey, &out.join(format!("firms.{ext}")))?;
+    save(&mut patents, &out.join(format!("patents.{ext}")))?;
+    let pm = PatentMeasures::read(out, &firms)?;
+    let (mut imports, dig_kinds) = digital_imports(&mut s, &firms, countries_used, &digtech)?;
+
     // customs exports
     let mut truth = Truth {
         seed,
@@ -506,6 +539,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     // (product, country, year) cell and identified quality of every true flow, for the truth
     let mut flows: Vec<Flow> = Vec::new();
     let mut strategies = [0usize; 5];
+    // the traits of every simulated firm-year-destination (firm index, country, year)
+    let mut meta: HashMap<(usize, usize, i64), Traits> = HashMap::new();
     for &k in &exporters {
         let f = &firms[k];
         let renamed = s.uniform() < 0.08;
@@ -528,12 +563,13 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             }
         }
         let b_im: Vec<f64> = dests.iter().map(|_| s.uniform() - 0.5).collect();
-        // Table 7's categories: 4 strong quality, 2 weak quality, 3 strong price, 1 weak price
+        // Table 7's categories: 4 strong quality, 2 weak quality, 3 strong price, 1 weak price;
+        // weak slopes large enough that their sign mostly shows, small enough to stay insignificant
         let (category, slope) = match s.uniform() {
             u if u < 0.06 => (4, 0.6),
-            u if u < 0.40 => (2, 0.02),
+            u if u < 0.40 => (2, WEAK_SLOPE),
             u if u < 0.50 => (3, -0.6),
-            _ => (1, -0.02),
+            _ => (1, -WEAK_SLOPE),
         };
         strategies[category] += 1;
         let continuing = s.uniform() < 0.5;
@@ -544,6 +580,11 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             (e, (e + 2 + s.below(5) as i64).min(*YEARS.end()))
         };
         let supplier = supplier_of.get(&f.id).map(|&j| firms[j].id);
+        // stable destinations are served every year of the firm's spell (Table 4: continuing
+        // pairs are 36% of the paper's rows); volatile ones have large sales shocks (Table 11)
+        let stable: Vec<bool> = dests.iter().map(|_| s.uniform() < STABLE_SHARE).collect();
+        let volatile: Vec<bool> = dests.iter().map(|_| s.uniform() < VOLATILE_SHARE).collect();
+        let mut last: Vec<Option<Vec<usize>>> = vec![None; dests.len()];
         for year in entry..=exit {
             let name = if renamed {
                 format!("{}{}贸工有限公司", CITIES[f.city].0, SYLLABLES[s.below(24) as usize])
@@ -557,30 +598,54 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 _ => f.phone.clone(),
             };
             let dig = digtech(f.id, year);
-            let dig_sup = supplier.map_or(0.0, |j| digtech(j, year));
+            let x = Channels {
+                dig,
+                dig_l1: digtech(f.id, year - 1),
+                dig_l2: digtech(f.id, year - 2),
+                dig_sup: supplier.map_or(0.0, |j| digtech(j, year)),
+                ties: pm.ties(f.id, year),
+                constraint: pm.constraint(f.id, year),
+                dig_kinds: dig_kinds.get(&(f.id, year)).copied().unwrap_or(0.0),
+            };
+            let common = x.effect();
+            // firm-wide sales shock, smaller for digital innovators (Table 11 (3): Vol2 falls)
+            let firm_shock = FIRM_SHOCK * (-dig).exp() * s.normal();
             let mut any = false;
             for (d, &c) in dests.iter().enumerate() {
-                // each destination is active with probability 0.85; the last one is kept when
-                // none was, so every active firm-year exports somewhere
-                if s.uniform() > 0.85 && (d + 1 != dests.len() || any) {
+                // a stable destination is served every year; another with probability 0.7;
+                // the last one is kept when none was, so every active firm-year exports somewhere
+                if !stable[d] && s.uniform() > 0.7 && (d + 1 != dests.len() || any) {
+                    last[d] = None;
                     continue;
                 }
                 any = true;
-                let mut active: Vec<usize> = portfolio.iter().copied().filter(|_| s.uniform() < 0.6).collect();
-                if active.is_empty() {
-                    active.push(portfolio[s.below(portfolio.len() as u32) as usize]);
-                }
-                for g in active {
+                let prev = last[d].take();
+                let active = product_set(&mut s, &portfolio, prev.as_deref(), dig);
+                let traits = Traits {
+                    c39: INDUSTRIES[f.industry].0 == "C39",
+                    weak_ipr: weak_ipr.contains(&(CITIES[f.city].1, year)),
+                    nri_top: nri_top.contains(&(c, year)),
+                    pq_high: pm.pq_high.get(&f.id).copied(),
+                    strategy: category as u8,
+                    continuing: continuing && stable[d],
+                    volatile: volatile[d],
+                };
+                meta.insert((k, c, year), traits);
+                let beta = digtech_effect(&traits);
+                let shock = firm_shock + if volatile[d] { 0.8 } else { 0.1 } * s.normal();
+                for &g in &active {
                     let (hs6, sigma, c_g) = &products[g];
-                    let lambda = a_i
-                        + b_im[d]
-                        + DIGTECH_ON_LOG_QUALITY * dig
-                        + SUPPLIER_ON_LOG_QUALITY * dig_sup
-                        + (s.uniform() - 0.5);
-                    let delta = 0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal();
+                    // Table 10: a product new to this destination is better with more Digtech
+                    let new = prev.as_ref().is_some_and(|p| !p.contains(&g));
+                    let effect = QUA_TO_LOG * (beta * dig + common + if new { NEW_PRODUCT * dig } else { 0.0 });
+                    let lambda = a_i + b_im[d] + effect + (s.uniform() - 0.5);
+                    // the sales shock moves quantity and price so that ln q + σ ln p, and with it
+                    // the identified quality, is unchanged: it moves only the export value
+                    let delta =
+                        0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal() - shock / sigma;
                     let eps = DEMAND_NOISE * s.normal();
-                    let ln_q =
-                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
+                    let ln_q = 7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta
+                        + eps;
                     let price = (c_g + delta).exp();
                     let q = ln_q.exp().round().max(1.0);
                     flows.push(Flow {
@@ -590,6 +655,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                         firm: k,
                         quality: lambda + eps / (sigma - 1.0),
                         value: q * price,
+                        effect,
                     });
                     // one customs line, or the flow split over two HS8 lines of the product
                     let parts = if s.uniform() < 0.2 && q >= 2.0 { 2 } else { 1 };
@@ -612,6 +678,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                         c_qty.push(qp);
                     }
                 }
+                last[d] = Some(active);
             }
             truth.links.push((name, year, f.id));
         }
@@ -659,52 +726,6 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     )
     .map_err(|e| err("exports", e))?;
 
-    // customs imports: some firms import ICT goods (OECD/UNCTAD ICT HS codes) or goods with
-    // digital words in their Chinese names; the rest are ordinary inputs
-    let ict: Vec<&str> = ICT_GOODS.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
-    let (mut i_name, mut i_phone, mut i_post, mut i_year, mut i_hs8, mut i_prod, mut i_ctry, mut i_val, mut i_qty) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for f in firms.iter().filter(|f| f.exporter) {
-        for year in YEARS {
-            for _ in 0..s.poisson(1.5) {
-                let digital = s.uniform() < 0.3 * f.innov.min(2.0);
-                let (hs, prod) = if digital {
-                    (
-                        format!("{}{:02}", ict[s.below(ict.len() as u32) as usize], s.below(100)),
-                        DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
-                    )
-                } else {
-                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
-                };
-                i_name.push(name_variant(&mut s, &f.name));
-                i_phone.push(f.phone.clone());
-                i_post.push(f.postcode.clone());
-                i_year.push(year);
-                i_hs8.push(hs);
-                i_prod.push(prod);
-                i_ctry.push(countries_used[s.below(countries_used.len() as u32) as usize]);
-                let q = (2.0 + s.normal()).exp().round() + 1.0;
-                i_val.push(q * (3.0 + 0.5 * s.normal()).exp());
-                i_qty.push(q);
-            }
-        }
-    }
-    let mut imports = DataFrame::new(
-        i_name.len(),
-        vec![
-            Column::new("customs_name".into(), i_name),
-            Column::new("phone".into(), i_phone),
-            Column::new("postcode".into(), i_post),
-            Column::new("year".into(), i_year),
-            Column::new("hs8".into(), i_hs8),
-            Column::new("product_name".into(), i_prod),
-            Column::new("country".into(), i_ctry),
-            Column::new("value_usd".into(), i_val),
-            Column::new("quantity".into(), i_qty),
-        ],
-    )
-    .map_err(|e| err("imports", e))?;
-
     // supplier–client links (survey names), every year the client exports
     let (mut l_year, mut l_sup, mut l_cli) = (vec![], vec![], vec![]);
     let mut pairs: Vec<(&i64, &usize)> = supplier_of.iter().collect();
@@ -730,19 +751,16 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     let mut dig: Vec<(i64, i64, u32)> = digital.iter().map(|(&(f, y), &c)| (f, y, c)).collect();
     dig.sort();
     truth.digital_applications = dig;
-    // The planted effects on the standardised quality scale: λ̂ is demeaned within its
-    // (product, destination, year) cell and divided by its product's range, so the effect on Qua
-    // is β·mean[(1 − 1/n_cell)/range_g].
-    let factor = standardised_scale(&flows, size.products);
-    truth
-        .planted
-        .insert("digtech_on_qua".into(), DIGTECH_ON_LOG_QUALITY * factor);
-    truth
-        .planted
-        .insert("supplier_digtech_on_qua".into(), SUPPLIER_ON_LOG_QUALITY * factor);
-    truth
-        .planted
-        .insert("digtech_on_log_quality".into(), DIGTECH_ON_LOG_QUALITY);
+    // every column's planted value, computed on the simulated rows as the panel will see them
+    let ctx = RowContext {
+        firms: &firms,
+        pm: &pm,
+        digital: &digital,
+        dig_kinds: &dig_kinds,
+        supplier_of: &supplier_of,
+    };
+    let rows = truth_rows(&flows, &meta, size.products, &ctx);
+    truth.planted = planted::truths(&rows);
     for (cat, name) in [
         (4, "strong_quality"),
         (2, "weak_quality"),
@@ -752,10 +770,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         truth.planted.insert(format!("firms_{name}"), strategies[cat] as f64);
     }
 
-    let ext = if csv { "csv" } else { "parquet" };
-    save(&mut survey, &out.join(format!("firms.{ext}")))?;
     save(&mut exports, &out.join(format!("exports.{ext}")))?;
-    save(&mut patents, &out.join(format!("patents.{ext}")))?;
     save(&mut imports, &out.join(format!("imports.{ext}")))?;
     save(&mut countries, &out.join(format!("countries.{ext}")))?;
     save(&mut regions, &out.join(format!("regions.{ext}")))?;
@@ -775,13 +790,254 @@ struct Flow {
     /// Identified log quality λ + ε/(σ − 1).
     quality: f64,
     value: f64,
+    /// The planted part of λ (Digtech and the channels).
+    effect: f64,
 }
 
-/// The effect on Qua of a unit effect on log quality: λ̂ is demeaned within its (product,
-/// destination, year) cell, divided by its product's range, and value-weighted over the firm's
-/// products in a destination-year, so the effect on a firm-year-destination's Qua is
-/// Σ_g s_g (1 − 1/n_cell)/range_g; this returns its mean over firm-year-destinations.
-fn standardised_scale(flows: &[Flow], products: usize) -> f64 {
+/// The channels that move a firm-year's quality besides its own Digtech effect.
+struct Channels {
+    dig: f64,
+    dig_l1: f64,
+    dig_l2: f64,
+    dig_sup: f64,
+    /// Co-applicant ties (Degree × (network size − 1)); 0 outside the network.
+    ties: f64,
+    /// Burt's constraint; 0 outside the network.
+    constraint: f64,
+    dig_kinds: f64,
+}
+
+impl Channels {
+    /// Their effect on Qua (Tables 4, 12 and 13).
+    fn effect(&self) -> f64 {
+        planted::LAG1 * self.dig_l1
+            + planted::LAG2 * self.dig_l2
+            + planted::SUPPLIER * self.dig_sup
+            + planted::DEGREE_PER_TIE * self.ties
+            + planted::CONSTRAINT * self.constraint
+            + planted::DIG_KINDS * self.dig_kinds
+            + planted::DIG_KINDS_X_DIGTECH * self.dig * self.dig_kinds
+    }
+}
+
+/// What the panel will measure from the simulated patents (read back from `out` with the
+/// pipeline's own code): per firm-year counts and network position, the network's size per
+/// year, and per firm whether its patent quality (mean Digtech2) is above the median over
+/// exporters (Table 6's split).
+struct PatentMeasures {
+    fy: std::collections::BTreeMap<(i64, i64), crate::study::patents::FirmYear>,
+    size: HashMap<i64, usize>,
+    pq_high: HashMap<i64, bool>,
+}
+
+impl PatentMeasures {
+    fn read(out: &Path, firms: &[Firm]) -> Result<PatentMeasures> {
+        let fy = crate::study::patents::firm_year_patents(out)?;
+        let mut size: HashMap<i64, usize> = HashMap::new();
+        let mut breadth: HashMap<i64, (f64, usize)> = HashMap::new();
+        for ((f, y), e) in &fy {
+            if e.digital > 0 {
+                *size.entry(*y).or_default() += 1;
+            }
+            let b = crate::study::ipc::knowledge_breadth(&e.codes);
+            if b.is_finite() {
+                let x = breadth.entry(*f).or_default();
+                x.0 += b;
+                x.1 += 1;
+            }
+        }
+        let mean = |f: &i64| breadth.get(f).map(|(s, n)| s / *n as f64);
+        let mut of_exporters: Vec<f64> = firms.iter().filter(|f| f.exporter).filter_map(|f| mean(&f.id)).collect();
+        of_exporters.sort_by(f64::total_cmp);
+        let median = crate::study::panel::quantile(&of_exporters, 0.5);
+        let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
+        Ok(PatentMeasures { fy, size, pq_high })
+    }
+
+    fn get(&self, f: i64, y: i64) -> Option<&crate::study::patents::FirmYear> {
+        self.fy.get(&(f, y)).filter(|e| e.digital > 0)
+    }
+
+    /// Degree as the panel has it (NaN outside the network).
+    fn degree(&self, f: i64, y: i64) -> f64 {
+        self.get(f, y).map_or(f64::NAN, |e| e.degree)
+    }
+
+    fn ci(&self, f: i64, y: i64) -> f64 {
+        self.get(f, y).map_or(f64::NAN, |e| e.constraint)
+    }
+
+    fn ties(&self, f: i64, y: i64) -> f64 {
+        let n = *self.size.get(&y).unwrap_or(&1) as f64;
+        let d = self.degree(f, y) * (n - 1.0);
+        if d.is_finite() {
+            d
+        } else {
+            0.0
+        }
+    }
+
+    fn constraint(&self, f: i64, y: i64) -> f64 {
+        let c = self.ci(f, y);
+        if c.is_finite() {
+            c
+        } else {
+            0.0
+        }
+    }
+
+    /// ln(1 + count) of granted, co-applied and single-applicant digital patents.
+    fn counts(&self, f: i64, y: i64) -> [f64; 3] {
+        let ln1 = |c: u32| (1.0 + c as f64).ln();
+        self.fy.get(&(f, y)).map_or([0.0; 3], |e| {
+            [ln1(e.digital_granted), ln1(e.digital_co), ln1(e.digital_single)]
+        })
+    }
+}
+
+/// Destinations in each year's top 10% of NRI, as the panel: NRI at or above the year's 90th
+/// percentile over the destinations.
+fn nri_top10(c: &[&str], y: &[i64], nri: &[f64], used: &[&str]) -> std::collections::HashSet<(usize, i64)> {
+    let mut by_year: HashMap<i64, Vec<(usize, f64)>> = HashMap::new();
+    for k in 0..c.len() {
+        let idx = used.iter().position(|u| u == &c[k]).expect("a simulated country");
+        by_year.entry(y[k]).or_default().push((idx, nri[k]));
+    }
+    let mut top = std::collections::HashSet::new();
+    for (year, v) in by_year {
+        let mut sorted: Vec<f64> = v.iter().map(|x| x.1).collect();
+        sorted.sort_by(f64::total_cmp);
+        let p90 = crate::study::panel::quantile(&sorted, 0.9);
+        top.extend(v.iter().filter(|x| x.1 >= p90).map(|x| (x.0, year)));
+    }
+    top
+}
+
+/// Province-years whose IPR index is not above that year's mean over provinces (Table 5's weak
+/// side, as the panel).
+fn weak_ipr_years<'a>(ipr: &[(&'a str, i64, f64)]) -> std::collections::HashSet<(&'a str, i64)> {
+    let mut mean: HashMap<i64, (f64, usize)> = HashMap::new();
+    for (_, y, v) in ipr {
+        let e = mean.entry(*y).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    ipr.iter()
+        .filter(|(_, y, v)| *v <= mean[y].0 / mean[y].1 as f64)
+        .map(|(p, y, _)| (*p, *y))
+        .collect()
+}
+
+/// Products a firm ships to a destination this year. With last year's set known, a product
+/// stays with probability 0.65 + 0.02·Digtech and enters with 0.35 + 0.02·Digtech (Table 10:
+/// digital innovators keep and add more products and drop fewer); a destination not served last
+/// year gets each of the firm's products with probability 0.6.
+fn product_set(s: &mut Stream, portfolio: &[usize], prev: Option<&[usize]>, dig: f64) -> Vec<usize> {
+    let v: Vec<usize> = portfolio
+        .iter()
+        .copied()
+        .filter(|g| {
+            let p = match prev {
+                None => 0.6,
+                Some(p) if p.contains(g) => (0.65 + 0.02 * dig).min(0.95),
+                Some(_) => (0.35 + 0.02 * dig).min(0.9),
+            };
+            s.uniform() < p
+        })
+        .collect();
+    if v.is_empty() {
+        vec![portfolio[s.below(portfolio.len() as u32) as usize]]
+    } else {
+        v
+    }
+}
+
+/// Customs imports of the exporters: digital products (OECD/UNCTAD ICT codes with digital
+/// names) at a rate that rises with the firm's innovativeness and a little with its Digtech
+/// (Table 12's first steps), so that about 69% of rows import digital products, as the paper's
+/// 89,531 of 129,833; ordinary inputs beside them. Returns the table and dig_kinds (ln(1 +
+/// digital HS8 codes)) per (firm id, year).
+fn digital_imports(
+    s: &mut Stream,
+    firms: &[Firm],
+    countries: &[&str],
+    digtech: &dyn Fn(i64, i64) -> f64,
+) -> Result<(DataFrame, HashMap<(i64, i64), f64>)> {
+    let ict: Vec<&str> = ICT_GOODS.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    let (mut i_name, mut i_phone, mut i_post, mut i_year, mut i_hs8, mut i_prod, mut i_ctry, mut i_val, mut i_qty) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut kinds: HashMap<(i64, i64), std::collections::HashSet<String>> = HashMap::new();
+    for f in firms.iter().filter(|f| f.exporter) {
+        let rate = DIGITAL_IMPORTS * (0.4 + 0.6 * f.innov.min(2.0));
+        for year in YEARS {
+            let n_digital = s.poisson(rate * (0.1 * digtech(f.id, year)).exp());
+            for line in 0..n_digital + s.poisson(1.0) {
+                let digital = line < n_digital;
+                let (hs, prod) = if digital {
+                    (
+                        format!("{}{:02}", ict[s.below(ict.len() as u32) as usize], s.below(100)),
+                        DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
+                    )
+                } else {
+                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
+                };
+                if digital {
+                    kinds.entry((f.id, year)).or_default().insert(hs.clone());
+                }
+                i_name.push(name_variant(s, &f.name));
+                i_phone.push(f.phone.clone());
+                i_post.push(f.postcode.clone());
+                i_year.push(year);
+                i_hs8.push(hs);
+                i_prod.push(prod);
+                i_ctry.push(countries[s.below(countries.len() as u32) as usize]);
+                let q = (2.0 + s.normal()).exp().round() + 1.0;
+                i_val.push(q * (3.0 + 0.5 * s.normal()).exp());
+                i_qty.push(q);
+            }
+        }
+    }
+    let df = DataFrame::new(
+        i_name.len(),
+        vec![
+            Column::new("customs_name".into(), i_name),
+            Column::new("phone".into(), i_phone),
+            Column::new("postcode".into(), i_post),
+            Column::new("year".into(), i_year),
+            Column::new("hs8".into(), i_hs8),
+            Column::new("product_name".into(), i_prod),
+            Column::new("country".into(), i_ctry),
+            Column::new("value_usd".into(), i_val),
+            Column::new("quantity".into(), i_qty),
+        ],
+    )
+    .map_err(|e| err("imports", e))?;
+    let kinds = kinds.into_iter().map(|(k, v)| (k, (1.0 + v.len() as f64).ln())).collect();
+    Ok((df, kinds))
+}
+
+/// Mean digital-import lines per firm-year of an averagely innovative exporter.
+const DIGITAL_IMPORTS: f64 = 1.5;
+
+/// What [`truth_rows`] reads besides the flows.
+struct RowContext<'a> {
+    firms: &'a [Firm],
+    pm: &'a PatentMeasures,
+    digital: &'a HashMap<(i64, i64), u32>,
+    dig_kinds: &'a HashMap<(i64, i64), f64>,
+    supplier_of: &'a HashMap<i64, usize>,
+}
+
+/// The simulated panel's rows (firm, destination, year) with the regressors as the panel will
+/// measure them and the planted part of Qua: λ̂ is demeaned within its (product, destination,
+/// year) cell and divided by its product's range before it is value-weighted over the row's
+/// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g.
+fn truth_rows(
+    flows: &[Flow],
+    meta: &HashMap<(usize, usize, i64), Traits>,
+    products: usize,
+    cx: &RowContext,
+) -> Vec<Row> {
     let mut cells: HashMap<(usize, usize, i64), (f64, usize)> = HashMap::new();
     for f in flows {
         let e = cells.entry((f.product, f.country, f.year)).or_default();
@@ -794,14 +1050,78 @@ fn standardised_scale(flows: &[Flow], products: usize) -> f64 {
         let v = f.quality - sum / n as f64;
         range[f.product] = (range[f.product].0.min(v), range[f.product].1.max(v));
     }
-    let mut rows: HashMap<(usize, usize, i64), (f64, f64)> = HashMap::new();
+    // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v
+    let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
     for f in flows {
         let n = cells[&(f.product, f.country, f.year)].1 as f64;
         let r = range[f.product].1 - range[f.product].0;
-        let effect = if r > 0.0 { (1.0 - 1.0 / n) / r } else { 0.0 };
-        let e = rows.entry((f.firm, f.country, f.year)).or_default();
-        e.0 += f.value * effect;
-        e.1 += f.value;
+        let scale = if r > 0.0 { (1.0 - 1.0 / n) / r } else { 0.0 };
+        let e = acc.entry((f.firm, f.country, f.year)).or_default();
+        e[0] += f.value * f.effect * scale;
+        e[1] += f.value * f.effect;
+        e[2] += f.value;
     }
-    rows.values().map(|(a, b)| a / b).sum::<f64>() / rows.len().max(1) as f64
+    let (continuing, vol_high) = pair_flags(&acc);
+    let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
+    let dig = |id: i64, y: i64| if y < *YEARS.start() { f64::NAN } else { ln1(cx.digital.get(&(id, y))) };
+    acc.iter()
+        .map(|(&(k, c, y), v)| {
+            let id = cx.firms[k].id;
+            let [dig_a, dig_co, dig_in] = cx.pm.counts(id, y);
+            Row {
+                pair: (k, c),
+                year: y,
+                dig: dig(id, y),
+                dig_l1: dig(id, y - 1),
+                dig_l2: dig(id, y - 2),
+                dig_a,
+                dig_co,
+                dig_in,
+                degree: cx.pm.degree(id, y),
+                ci: cx.pm.ci(id, y),
+                dig_kinds: cx.dig_kinds.get(&(id, y)).copied().unwrap_or(0.0),
+                dig_sup: cx.supplier_of.get(&id).map_or(f64::NAN, |&j| dig(cx.firms[j].id, y)),
+                traits: meta[&(k, c, y)],
+                continuing: continuing.contains(&(k, c)),
+                vol_high: vol_high.get(&(k, c, y)).copied(),
+                qua: v[0] / v[2],
+                // the log price rises by half the quality (relative to its product-year mean)
+                price: 0.5 * v[1] / v[2],
+            }
+        })
+        .collect()
+}
+
+type PairFlags = (
+    std::collections::HashSet<(usize, usize)>,
+    HashMap<(usize, usize, i64), bool>,
+);
+
+/// The panel's `continuing` (pair exported in every year) and `vol_high` (Vol at or above its
+/// yearly mean) from the rows' export values.
+fn pair_flags(acc: &std::collections::BTreeMap<(usize, usize, i64), [f64; 3]>) -> PairFlags {
+    let mut series: std::collections::BTreeMap<(usize, usize), Vec<(i64, f64)>> = Default::default();
+    for (&(k, c, y), v) in acc {
+        series.entry((k, c)).or_default().push((y, v[2]));
+    }
+    let years = YEARS.count();
+    let continuing = series.iter().filter(|(_, s)| s.len() == years).map(|(p, _)| *p).collect();
+    let mut vol: Vec<((usize, usize, i64), f64)> = vec![];
+    for ((k, c), s) in &series {
+        for ((y, _), v) in s.iter().zip(crate::study::panel::volatility(s)) {
+            vol.push(((*k, *c, *y), v));
+        }
+    }
+    let mut mean: HashMap<i64, (f64, usize)> = HashMap::new();
+    for ((_, _, y), v) in vol.iter().filter(|x| x.1.is_finite()) {
+        let e = mean.entry(*y).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    let high = vol
+        .iter()
+        .filter(|x| x.1.is_finite())
+        .map(|((k, c, y), v)| ((*k, *c, *y), *v >= mean[y].0 / mean[y].1 as f64))
+        .collect();
+    (continuing, high)
 }
