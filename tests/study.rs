@@ -173,3 +173,54 @@ fn classifier_matches_an_independent_reading_of_the_table() {
     assert!(checked > 500 && digital > 50, "{checked} codes, {digital} digital");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 15: the simulator plants the paper's patterns. At paper scale (the default seed) every
+/// split's planted contrast in truth.json has the sign of the planted constants and roughly their
+/// size (the truths are exact for the simulated rows: group composition and the weighting of
+/// fixed-effects OLS move them), the channels carry their planted signs, Table 1's planted
+/// effect is near the paper's 0.0012, and the row shares are near the paper's.
+#[test]
+fn paper_scale_simulation_plants_the_papers_patterns() {
+    use fegpu::study::planted as pl;
+    let dir = std::env::temp_dir().join(format!("fegpu-study-planted-{}", std::process::id()));
+    let truth = simulate(&dir, 20230323, Scale::Paper, false).unwrap();
+    let p = &truth.planted;
+    let get = |k: &str| *p.get(k).unwrap_or_else(|| panic!("truth.json has no `{k}`"));
+    let key = |k: &str| format!("digtech_on_qua_{k}");
+    // (side 1, side 0, the difference of the planted constants)
+    let contrasts = [
+        ("c39", "digitalising", pl::C39 - pl::NOT_C39),
+        ("weak_ipr", "strong_ipr", pl::WEAK_IPR - pl::STRONG_IPR),
+        ("nri_top10", "nri_other", pl::NRI_TOP - pl::NRI_OTHER),
+        ("pq_high", "pq_low", pl::PQ_HIGH - pl::PQ_LOW),
+        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3]),
+        ("quality", "price", 0.0026),
+        ("vol_high", "vol_low", pl::VOL_HIGH - pl::VOL_LOW),
+    ];
+    for (a, b, planted) in contrasts {
+        let d = get(&key(a)) - get(&key(b));
+        eprintln!("{a} − {b}: {d:.5} (constants {planted:.5})");
+        assert!(
+            d / planted > 0.3 && d / planted < 2.5,
+            "{a} − {b}: {d} in truth.json against the planted constants' {planted}"
+        );
+    }
+    let overall = get("digtech_on_qua");
+    eprintln!("Table 1: {overall:.5}; lags {:.5} {:.5}", get("digtech_l1_on_qua"), get("digtech_l2_on_qua"));
+    assert!((0.0006..0.0020).contains(&overall), "Table 1's planted effect {overall}");
+    assert!(get(&key("continuing")) > overall, "continuing pairs gain more (Table 4)");
+    assert!(get("digtech_l2_on_qua") > 0.001 && get("digtech_l1_on_qua") > 0.0);
+    assert!((0.02..0.04).contains(&get("supplier_digtech_on_qua")));
+    assert!(get("degree_on_qua") > 0.0 && get("ci_on_qua") < 0.0);
+    assert!(get("digtech_x_dig_kinds_on_qua") > 0.0);
+    for (k, lo, hi) in [
+        ("share_rows_continuing", 0.30, 0.42),
+        ("share_rows_weak_ipr", 0.05, 0.10),
+        ("share_rows_digital_importers", 0.60, 0.78),
+    ] {
+        assert!((lo..hi).contains(&get(k)), "{k} = {}", get(k));
+    }
+    assert_eq!(get("sign:quant_out"), -1.0);
+    assert_eq!(get("plant_pq_high"), pl::PQ_HIGH);
+    let _ = std::fs::remove_dir_all(&dir);
+}

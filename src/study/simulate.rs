@@ -800,9 +800,9 @@ struct Channels {
     dig_l1: f64,
     dig_l2: f64,
     dig_sup: f64,
-    /// Co-applicant ties (Degree × (network size − 1)); 0 outside the network.
+    /// Co-applicant ties (Degree × (network size − 1)) less the network mean; 0 outside.
     ties: f64,
-    /// Burt's constraint; 0 outside the network.
+    /// Burt's constraint less the network mean; 0 outside the network.
     constraint: f64,
     dig_kinds: f64,
 }
@@ -828,6 +828,10 @@ struct PatentMeasures {
     fy: std::collections::BTreeMap<(i64, i64), crate::study::patents::FirmYear>,
     size: HashMap<i64, usize>,
     pq_high: HashMap<i64, bool>,
+    /// Mean ties and constraint over the network's firm-years: the planted network effects are
+    /// deviations from them, so that joining the network (which needs a digital patent) does not
+    /// itself move quality and bias every Digtech estimate.
+    centre: (f64, f64),
 }
 
 impl PatentMeasures {
@@ -851,7 +855,22 @@ impl PatentMeasures {
         of_exporters.sort_by(f64::total_cmp);
         let median = crate::study::panel::quantile(&of_exporters, 0.5);
         let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
-        Ok(PatentMeasures { fy, size, pq_high })
+        let mut pm = PatentMeasures {
+            fy,
+            size,
+            pq_high,
+            centre: (0.0, 0.0),
+        };
+        let (mut t, mut c, mut n) = (0.0, 0.0, 0usize);
+        for &(f, y) in pm.fy.keys() {
+            if pm.ci(f, y).is_finite() {
+                t += pm.raw_ties(f, y);
+                c += pm.ci(f, y);
+                n += 1;
+            }
+        }
+        pm.centre = (t / n.max(1) as f64, c / n.max(1) as f64);
+        Ok(pm)
     }
 
     fn get(&self, f: i64, y: i64) -> Option<&crate::study::patents::FirmYear> {
@@ -867,11 +886,16 @@ impl PatentMeasures {
         self.get(f, y).map_or(f64::NAN, |e| e.constraint)
     }
 
-    fn ties(&self, f: i64, y: i64) -> f64 {
+    fn raw_ties(&self, f: i64, y: i64) -> f64 {
         let n = *self.size.get(&y).unwrap_or(&1) as f64;
-        let d = self.degree(f, y) * (n - 1.0);
-        if d.is_finite() {
-            d
+        self.degree(f, y) * (n - 1.0)
+    }
+
+    /// Ties and constraint as deviations from the network's means, for the planted effects: 0
+    /// outside the network (where the constraint is undefined).
+    fn ties(&self, f: i64, y: i64) -> f64 {
+        if self.ci(f, y).is_finite() {
+            self.raw_ties(f, y) - self.centre.0
         } else {
             0.0
         }
@@ -880,7 +904,7 @@ impl PatentMeasures {
     fn constraint(&self, f: i64, y: i64) -> f64 {
         let c = self.ci(f, y);
         if c.is_finite() {
-            c
+            c - self.centre.1
         } else {
             0.0
         }
