@@ -187,21 +187,23 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
     let p = &truth.planted;
     let get = |k: &str| *p.get(k).unwrap_or_else(|| panic!("truth.json has no `{k}`"));
     let key = |k: &str| format!("digtech_on_qua_{k}");
-    // (side 1, side 0, the difference of the planted constants)
+    // (side 1, side 0, the difference of the planted constants, the smallest share of it the
+    // truth must show: without the planted deviation, the other traits alone leave at most
+    // about 0.45 of it; the panel's vol_high is a noisy reading of the planted volatile pairs)
     let contrasts = [
-        ("c39", "digitalising", pl::C39 - pl::NOT_C39),
-        ("weak_ipr", "strong_ipr", pl::WEAK_IPR - pl::STRONG_IPR),
-        ("nri_top10", "nri_other", pl::NRI_TOP - pl::NRI_OTHER),
-        ("pq_high", "pq_low", pl::PQ_HIGH - pl::PQ_LOW),
-        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3]),
-        ("quality", "price", 0.0026),
-        ("vol_high", "vol_low", pl::VOL_HIGH - pl::VOL_LOW),
+        ("c39", "digitalising", pl::C39 - pl::NOT_C39, 0.6),
+        ("weak_ipr", "strong_ipr", pl::WEAK_IPR - pl::STRONG_IPR, 0.6),
+        ("nri_top10", "nri_other", pl::NRI_TOP - pl::NRI_OTHER, 0.6),
+        ("pq_high", "pq_low", pl::PQ_HIGH - pl::PQ_LOW, 0.6),
+        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3], 0.6),
+        ("quality", "price", 0.0026, 0.6),
+        ("vol_high", "vol_low", pl::VOL_HIGH - pl::VOL_LOW, 0.3),
     ];
-    for (a, b, planted) in contrasts {
+    for (a, b, planted, min) in contrasts {
         let d = get(&key(a)) - get(&key(b));
         eprintln!("{a} − {b}: {d:.5} (constants {planted:.5})");
         assert!(
-            d / planted > 0.3 && d / planted < 2.5,
+            d / planted > min && d / planted < 2.0,
             "{a} − {b}: {d} in truth.json against the planted constants' {planted}"
         );
     }
