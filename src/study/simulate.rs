@@ -182,6 +182,9 @@ const STABLE_SHARE: f64 = 0.47;
 /// Share of firm-destinations with volatile sales (Table 11), and the SD of the firm-wide
 /// yearly sales shock of a firm without digital patents (it shrinks as exp(−Digtech)).
 const VOLATILE_SHARE: f64 = 0.3;
+/// SD of a volatile pair's yearly sales shock (0.1 for the others): large enough that the
+/// panel's Vol, which also moves with product churn, mostly sorts the volatile pairs high.
+const VOLATILE_SHOCK: f64 = 1.5;
 const FIRM_SHOCK: f64 = 0.5;
 /// Demand noise (log quantity).
 const DEMAND_NOISE: f64 = 0.1;
@@ -632,7 +635,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 };
                 meta.insert((k, c, year), traits);
                 let beta = digtech_effect(&traits);
-                let shock = firm_shock + if volatile[d] { 0.8 } else { 0.1 } * s.normal();
+                let shock = firm_shock + if volatile[d] { VOLATILE_SHOCK } else { 0.1 } * s.normal();
                 for &g in &active {
                     let (hs6, sigma, c_g) = &products[g];
                     // Table 10: a product new to this destination is better with more Digtech
