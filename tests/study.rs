@@ -190,7 +190,7 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
     // (side 1, side 0, the difference of the planted constants, the smallest share of it the
     // truth must show: without the planted deviation, the other traits alone leave at most
     // about 0.45 of it; the panel's vol_high is a noisy reading of the planted volatile pairs, whose
-    // background without the planted deviation is about 0.35)
+    // background without the planted deviation is about 0.3)
     let contrasts = [
         ("c39", "digitalising", pl::C39 - pl::NOT_C39, 0.6),
         ("weak_ipr", "strong_ipr", pl::WEAK_IPR - pl::STRONG_IPR, 0.6),
