@@ -5,6 +5,7 @@
 
 pub mod directory;
 pub mod plot;
+pub mod resampling;
 pub mod table;
 pub mod writers;
 
