@@ -830,22 +830,47 @@ fn recovery(columns: &[ColumnResult], splits: &[SplitTest]) -> String {
         .filter_map(|c| {
             let est = c.estimate.unwrap();
             if let Some(v) = c.truth {
-                let covered = if c.covers_truth == Some(true) { "covers it" } else { "misses it" };
-                let sign = if est.signum() == v.signum() { "sign recovered" } else { "SIGN NOT RECOVERED" };
-                Some(format!("{}: planted {}, {sign}, the 95% interval {covered}", c.label, fmt_num(v)))
+                let covered = if c.covers_truth == Some(true) {
+                    "covers it"
+                } else {
+                    "misses it"
+                };
+                let sign = if est.signum() == v.signum() {
+                    "sign recovered"
+                } else {
+                    "SIGN NOT RECOVERED"
+                };
+                Some(format!(
+                    "{}: planted {}, {sign}, the 95% interval {covered}",
+                    c.label,
+                    fmt_num(v)
+                ))
             } else {
                 c.planted_sign.map(|s| {
-                    let sign = if est.signum() == s.signum() { "recovered" } else { "NOT RECOVERED" };
+                    let sign = if est.signum() == s.signum() {
+                        "recovered"
+                    } else {
+                        "NOT RECOVERED"
+                    };
                     format!("{}: planted sign {}, {sign}", c.label, if s > 0.0 { "+" } else { "−" })
                 })
             }
         })
         .collect();
     for (k, t) in splits.iter().enumerate() {
-        let side = |g: u8| columns.iter().find(|c| c.split_test == Some((k, g))).and_then(|c| c.truth);
+        let side = |g: u8| {
+            columns
+                .iter()
+                .find(|c| c.split_test == Some((k, g)))
+                .and_then(|c| c.truth)
+        };
         if let (Some(a), Some(b)) = (side(1), side(0)) {
             let planted = a - b;
-            let sign = if t.difference.signum() == planted.signum() { "sign recovered" } else { "SIGN NOT RECOVERED" };
+            let sign = if t.difference.signum() == planted.signum() {
+                "sign recovered"
+            } else {
+                "SIGN NOT RECOVERED"
+            };
             parts.push(format!(
                 "{} difference: planted {}, estimated {} (p = {:.3}), {sign}",
                 t.label,

@@ -209,9 +209,19 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
         );
     }
     let overall = get("digtech_on_qua");
-    eprintln!("Table 1: {overall:.5}; lags {:.5} {:.5}", get("digtech_l1_on_qua"), get("digtech_l2_on_qua"));
-    assert!((0.0006..0.0020).contains(&overall), "Table 1's planted effect {overall}");
-    assert!(get(&key("continuing")) > overall, "continuing pairs gain more (Table 4)");
+    eprintln!(
+        "Table 1: {overall:.5}; lags {:.5} {:.5}",
+        get("digtech_l1_on_qua"),
+        get("digtech_l2_on_qua")
+    );
+    assert!(
+        (0.0006..0.0020).contains(&overall),
+        "Table 1's planted effect {overall}"
+    );
+    assert!(
+        get(&key("continuing")) > overall,
+        "continuing pairs gain more (Table 4)"
+    );
     assert!(get("digtech_l2_on_qua") > 0.001 && get("digtech_l1_on_qua") > 0.0);
     assert!((0.02..0.04).contains(&get("supplier_digtech_on_qua")));
     assert!(get("degree_on_qua") > 0.0 && get("ci_on_qua") < 0.0);

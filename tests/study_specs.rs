@@ -372,7 +372,11 @@ fn paper_numbers_and_few_clusters(json: &Value, out: &Path) {
 /// table's note says, per planted column and per split contrast, whether it was recovered.
 fn planted_patterns_and_their_recovery(json: &Value, out: &Path) {
     let truth: Value = serde_json::from_str(&std::fs::read_to_string(out.join("raw/truth.json")).unwrap()).unwrap();
-    let planted = |k: &str| truth["planted"][k].as_f64().unwrap_or_else(|| panic!("no `{k}` in truth.json"));
+    let planted = |k: &str| {
+        truth["planted"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no `{k}` in truth.json"))
+    };
     for (id, label, key) in [
         ("1", "(5)", "digtech_on_qua"),
         ("3", "Unit price", "digtech_on_price"),
@@ -398,10 +402,18 @@ fn planted_patterns_and_their_recovery(json: &Value, out: &Path) {
         ("13", "Structural holes", "ci_on_qua"),
     ] {
         let c = column(json, id, label);
-        assert_eq!(c["truth"].as_f64(), Some(planted(key)), "table {id} {label}: truth is not `{key}`");
+        assert_eq!(
+            c["truth"].as_f64(),
+            Some(planted(key)),
+            "table {id} {label}: truth is not `{key}`"
+        );
     }
     for (label, sign) in [("quant_keep", 1.0), ("quant_out", -1.0), ("qual_sub2", 1.0)] {
-        assert_eq!(column(json, "10", label)["planted_sign"].as_f64(), Some(sign), "{label}");
+        assert_eq!(
+            column(json, "10", label)["planted_sign"].as_f64(),
+            Some(sign),
+            "{label}"
+        );
     }
     assert_eq!(column(json, "11", "Vol2")["planted_sign"].as_f64(), Some(-1.0));
     let recovery = |id: &str| table(json, id)["recovery"].as_str().unwrap().to_string();
@@ -410,11 +422,20 @@ fn planted_patterns_and_their_recovery(json: &Value, out: &Path) {
         assert_eq!(r.matches(" difference: planted ").count(), 2, "table {id}: {r}");
     }
     let r10 = recovery("10");
-    assert!(r10.contains("quant_keep: planted sign +") && r10.contains("Not planted (not checked): trans, qual_out"), "{r10}");
+    assert!(
+        r10.contains("quant_keep: planted sign +") && r10.contains("Not planted (not checked): trans, qual_out"),
+        "{r10}"
+    );
     let r9 = recovery("9");
-    assert!(r9.contains("Digtech_co: planted") && r9.contains("Not planted (not checked): Core product, Non-core"), "{r9}");
+    assert!(
+        r9.contains("Digtech_co: planted") && r9.contains("Not planted (not checked): Core product, Non-core"),
+        "{r9}"
+    );
     for id in ["1", "2", "3", "4", "11", "12", "13"] {
         let r = recovery(id);
-        assert!(r.starts_with("Recovery on simulated data: ") && r.contains(": planted "), "table {id}: {r}");
+        assert!(
+            r.starts_with("Recovery on simulated data: ") && r.contains(": planted "),
+            "table {id}: {r}"
+        );
     }
 }

@@ -11,7 +11,7 @@ pub mod names;
 pub mod network;
 pub mod panel;
 pub mod paper;
-pub mod planted;
 pub mod patents;
+pub mod planted;
 pub mod quality;
 pub mod simulate;

@@ -126,7 +126,12 @@ pub struct Row {
 /// The coefficients of `y` on `xs` over the rows `keep` selects, after removing firm-destination
 /// and year means (alternating projections): what fixed-effects OLS on the planted part of the
 /// outcome estimates. `None` when too few rows or a singular design.
-pub fn projection(rows: &[Row], keep: impl Fn(&Row) -> bool, y: fn(&Row) -> f64, xs: &[fn(&Row) -> f64]) -> Option<Vec<f64>> {
+pub fn projection(
+    rows: &[Row],
+    keep: impl Fn(&Row) -> bool,
+    y: fn(&Row) -> f64,
+    xs: &[fn(&Row) -> f64],
+) -> Option<Vec<f64>> {
     let sel: Vec<&Row> = rows
         .iter()
         .filter(|r| keep(r) && y(r).is_finite() && xs.iter().all(|x| x(r).is_finite()))
@@ -229,19 +234,49 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     put("digtech_on_qua_weak_ipr", &|r| r.traits.weak_ipr, qua, &[dig]);
     put("digtech_on_qua_nri_top10", &|r| r.traits.nri_top, qua, &[dig]);
     put("digtech_on_qua_nri_other", &|r| !r.traits.nri_top, qua, &[dig]);
-    put("digtech_on_qua_pq_high", &|r| r.traits.pq_high == Some(true), qua, &[dig]);
-    put("digtech_on_qua_pq_low", &|r| r.traits.pq_high == Some(false), qua, &[dig]);
-    put("digtech_on_qua_strong_quality", &|r| r.traits.strategy == 4, qua, &[dig]);
+    put(
+        "digtech_on_qua_pq_high",
+        &|r| r.traits.pq_high == Some(true),
+        qua,
+        &[dig],
+    );
+    put(
+        "digtech_on_qua_pq_low",
+        &|r| r.traits.pq_high == Some(false),
+        qua,
+        &[dig],
+    );
+    put(
+        "digtech_on_qua_strong_quality",
+        &|r| r.traits.strategy == 4,
+        qua,
+        &[dig],
+    );
     put("digtech_on_qua_strong_price", &|r| r.traits.strategy == 3, qua, &[dig]);
-    put("digtech_on_qua_quality", &|r| matches!(r.traits.strategy, 2 | 4), qua, &[dig]);
-    put("digtech_on_qua_price", &|r| matches!(r.traits.strategy, 1 | 3), qua, &[dig]);
+    put(
+        "digtech_on_qua_quality",
+        &|r| matches!(r.traits.strategy, 2 | 4),
+        qua,
+        &[dig],
+    );
+    put(
+        "digtech_on_qua_price",
+        &|r| matches!(r.traits.strategy, 1 | 3),
+        qua,
+        &[dig],
+    );
     put("digtech_on_qua_vol_high", &|r| r.vol_high == Some(true), qua, &[dig]);
     put("digtech_on_qua_vol_low", &|r| r.vol_high == Some(false), qua, &[dig]);
     put("supplier_digtech_on_qua", &|_| true, qua, &[|r| r.dig_sup]);
     let network = |r: &Row| r.degree.is_finite() && r.ci.is_finite();
     put("degree_on_qua", &network, qua, &[|r| r.degree, dig]);
     put("ci_on_qua", &network, qua, &[|r| r.ci, dig]);
-    if let Some(b) = projection(rows, |r| r.dig_kinds > 0.0, qua, &[dig, |r| r.dig_kinds, |r| r.dig * r.dig_kinds]) {
+    if let Some(b) = projection(
+        rows,
+        |r| r.dig_kinds > 0.0,
+        qua,
+        &[dig, |r| r.dig_kinds, |r| r.dig * r.dig_kinds],
+    ) {
         out.insert("digtech_x_dig_kinds_on_qua".into(), b[2]);
     }
     // the row shares the simulator aims at the paper's (Tables 4, 5, 12)
@@ -352,10 +387,7 @@ mod tests {
             strategy: 1,
             ..Default::default()
         };
-        let high = Traits {
-            strategy: 4,
-            ..low
-        };
+        let high = Traits { strategy: 4, ..low };
         assert!((digtech_effect(&high) - digtech_effect(&low) - (STRATEGY[4] - STRATEGY[1])).abs() < 1e-15);
     }
 }

@@ -644,11 +644,10 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                     let lambda = a_i + b_im[d] + effect + (s.uniform() - 0.5);
                     // the sales shock moves quantity and price so that ln q + σ ln p, and with it
                     // the identified quality, is unchanged: it moves only the export value
-                    let delta =
-                        0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal() - shock / sigma;
+                    let delta = 0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal() - shock / sigma;
                     let eps = DEMAND_NOISE * s.normal();
-                    let ln_q = 7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta
-                        + eps;
+                    let ln_q =
+                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
                     let price = (c_g + delta).exp();
                     let q = ln_q.exp().round().max(1.0);
                     flows.push(Flow {
@@ -854,7 +853,11 @@ impl PatentMeasures {
             }
         }
         let mean = |f: &i64| breadth.get(f).map(|(s, n)| s / *n as f64);
-        let mut of_exporters: Vec<f64> = firms.iter().filter(|f| f.exporter).filter_map(|f| mean(&f.id)).collect();
+        let mut of_exporters: Vec<f64> = firms
+            .iter()
+            .filter(|f| f.exporter)
+            .filter_map(|f| mean(&f.id))
+            .collect();
         of_exporters.sort_by(f64::total_cmp);
         let median = crate::study::panel::quantile(&of_exporters, 0.5);
         let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
@@ -1039,7 +1042,10 @@ fn digital_imports(
         ],
     )
     .map_err(|e| err("imports", e))?;
-    let kinds = kinds.into_iter().map(|(k, v)| (k, (1.0 + v.len() as f64).ln())).collect();
+    let kinds = kinds
+        .into_iter()
+        .map(|(k, v)| (k, (1.0 + v.len() as f64).ln()))
+        .collect();
     Ok((df, kinds))
 }
 
@@ -1090,7 +1096,13 @@ fn truth_rows(
     }
     let (continuing, vol_high) = pair_flags(&acc);
     let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
-    let dig = |id: i64, y: i64| if y < *YEARS.start() { f64::NAN } else { ln1(cx.digital.get(&(id, y))) };
+    let dig = |id: i64, y: i64| {
+        if y < *YEARS.start() {
+            f64::NAN
+        } else {
+            ln1(cx.digital.get(&(id, y)))
+        }
+    };
     acc.iter()
         .map(|(&(k, c, y), v)| {
             let id = cx.firms[k].id;
@@ -1132,7 +1144,11 @@ fn pair_flags(acc: &std::collections::BTreeMap<(usize, usize, i64), [f64; 3]>) -
         series.entry((k, c)).or_default().push((y, v[2]));
     }
     let years = YEARS.count();
-    let continuing = series.iter().filter(|(_, s)| s.len() == years).map(|(p, _)| *p).collect();
+    let continuing = series
+        .iter()
+        .filter(|(_, s)| s.len() == years)
+        .map(|(p, _)| *p)
+        .collect();
     let mut vol: Vec<((usize, usize, i64), f64)> = vec![];
     for ((k, c), s) in &series {
         for ((y, _), v) in s.iter().zip(crate::study::panel::volatility(s)) {
