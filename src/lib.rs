@@ -25,12 +25,13 @@ pub mod gpu;
 pub mod inference;
 pub mod linalg;
 pub mod progress;
-pub mod replicate;
+
 pub mod report;
 pub mod resampling;
 pub mod rng;
 pub mod stats;
 pub mod study;
+pub use study::replicate;
 pub mod timing;
 
 pub use error::{Error, Result};

@@ -197,6 +197,20 @@ pub fn chi2_sf(x: f64, df: f64) -> f64 {
     gamma_q(df / 2.0, x / 2.0)
 }
 
+/// t critical value for a two-sided test at `alpha` (bisection on the tail).
+pub fn t_critical(alpha: f64, df: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0, 1000.0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if crate::stats::t_two_sided_p(mid, df) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +233,11 @@ mod tests {
     fn ln_gamma_matches_factorials() {
         assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-13);
         assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-13);
+    }
+
+    #[test]
+    fn t_critical_values() {
+        assert!((t_critical(0.05, 1e9) - 1.959964).abs() < 1e-4);
+        assert!((t_critical(0.05, 10.0) - 2.228139).abs() < 1e-4);
     }
 }

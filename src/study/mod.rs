@@ -3,7 +3,8 @@
 //! digital-economy IPC classification and knowledge breadth ([`ipc`]), the firm-year patent
 //! variables ([`patents`]) and co-applicant network measures ([`network`]), batched export
 //! quality ([`quality`]) and the analysis panel ([`panel`]); the paper's published numbers
-//! ([`paper`]) and the patterns the simulator plants ([`planted`]). `crate::replicate` runs the tables.
+//! ([`paper`]) and the patterns the simulator plants ([`planted`]); [`replicate`] runs the tables
+//! (`fegpu replicate`; also reachable as `crate::replicate`).
 
 pub mod ipc;
 pub mod matching;
@@ -14,4 +15,5 @@ pub mod paper;
 pub mod patents;
 pub mod planted;
 pub mod quality;
+pub mod replicate;
 pub mod simulate;
