@@ -171,6 +171,13 @@ struct BdiffArgs {
     /// Draw the permutation distribution of the first regressor's difference (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    sharding: ShardArgs,
+}
+
+/// `--shard I/K --out FILE` of the resampling commands.
+#[derive(clap::Args)]
+struct ShardArgs {
     /// Compute only shard I of K of the replicates (I counted from 1, e.g. 2/8) and write them
     /// to --out; `fegpu merge` combines the K shard files into this command's output.
     #[arg(long, value_parser = shard_arg)]
@@ -220,13 +227,8 @@ struct BootArgs {
     /// Draw the bootstrap distribution with the observed statistic (FILE.svg|png).
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Compute only shard I of K of the replicates (I counted from 1, e.g. 2/8) and write them
-    /// to --out; `fegpu merge` combines the K shard files into this command's output.
-    #[arg(long, value_parser = shard_arg)]
-    shard: Option<Shard>,
-    /// The shard file to write (with --shard).
-    #[arg(long, requires = "shard")]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    sharding: ShardArgs,
 }
 
 #[derive(clap::Args)]
@@ -578,16 +580,10 @@ fn shard_arg(s: &str) -> std::result::Result<Shard, String> {
 }
 
 /// What a resampling command does with its run: a shard file, or the result (and plot).
-fn resampling_output(
-    cmd: &str,
-    shard: Option<Shard>,
-    out: Option<PathBuf>,
-    format: Format,
-    plot: Option<PathBuf>,
-) -> Result<Output> {
+fn resampling_output(cmd: &str, sharding: ShardArgs, format: Format, plot: Option<PathBuf>) -> Result<Output> {
     // refused on shards too, so a shard run fails exactly where the single run would
     resampling::check_format(format, cmd)?;
-    match (shard, out) {
+    match (sharding.shard, sharding.out) {
         (Some(_), _) if plot.is_some() => Err(Error::Usage(
             "--plot draws the whole run's distribution: give it to `fegpu merge`, not to a shard".into(),
         )),
@@ -631,7 +627,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
         spec,
         backend: a.device.backend,
         precision: a.device.precision,
-        output: resampling_output("boot", a.shard, a.out, a.format, a.plot)?,
+        output: resampling_output("boot", a.sharding, a.format, a.plot)?,
     })
 }
 
@@ -650,7 +646,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
         spec,
         backend: a.device.backend,
         precision: a.device.precision,
-        output: resampling_output("bdiff", a.shard, a.out, a.format, a.plot)?,
+        output: resampling_output("bdiff", a.sharding, a.format, a.plot)?,
     })
 }
 
