@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 
+pub mod complement;
 pub mod fwl;
 pub mod permutation;
 pub mod replicates;
@@ -43,6 +44,9 @@ pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
     c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
 }
 
+/// Per-thread buffers of [`Replicates::level_beta`], reused across replicates.
+pub type LevelScratch = (fwl::Scratch, complement::RowBuffers);
+
 /// What every replicate of one model shares: the effects to project (nested ones left out,
 /// see [`crate::fe::dof::effects_to_project`]), all effects (for singleton pruning), the base
 /// weights, and the columns (y first) already demeaned on the full sample.
@@ -65,6 +69,9 @@ pub struct Replicates<'a> {
     /// On a GPU, for the structures it solves exactly: the columns and levels kept on the
     /// device, and replicate weights drawn there ([`crate::demean::resident`]).
     device: Option<crate::demean::resident::DeviceReplicates>,
+    /// On the CPU, for one large effect beside few-level ones: the level runs and the
+    /// full-sample sums every replicate's Gram starts from ([`complement`]).
+    level: Option<(fwl::LevelRuns<'a>, complement::LevelTotals)>,
 }
 
 impl<'a> Replicates<'a> {
@@ -86,6 +93,7 @@ impl<'a> Replicates<'a> {
                 opts: *opts,
                 shared: None,
                 device: None,
+                level: None,
             });
         }
         let dm = demeaner
@@ -117,6 +125,10 @@ impl<'a> Replicates<'a> {
             }
             _ => None,
         };
+        let level = device
+            .is_none()
+            .then(|| level_totals(&fes, &dm, &w, opts, demeaner))
+            .flatten();
         Ok(Replicates {
             fes,
             all_fes,
@@ -125,6 +137,7 @@ impl<'a> Replicates<'a> {
             opts: DemeanOptions { tol, ..*opts },
             shared,
             device,
+            level,
         })
     }
 
@@ -157,10 +170,29 @@ impl<'a> Replicates<'a> {
         }
     }
 
+    /// Whether replicates run on the CPU's level-sum path ([`Replicates::level_beta`]).
+    pub fn on_level_sums(&self) -> bool {
+        self.level.is_some()
+    }
+
+    /// β of one weight vector on the CPU's level-sum path (direct or by complement, whichever
+    /// is cheaper for `w`); `None` when that path does not serve this design.
+    pub fn level_beta(&self, w: &[f64], scratch: &mut LevelScratch) -> Option<Option<Vec<f64>>> {
+        let (runs, totals) = self.level.as_ref()?;
+        let g = runs.gram_auto(Some(totals), scratch, &self.columns, w);
+        Some(wls_from_gram(&g, self.columns.len()))
+    }
+
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
         if self.device.is_some() {
             return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
+        }
+        if self.level.is_some() {
+            return Ok(weights
+                .par_iter()
+                .map_init(LevelScratch::default, |s, w| self.level_beta(w, s).flatten())
+                .collect());
         }
         if let Some(m) = &self.shared {
             return Ok(shared_cg_betas(&self.fes, &self.columns, weights, &self.opts, m)?);
@@ -184,6 +216,24 @@ pub fn resident_on_device(design: &Design, opts: &DemeanOptions, units: Option<&
         _ => opts.solver == crate::demean::Solver::Auto && crate::demean::strategy::few_level_split(&fes).is_some(),
     };
     solved && !units.is_some_and(|u| permutation::UnitStats::applies(design, u))
+}
+
+/// The level runs and full-sample sums of the CPU's level-sum path (the structure
+/// [`replicate_betas`] serves from [`fwl::LevelRuns`]), built once for every replicate.
+fn level_totals<'a>(
+    fes: &[&'a FixedEffect],
+    columns: &[Vec<f64>],
+    w: &[f64],
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Option<(fwl::LevelRuns<'a>, complement::LevelTotals)> {
+    if demeaner.batches_lanes() || opts.solver != crate::demean::Solver::Auto {
+        return None;
+    }
+    let (large, small) = crate::demean::strategy::few_level_split(fes)?;
+    let runs = fwl::LevelRuns::new(fes, large, &small)?;
+    let totals = complement::LevelTotals::new(&runs, columns, w);
+    Some((runs, totals))
 }
 
 /// The preconditioner replicates share: built on the CPU for structures that need CG (two or

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::replicates::{pairs_multiplicities, permutation_first_group};
+use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
@@ -104,6 +104,12 @@ pub struct BdiffDraws {
 }
 
 /// Set the weight of singletons (among rows with positive weight) to zero, iteratively.
+///
+/// The rows removed are the same whatever the order (a row alone in a level stays alone until
+/// it is removed), so one pass removes every row that is a singleton when it is reached, and
+/// another pass is needed only if a level left with exactly one row during the pass still has
+/// it: levels that start at one row lose it when it is reached, so those are the only ones
+/// that can hold a singleton after the pass.
 pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
     if fes.is_empty() {
         return;
@@ -116,21 +122,58 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
             }
         }
     }
+    let mut left_one: Vec<(usize, u32)> = Vec::new();
     loop {
-        let mut changed = false;
+        left_one.clear();
         for i in 0..w.len() {
             if w[i] > 0.0 && fes.iter().enumerate().any(|(k, f)| counts[k][f.ids[i] as usize] == 1) {
                 w[i] = 0.0;
-                changed = true;
                 for (k, f) in fes.iter().enumerate() {
-                    counts[k][f.ids[i] as usize] -= 1;
+                    let c = &mut counts[k][f.ids[i] as usize];
+                    *c -= 1;
+                    if *c == 1 {
+                        left_one.push((k, f.ids[i]));
+                    }
                 }
             }
         }
-        if !changed {
+        if !left_one.iter().any(|&(k, g)| counts[k][g as usize] == 1) {
             return;
         }
     }
+}
+
+/// Fill one replicate's weight vectors `w` (group 1, group 0): the base weight times the
+/// unit's multiplicity on the side `in_first` puts the unit, singletons pruned per group.
+fn group_weights(
+    unit_ids: &[u32],
+    base_w: &[f64],
+    all_fes: &[&FixedEffect],
+    in_first: &dyn Fn(usize) -> bool,
+    mult: Option<&[u32]>,
+    w: &mut [Vec<f64>; 2],
+) {
+    let n = unit_ids.len();
+    for v in w.iter_mut() {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    for i in 0..n {
+        let u = unit_ids[i] as usize;
+        let m = mult.map_or(1.0, |m| m[u] as f64);
+        w[if in_first(u) { 0 } else { 1 }][i] = base_w[i] * m;
+    }
+    drop_weighted_singletons(all_fes, &mut w[0]);
+    drop_weighted_singletons(all_fes, &mut w[1]);
+}
+
+/// Per-thread buffers of a streamed replicate ([`bdiff_draws`]).
+#[derive(Default)]
+struct StreamScratch {
+    order: Vec<(u32, u32)>,
+    first: Vec<bool>,
+    w: [Vec<f64>; 2],
+    level: super::LevelScratch,
 }
 
 /// Sufficient statistics per permutation unit, for the common panel case where every fixed
@@ -144,7 +187,8 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
 pub struct UnitStats {
     k: usize,
     p: usize,
-    /// Row-major p×p cross products per unit.
+    /// Lower-triangle (packed, row by row) p×p cross products per unit: the upper half is
+    /// never read, so summing it per replicate would only double the work.
     stats: Vec<Vec<f64>>,
     /// Observations per unit at each level of the few-level effects (flattened).
     counts: Vec<Vec<u32>>,
@@ -199,7 +243,7 @@ impl UnitStats {
                 .columns;
         }
         let p = cols.len();
-        let mut stats = vec![vec![0.0; p * p]; n_units];
+        let mut stats = vec![vec![0.0; p * (p + 1) / 2]; n_units];
         let mut counts = vec![vec![0u32; levels]; n_units];
         let mut z = vec![0.0; p];
         for i in 0..n {
@@ -214,8 +258,9 @@ impl UnitStats {
                 if za == 0.0 {
                     continue;
                 }
+                let row = a * (a + 1) / 2;
                 for b in 0..=a {
-                    s[a * p + b] += za * z[b];
+                    s[row + b] += za * z[b];
                 }
             }
             let mut off = 0;
@@ -239,7 +284,7 @@ impl UnitStats {
     pub fn beta(&self, mult: &[f64]) -> std::result::Result<Option<Vec<f64>>, ()> {
         let (p, k) = (self.p, self.k);
         let mut cnt = vec![0.0f64; self.levels];
-        let mut s = vec![0.0; p * p];
+        let mut s = vec![0.0; p * (p + 1) / 2];
         for (u, &m) in mult.iter().enumerate() {
             if m == 0.0 {
                 continue;
@@ -254,7 +299,13 @@ impl UnitStats {
         if cnt.iter().any(|&c| c == 1.0) {
             return Err(());
         }
-        let get = |a: usize, b: usize| if a >= b { s[a * p + b] } else { s[b * p + a] };
+        let get = |a: usize, b: usize| {
+            if a >= b {
+                s[a * (a + 1) / 2 + b]
+            } else {
+                s[b * (b + 1) / 2 + a]
+            }
+        };
         let d_idx: Vec<usize> = (1 + k..p).collect();
         let x_idx: Vec<usize> = (1..1 + k).collect();
         // Sdd⁻¹ on the non-redundant dummies
@@ -380,20 +431,9 @@ pub fn bdiff_draws(
 
     // weight vectors of one replicate: (group 1, group 0)
     let weights_for = |in_first: &dyn Fn(usize) -> bool, mult: Option<&[u32]>| -> [Vec<f64>; 2] {
-        let mut w1 = vec![0.0; n];
-        let mut w0 = vec![0.0; n];
-        for i in 0..n {
-            let u = unit_ids[i] as usize;
-            let m = mult.map_or(1.0, |m| m[u] as f64);
-            if in_first(u) {
-                w1[i] = base_w[i] * m;
-            } else {
-                w0[i] = base_w[i] * m;
-            }
-        }
-        drop_weighted_singletons(all_fes, &mut w1);
-        drop_weighted_singletons(all_fes, &mut w0);
-        [w1, w0]
+        let mut w = [Vec::new(), Vec::new()];
+        group_weights(&unit_ids, base_w, all_fes, in_first, mult, &mut w);
+        w
     };
     let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> { shared.betas(ws, demeaner) };
     let unit_stats = match units {
@@ -463,12 +503,38 @@ pub fn bdiff_draws(
     let device_draws = shared.on_device() && unit_stats.is_none() && !enumerate;
     let per_rep = if device_draws {
         64
-    } else if demeaner.batches_lanes() {
+    } else if demeaner.batches_lanes() || shared.on_level_sums() {
         2 * n as u64 * 8
     } else {
         2 * (k as u64 + 1) * n as u64 * 8
     };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
+    // the group-1 units of replicate r
+    let assign = |r: usize, order: &mut Vec<(u32, u32)>, first: &mut Vec<bool>| {
+        if enumerate {
+            first.clear();
+            first.extend((0..n_units).map(|u| masks[r] >> u & 1 == 1));
+        } else {
+            permutation_first_group_into(opts.seed, r as u32, n_units, n1, order, first);
+        }
+    };
+    // On the CPU's level-sum path a replicate is drawn, weighted, pruned and fitted in one go
+    // on per-thread buffers: nothing of the sample's size is allocated per replicate.
+    let streamed = unit_stats.is_none() && !device_draws && shared.on_level_sums();
+    let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
+        reps.into_par_iter()
+            .map_init(StreamScratch::default, |s, r| {
+                assign(r, &mut s.order, &mut s.first);
+                let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                let first = &s.first;
+                group_weights(&unit_ids, base_w, all_fes, &|u| first[u], mult.as_deref(), &mut s.w);
+                let b1 = shared.level_beta(&s.w[0], &mut s.level).flatten();
+                let b0 = shared.level_beta(&s.w[1], &mut s.level).flatten();
+                [b1, b0]
+            })
+            .flatten_iter()
+            .collect()
+    };
     let range = range_of(shard, total);
     let mut diffs: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
     let started = Instant::now();
@@ -487,6 +553,8 @@ pub fn bdiff_draws(
                 key_mask: u32::MAX,
             };
             shared.drawn_betas(&draws, demeaner)?
+        } else if streamed {
+            stream(r0..r1)
         } else {
             let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
                 .into_par_iter()
