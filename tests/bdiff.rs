@@ -402,7 +402,7 @@ fn complement_gram_equals_the_direct_level_sums() {
             .collect();
         assert!(totals.prefers_complement(&w));
         let direct = runs.gram(&mut scratch.0, &cols, &w);
-        let comp = runs.gram_complement(&totals, &mut scratch.1, &cols, &w);
+        let comp = runs.gram_complement(&totals, &mut scratch.1, &w);
         let scale = direct.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         for (a, b) in direct.iter().zip(&comp) {
             assert!((a - b).abs() <= 1e-12 * scale, "direct {a} vs complement {b} (share {share})");

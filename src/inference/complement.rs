@@ -17,33 +17,29 @@
 
 use super::fwl::{LevelRuns, Scratch};
 
-/// Packed lower-triangle position of (p, q), as [`crate::demean::pair_of`].
-fn tri(p: usize, q: usize) -> usize {
-    if p >= q {
-        p * (p + 1) / 2 + q
-    } else {
-        q * (q + 1) / 2 + p
-    }
-}
-
-/// g += s · u u' over the non-zero entries `nz` (ascending) of u.
-fn add_outer(g: &mut [f64], u: &[f64], nz: &[usize], s: f64) {
-    for (j, &a) in nz.iter().enumerate() {
-        let sa = s * u[a];
-        let row = a * (a + 1) / 2;
-        for &b in &nz[..=j] {
-            g[row + b] += sa * u[b];
+/// g += s · u u' (packed lower triangle), skipping the zero entries of u (the dummies a row
+/// does not have): adding s · 0 changes nothing.
+fn add_outer(g: &mut [f64], u: &[f64], s: f64) {
+    for (a, &ua) in u.iter().enumerate() {
+        if ua == 0.0 {
+            continue;
+        }
+        let sa = s * ua;
+        let row = &mut g[a * (a + 1) / 2..a * (a + 1) / 2 + a + 1];
+        for (gb, &ub) in row.iter_mut().zip(u) {
+            *gb += sa * ub;
         }
     }
 }
 
-/// g += s · v v' (v dense).
-fn add_outer_dense(g: &mut [f64], v: &[f64], s: f64) {
+/// g += s · v v' − t · x x' (packed lower triangle, dense): one run's between-run term
+/// swapped for another.
+fn swap_outer(g: &mut [f64], v: &[f64], s: f64, x: &[f64], t: f64) {
     for a in 0..v.len() {
-        let sa = s * v[a];
-        let row = a * (a + 1) / 2;
-        for b in 0..=a {
-            g[row + b] += sa * v[b];
+        let (sa, ta) = (s * v[a], t * x[a]);
+        let row = &mut g[a * (a + 1) / 2..a * (a + 1) / 2 + a + 1];
+        for ((gb, &vb), &xb) in row.iter_mut().zip(v).zip(x) {
+            *gb += sa * vb - ta * xb;
         }
     }
 }
@@ -54,6 +50,8 @@ pub struct LevelTotals {
     /// Variables of the Gram: columns, then dummies.
     c: usize,
     m: usize,
+    /// u of every row, row-major (m entries each): the columns, then 0/1 dummies.
+    u: Vec<f64>,
     /// Σ b u u' over the rows with base weight (packed m×m).
     raw: Vec<f64>,
     /// Σ_runs S S' / W over the full sample (packed m×m).
@@ -69,31 +67,7 @@ pub struct LevelTotals {
 /// Per-thread buffers of the complement path.
 #[derive(Default)]
 pub struct RowBuffers {
-    u: Vec<f64>,
-    nz: Vec<usize>,
-    dummies: Vec<usize>,
     kept: Vec<f64>,
-}
-
-impl RowBuffers {
-    /// Fill u (dense, m entries) and its non-zero positions for row `i`.
-    fn load(&mut self, runs: &LevelRuns, columns: &[Vec<f64>], m: usize, i: usize) {
-        let c = columns.len();
-        self.u.clear();
-        self.u.resize(m, 0.0);
-        self.nz.clear();
-        for (p, col) in columns.iter().enumerate() {
-            self.u[p] = col[i];
-            if col[i] != 0.0 {
-                self.nz.push(p);
-            }
-        }
-        runs.dummies_of(c, i, &mut self.dummies);
-        for &d in &self.dummies {
-            self.u[d] = 1.0;
-            self.nz.push(d);
-        }
-    }
 }
 
 impl LevelTotals {
@@ -111,10 +85,22 @@ impl LevelTotals {
         }
         run_start.push(n);
         let runs_n = run_start.len() - 1;
+        let mut u = vec![0.0; n * m];
+        let mut dummies = Vec::new();
+        for (i, row) in u.chunks_exact_mut(m).enumerate() {
+            for (p, col) in columns.iter().enumerate() {
+                row[p] = col[i];
+            }
+            runs.dummies_of(c, i, &mut dummies);
+            for &d in &dummies {
+                row[d] = 1.0;
+            }
+        }
         let mut t = LevelTotals {
             base: base.to_vec(),
             c,
             m,
+            u,
             raw: vec![0.0; m * (m + 1) / 2],
             between: vec![0.0; m * (m + 1) / 2],
             run_of,
@@ -122,19 +108,19 @@ impl LevelTotals {
             run_sums: vec![0.0; runs_n * m],
             run_weight: vec![0.0; runs_n],
         };
-        let mut buf = RowBuffers::default();
         for i in (0..n).filter(|&i| base[i] > 0.0) {
-            buf.load(runs, columns, m, i);
-            add_outer(&mut t.raw, &buf.u, &buf.nz, base[i]);
+            let ui = &t.u[i * m..(i + 1) * m];
+            add_outer(&mut t.raw, ui, base[i]);
             let r = t.run_of[i] as usize;
-            for &a in &buf.nz {
-                t.run_sums[r * m + a] += base[i] * buf.u[a];
+            for (s, &v) in t.run_sums[r * m..(r + 1) * m].iter_mut().zip(ui) {
+                *s += base[i] * v;
             }
             t.run_weight[r] += base[i];
         }
+        let zero = vec![0.0; m];
         for r in 0..runs_n {
             if t.run_weight[r] > 0.0 {
-                add_outer_dense(&mut t.between, &t.run_sums[r * m..(r + 1) * m], 1.0 / t.run_weight[r]);
+                swap_outer(&mut t.between, &t.run_sums[r * m..(r + 1) * m], 1.0 / t.run_weight[r], &zero, 0.0);
             }
         }
         t
@@ -156,34 +142,30 @@ impl LevelTotals {
         dropped < kept
     }
 
-    /// Swap run `r`'s full-sample between-run term in `btw` for the one of its rows kept by `w`.
-    fn swap_run(&self, btw: &mut [f64], buf: &mut RowBuffers, runs: &LevelRuns, columns: &[Vec<f64>], w: &[f64], r: usize) {
+    /// Swap run `r`'s full-sample between-run term in `btw` for the one of its rows `w` keeps
+    /// (summed afresh, not subtracted, so a run that keeps few rows loses nothing).
+    fn swap_run(&self, btw: &mut [f64], kept: &mut Vec<f64>, w: &[f64], r: usize) {
         let m = self.m;
-        add_outer_dense(btw, &self.run_sums[r * m..(r + 1) * m], -1.0 / self.run_weight[r]);
-        buf.kept.clear();
-        buf.kept.resize(m, 0.0);
+        kept.clear();
+        kept.resize(m, 0.0);
         let mut wk = 0.0;
         for i in self.run_start[r]..self.run_start[r + 1] {
             if w[i] > 0.0 {
-                buf.load(runs, columns, m, i);
-                for &a in &buf.nz {
-                    buf.kept[a] += w[i] * buf.u[a];
+                for (k, &v) in kept.iter_mut().zip(&self.u[i * m..(i + 1) * m]) {
+                    *k += w[i] * v;
                 }
                 wk += w[i];
             }
         }
-        if wk > 0.0 {
-            let kept = std::mem::take(&mut buf.kept);
-            add_outer_dense(btw, &kept, 1.0 / wk);
-            buf.kept = kept;
-        }
+        let s = if wk > 0.0 { 1.0 / wk } else { 0.0 };
+        swap_outer(btw, kept, s, &self.run_sums[r * m..(r + 1) * m], 1.0 / self.run_weight[r]);
     }
 }
 
 impl LevelRuns<'_> {
     /// [`LevelRuns::gram`] of `w` (each w_i 0 or the base weight) from the full-sample sums
     /// minus the rows `w` drops (module doc).
-    pub fn gram_complement(&self, totals: &LevelTotals, buf: &mut RowBuffers, columns: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
+    pub fn gram_complement(&self, totals: &LevelTotals, buf: &mut RowBuffers, w: &[f64]) -> Vec<f64> {
         let m = totals.m;
         let mut g = totals.raw.clone();
         let mut btw = totals.between.clone();
@@ -193,19 +175,17 @@ impl LevelRuns<'_> {
             if b <= 0.0 || w[i] != 0.0 {
                 continue;
             }
-            buf.load(self, columns, m, i);
-            add_outer(&mut g, &buf.u, &buf.nz, -b);
+            add_outer(&mut g, &totals.u[i * m..(i + 1) * m], -b);
             // a run's rows are contiguous: its dropped rows come one after another
             let r = totals.run_of[i] as usize;
             if r != last_run {
                 last_run = r;
-                totals.swap_run(&mut btw, buf, self, columns, w, r);
+                totals.swap_run(&mut btw, &mut buf.kept, w, r);
             }
         }
         for (a, b) in g.iter_mut().zip(&btw) {
             *a -= b;
         }
-        debug_assert_eq!(tri(m - 1, m - 1) + 1, g.len());
         crate::linalg::partial_out_last(&g, totals.c, m)
     }
 
@@ -220,7 +200,7 @@ impl LevelRuns<'_> {
         w: &[f64],
     ) -> Vec<f64> {
         match totals {
-            Some(t) if t.prefers_complement(w) => self.gram_complement(t, &mut scratch.1, columns, w),
+            Some(t) if t.prefers_complement(w) => self.gram_complement(t, &mut scratch.1, w),
             _ => self.gram(&mut scratch.0, columns, w),
         }
     }

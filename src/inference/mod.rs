@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod complement;
 pub mod fwl;
 pub mod permutation;
+pub mod prune;
 pub mod replicates;
 pub mod shard;
 pub mod wild;

@@ -28,6 +28,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
+use super::prune::{PairPruner, PruneScratch};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
@@ -144,11 +145,10 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
 }
 
 /// Fill one replicate's weight vectors `w` (group 1, group 0): the base weight times the
-/// unit's multiplicity on the side `in_first` puts the unit, singletons pruned per group.
+/// unit's multiplicity on the side `in_first` puts the unit (singletons not yet pruned).
 fn group_weights(
     unit_ids: &[u32],
     base_w: &[f64],
-    all_fes: &[&FixedEffect],
     in_first: &dyn Fn(usize) -> bool,
     mult: Option<&[u32]>,
     w: &mut [Vec<f64>; 2],
@@ -163,8 +163,6 @@ fn group_weights(
         let m = mult.map_or(1.0, |m| m[u] as f64);
         w[if in_first(u) { 0 } else { 1 }][i] = base_w[i] * m;
     }
-    drop_weighted_singletons(all_fes, &mut w[0]);
-    drop_weighted_singletons(all_fes, &mut w[1]);
 }
 
 /// Per-thread buffers of a streamed replicate ([`bdiff_draws`]).
@@ -173,6 +171,7 @@ struct StreamScratch {
     order: Vec<(u32, u32)>,
     first: Vec<bool>,
     w: [Vec<f64>; 2],
+    prune: PruneScratch,
     level: super::LevelScratch,
 }
 
@@ -432,7 +431,9 @@ pub fn bdiff_draws(
     // weight vectors of one replicate: (group 1, group 0)
     let weights_for = |in_first: &dyn Fn(usize) -> bool, mult: Option<&[u32]>| -> [Vec<f64>; 2] {
         let mut w = [Vec::new(), Vec::new()];
-        group_weights(&unit_ids, base_w, all_fes, in_first, mult, &mut w);
+        group_weights(&unit_ids, base_w, in_first, mult, &mut w);
+        drop_weighted_singletons(all_fes, &mut w[0]);
+        drop_weighted_singletons(all_fes, &mut w[1]);
         w
     };
     let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> { shared.betas(ws, demeaner) };
@@ -521,13 +522,19 @@ pub fn bdiff_draws(
     // On the CPU's level-sum path a replicate is drawn, weighted, pruned and fitted in one go
     // on per-thread buffers: nothing of the sample's size is allocated per replicate.
     let streamed = unit_stats.is_none() && !device_draws && shared.on_level_sums();
+    // without resampling the groups split the sample: prune both in the smaller one's work
+    let pruner = (streamed && !opts.bsample).then(|| PairPruner::new(shared.fes.clone(), base_w));
     let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
         reps.into_par_iter()
             .map_init(StreamScratch::default, |s, r| {
                 assign(r, &mut s.order, &mut s.first);
                 let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
                 let first = &s.first;
-                group_weights(&unit_ids, base_w, all_fes, &|u| first[u], mult.as_deref(), &mut s.w);
+                group_weights(&unit_ids, base_w, &|u| first[u], mult.as_deref(), &mut s.w);
+                match &pruner {
+                    Some(p) => p.prune(&mut s.w, &mut s.prune),
+                    None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
+                }
                 let b1 = shared.level_beta(&s.w[0], &mut s.level).flatten();
                 let b0 = shared.level_beta(&s.w[1], &mut s.level).flatten();
                 [b1, b0]
@@ -667,6 +674,88 @@ pub fn assemble(draws: &BdiffDraws) -> Result<BdiffResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Stream;
+
+    /// The pruning as first written: whole passes until one changes nothing.
+    fn prune_by_passes(fes: &[&FixedEffect], w: &mut [f64]) {
+        let mut counts: Vec<Vec<u32>> = fes.iter().map(|f| vec![0; f.levels]).collect();
+        for (k, f) in fes.iter().enumerate() {
+            for (i, &g) in f.ids.iter().enumerate() {
+                counts[k][g as usize] += (w[i] > 0.0) as u32;
+            }
+        }
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..w.len() {
+                if w[i] > 0.0 && fes.iter().enumerate().any(|(k, f)| counts[k][f.ids[i] as usize] == 1) {
+                    w[i] = 0.0;
+                    changed = true;
+                    for (k, f) in fes.iter().enumerate() {
+                        counts[k][f.ids[i] as usize] -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sparse random effects (many singletons and chains of them): cells nested in firms, and
+    /// a year-like effect; base weights with zeros.
+    fn sparse_design(s: &mut Stream, n: usize) -> (Vec<FixedEffect>, Vec<f64>) {
+        let cell: Vec<u32> = (0..n).map(|_| s.below(n as u32 / 2)).collect();
+        let firm: Vec<u32> = cell.iter().map(|&c| c / 3).collect();
+        let year: Vec<u32> = (0..n).map(|_| s.below(40)).collect();
+        let fe = |name: &str, ids: Vec<u32>| {
+            let levels = *ids.iter().max().unwrap() as usize + 1;
+            FixedEffect {
+                name: name.into(),
+                ids,
+                levels,
+            }
+        };
+        let base: Vec<f64> = (0..n).map(|_| if s.below(10) == 0 { 0.0 } else { 1.0 }).collect();
+        (vec![fe("firm", firm), fe("year", year), fe("cell", cell)], base)
+    }
+
+    #[test]
+    fn singleton_pruning_equals_repeated_passes() {
+        let mut s = Stream::new(5, 2);
+        for _ in 0..30 {
+            let (fes, base) = sparse_design(&mut s, 400);
+            let refs: Vec<&FixedEffect> = fes.iter().collect();
+            let mut w: Vec<f64> = base.iter().map(|&b| if s.below(3) == 0 { 0.0 } else { b }).collect();
+            let mut reference = w.clone();
+            drop_weighted_singletons(&refs, &mut w);
+            prune_by_passes(&refs, &mut reference);
+            assert_eq!(w, reference);
+        }
+    }
+
+    #[test]
+    fn pair_pruning_equals_pruning_each_group() {
+        let mut s = Stream::new(6, 2);
+        for rep in 0..40 {
+            let (fes, base) = sparse_design(&mut s, 500);
+            let all: Vec<&FixedEffect> = fes.iter().collect();
+            // firm is nested in cell: the pruner may leave it out
+            let projected = if rep % 2 == 0 { vec![&fes[1], &fes[2]] } else { all.clone() };
+            let pruner = PairPruner::new(projected, &base);
+            let share = [2, 5, 50][rep % 3];
+            let mut scratch = PruneScratch::default();
+            for _ in 0..3 {
+                let first: Vec<bool> = (0..500).map(|_| s.below(share) == 0).collect();
+                let mut w = [Vec::new(), Vec::new()];
+                let ids: Vec<u32> = (0..500).collect();
+                group_weights(&ids, &base, &|u| first[u], None, &mut w);
+                let mut reference = w.clone();
+                pruner.prune(&mut w, &mut scratch);
+                for r in reference.iter_mut() {
+                    drop_weighted_singletons(&all, r);
+                }
+                assert_eq!(w, reference, "replicate {rep}, one in {share} rows in group 1");
+            }
+        }
+    }
 
     #[test]
     fn gosper_enumerates_every_subset_once() {
