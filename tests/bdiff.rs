@@ -408,6 +408,27 @@ fn complement_gram_equals_the_direct_level_sums() {
             assert!((a - b).abs() <= 1e-12 * scale, "direct {a} vs complement {b} (share {share})");
         }
     }
+    // two disjoint groups from one pass: each equal to its direct Gram
+    let mut pair = Default::default();
+    for share in [0.03, 0.1, 0.3] {
+        let small: Vec<f64> = (0..n).map(|i| if s.uniform() < share { base[i] } else { 0.0 }).collect();
+        // the larger group leaves out the smaller one and a few rows of its own (pruned singletons)
+        let large: Vec<f64> = (0..n)
+            .map(|i| if small[i] > 0.0 || s.uniform() < 0.02 { 0.0 } else { base[i] })
+            .collect();
+        assert!(totals.suits_pair(&small, &large));
+        assert!(!totals.suits_pair(&small, &base), "overlapping groups");
+        let [gs, gl] = runs.gram_pair(&totals, &mut pair, &small, &large);
+        for (mine, w) in [(gs, &small), (gl, &large)] {
+            let direct = runs.gram(&mut scratch.0, &cols, w);
+            // (a small group's runs hold one row or two: its Gram can be near zero, whose
+            // rounding is that of the O(1) data it is summed from)
+            let scale = direct.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            for (a, b) in direct.iter().zip(&mine) {
+                assert!((a - b).abs() <= 1e-12 * scale, "direct {a} vs pair {b} (share {share})");
+            }
+        }
+    }
     // weights other than 0 or the base weight, or more rows dropped than kept: the direct path
     let doubled: Vec<f64> = base.iter().map(|b| 2.0 * b).collect();
     assert!(!totals.prefers_complement(&doubled));

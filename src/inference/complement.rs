@@ -32,6 +32,23 @@ fn add_outer(g: &mut [f64], u: &[f64], s: f64) {
     }
 }
 
+/// gs += b · u u' and gl −= b · u u' (a row moving from the larger group's sums to the
+/// smaller group's), skipping the zero entries of u.
+fn add_outer_both(gs: &mut [f64], gl: &mut [f64], u: &[f64], b: f64) {
+    for (a, &ua) in u.iter().enumerate() {
+        if ua == 0.0 {
+            continue;
+        }
+        let sa = b * ua;
+        let span = a * (a + 1) / 2..a * (a + 1) / 2 + a + 1;
+        for ((s, l), &ub) in gs[span.clone()].iter_mut().zip(&mut gl[span]).zip(u) {
+            let v = sa * ub;
+            *s += v;
+            *l -= v;
+        }
+    }
+}
+
 /// g += s · v v' − t · x x' (packed lower triangle, dense): one run's between-run term
 /// swapped for another.
 fn swap_outer(g: &mut [f64], v: &[f64], s: f64, x: &[f64], t: f64) {
@@ -64,10 +81,12 @@ pub struct LevelTotals {
     run_weight: Vec<f64>,
 }
 
-/// Per-thread buffers of the complement path.
+/// Per-thread buffers of the complement paths.
 #[derive(Default)]
 pub struct RowBuffers {
     kept: Vec<f64>,
+    small: Vec<f64>,
+    large: Vec<f64>,
 }
 
 impl LevelTotals {
@@ -126,6 +145,17 @@ impl LevelTotals {
         t
     }
 
+    /// Whether `small` and `large` suit [`LevelRuns::gram_pair`]: every weight 0 or the base
+    /// weight, no row in both, and `large` keeping more rows than it drops.
+    pub fn suits_pair(&self, small: &[f64], large: &[f64]) -> bool {
+        let base_or_zero = small
+            .iter()
+            .zip(large)
+            .zip(&self.base)
+            .all(|((&s, &l), &b)| s == 0.0 || (s == b && l == 0.0));
+        base_or_zero && self.prefers_complement(large)
+    }
+
     /// Whether `w` only keeps or drops rows at their base weight and drops fewer rows than it
     /// keeps (then the complement is the cheaper path).
     pub fn prefers_complement(&self, w: &[f64]) -> bool {
@@ -162,7 +192,68 @@ impl LevelTotals {
     }
 }
 
+/// One run's sums over the rows a weight vector keeps: S (m entries) and W.
+fn run_sums_into(t: &LevelTotals, w: &[f64], r: usize, sums: &mut Vec<f64>) -> f64 {
+    let m = t.m;
+    sums.clear();
+    sums.resize(m, 0.0);
+    let mut total = 0.0;
+    for i in t.run_start[r]..t.run_start[r + 1] {
+        if w[i] > 0.0 {
+            for (k, &v) in sums.iter_mut().zip(&t.u[i * m..(i + 1) * m]) {
+                *k += w[i] * v;
+            }
+            total += w[i];
+        }
+    }
+    total
+}
+
 impl LevelRuns<'_> {
+    /// The Grams of two disjoint groups `small` and `large` (each w_i 0 or the base weight, no
+    /// row in both; `large` dropping fewer rows than it keeps) in one pass over the rows
+    /// `large` drops: each such row's outer product is added to the smaller group's Gram (when
+    /// it is the smaller group's) and taken from the larger's full-sample sums, and each run
+    /// they touch has its between-run terms formed for both groups from one read of its rows.
+    /// Equal to [`LevelRuns::gram`] of each to rounding.
+    pub fn gram_pair(&self, totals: &LevelTotals, buf: &mut RowBuffers, small: &[f64], large: &[f64]) -> [Vec<f64>; 2] {
+        let m = totals.m;
+        let mut gs = vec![0.0; m * (m + 1) / 2];
+        let mut gl = totals.raw.clone();
+        let mut btw_s = vec![0.0; m * (m + 1) / 2];
+        let mut btw_l = totals.between.clone();
+        let mut last_run = usize::MAX;
+        for i in 0..large.len() {
+            let b = totals.base[i];
+            if b <= 0.0 || large[i] != 0.0 {
+                continue;
+            }
+            let u = &totals.u[i * m..(i + 1) * m];
+            if small[i] > 0.0 {
+                add_outer_both(&mut gs, &mut gl, u, b);
+            } else {
+                add_outer(&mut gl, u, -b);
+            }
+            let r = totals.run_of[i] as usize;
+            if r != last_run {
+                last_run = r;
+                let ws = run_sums_into(totals, small, r, &mut buf.small);
+                let wl = run_sums_into(totals, large, r, &mut buf.large);
+                let inv = |w: f64| if w > 0.0 { 1.0 / w } else { 0.0 };
+                add_outer(&mut btw_s, &buf.small, inv(ws));
+                let t = &totals.run_sums[r * m..(r + 1) * m];
+                swap_outer(&mut btw_l, &buf.large, inv(wl), t, 1.0 / totals.run_weight[r]);
+            }
+        }
+        for (g, btw) in [(&mut gs, &btw_s), (&mut gl, &btw_l)] {
+            for (a, b) in g.iter_mut().zip(btw) {
+                *a -= b;
+            }
+        }
+        let c = totals.c;
+        [crate::linalg::partial_out_last(&gs, c, m), crate::linalg::partial_out_last(&gl, c, m)]
+    }
+
     /// [`LevelRuns::gram`] of `w` (each w_i 0 or the base weight) from the full-sample sums
     /// minus the rows `w` drops (module doc).
     pub fn gram_complement(&self, totals: &LevelTotals, buf: &mut RowBuffers, w: &[f64]) -> Vec<f64> {

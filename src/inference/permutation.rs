@@ -165,11 +165,9 @@ fn group_weights(
     }
 }
 
-/// Per-thread buffers of a streamed replicate ([`bdiff_draws`]).
+/// Per-thread buffers of a streamed replicate's fit ([`bdiff_draws`]).
 #[derive(Default)]
-struct StreamScratch {
-    order: Vec<(u32, u32)>,
-    first: Vec<bool>,
+struct PairScratch {
     w: [Vec<f64>; 2],
     prune: PruneScratch,
     level: super::LevelScratch,
@@ -480,11 +478,32 @@ pub fn bdiff_draws(
         Ok(out.into_iter().map(|b| b.flatten()).collect())
     };
 
+    // On the CPU's level-sum path a replicate is weighted, pruned and fitted in one go on
+    // per-thread buffers (nothing of the sample's size is allocated per replicate), both groups
+    // from one pass; the observed split goes the same way, so an enumerated replicate equal to
+    // it gives the same numbers.
+    let streamed = unit_stats.is_none() && shared.on_level_sums();
+    // without resampling the groups split the sample: prune both in the smaller one's work
+    let pruner = (streamed && !opts.bsample).then(|| PairPruner::new(shared.fes.clone(), base_w));
+    let fit_pair = |first: &[bool], mult: Option<&[u32]>, s: &mut PairScratch| -> [Option<Vec<f64>>; 2] {
+        group_weights(&unit_ids, base_w, &|u| first[u], mult, &mut s.w);
+        match &pruner {
+            Some(p) => p.prune(&mut s.w, &mut s.prune),
+            None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
+        }
+        shared.level_pair_betas(&s.w, &mut s.level).unwrap_or_default()
+    };
+
     // observed
     let obs_w = weights_for(&|u| unit_group[u] == 1.0, None);
     let nobs1 = obs_w[0].iter().filter(|&&w| w > 0.0).count();
     let nobs0 = obs_w[1].iter().filter(|&&w| w > 0.0).count();
-    let obs = betas_of(&[((0..n_units).map(|u| unit_group[u] == 1.0).collect(), None)])?;
+    let obs_first: Vec<bool> = (0..n_units).map(|u| unit_group[u] == 1.0).collect();
+    let obs = if streamed {
+        fit_pair(&obs_first, None, &mut PairScratch::default()).to_vec()
+    } else {
+        betas_of(&[(obs_first, None)])?
+    };
     let (b1, b0) = match (&obs[0], &obs[1]) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {
@@ -519,26 +538,16 @@ pub fn bdiff_draws(
             permutation_first_group_into(opts.seed, r as u32, n_units, n1, order, first);
         }
     };
-    // On the CPU's level-sum path a replicate is drawn, weighted, pruned and fitted in one go
-    // on per-thread buffers: nothing of the sample's size is allocated per replicate.
-    let streamed = unit_stats.is_none() && !device_draws && shared.on_level_sums();
-    // without resampling the groups split the sample: prune both in the smaller one's work
-    let pruner = (streamed && !opts.bsample).then(|| PairPruner::new(shared.fes.clone(), base_w));
     let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
         reps.into_par_iter()
-            .map_init(StreamScratch::default, |s, r| {
-                assign(r, &mut s.order, &mut s.first);
-                let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
-                let first = &s.first;
-                group_weights(&unit_ids, base_w, &|u| first[u], mult.as_deref(), &mut s.w);
-                match &pruner {
-                    Some(p) => p.prune(&mut s.w, &mut s.prune),
-                    None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
-                }
-                let b1 = shared.level_beta(&s.w[0], &mut s.level).flatten();
-                let b0 = shared.level_beta(&s.w[1], &mut s.level).flatten();
-                [b1, b0]
-            })
+            .map_init(
+                || (Vec::new(), Vec::new(), PairScratch::default()),
+                |(order, first, s), r| {
+                    assign(r, order, first);
+                    let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                    fit_pair(first, mult.as_deref(), s)
+                },
+            )
             .flatten_iter()
             .collect()
     };
@@ -560,7 +569,7 @@ pub fn bdiff_draws(
                 key_mask: u32::MAX,
             };
             shared.drawn_betas(&draws, demeaner)?
-        } else if streamed {
+        } else if streamed && !device_draws {
             stream(r0..r1)
         } else {
             let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
