@@ -87,6 +87,7 @@ pub struct RowBuffers {
     kept: Vec<f64>,
     small: Vec<f64>,
     large: Vec<f64>,
+    runs: Vec<u32>,
 }
 
 impl LevelTotals {
@@ -192,59 +193,115 @@ impl LevelTotals {
     }
 }
 
-/// One run's sums over the rows a weight vector keeps: S (m entries) and W.
-fn run_sums_into(t: &LevelTotals, w: &[f64], r: usize, sums: &mut Vec<f64>) -> f64 {
-    let m = t.m;
-    sums.clear();
-    sums.resize(m, 0.0);
-    let mut total = 0.0;
-    for i in t.run_start[r]..t.run_start[r + 1] {
-        if w[i] > 0.0 {
-            for (k, &v) in sums.iter_mut().zip(&t.u[i * m..(i + 1) * m]) {
-                *k += w[i] * v;
-            }
-            total += w[i];
+/// The sums [`LevelRuns::gram_pair`] builds: both groups' raw Grams and between-run terms.
+struct PairGrams {
+    gs: Vec<f64>,
+    gl: Vec<f64>,
+    btw_s: Vec<f64>,
+    btw_l: Vec<f64>,
+}
+
+impl LevelTotals {
+    /// Ask the memory for run `r`'s rows (u, weights) before they are needed.
+    fn prefetch_run(&self, r: usize) {
+        let (a, b) = (self.run_start[r], self.run_start[r + 1]);
+        let rows = &self.u[a * self.m..b * self.m];
+        for line in rows.chunks(8).take(24) {
+            prefetch(line.as_ptr());
         }
+        prefetch(&self.run_sums[r * self.m]);
+        prefetch(&self.base[a]);
     }
-    total
+
+    /// One run of [`LevelRuns::gram_pair`]: its rows read once.
+    fn pair_run(&self, g: &mut PairGrams, buf: &mut RowBuffers, small: &[f64], large: &[f64], r: usize) {
+        let m = self.m;
+        for v in [&mut buf.small, &mut buf.large] {
+            v.clear();
+            v.resize(m, 0.0);
+        }
+        let (mut ws, mut wl) = (0.0, 0.0);
+        for i in self.run_start[r]..self.run_start[r + 1] {
+            let b = self.base[i];
+            if b <= 0.0 {
+                continue;
+            }
+            let u = &self.u[i * m..(i + 1) * m];
+            if large[i] > 0.0 {
+                for (k, &v) in buf.large.iter_mut().zip(u) {
+                    *k += large[i] * v;
+                }
+                wl += large[i];
+            } else if small[i] > 0.0 {
+                for (k, &v) in buf.small.iter_mut().zip(u) {
+                    *k += small[i] * v;
+                }
+                ws += small[i];
+                add_outer_both(&mut g.gs, &mut g.gl, u, b);
+            } else {
+                add_outer(&mut g.gl, u, -b);
+            }
+        }
+        let inv = |w: f64| if w > 0.0 { 1.0 / w } else { 0.0 };
+        add_outer(&mut g.btw_s, &buf.small, inv(ws));
+        let t = &self.run_sums[r * m..(r + 1) * m];
+        swap_outer(&mut g.btw_l, &buf.large, inv(wl), t, 1.0 / self.run_weight[r]);
+    }
+}
+
+/// A hint that `p` will be read soon (no effect on results; nothing on other targets).
+#[inline]
+fn prefetch(p: *const f64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and reads nothing the program sees, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl LevelRuns<'_> {
     /// The Grams of two disjoint groups `small` and `large` (each w_i 0 or the base weight, no
-    /// row in both; `large` dropping fewer rows than it keeps) in one pass over the rows
-    /// `large` drops: each such row's outer product is added to the smaller group's Gram (when
-    /// it is the smaller group's) and taken from the larger's full-sample sums, and each run
-    /// they touch has its between-run terms formed for both groups from one read of its rows.
-    /// Equal to [`LevelRuns::gram`] of each to rounding.
+    /// row in both; `large` dropping fewer rows than it keeps) in one pass over the runs
+    /// `large` drops rows from: each run's rows are read once, a dropped row's outer product is
+    /// added to the smaller group's Gram (when it is the smaller group's) and taken from the
+    /// larger's full-sample sums, and the run's between-run terms are formed for both groups.
+    /// The runs are listed first so the next ones can be fetched from memory while one is
+    /// summed (they lie far apart in the sample). Equal to [`LevelRuns::gram`] of each to
+    /// rounding.
     pub fn gram_pair(&self, totals: &LevelTotals, buf: &mut RowBuffers, small: &[f64], large: &[f64]) -> [Vec<f64>; 2] {
         let m = totals.m;
-        let mut gs = vec![0.0; m * (m + 1) / 2];
-        let mut gl = totals.raw.clone();
-        let mut btw_s = vec![0.0; m * (m + 1) / 2];
-        let mut btw_l = totals.between.clone();
-        let mut last_run = usize::MAX;
+        let mut runs = std::mem::take(&mut buf.runs);
+        runs.clear();
         for i in 0..large.len() {
-            let b = totals.base[i];
-            if b <= 0.0 || large[i] != 0.0 {
-                continue;
-            }
-            let u = &totals.u[i * m..(i + 1) * m];
-            if small[i] > 0.0 {
-                add_outer_both(&mut gs, &mut gl, u, b);
-            } else {
-                add_outer(&mut gl, u, -b);
-            }
-            let r = totals.run_of[i] as usize;
-            if r != last_run {
-                last_run = r;
-                let ws = run_sums_into(totals, small, r, &mut buf.small);
-                let wl = run_sums_into(totals, large, r, &mut buf.large);
-                let inv = |w: f64| if w > 0.0 { 1.0 / w } else { 0.0 };
-                add_outer(&mut btw_s, &buf.small, inv(ws));
-                let t = &totals.run_sums[r * m..(r + 1) * m];
-                swap_outer(&mut btw_l, &buf.large, inv(wl), t, 1.0 / totals.run_weight[r]);
+            if large[i] == 0.0 && totals.base[i] > 0.0 {
+                let r = totals.run_of[i];
+                if runs.last() != Some(&r) {
+                    runs.push(r);
+                }
             }
         }
+        let mut g = PairGrams {
+            gs: vec![0.0; m * (m + 1) / 2],
+            gl: totals.raw.clone(),
+            btw_s: vec![0.0; m * (m + 1) / 2],
+            btw_l: totals.between.clone(),
+        };
+        const AHEAD: usize = 6;
+        for (j, &r) in runs.iter().enumerate() {
+            if let Some(&next) = runs.get(j + AHEAD) {
+                totals.prefetch_run(next as usize);
+            }
+            totals.pair_run(&mut g, buf, small, large, r as usize);
+        }
+        buf.runs = runs;
+        let PairGrams {
+            mut gs,
+            mut gl,
+            btw_s,
+            btw_l,
+        } = g;
         for (g, btw) in [(&mut gs, &btw_s), (&mut gl, &btw_l)] {
             for (a, b) in g.iter_mut().zip(btw) {
                 *a -= b;

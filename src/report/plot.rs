@@ -321,3 +321,72 @@ pub fn coefficient_svg(rows: &[CoefRow], title: &str) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each `<text>`'s horizontal extent, estimated from its anchor and length (7px a
+    /// character at 12px, 8px at the 14px title).
+    fn text_extents(svg: &str) -> Vec<(f64, f64, String)> {
+        svg.split("<text ")
+            .skip(1)
+            .filter(|t| !t.contains("rotate("))
+            .map(|t| {
+                let attr = |name: &str| {
+                    t.split(&format!("{name}=\"")).nth(1).map(|r| r.split('"').next().unwrap().to_string())
+                };
+                let x: f64 = attr("x").unwrap().parse().unwrap();
+                let body = t.split('>').nth(1).unwrap().split('<').next().unwrap().to_string();
+                let px = if attr("font-size").is_some() { 8.0 } else { 7.0 };
+                let w = body.chars().count() as f64 * px;
+                let (a, b) = match attr("text-anchor").as_deref() {
+                    Some("middle") => (x - w / 2.0, x + w / 2.0),
+                    Some("end") => (x - w, x),
+                    _ => (x, x + w),
+                };
+                (a, b, body)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_labels_stay_inside_the_figure() {
+        // the permutation distribution of a small coefficient, observed near either edge
+        let draws: Vec<f64> = (0..1000).map(|i| -0.01557 + 0.02638 * ((i * 7919) % 1000) as f64 / 1000.0).collect();
+        for observed in [0.01081, -0.0155, 0.0004158] {
+            let svg = histogram_svg_text(&draws, observed, "NRI: permutation distribution", "digtech").unwrap();
+            for (a, b, body) in text_extents(&svg) {
+                assert!(a >= 0.0 && b <= 680.0, "`{body}` spans {a:.0}..{b:.0} px of 680");
+            }
+            // round tick labels, no long decimals
+            assert!(svg.contains(">0.005<") || svg.contains(">0.010<"), "{svg}");
+            assert!(!svg.contains("0.004211"), "{svg}");
+        }
+    }
+
+    #[test]
+    fn coefficient_plot_labels_stay_inside_the_figure() {
+        let rows = vec![
+            CoefRow {
+                label: "NRI top 10%".into(),
+                estimate: 0.0021,
+                lo: -0.0049,
+                hi: 0.0091,
+                truth: Some(0.0012),
+            },
+            CoefRow {
+                label: "Other".into(),
+                estimate: 0.0017,
+                lo: 0.0008,
+                hi: 0.0026,
+                truth: Some(0.0012),
+            },
+        ];
+        let svg = coefficient_svg(&rows, "Table 6");
+        for (a, b, body) in text_extents(&svg) {
+            assert!(a >= 0.0 && b <= 760.0, "`{body}` spans {a:.0}..{b:.0} px of 760");
+        }
+        assert!(svg.contains(">0.005<") && svg.contains(">-0.005<"), "{svg}");
+    }
+}
