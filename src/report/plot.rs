@@ -387,6 +387,8 @@ mod tests {
         for (a, b, body) in text_extents(&svg) {
             assert!(a >= 0.0 && b <= 760.0, "`{body}` spans {a:.0}..{b:.0} px of 760");
         }
-        assert!(svg.contains(">0.005<") && svg.contains(">-0.005<"), "{svg}");
+        // round ticks (every 0.0025 here), none at the data's own values
+        assert!(svg.contains(">0.0050<") && svg.contains(">-0.0025<"), "{svg}");
+        assert!(!svg.contains(">0.0091<") && !svg.contains("-0.0049"), "{svg}");
     }
 }
