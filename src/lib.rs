@@ -24,6 +24,7 @@ pub mod formula;
 pub mod gpu;
 pub mod inference;
 pub mod linalg;
+pub mod progress;
 pub mod replicate;
 pub mod report;
 pub mod resampling;

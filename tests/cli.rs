@@ -509,7 +509,7 @@ fn boot_and_bdiff_commands_run_and_plot() {
         png.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(std::fs::read(&png).unwrap().starts_with(&[0x89, b'P', b'N', b'G']));
+    assert_png_histogram(&png);
     assert_clean_failure(
         &fegpu(&["boot", w, "y ~ x1 | f", "--cluster", "c", "--param", "nope"]),
         "`nope` is not a regressor",
@@ -589,4 +589,21 @@ fn non_convergence_is_loud_in_every_format() {
         let out = fegpu(&[&["fit", d, f][..], &bad[..]].concat());
         assert!(!out.status.success(), "{bad:?} was accepted");
     }
+}
+
+/// A histogram PNG decodes (by the `png` crate's decoder, checksums included) to a 640×400 RGB
+/// image with the bars' blue and the observed value's orange line on white.
+fn assert_png_histogram(path: &std::path::Path) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(
+        (info.width, info.height, info.color_type),
+        (640, 400, png::ColorType::Rgb)
+    );
+    let count = |c: [u8; 3]| buf.chunks(3).filter(|p| *p == c).count();
+    assert!(count([141, 160, 203]) > 5_000, "bars");
+    assert!(count([217, 95, 2]) >= 2 * 300, "observed line");
+    assert!(count([255, 255, 255]) > 100_000, "background");
 }

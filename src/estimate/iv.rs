@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
 use crate::linalg::passes::cross_products;
-use crate::linalg::rows::{eigen_desc, from_rows, inv_upper_chol, kron, mat_mul, to_mat, transpose, M};
+use crate::linalg::rows::{eigen_desc, from_rows, inv_upper_chol, kron, mat_mul, svd, to_mat, transpose, M};
 use crate::linalg::{cholesky_drop, cholesky_inverse, dot, Mat};
 use crate::stats::{chi2_sf, f_sf, t_two_sided_p};
 
@@ -464,9 +464,10 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let irqzz = inv_upper_chol(&qzz);
     let irqxx = inv_upper_chol(&qxx);
     let theta = mat_mul(&mat_mul(&transpose(&irqzz), &qzx), &irqxx);
-    let (s2, vvec) = eigen_desc(&mat_mul(&transpose(&theta), &theta));
-    let (_, uvec) = eigen_desc(&mat_mul(&theta, &transpose(&theta)));
-    let r2_min = s2[m - 1].clamp(0.0, 1.0);
+    // the smallest canonical correlation and its singular vectors, from θ itself (the
+    // eigenvectors of θ'θ and θθ' would square its condition number)
+    let (s, uvec, vvec) = svd(&theta);
+    let r2_min = (s[m - 1] * s[m - 1]).clamp(0.0, 1.0);
     let dof_cd = nf - l as f64 - k1 as f64 - a_fe;
     let cragg_donald_f = dof_cd * r2_min / (1.0 - r2_min) / l as f64;
     let kp_df = l - m + 1;

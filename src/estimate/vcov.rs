@@ -19,7 +19,7 @@ use crate::data::prepare::ClusterVar;
 use crate::error::{Error, Result};
 use crate::fe::dof::DofRule;
 use crate::fe::index::interact;
-use crate::linalg::passes::{cluster_sums, cross_products, products, sum_products};
+use crate::linalg::passes::{cluster_sums, cross_products_by, products, sum_products};
 use crate::linalg::{symmetric_eigen, Mat};
 
 /// Small-sample convention.
@@ -152,8 +152,8 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
             })
         }
         VcovSpec::Hetero => {
-            // Σ (w e)² x x' is the cross product of x with weights (w e)²
-            let meat = cross_products(&inp.x, Some(&products(we, we)));
+            // Σ (w e)² x x': the cross product of x with row scale (w e)(w e), one pass
+            let meat = cross_products_by(&inp.x, we, we);
             Ok(hetero(inp.bread, &meat, n, inp.df_resid))
         }
         VcovSpec::Cluster(_) => {

@@ -6,9 +6,6 @@
 //! [`pairs_draws`] computes the replicates of one shard ([`super::shard`]) or all of them;
 //! [`assemble`] turns all replicates into the result, for a single run and `fegpu merge` alike.
 
-use std::io::IsTerminal;
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
 use super::permutation::drop_weighted_singletons;
@@ -118,8 +115,7 @@ pub fn pairs_draws(
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
     let range = range_of(shard, opts.reps);
     let mut estimates: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
-    let started = Instant::now();
-    let show = opts.progress && std::io::stderr().is_terminal();
+    let progress = crate::progress::Progress::replicates("boot", range.len(), opts.progress);
     let mut r0 = range.start;
     while r0 < range.end {
         let r1 = (r0 + chunk).min(range.end);
@@ -162,16 +158,9 @@ pub fn pairs_draws(
             estimates.extend(results.into_iter().map(|b| b.flatten()));
         }
         r0 = r1;
-        if show {
-            let (done, todo) = (r0 - range.start, range.len());
-            let el = started.elapsed().as_secs_f64();
-            let eta = el / done as f64 * (todo - done) as f64;
-            eprint!("\rboot: {done}/{todo} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
-        }
+        progress.set(r0 - range.start);
     }
-    if show {
-        eprintln!();
-    }
+    progress.finish();
     shared.report_times();
     let observed = PairsObserved {
         names: design.x_names.clone(),

@@ -20,10 +20,7 @@
 //! [`assemble`] turns the observed fit and all replicates into the p-values, for a single run and
 //! for `fegpu merge` alike.
 
-use std::io::IsTerminal;
-
 use rayon::prelude::*;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -553,8 +550,7 @@ pub fn bdiff_draws(
     };
     let range = range_of(shard, total);
     let mut diffs: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
-    let started = Instant::now();
-    let show = opts.progress && std::io::stderr().is_terminal();
+    let progress = crate::progress::Progress::replicates("bdiff", range.len(), opts.progress);
     let mut r0 = range.start;
     while r0 < range.end {
         let r1 = (r0 + chunk).min(range.end);
@@ -594,16 +590,9 @@ pub fn bdiff_draws(
             });
         }
         r0 = r1;
-        if show {
-            let (done, todo) = (r0 - range.start, range.len());
-            let el = started.elapsed().as_secs_f64();
-            let eta = el / done as f64 * (todo - done) as f64;
-            eprint!("\rbdiff: {done}/{todo} replicates  {el:.1}s elapsed  ETA {eta:.1}s   ");
-        }
+        progress.set(r0 - range.start);
     }
-    if show {
-        eprintln!();
-    }
+    progress.finish();
     shared.report_times();
     let observed = BdiffObserved {
         names: design.x_names.clone(),

@@ -1,7 +1,8 @@
 //! Small dense f64 linear algebra for the K×K parts of estimation (K = number of regressors):
-//! Cholesky with collinearity detection, inverses, symmetric eigen-decomposition (for the
-//! Cameron–Gelbach–Miller eigenvalue fix), and a Householder QR least-squares solver used to
-//! check the estimator against explicit dummy-variable regressions. Sums over the N
+//! Cholesky with collinearity detection (ours: it drops columns in the order given, as fixest and
+//! reghdfe do, which a pivoted Cholesky would not), inverses, and — through `faer` — the symmetric
+//! eigen-decomposition (the Cameron–Gelbach–Miller eigenvalue fix) and a column-pivoted QR
+//! least-squares solver that checks the estimator against explicit dummy-variable regressions. Sums over the N
 //! observations (cross products, residuals, per-cluster scores) are in [`passes`]; rectangular
 //! matrices for the IV statistics in [`rows`].
 
@@ -148,108 +149,52 @@ pub fn cholesky_inverse(l: &Mat) -> Mat {
     out
 }
 
-/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (values, vectors as
-/// columns of a row-major matrix).
-pub fn symmetric_eigen(a: &Mat) -> (Vec<f64>, Mat) {
-    let n = a.n;
-    let mut m = a.clone();
-    let mut v = Mat::zeros(n);
-    for i in 0..n {
-        v.set(i, i, 1.0);
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| m.get(i, j).powi(2))
-            .sum();
-        let total: f64 = m.a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m.get(p, q);
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (m.get(q, q) - m.get(p, p)) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let mkp = m.get(k, p);
-                    let mkq = m.get(k, q);
-                    m.set(k, p, c * mkp - s * mkq);
-                    m.set(k, q, s * mkp + c * mkq);
-                }
-                for k in 0..n {
-                    let mpk = m.get(p, k);
-                    let mqk = m.get(q, k);
-                    m.set(p, k, c * mpk - s * mqk);
-                    m.set(q, k, s * mpk + c * mqk);
-                }
-                for k in 0..n {
-                    let vkp = v.get(k, p);
-                    let vkq = v.get(k, q);
-                    v.set(k, p, c * vkp - s * vkq);
-                    v.set(k, q, s * vkp + c * vkq);
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| m.get(i, i)).collect(), v)
+/// A square [`Mat`] as a `faer` matrix.
+fn to_faer(a: &Mat) -> faer::Mat<f64> {
+    faer::Mat::from_fn(a.n, a.n, |i, j| a.get(i, j))
 }
 
-/// Least squares by Householder QR on a column-major `n × k` design: (coefficients, rank-ok).
-/// Used as the independent dense reference in tests (explicit dummy-variable OLS).
-pub fn lstsq_qr(x_cols: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
-    let n = y.len();
-    let k = x_cols.len();
-    let mut a: Vec<Vec<f64>> = x_cols.to_vec();
-    let mut b = y.to_vec();
-    let mut diag = vec![0.0; k];
-    for j in 0..k {
-        let norm = a[j][j..].iter().map(|v| v * v).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            return None;
+/// Eigen-decomposition of a symmetric matrix (faer's self-adjoint solver, lower triangle
+/// read): (values ascending, vectors as columns of a row-major matrix). NaN if it fails.
+pub fn symmetric_eigen(a: &Mat) -> (Vec<f64>, Mat) {
+    let n = a.n;
+    let Ok(e) = to_faer(a).self_adjoint_eigen(faer::Side::Lower) else {
+        return (
+            vec![f64::NAN; n],
+            Mat {
+                n,
+                a: vec![f64::NAN; n * n],
+            },
+        );
+    };
+    let (vals, u) = (e.S().column_vector(), e.U());
+    let mut v = Mat::zeros(n);
+    for i in 0..n {
+        for j in 0..n {
+            v.set(i, j, *u.get(i, j));
         }
-        let alpha = if a[j][j] > 0.0 { -norm } else { norm };
-        let mut v: Vec<f64> = a[j][j..].to_vec();
-        v[0] -= alpha;
-        let vnorm2: f64 = v.iter().map(|x| x * x).sum();
-        if vnorm2 == 0.0 {
-            diag[j] = alpha;
-            continue;
-        }
-        for col in a.iter_mut().skip(j) {
-            let dot: f64 = v.iter().zip(&col[j..]).map(|(p, q)| p * q).sum();
-            let f = 2.0 * dot / vnorm2;
-            for (c, vi) in col[j..].iter_mut().zip(&v) {
-                *c -= f * vi;
-            }
-        }
-        let dot: f64 = v.iter().zip(&b[j..]).map(|(p, q)| p * q).sum();
-        let f = 2.0 * dot / vnorm2;
-        for (c, vi) in b[j..].iter_mut().zip(&v) {
-            *c -= f * vi;
-        }
-        diag[j] = a[j][j];
     }
-    let max_diag = diag.iter().map(|d| d.abs()).fold(0.0, f64::max);
-    if diag.iter().any(|d| d.abs() <= 1e-11 * max_diag) {
+    ((0..n).map(|i| *vals.get(i)).collect(), v)
+}
+
+/// Least squares on a column-major `n × k` design by faer's column-pivoted QR; `None` when
+/// the design is rank deficient (|R_jj| ≤ 1e-11 max |R_jj|). The independent dense reference
+/// of the tests (explicit dummy-variable OLS): none of our own algebra is involved.
+pub fn lstsq_qr(x_cols: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
+    use faer::linalg::solvers::SolveLstsq;
+    let (n, k) = (y.len(), x_cols.len());
+    if k == 0 || n < k {
         return None;
     }
-    let mut beta = vec![0.0; k];
-    for j in (0..k).rev() {
-        let mut s = b[j];
-        for m in j + 1..k {
-            s -= a[m][j] * beta[m];
-        }
-        beta[j] = s / a[j][j];
+    let qr = faer::Mat::from_fn(n, k, |i, j| x_cols[j][i]).col_piv_qr();
+    let r = qr.R();
+    let diag: Vec<f64> = (0..k).map(|j| r.get(j, j).abs()).collect();
+    let max = diag.iter().copied().fold(0.0, f64::max);
+    if diag.iter().any(|d| !(*d > 1e-11 * max)) {
+        return None;
     }
-    let _ = n;
-    Some(beta)
+    let beta = qr.solve_lstsq(faer::Mat::from_fn(n, 1, |i, _| y[i]));
+    Some((0..k).map(|j| *beta.get(j, 0)).collect())
 }
 
 /// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c

@@ -40,8 +40,42 @@ fn add_in_order(parts: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
     total
 }
 
+/// What multiplies row i of a cross product: nothing, `w_i`, or `u_i v_i` (the HC1 meat's
+/// squared weighted residuals, formed block by block instead of as a column of their own).
+#[derive(Clone, Copy)]
+pub enum RowScale<'a> {
+    One,
+    By(&'a [f64]),
+    ByProduct(&'a [f64], &'a [f64]),
+}
+
+impl<'a> RowScale<'a> {
+    /// The scale of rows `r0..r1`, written into `buf` when it is a product.
+    fn block(self, r0: usize, r1: usize, buf: &'a mut [f64]) -> Option<&'a [f64]> {
+        match self {
+            RowScale::One => None,
+            RowScale::By(w) => Some(&w[r0..r1]),
+            RowScale::ByProduct(u, v) => {
+                for ((o, a), b) in buf.iter_mut().zip(&u[r0..r1]).zip(&v[r0..r1]) {
+                    *o = a * b;
+                }
+                Some(&buf[..r1 - r0])
+            }
+        }
+    }
+}
+
 /// `Σ_i w_i a_i b_i` for every pair of `cols` (`w = 1` when unweighted), as a symmetric matrix.
 pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
+    cross_products_scaled(cols, weights.map_or(RowScale::One, RowScale::By))
+}
+
+/// `Σ_i u_i v_i a_i b_i` for every pair of `cols` (HC1's meat with `u = v = w e`).
+pub fn cross_products_by(cols: &[&[f64]], u: &[f64], v: &[f64]) -> Mat {
+    cross_products_scaled(cols, RowScale::ByProduct(u, v))
+}
+
+fn cross_products_scaled(cols: &[&[f64]], scale: RowScale) -> Mat {
     let k = cols.len();
     let n = cols.first().map_or(0, |c| c.len());
     let len = k * (k + 1) / 2;
@@ -49,14 +83,15 @@ pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
         .into_par_iter()
         .map(|range| {
             let mut acc = vec![0.0; len];
-            let (mut wa, mut wb) = (vec![0.0; BLOCK], vec![0.0; BLOCK]);
+            let (mut wa, mut wb, mut ws) = (vec![0.0; BLOCK], vec![0.0; BLOCK], vec![0.0; BLOCK]);
             for r0 in range.clone().step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(range.end);
+                let w = scale.block(r0, r1, &mut ws);
                 // two left columns against four right ones per sweep (see `dots_2x4`)
                 for a0 in (0..k).step_by(2) {
                     let a1 = (a0 + 1).min(k - 1);
-                    let l0 = weighted(cols[a0], weights, r0, r1, &mut wa);
-                    let l1 = weighted(cols[a1], weights, r0, r1, &mut wb);
+                    let l0 = weighted(&cols[a0][r0..r1], w, &mut wa);
+                    let l1 = weighted(&cols[a1][r0..r1], w, &mut wb);
                     for b0 in (0..=a1).step_by(4) {
                         let pick = |j: usize| &cols[(b0 + j).min(a1)][r0..r1];
                         let d = dots_2x4([l0, l1], [pick(0), pick(1), pick(2), pick(3)]);
@@ -85,16 +120,16 @@ pub fn cross_products(cols: &[&[f64]], weights: Option<&[f64]>) -> Mat {
     m
 }
 
-/// Rows `r0..r1` of `col`, multiplied by the weights when there are any (into `buf`).
-fn weighted<'a>(col: &'a [f64], weights: Option<&[f64]>, r0: usize, r1: usize, buf: &'a mut [f64]) -> &'a [f64] {
-    match weights {
+/// A block of a column, multiplied by the block's row scale when there is one (into `buf`).
+fn weighted<'a>(col: &'a [f64], scale: Option<&[f64]>, buf: &'a mut [f64]) -> &'a [f64] {
+    match scale {
         Some(w) => {
-            for ((o, x), wi) in buf.iter_mut().zip(&col[r0..r1]).zip(&w[r0..r1]) {
+            for ((o, x), wi) in buf.iter_mut().zip(col).zip(w) {
                 *o = wi * x;
             }
-            &buf[..r1 - r0]
+            &buf[..col.len()]
         }
-        None => &col[r0..r1],
+        None => col,
     }
 }
 
@@ -237,16 +272,30 @@ pub fn sum_products(u: &[f64], v: &[f64]) -> f64 {
     parts.into_iter().sum()
 }
 
-/// Residuals `y − Σ_j β_j x_j`, block by block (each block of `y` is updated in cache).
+/// Residuals `y − Σ_j β_j x_j`, block by block: each block of `y` is copied and updated in cache
+/// by four columns per sweep, all in parallel (the output's pages are first touched by the
+/// threads that fill them). The subtractions keep the order β₁x₁, β₂x₂, … of a plain loop.
 pub fn residuals(y: &[f64], x: &[&[f64]], beta: &[f64]) -> Vec<f64> {
-    let mut resid = y.to_vec();
+    let mut resid = vec![0.0; y.len()];
     resid.par_chunks_mut(TASK).enumerate().for_each(|(t, chunk)| {
         let base = t * TASK;
         for (b, block) in chunk.chunks_mut(BLOCK).enumerate() {
-            let (r0, len) = (base + b * BLOCK, block.len());
-            for (xj, &bj) in x.iter().zip(beta) {
-                for (r, v) in block.iter_mut().zip(&xj[r0..r0 + len]) {
-                    *r -= bj * v;
+            let r0 = base + b * BLOCK;
+            let rows = r0..r0 + block.len();
+            block.copy_from_slice(&y[rows.clone()]);
+            for (xs, bs) in x.chunks(4).zip(beta.chunks(4)) {
+                if let ([x0, x1, x2, x3], [b0, b1, b2, b3]) = (xs, bs) {
+                    let cols = x0[rows.clone()].iter().zip(&x1[rows.clone()]);
+                    let cols = cols.zip(x2[rows.clone()].iter().zip(&x3[rows.clone()]));
+                    for (r, ((v0, v1), (v2, v3))) in block.iter_mut().zip(cols) {
+                        *r = (((*r - b0 * v0) - b1 * v1) - b2 * v2) - b3 * v3;
+                    }
+                } else {
+                    for (xj, &bj) in xs.iter().zip(bs) {
+                        for (r, v) in block.iter_mut().zip(&xj[rows.clone()]) {
+                            *r -= bj * v;
+                        }
+                    }
                 }
             }
         }
@@ -269,7 +318,7 @@ pub fn products(u: &[f64], v: &[f64]) -> Vec<f64> {
 /// Per-cluster score sums `s_g = Σ_{i∈g} s_i x_i` (row-major, `levels × k`). The rows are split
 /// into as many contiguous parts as the data allow (each part holds its own `levels × k` sums,
 /// at most 2²⁵ numbers in all), so few-cluster variables run in parallel and million-cluster
-/// ones do not multiply their memory.
+/// ones do not multiply their memory. Within a part, see [`add_cluster_scores`].
 pub fn cluster_sums(x: &[&[f64]], s: &[f64], ids: &[u32], levels: usize) -> Vec<f64> {
     let k = x.len();
     let n = s.len();
@@ -279,18 +328,62 @@ pub fn cluster_sums(x: &[&[f64]], s: &[f64], ids: &[u32], levels: usize) -> Vec<
     let sums: Vec<Vec<f64>> = (0..parts)
         .into_par_iter()
         .map(|p| {
-            let (lo, hi) = (p * size, ((p + 1) * size).min(n));
             let mut acc = vec![0.0; width];
-            for r in lo..hi {
-                let (g, si) = (ids[r] as usize * k, s[r]);
-                for (a, xj) in acc[g..g + k].iter_mut().zip(x) {
-                    *a += si * xj[r];
-                }
+            let mut tile = vec![0.0; TILE * k];
+            let (lo, hi) = (p * size, ((p + 1) * size).min(n));
+            for r0 in (lo..hi).step_by(BLOCK) {
+                add_cluster_scores(&mut acc, &mut tile, x, s, ids, r0..(r0 + BLOCK).min(hi));
             }
             acc
         })
         .collect();
     add_in_order(sums, width)
+}
+
+/// Rows per tile of [`add_cluster_scores`].
+const TILE: usize = 64;
+
+/// Adds the scores of `rows` to their clusters' sums. A block inside one cluster (data sorted
+/// by cluster) is reduced by vectorised dot products. Otherwise the block goes in tiles of
+/// [`TILE`] rows: the scores `s_i x_i` are formed column by column into a row-major tile, then
+/// each row's k scores are added to its cluster's k contiguous sums — a short vector add per
+/// row instead of k scattered scalar updates through k column pointers.
+fn add_cluster_scores(
+    acc: &mut [f64],
+    tile: &mut [f64],
+    x: &[&[f64]],
+    s: &[f64],
+    ids: &[u32],
+    rows: std::ops::Range<usize>,
+) {
+    let k = x.len();
+    let block_ids = &ids[rows.clone()];
+    if block_ids.iter().all(|&g| g == block_ids[0]) {
+        let g = block_ids[0] as usize * k;
+        let sb = &s[rows.clone()];
+        for c0 in (0..k).step_by(4) {
+            let pick = |j: usize| &x[(c0 + j).min(k - 1)][rows.clone()];
+            let d = dots4_portable(sb, [pick(0), pick(1), pick(2), pick(3)]);
+            for (j, v) in d.iter().enumerate().take(k - c0) {
+                acc[g + c0 + j] += v;
+            }
+        }
+        return;
+    }
+    for t0 in rows.clone().step_by(TILE) {
+        let t1 = (t0 + TILE).min(rows.end);
+        for (j, xj) in x.iter().enumerate() {
+            for (r, (v, si)) in xj[t0..t1].iter().zip(&s[t0..t1]).enumerate() {
+                tile[r * k + j] = si * v;
+            }
+        }
+        for (r, &g) in ids[t0..t1].iter().enumerate() {
+            let g = g as usize * k;
+            for (a, v) in acc[g..g + k].iter_mut().zip(&tile[r * k..r * k + k]) {
+                *a += v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +437,28 @@ mod tests {
                     .sum();
                 assert!((sums[g * 2 + j] - plain).abs() < 1e-9, "{g} {j}");
             }
+        }
+        // clusters in runs (whole blocks inside one cluster, and blocks that straddle two)
+        let runs: Vec<u32> = (0..n).map(|i| ((i / (BLOCK * 3 / 2)) % 5) as u32).collect();
+        let sums = cluster_sums(&refs[..3], &cols[3], &runs, 5);
+        for g in 0..5 {
+            for j in 0..3 {
+                let plain: f64 = (0..n)
+                    .filter(|&i| runs[i] == g as u32)
+                    .map(|i| cols[3][i] * cols[j][i])
+                    .sum();
+                assert!((sums[g * 3 + j] - plain).abs() < 1e-9, "runs {g} {j}");
+            }
+        }
+        let hc1 = cross_products_by(&refs[1..], &cols[0], &w);
+        for (a, b) in [(0, 0), (2, 1), (1, 0)] {
+            let plain: f64 = (0..n)
+                .map(|i| cols[0][i] * w[i] * refs[1 + a][i] * refs[1 + b][i])
+                .sum();
+            assert!(
+                (hc1.get(a, b) - plain).abs() < 1e-9 * plain.abs().max(1.0),
+                "by {a} {b}"
+            );
         }
         let c = cross(&refs[..2], &refs[2..], Some(&w));
         for (p, q) in [(0, 0), (1, 1), (0, 1)] {

@@ -1,7 +1,7 @@
 //! Small rectangular matrices stored as rows (`Vec<Vec<f64>>`), for the IV statistics
 //! (Kleibergen–Paap's Kronecker products and square roots, first-stage algebra): products,
-//! transposes, Kronecker products, the inverse of an upper Cholesky factor and an eigen
-//! decomposition sorted by decreasing eigenvalue. The square [`Mat`] is the type everywhere else.
+//! transposes, Kronecker products, the inverse of an upper Cholesky factor, the singular value
+//! decomposition and an eigen decomposition sorted by decreasing eigenvalue. The square [`Mat`] is the type everywhere else.
 
 use super::{cholesky_drop, symmetric_eigen, Mat};
 
@@ -63,6 +63,29 @@ pub fn inv_upper_chol(a: &M) -> M {
         }
     }
     transpose(&li)
+}
+/// Singular value decomposition of an `l × m` matrix (faer): singular values in decreasing order
+/// (min(l, m) of them), the full `U` (l × l) and `V` (m × m) with the singular vectors as
+/// columns. NaN if it fails.
+pub fn svd(a: &M) -> (Vec<f64>, M, M) {
+    let (l, m) = (a.len(), a.first().map_or(0, |r| r.len()));
+    let Ok(d) = faer::Mat::from_fn(l, m, |i, j| a[i][j]).svd() else {
+        let nan = |r: usize| vec![vec![f64::NAN; r]; r];
+        return (vec![f64::NAN; l.min(m)], nan(l), nan(m));
+    };
+    let s = d.S().column_vector();
+    let mut order: Vec<usize> = (0..l.min(m)).collect();
+    order.sort_by(|&i, &j| s.get(j).total_cmp(s.get(i)));
+    // singular vectors in the order of their values; U's columns past min(l, m) span the rest
+    let cols = |f: faer::MatRef<'_, f64>, r: usize| -> M {
+        let idx: Vec<usize> = order.iter().copied().chain(order.len()..r).collect();
+        (0..r).map(|i| idx.iter().map(|&j| *f.get(i, j)).collect()).collect()
+    };
+    (
+        order.iter().map(|&i| *s.get(i)).collect(),
+        cols(d.U(), l),
+        cols(d.V(), m),
+    )
 }
 /// Eigen-decomposition sorted by decreasing eigenvalue: (values, vectors as columns).
 pub fn eigen_desc(a: &M) -> (Vec<f64>, M) {

@@ -6,6 +6,7 @@
 pub mod axis;
 pub mod directory;
 pub mod plot;
+pub mod resampling;
 pub mod table;
 pub mod writers;
 

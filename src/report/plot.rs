@@ -1,7 +1,7 @@
 //! Plots of replicate distributions: a histogram of the bootstrap or permutation statistics with
 //! the observed value marked, written as SVG by hand (no plotting dependency: the figure is a
-//! few dozen rectangles). `.png` gets the same bars and observed line rasterised and written by a
-//! minimal PNG encoder (stored deflate blocks, CRC-32, Adler-32; no text — the SVG has labels).
+//! few dozen rectangles). `.png` gets the same bars and observed line rasterised and encoded by
+//! the `png` crate (no text — the SVG has labels).
 
 use std::path::Path;
 
@@ -168,30 +168,6 @@ pub fn histogram_svg_text(draws: &[f64], observed: f64, title: &str, x_label: &s
     Ok(svg)
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (n, t) in table.iter_mut().enumerate() {
-        let mut c = n as u32;
-        for _ in 0..8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-        *t = c;
-    }
-    let mut c = u32::MAX;
-    for &b in data {
-        c = table[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend((data.len() as u32).to_be_bytes());
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend(&body);
-    out.extend(crc32(&body).to_be_bytes());
-}
-
 /// The histogram as a PNG: bars, the observed value as a vertical line, and the x axis.
 pub fn histogram_png(path: &Path, draws: &[f64], observed: f64) -> Result<()> {
     let (w, h) = (640usize, 400usize);
@@ -217,37 +193,21 @@ pub fn histogram_png(path: &Path, draws: &[f64], observed: f64) -> Result<()> {
     fill(left, left + pw, top + ph, top + ph + 1, [0, 0, 0]);
     let xo = left + ((observed - lo) / (hi - lo) * pw as f64).round() as usize;
     fill(xo.saturating_sub(1), xo + 1, top, top + ph, [217, 95, 2]);
-    // raw scanlines (filter 0), zlib with stored blocks
-    let mut raw = Vec::with_capacity(h * (1 + 3 * w));
-    for y in 0..h {
-        raw.push(0u8);
-        for x in 0..w {
-            raw.extend_from_slice(&px[y * w + x]);
-        }
-    }
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(if i + 1 == blocks.len() { 1 } else { 0 });
-        z.extend((b.len() as u16).to_le_bytes());
-        z.extend((!(b.len() as u16)).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &v in &raw {
-        a = (a + v as u32) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    z.extend(((b << 16) | a).to_be_bytes());
-    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    let mut ihdr = Vec::new();
-    ihdr.extend((w as u32).to_be_bytes());
-    ihdr.extend((h as u32).to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &z);
-    chunk(&mut png, b"IEND", &[]);
+    let rgb: Vec<u8> = px.iter().flatten().copied().collect();
+    let png = encode_png(w as u32, h as u32, &rgb).map_err(|e| Error::io(path.display().to_string(), e))?;
     super::write_bytes_atomic(path, &png)
+}
+
+/// An 8-bit RGB image as PNG bytes (the `png` crate: filtered and deflated scanlines).
+fn encode_png(w: u32, h: u32, rgb: &[u8]) -> std::result::Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 /// One row of a coefficient plot: label, estimate, 95% interval, planted truth.

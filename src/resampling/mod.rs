@@ -5,14 +5,13 @@
 //! computes a range of replicate statistics ([`Draws`]: all of the run's replicates, or one
 //! shard's). [`finish`] turns the observed fit and *all* replicates into the result (through the
 //! engines' `assemble` functions, which hold the p-value, standard-error and interval code) and
-//! renders it ([`render`]). A shard (`--shard I/K`) stops after the first step and writes its
+//! renders it (`crate::report::resampling`). A shard (`--shard I/K`) stops after the first step and writes its
 //! draws to a shard file ([`shard_file`]); `fegpu merge` reads the K files, checks that they are
 //! the K parts of one run, puts their replicates end to end and calls the same [`finish`]. The
 //! replicate draws are functions of (seed, replicate, unit) only, so the merged output is the
 //! single run's, byte for byte — except bdiff's wall-clock `seconds`, which differs between any
 //! two runs: merge reports the shards' total.
 
-pub mod render;
 pub mod shard_file;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +31,7 @@ use crate::inference::permutation::{self, BdiffDraws, BdiffOptions};
 use crate::inference::replicates::WildWeights;
 use crate::inference::shard::Shard;
 use crate::inference::wild::{self, WildDraws, WildOptions};
-use crate::report::Format;
+use crate::report::{resampling as render, Format};
 
 /// Which bootstrap `fegpu boot` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -180,21 +179,27 @@ pub fn finish(
             if let Some(p) = plot {
                 render::bdiff_plot(p, &r)?;
             }
-            render::bdiff(s, backend, seconds, &r, format)
+            let labels = render::BdiffLabels {
+                formula: &s.formula,
+                group: &s.group,
+                unit: &s.unit,
+                backend,
+            };
+            render::bdiff(&labels, seconds, &r, format)
         }
         (Spec::Boot(s), Draws::Wild(d)) => {
             let r = wild::assemble(d);
             if let Some(p) = plot {
                 render::wild_plot(p, &r)?;
             }
-            render::wild(s, backend, &r, format)
+            render::wild(&s.formula, backend, &r, format)
         }
         (Spec::Boot(s), Draws::Pairs(d)) => {
             let r = bootstrap::assemble(d)?;
             if let Some(p) = plot {
-                render::pairs_plot(p, s, &r)?;
+                render::pairs_plot(p, &tested_coefficient(s)?, &r)?;
             }
-            render::pairs(s, backend, &r, format)
+            render::pairs(&s.formula, &s.cluster, backend, &r, format)
         }
         _ => Err(Error::Usage(
             "the replicate statistics do not belong to this command".into(),

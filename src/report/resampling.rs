@@ -7,13 +7,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{tested_coefficient, BdiffSpec, BootSpec};
+use super::plot::histogram_svg;
+use super::Format;
 use crate::error::{Error, Result};
 use crate::inference::bootstrap::PairsResult;
 use crate::inference::permutation::BdiffResult;
 use crate::inference::wild::WildResult;
-use crate::report::plot::histogram_svg;
-use crate::report::Format;
 
 /// Pretty JSON with a final newline.
 fn json<T: Serialize>(value: &T) -> Result<String> {
@@ -22,7 +21,16 @@ fn json<T: Serialize>(value: &T) -> Result<String> {
 }
 
 /// `fegpu bdiff`'s output.
-pub fn bdiff(s: &BdiffSpec, backend: &str, seconds: f64, r: &BdiffResult, format: Format) -> Result<String> {
+/// The bdiff run's model and grouping, as the user gave them.
+pub struct BdiffLabels<'a> {
+    pub formula: &'a str,
+    pub group: &'a str,
+    pub unit: &'a str,
+    pub backend: &'a str,
+}
+
+pub fn bdiff(s: &BdiffLabels, seconds: f64, r: &BdiffResult, format: Format) -> Result<String> {
+    let backend = s.backend;
     if format == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -34,9 +42,9 @@ pub fn bdiff(s: &BdiffSpec, backend: &str, seconds: f64, r: &BdiffResult, format
             bdiff: &'a BdiffResult,
         }
         return json(&Out {
-            formula: &s.formula,
-            group: &s.group,
-            unit: &s.unit,
+            formula: s.formula,
+            group: s.group,
+            unit: s.unit,
             backend,
             seconds,
             bdiff: r,
@@ -108,7 +116,7 @@ pub fn bdiff_plot(path: &Path, r: &BdiffResult) -> Result<()> {
 }
 
 /// `fegpu boot --kind wild`'s output.
-pub fn wild(s: &BootSpec, backend: &str, r: &WildResult, format: Format) -> Result<String> {
+pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Result<String> {
     if format == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -118,7 +126,7 @@ pub fn wild(s: &BootSpec, backend: &str, r: &WildResult, format: Format) -> Resu
             wild: &'a WildResult,
         }
         return json(&Out {
-            formula: &s.formula,
+            formula,
             kind: "wild",
             backend,
             wild: r,
@@ -128,7 +136,7 @@ pub fn wild(s: &BootSpec, backend: &str, r: &WildResult, format: Format) -> Resu
     let _ = writeln!(
         o,
         "Wild cluster bootstrap (WCR, {:?} weights) of `{}` in {}",
-        r.weights, r.coefficient, s.formula
+        r.weights, r.coefficient, formula
     );
     let _ = writeln!(
         o,
@@ -166,7 +174,7 @@ pub fn wild_plot(path: &Path, r: &WildResult) -> Result<()> {
 }
 
 /// `fegpu boot --kind pairs`'s output.
-pub fn pairs(s: &BootSpec, backend: &str, r: &PairsResult, format: Format) -> Result<String> {
+pub fn pairs(formula: &str, cluster: &str, backend: &str, r: &PairsResult, format: Format) -> Result<String> {
     if format == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -177,9 +185,9 @@ pub fn pairs(s: &BootSpec, backend: &str, r: &PairsResult, format: Format) -> Re
             pairs: &'a PairsResult,
         }
         return json(&Out {
-            formula: &s.formula,
+            formula,
             kind: "pairs",
-            cluster: &s.cluster,
+            cluster,
             backend,
             pairs: r,
         });
@@ -188,7 +196,7 @@ pub fn pairs(s: &BootSpec, backend: &str, r: &PairsResult, format: Format) -> Re
     let _ = writeln!(
         o,
         "Pairs cluster bootstrap ({} clusters of {}), {} replicates used ({} failed), seed {}",
-        r.clusters, s.cluster, r.reps_used, r.reps_failed, r.seed
+        r.clusters, cluster, r.reps_used, r.reps_failed, r.seed
     );
     let _ = writeln!(
         o,
@@ -209,9 +217,8 @@ pub fn pairs(s: &BootSpec, backend: &str, r: &PairsResult, format: Format) -> Re
     Ok(o)
 }
 
-/// The bootstrap distribution of the tested coefficient (`--param`, else the first regressor).
-pub fn pairs_plot(path: &Path, s: &BootSpec, r: &PairsResult) -> Result<()> {
-    let param = tested_coefficient(s)?;
+/// The bootstrap distribution of coefficient `param` (the first if there is none of that name).
+pub fn pairs_plot(path: &Path, param: &str, r: &PairsResult) -> Result<()> {
     let c = r.coefficients.iter().position(|c| c.name == param).unwrap_or(0);
     histogram_svg(
         path,
