@@ -391,7 +391,11 @@ fn complement_gram_equals_the_direct_level_sums() {
     let runs = LevelRuns::new(&fes, 0, &[1, 2]).expect("contiguous runs");
     let base: Vec<f64> = (0..n).map(|_| 0.5 + s.uniform()).collect();
     let cols: Vec<Vec<f64>> = (0..4)
-        .map(|c| (0..n).map(|i| s.normal() + (big.ids[i] % 5) as f64 * c as f64).collect())
+        .map(|c| {
+            (0..n)
+                .map(|i| s.normal() + (big.ids[i] % 5) as f64 * c as f64)
+                .collect()
+        })
         .collect();
     let totals = LevelTotals::new(&runs, &cols, &base);
     let mut scratch = (Scratch::default(), Default::default());
@@ -405,16 +409,27 @@ fn complement_gram_equals_the_direct_level_sums() {
         let comp = runs.gram_complement(&totals, &mut scratch.1, &w);
         let scale = direct.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         for (a, b) in direct.iter().zip(&comp) {
-            assert!((a - b).abs() <= 1e-12 * scale, "direct {a} vs complement {b} (share {share})");
+            assert!(
+                (a - b).abs() <= 1e-12 * scale,
+                "direct {a} vs complement {b} (share {share})"
+            );
         }
     }
     // two disjoint groups from one pass: each equal to its direct Gram
     let mut pair = Default::default();
     for share in [0.03, 0.1, 0.3] {
-        let small: Vec<f64> = (0..n).map(|i| if s.uniform() < share { base[i] } else { 0.0 }).collect();
+        let small: Vec<f64> = (0..n)
+            .map(|i| if s.uniform() < share { base[i] } else { 0.0 })
+            .collect();
         // the larger group leaves out the smaller one and a few rows of its own (pruned singletons)
         let large: Vec<f64> = (0..n)
-            .map(|i| if small[i] > 0.0 || s.uniform() < 0.02 { 0.0 } else { base[i] })
+            .map(|i| {
+                if small[i] > 0.0 || s.uniform() < 0.02 {
+                    0.0
+                } else {
+                    base[i]
+                }
+            })
             .collect();
         assert!(totals.suits_pair(&small, &large));
         assert!(!totals.suits_pair(&small, &base), "overlapping groups");

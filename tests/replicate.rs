@@ -84,7 +84,9 @@ fn small_replication_writes_every_table_and_recovers_the_planted_effect() {
     // (2) is estimated on (3)'s sample (the paper prints one N for (2)-(5))
     let t1_cols = t1["columns"].as_array().unwrap();
     assert!(
-        t1_cols[1]["sample"].as_str().is_some_and(|s| s.contains("age > -inf") && s.contains("lev > -inf")),
+        t1_cols[1]["sample"]
+            .as_str()
+            .is_some_and(|s| s.contains("age > -inf") && s.contains("lev > -inf")),
         "{}",
         t1_cols[1]["sample"]
     );

@@ -140,7 +140,13 @@ impl LevelTotals {
         let zero = vec![0.0; m];
         for r in 0..runs_n {
             if t.run_weight[r] > 0.0 {
-                swap_outer(&mut t.between, &t.run_sums[r * m..(r + 1) * m], 1.0 / t.run_weight[r], &zero, 0.0);
+                swap_outer(
+                    &mut t.between,
+                    &t.run_sums[r * m..(r + 1) * m],
+                    1.0 / t.run_weight[r],
+                    &zero,
+                    0.0,
+                );
             }
         }
         t
@@ -189,7 +195,13 @@ impl LevelTotals {
             }
         }
         let s = if wk > 0.0 { 1.0 / wk } else { 0.0 };
-        swap_outer(btw, kept, s, &self.run_sums[r * m..(r + 1) * m], 1.0 / self.run_weight[r]);
+        swap_outer(
+            btw,
+            kept,
+            s,
+            &self.run_sums[r * m..(r + 1) * m],
+            1.0 / self.run_weight[r],
+        );
     }
 }
 
@@ -308,7 +320,10 @@ impl LevelRuns<'_> {
             }
         }
         let c = totals.c;
-        [crate::linalg::partial_out_last(&gs, c, m), crate::linalg::partial_out_last(&gl, c, m)]
+        [
+            crate::linalg::partial_out_last(&gs, c, m),
+            crate::linalg::partial_out_last(&gl, c, m),
+        ]
     }
 
     /// [`LevelRuns::gram`] of `w` (each w_i 0 or the base weight) from the full-sample sums

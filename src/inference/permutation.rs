@@ -24,8 +24,8 @@ use rayon::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
-use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
 use super::prune::{PairPruner, PruneScratch};
+use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
@@ -736,7 +736,11 @@ mod tests {
             let (fes, base) = sparse_design(&mut s, 500);
             let all: Vec<&FixedEffect> = fes.iter().collect();
             // firm is nested in cell: the pruner may leave it out
-            let projected = if rep % 2 == 0 { vec![&fes[1], &fes[2]] } else { all.clone() };
+            let projected = if rep % 2 == 0 {
+                vec![&fes[1], &fes[2]]
+            } else {
+                all.clone()
+            };
             let pruner = PairPruner::new(projected, &base);
             let share = [2, 5, 50][rep % 3];
             let mut scratch = PruneScratch::default();

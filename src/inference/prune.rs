@@ -80,7 +80,10 @@ impl<'a> PairPruner<'a> {
 
     /// The row of level `l` of effect `k` that still has weight in `w` (the level's count is 1).
     fn last_row(&self, k: usize, l: u32, w: &[f64]) -> u32 {
-        let (a, b) = (self.start[k][l as usize] as usize, self.start[k][l as usize + 1] as usize);
+        let (a, b) = (
+            self.start[k][l as usize] as usize,
+            self.start[k][l as usize + 1] as usize,
+        );
         *self.rows[k][a..b]
             .iter()
             .find(|&&i| w[i as usize] > 0.0)
@@ -124,7 +127,8 @@ impl<'a> PairPruner<'a> {
         let [w0, w1] = w;
         let (ws, wl) = if small == 0 { (w0, w1) } else { (w1, w0) };
         s.small_rows.clear();
-        s.small_rows.extend((0..ws.len() as u32).filter(|&i| ws[i as usize] > 0.0));
+        s.small_rows
+            .extend((0..ws.len() as u32).filter(|&i| ws[i as usize] > 0.0));
         s.touched.clear();
         for &i in &s.small_rows {
             for (k, f) in self.fes.iter().enumerate() {
@@ -146,7 +150,12 @@ impl<'a> PairPruner<'a> {
         // the smaller group's
         s.work.clear();
         for &i in &s.small_rows {
-            if self.fes.iter().enumerate().any(|(k, f)| s.counts[k][f.ids[i as usize] as usize] == 1) {
+            if self
+                .fes
+                .iter()
+                .enumerate()
+                .any(|(k, f)| s.counts[k][f.ids[i as usize] as usize] == 1)
+            {
                 s.work.push(i);
             }
         }

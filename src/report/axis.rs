@@ -73,7 +73,11 @@ pub fn tick_label(v: f64, step: f64) -> String {
 /// The axis for data in [lo, hi] drawn `width_px` wide: the most ticks (3 to 8) whose labels
 /// fit side by side, on a round step. A degenerate range is widened around its value.
 pub fn axis(lo: f64, hi: f64, width_px: f64) -> Axis {
-    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
     if hi <= lo {
         let half = if lo == 0.0 { 1.0 } else { 0.1 * lo.abs() };
         lo -= half;
@@ -126,7 +130,10 @@ mod tests {
             "step {step}"
         );
         for t in &a.ticks {
-            assert!(((t / step) - (t / step).round()).abs() < 1e-6, "{t} not a multiple of {step}");
+            assert!(
+                ((t / step) - (t / step).round()).abs() < 1e-6,
+                "{t} not a multiple of {step}"
+            );
         }
         assert_eq!(a.labels, ["0", "0.0005", "0.0010", "0.0015", "0.0020", "0.0025"]);
     }

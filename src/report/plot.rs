@@ -294,7 +294,9 @@ mod tests {
             .filter(|t| !t.contains("rotate("))
             .map(|t| {
                 let attr = |name: &str| {
-                    t.split(&format!("{name}=\"")).nth(1).map(|r| r.split('"').next().unwrap().to_string())
+                    t.split(&format!("{name}=\""))
+                        .nth(1)
+                        .map(|r| r.split('"').next().unwrap().to_string())
                 };
                 let x: f64 = attr("x").unwrap().parse().unwrap();
                 let body = t.split('>').nth(1).unwrap().split('<').next().unwrap().to_string();
@@ -313,7 +315,9 @@ mod tests {
     #[test]
     fn histogram_labels_stay_inside_the_figure() {
         // the permutation distribution of a small coefficient, observed near either edge
-        let draws: Vec<f64> = (0..1000).map(|i| -0.01557 + 0.02638 * ((i * 7919) % 1000) as f64 / 1000.0).collect();
+        let draws: Vec<f64> = (0..1000)
+            .map(|i| -0.01557 + 0.02638 * ((i * 7919) % 1000) as f64 / 1000.0)
+            .collect();
         for observed in [0.01081, -0.0155, 0.0004158] {
             let svg = histogram_svg_text(&draws, observed, "NRI: permutation distribution", "digtech").unwrap();
             for (a, b, body) in text_extents(&svg) {
