@@ -70,9 +70,10 @@ pub struct Replicates<'a> {
     /// On a GPU, for the structures it solves exactly: the columns and levels kept on the
     /// device, and replicate weights drawn there ([`crate::demean::resident`]).
     device: Option<crate::demean::resident::DeviceReplicates>,
-    /// On the CPU, for one large effect beside few-level ones: the level runs and the
-    /// full-sample sums every replicate's Gram starts from ([`complement`]).
-    level: Option<(fwl::LevelRuns<'a>, complement::LevelTotals)>,
+    /// On the CPU, for one large effect beside few-level ones: the level runs, and the
+    /// full-sample sums a replicate's Gram by complement starts from ([`complement`]; formed
+    /// on request, [`Replicates::prepare_complement`]).
+    level: Option<(fwl::LevelRuns<'a>, Option<complement::LevelTotals>)>,
 }
 
 impl<'a> Replicates<'a> {
@@ -128,7 +129,7 @@ impl<'a> Replicates<'a> {
         };
         let level = device
             .is_none()
-            .then(|| level_totals(&fes, &dm, &w, opts, demeaner))
+            .then(|| level_runs(&fes, opts, demeaner).map(|runs| (runs, None)))
             .flatten();
         Ok(Replicates {
             fes,
@@ -171,6 +172,16 @@ impl<'a> Replicates<'a> {
         }
     }
 
+    /// Form the full-sample sums of the complement paths, for weight vectors that keep or
+    /// drop rows at their base weight (a permutation test's groups). They hold every row's
+    /// columns and dummies once more (N × (columns + dummies) values), so only callers whose
+    /// replicates drop few rows ask for them. Nothing off the CPU's level-sum path.
+    pub fn prepare_complement(&mut self) {
+        if let Some((runs, totals @ None)) = self.level.as_mut() {
+            *totals = Some(complement::LevelTotals::new(runs, &self.columns, &self.base_w));
+        }
+    }
+
     /// Whether replicates run on the CPU's level-sum path ([`Replicates::level_beta`]).
     pub fn on_level_sums(&self) -> bool {
         self.level.is_some()
@@ -180,7 +191,7 @@ impl<'a> Replicates<'a> {
     /// is cheaper for `w`); `None` when that path does not serve this design.
     pub fn level_beta(&self, w: &[f64], scratch: &mut LevelScratch) -> Option<Option<Vec<f64>>> {
         let (runs, totals) = self.level.as_ref()?;
-        let g = runs.gram_auto(Some(totals), scratch, &self.columns, w);
+        let g = runs.gram_auto(totals.as_ref(), scratch, &self.columns, w);
         Some(wls_from_gram(&g, self.columns.len()))
     }
 
@@ -189,7 +200,9 @@ impl<'a> Replicates<'a> {
     /// weights allow ([`complement::LevelTotals::suits_pair`]), else each on its own. `None`
     /// when that path does not serve this design.
     pub fn level_pair_betas(&self, w: &[Vec<f64>; 2], scratch: &mut LevelScratch) -> Option<[Option<Vec<f64>>; 2]> {
-        let (runs, totals) = self.level.as_ref()?;
+        let (runs, Some(totals)) = self.level.as_ref()? else {
+            return Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?]);
+        };
         let ones = |v: &[f64]| v.iter().filter(|&&x| x > 0.0).count();
         let (s, l) = if ones(&w[0]) <= ones(&w[1]) { (0, 1) } else { (1, 0) };
         if !totals.suits_pair(&w[s], &w[l]) {
@@ -236,22 +249,18 @@ pub fn resident_on_device(design: &Design, opts: &DemeanOptions, units: Option<&
     solved && !units.is_some_and(|u| permutation::UnitStats::applies(design, u))
 }
 
-/// The level runs and full-sample sums of the CPU's level-sum path (the structure
-/// [`replicate_betas`] serves from [`fwl::LevelRuns`]), built once for every replicate.
-fn level_totals<'a>(
+/// The level runs of the CPU's level-sum path (the structure [`replicate_betas`] serves from
+/// [`fwl::LevelRuns`]), built once for every replicate.
+fn level_runs<'a>(
     fes: &[&'a FixedEffect],
-    columns: &[Vec<f64>],
-    w: &[f64],
     opts: &DemeanOptions,
     demeaner: &dyn Demeaner,
-) -> Option<(fwl::LevelRuns<'a>, complement::LevelTotals)> {
+) -> Option<fwl::LevelRuns<'a>> {
     if demeaner.batches_lanes() || opts.solver != crate::demean::Solver::Auto {
         return None;
     }
     let (large, small) = crate::demean::strategy::few_level_split(fes)?;
-    let runs = fwl::LevelRuns::new(fes, large, &small)?;
-    let totals = complement::LevelTotals::new(&runs, columns, w);
-    Some((runs, totals))
+    fwl::LevelRuns::new(fes, large, &small)
 }
 
 /// The preconditioner replicates share: built on the CPU for structures that need CG (two or

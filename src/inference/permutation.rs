@@ -419,7 +419,12 @@ pub fn bdiff_draws(
             "both groups must be present (the group variable is constant in the sample)".into(),
         ));
     }
-    let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    let mut shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    if !opts.bsample {
+        // the groups split the sample: the larger one's Gram by complement
+        shared.prepare_complement();
+    }
+    let shared = shared;
     let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let k = design.x.len();
 
