@@ -358,3 +358,95 @@ fn replicate_engine_paths_agree() {
         );
     }
 }
+
+/// The complement Gram (full-sample sums minus the dropped rows) equals the direct level-sum
+/// Gram to rounding, on raw columns and on full-sample residuals, with non-integer base
+/// weights, two few-level effects, and replicates that empty whole runs.
+#[test]
+fn complement_gram_equals_the_direct_level_sums() {
+    use fegpu::inference::complement::LevelTotals;
+    use fegpu::inference::fwl::{LevelRuns, Scratch};
+    let mut s = Stream::new(77, 4);
+    let n = 3_000;
+    // runs of 1..8 rows of the large effect, sorted; years and a 3-level sector beside it
+    let mut large = Vec::with_capacity(n);
+    let mut g = 0u32;
+    while large.len() < n {
+        let len = 1 + s.below(8) as usize;
+        large.extend(std::iter::repeat(g).take(len.min(n - large.len())));
+        g += 1;
+    }
+    let fe = |name: &str, ids: Vec<u32>| {
+        let levels = *ids.iter().max().unwrap() as usize + 1;
+        FixedEffect {
+            name: name.into(),
+            ids,
+            levels,
+        }
+    };
+    let big = fe("cell", large);
+    let year = fe("year", (0..n).map(|_| s.below(6)).collect());
+    let sector = fe("sector", (0..n).map(|_| s.below(3)).collect());
+    let fes = vec![&big, &year, &sector];
+    let runs = LevelRuns::new(&fes, 0, &[1, 2]).expect("contiguous runs");
+    let base: Vec<f64> = (0..n).map(|_| 0.5 + s.uniform()).collect();
+    let cols: Vec<Vec<f64>> = (0..4)
+        .map(|c| {
+            (0..n)
+                .map(|i| s.normal() + (big.ids[i] % 5) as f64 * c as f64)
+                .collect()
+        })
+        .collect();
+    let totals = LevelTotals::new(&runs, &cols, &base);
+    let mut scratch = (Scratch::default(), Default::default());
+    for share in [0.02, 0.1, 0.4] {
+        // drop whole runs for some replicates' rows, single rows for others
+        let w: Vec<f64> = (0..n)
+            .map(|i| if s.uniform() < share { 0.0 } else { base[i] })
+            .collect();
+        assert!(totals.prefers_complement(&w));
+        let direct = runs.gram(&mut scratch.0, &cols, &w);
+        let comp = runs.gram_complement(&totals, &mut scratch.1, &w);
+        let scale = direct.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for (a, b) in direct.iter().zip(&comp) {
+            assert!(
+                (a - b).abs() <= 1e-12 * scale,
+                "direct {a} vs complement {b} (share {share})"
+            );
+        }
+    }
+    // two disjoint groups from one pass: each equal to its direct Gram
+    let mut pair = Default::default();
+    for share in [0.03, 0.1, 0.3] {
+        let small: Vec<f64> = (0..n)
+            .map(|i| if s.uniform() < share { base[i] } else { 0.0 })
+            .collect();
+        // the larger group leaves out the smaller one and a few rows of its own (pruned singletons)
+        let large: Vec<f64> = (0..n)
+            .map(|i| {
+                if small[i] > 0.0 || s.uniform() < 0.02 {
+                    0.0
+                } else {
+                    base[i]
+                }
+            })
+            .collect();
+        assert!(totals.suits_pair(&small, &large));
+        assert!(!totals.suits_pair(&small, &base), "overlapping groups");
+        let [gs, gl] = runs.gram_pair(&totals, &mut pair, &small, &large);
+        for (mine, w) in [(gs, &small), (gl, &large)] {
+            let direct = runs.gram(&mut scratch.0, &cols, w);
+            // (a small group's runs hold one row or two: its Gram can be near zero, whose
+            // rounding is that of the O(1) data it is summed from)
+            let scale = direct.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            for (a, b) in direct.iter().zip(&mine) {
+                assert!((a - b).abs() <= 1e-12 * scale, "direct {a} vs pair {b} (share {share})");
+            }
+        }
+    }
+    // weights other than 0 or the base weight, or more rows dropped than kept: the direct path
+    let doubled: Vec<f64> = base.iter().map(|b| 2.0 * b).collect();
+    assert!(!totals.prefers_complement(&doubled));
+    let mostly_out: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { base[i] } else { 0.0 }).collect();
+    assert!(!totals.prefers_complement(&mostly_out));
+}

@@ -81,6 +81,16 @@ fn small_replication_writes_every_table_and_recovers_the_planted_effect() {
             col["label"]
         );
     }
+    // (2) is estimated on (3)'s sample (the paper prints one N for (2)-(5))
+    let t1_cols = t1["columns"].as_array().unwrap();
+    assert!(
+        t1_cols[1]["sample"]
+            .as_str()
+            .is_some_and(|s| s.contains("age > -inf") && s.contains("lev > -inf")),
+        "{}",
+        t1_cols[1]["sample"]
+    );
+    assert_eq!(t1_cols[1]["result"]["nobs"], t1_cols[2]["result"]["nobs"]);
     // Table 1's numbers are the fit command's on the written panel (same formula and variance)
     for col in t1["columns"].as_array().unwrap() {
         if !col["sample"].is_null() {

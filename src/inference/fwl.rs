@@ -30,11 +30,11 @@ pub struct Scratch {
 
 /// The shared part: the large effect (its levels contiguous) and the dummies' positions.
 pub struct LevelRuns<'a> {
-    large: &'a FixedEffect,
+    pub(super) large: &'a FixedEffect,
     small: Vec<&'a FixedEffect>,
     /// first dummy index of each small effect (its level 0 has none)
     dummy_offset: Vec<usize>,
-    dummies: usize,
+    pub(super) dummies: usize,
 }
 
 impl<'a> LevelRuns<'a> {
@@ -64,6 +64,18 @@ impl<'a> LevelRuns<'a> {
             dummy_offset,
             dummies,
         })
+    }
+
+    /// Row `i`'s dummy positions in a Gram whose first `c` variables are the columns (ascending:
+    /// the small effects' dummies are laid out in effect order).
+    pub(super) fn dummies_of(&self, c: usize, i: usize, out: &mut Vec<usize>) {
+        out.clear();
+        for (f, &off) in self.small.iter().zip(&self.dummy_offset) {
+            let l = f.ids[i] as usize;
+            if l > 0 {
+                out.push(c + off + l - 1);
+            }
+        }
     }
 
     /// Lower-triangle weighted Gram (in [`crate::demean::pair_of`] order) of `columns`

@@ -6,8 +6,10 @@
 
 pub mod bootstrap;
 
+pub mod complement;
 pub mod fwl;
 pub mod permutation;
+pub mod prune;
 pub mod replicates;
 pub mod shard;
 pub mod wild;
@@ -43,6 +45,9 @@ pub fn wls(y: &[f64], x: &[Vec<f64>], w: &[f64]) -> Option<Vec<f64>> {
     c.dropped.is_empty().then(|| cholesky_inverse(&c.l).mul_vec(&b))
 }
 
+/// Per-thread buffers of [`Replicates::level_beta`], reused across replicates.
+pub type LevelScratch = (fwl::Scratch, complement::RowBuffers);
+
 /// What every replicate of one model shares: the effects to project (nested ones left out,
 /// see [`crate::fe::dof::effects_to_project`]), all effects (for singleton pruning), the base
 /// weights, and the columns (y first) already demeaned on the full sample.
@@ -65,6 +70,10 @@ pub struct Replicates<'a> {
     /// On a GPU, for the structures it solves exactly: the columns and levels kept on the
     /// device, and replicate weights drawn there ([`crate::demean::resident`]).
     device: Option<crate::demean::resident::DeviceReplicates>,
+    /// On the CPU, for one large effect beside few-level ones: the level runs, and the
+    /// full-sample sums a replicate's Gram by complement starts from ([`complement`]; formed
+    /// on request, [`Replicates::prepare_complement`]).
+    level: Option<(fwl::LevelRuns<'a>, Option<complement::LevelTotals>)>,
 }
 
 impl<'a> Replicates<'a> {
@@ -86,6 +95,7 @@ impl<'a> Replicates<'a> {
                 opts: *opts,
                 shared: None,
                 device: None,
+                level: None,
             });
         }
         let dm = demeaner
@@ -117,6 +127,10 @@ impl<'a> Replicates<'a> {
             }
             _ => None,
         };
+        let level = device
+            .is_none()
+            .then(|| level_runs(&fes, opts, demeaner).map(|runs| (runs, None)))
+            .flatten();
         Ok(Replicates {
             fes,
             all_fes,
@@ -125,6 +139,7 @@ impl<'a> Replicates<'a> {
             opts: DemeanOptions { tol, ..*opts },
             shared,
             device,
+            level,
         })
     }
 
@@ -157,10 +172,58 @@ impl<'a> Replicates<'a> {
         }
     }
 
+    /// Form the full-sample sums of the complement paths, for weight vectors that keep or
+    /// drop rows at their base weight (a permutation test's groups). They hold every row's
+    /// columns and dummies once more (N × (columns + dummies) values), so only callers whose
+    /// replicates drop few rows ask for them. Nothing off the CPU's level-sum path.
+    pub fn prepare_complement(&mut self) {
+        if let Some((runs, totals @ None)) = self.level.as_mut() {
+            *totals = Some(complement::LevelTotals::new(runs, &self.columns, &self.base_w));
+        }
+    }
+
+    /// Whether replicates run on the CPU's level-sum path ([`Replicates::level_beta`]).
+    pub fn on_level_sums(&self) -> bool {
+        self.level.is_some()
+    }
+
+    /// β of one weight vector on the CPU's level-sum path (direct or by complement, whichever
+    /// is cheaper for `w`); `None` when that path does not serve this design.
+    pub fn level_beta(&self, w: &[f64], scratch: &mut LevelScratch) -> Option<Option<Vec<f64>>> {
+        let (runs, totals) = self.level.as_ref()?;
+        let g = runs.gram_auto(totals.as_ref(), scratch, &self.columns, w);
+        Some(wls_from_gram(&g, self.columns.len()))
+    }
+
+    /// β of two disjoint groups (a permutation replicate's, `w[0]` and `w[1]`) on the CPU's
+    /// level-sum path: both Grams from one pass over the rows the larger group drops when the
+    /// weights allow ([`complement::LevelTotals::suits_pair`]), else each on its own. `None`
+    /// when that path does not serve this design.
+    pub fn level_pair_betas(&self, w: &[Vec<f64>; 2], scratch: &mut LevelScratch) -> Option<[Option<Vec<f64>>; 2]> {
+        let (runs, Some(totals)) = self.level.as_ref()? else {
+            return Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?]);
+        };
+        let ones = |v: &[f64]| v.iter().filter(|&&x| x > 0.0).count();
+        let (s, l) = if ones(&w[0]) <= ones(&w[1]) { (0, 1) } else { (1, 0) };
+        if !totals.suits_pair(&w[s], &w[l]) {
+            return Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?]);
+        }
+        let c = self.columns.len();
+        let [gs, gl] = runs.gram_pair(totals, &mut scratch.1, &w[s], &w[l]);
+        let (bs, bl) = (wls_from_gram(&gs, c), wls_from_gram(&gl, c));
+        Some(if s == 0 { [bs, bl] } else { [bl, bs] })
+    }
+
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
         if self.device.is_some() {
             return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
+        }
+        if self.level.is_some() {
+            return Ok(weights
+                .par_iter()
+                .map_init(LevelScratch::default, |s, w| self.level_beta(w, s).flatten())
+                .collect());
         }
         if let Some(m) = &self.shared {
             return Ok(shared_cg_betas(&self.fes, &self.columns, weights, &self.opts, m)?);
@@ -184,6 +247,20 @@ pub fn resident_on_device(design: &Design, opts: &DemeanOptions, units: Option<&
         _ => opts.solver == crate::demean::Solver::Auto && crate::demean::strategy::few_level_split(&fes).is_some(),
     };
     solved && !units.is_some_and(|u| permutation::UnitStats::applies(design, u))
+}
+
+/// The level runs of the CPU's level-sum path (the structure [`replicate_betas`] serves from
+/// [`fwl::LevelRuns`]), built once for every replicate.
+fn level_runs<'a>(
+    fes: &[&'a FixedEffect],
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Option<fwl::LevelRuns<'a>> {
+    if demeaner.batches_lanes() || opts.solver != crate::demean::Solver::Auto {
+        return None;
+    }
+    let (large, small) = crate::demean::strategy::few_level_split(fes)?;
+    fwl::LevelRuns::new(fes, large, &small)
 }
 
 /// The preconditioner replicates share: built on the CPU for structures that need CG (two or

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
-use super::replicates::{pairs_multiplicities, permutation_first_group};
+use super::prune::{PairPruner, PruneScratch};
+use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
@@ -101,6 +102,12 @@ pub struct BdiffDraws {
 }
 
 /// Set the weight of singletons (among rows with positive weight) to zero, iteratively.
+///
+/// The rows removed are the same whatever the order (a row alone in a level stays alone until
+/// it is removed), so one pass removes every row that is a singleton when it is reached, and
+/// another pass is needed only if a level left with exactly one row during the pass still has
+/// it: levels that start at one row lose it when it is reached, so those are the only ones
+/// that can hold a singleton after the pass.
 pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
     if fes.is_empty() {
         return;
@@ -113,21 +120,54 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
             }
         }
     }
+    let mut left_one: Vec<(usize, u32)> = Vec::new();
     loop {
-        let mut changed = false;
+        left_one.clear();
         for i in 0..w.len() {
             if w[i] > 0.0 && fes.iter().enumerate().any(|(k, f)| counts[k][f.ids[i] as usize] == 1) {
                 w[i] = 0.0;
-                changed = true;
                 for (k, f) in fes.iter().enumerate() {
-                    counts[k][f.ids[i] as usize] -= 1;
+                    let c = &mut counts[k][f.ids[i] as usize];
+                    *c -= 1;
+                    if *c == 1 {
+                        left_one.push((k, f.ids[i]));
+                    }
                 }
             }
         }
-        if !changed {
+        if !left_one.iter().any(|&(k, g)| counts[k][g as usize] == 1) {
             return;
         }
     }
+}
+
+/// Fill one replicate's weight vectors `w` (group 1, group 0): the base weight times the
+/// unit's multiplicity on the side `in_first` puts the unit (singletons not yet pruned).
+fn group_weights(
+    unit_ids: &[u32],
+    base_w: &[f64],
+    in_first: &dyn Fn(usize) -> bool,
+    mult: Option<&[u32]>,
+    w: &mut [Vec<f64>; 2],
+) {
+    let n = unit_ids.len();
+    for v in w.iter_mut() {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    for i in 0..n {
+        let u = unit_ids[i] as usize;
+        let m = mult.map_or(1.0, |m| m[u] as f64);
+        w[if in_first(u) { 0 } else { 1 }][i] = base_w[i] * m;
+    }
+}
+
+/// Per-thread buffers of a streamed replicate's fit ([`bdiff_draws`]).
+#[derive(Default)]
+struct PairScratch {
+    w: [Vec<f64>; 2],
+    prune: PruneScratch,
+    level: super::LevelScratch,
 }
 
 /// Sufficient statistics per permutation unit, for the common panel case where every fixed
@@ -141,7 +181,8 @@ pub fn drop_weighted_singletons(fes: &[&FixedEffect], w: &mut [f64]) {
 pub struct UnitStats {
     k: usize,
     p: usize,
-    /// Row-major p×p cross products per unit.
+    /// Lower-triangle (packed, row by row) p×p cross products per unit: the upper half is
+    /// never read, so summing it per replicate would only double the work.
     stats: Vec<Vec<f64>>,
     /// Observations per unit at each level of the few-level effects (flattened).
     counts: Vec<Vec<u32>>,
@@ -196,7 +237,7 @@ impl UnitStats {
                 .columns;
         }
         let p = cols.len();
-        let mut stats = vec![vec![0.0; p * p]; n_units];
+        let mut stats = vec![vec![0.0; p * (p + 1) / 2]; n_units];
         let mut counts = vec![vec![0u32; levels]; n_units];
         let mut z = vec![0.0; p];
         for i in 0..n {
@@ -211,8 +252,9 @@ impl UnitStats {
                 if za == 0.0 {
                     continue;
                 }
+                let row = a * (a + 1) / 2;
                 for b in 0..=a {
-                    s[a * p + b] += za * z[b];
+                    s[row + b] += za * z[b];
                 }
             }
             let mut off = 0;
@@ -236,7 +278,7 @@ impl UnitStats {
     pub fn beta(&self, mult: &[f64]) -> std::result::Result<Option<Vec<f64>>, ()> {
         let (p, k) = (self.p, self.k);
         let mut cnt = vec![0.0f64; self.levels];
-        let mut s = vec![0.0; p * p];
+        let mut s = vec![0.0; p * (p + 1) / 2];
         for (u, &m) in mult.iter().enumerate() {
             if m == 0.0 {
                 continue;
@@ -251,7 +293,13 @@ impl UnitStats {
         if cnt.iter().any(|&c| c == 1.0) {
             return Err(());
         }
-        let get = |a: usize, b: usize| if a >= b { s[a * p + b] } else { s[b * p + a] };
+        let get = |a: usize, b: usize| {
+            if a >= b {
+                s[a * (a + 1) / 2 + b]
+            } else {
+                s[b * (b + 1) / 2 + a]
+            }
+        };
         let d_idx: Vec<usize> = (1 + k..p).collect();
         let x_idx: Vec<usize> = (1..1 + k).collect();
         // Sdd⁻¹ on the non-redundant dummies
@@ -371,26 +419,22 @@ pub fn bdiff_draws(
             "both groups must be present (the group variable is constant in the sample)".into(),
         ));
     }
-    let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    let mut shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    if !opts.bsample {
+        // the groups split the sample: the larger one's Gram by complement
+        shared.prepare_complement();
+    }
+    let shared = shared;
     let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let k = design.x.len();
 
     // weight vectors of one replicate: (group 1, group 0)
     let weights_for = |in_first: &dyn Fn(usize) -> bool, mult: Option<&[u32]>| -> [Vec<f64>; 2] {
-        let mut w1 = vec![0.0; n];
-        let mut w0 = vec![0.0; n];
-        for i in 0..n {
-            let u = unit_ids[i] as usize;
-            let m = mult.map_or(1.0, |m| m[u] as f64);
-            if in_first(u) {
-                w1[i] = base_w[i] * m;
-            } else {
-                w0[i] = base_w[i] * m;
-            }
-        }
-        drop_weighted_singletons(all_fes, &mut w1);
-        drop_weighted_singletons(all_fes, &mut w0);
-        [w1, w0]
+        let mut w = [Vec::new(), Vec::new()];
+        group_weights(&unit_ids, base_w, in_first, mult, &mut w);
+        drop_weighted_singletons(all_fes, &mut w[0]);
+        drop_weighted_singletons(all_fes, &mut w[1]);
+        w
     };
     let general = |ws: &[Vec<f64>]| -> Result<Vec<Option<Vec<f64>>>> { shared.betas(ws, demeaner) };
     let unit_stats = match units {
@@ -436,11 +480,32 @@ pub fn bdiff_draws(
         Ok(out.into_iter().map(|b| b.flatten()).collect())
     };
 
+    // On the CPU's level-sum path a replicate is weighted, pruned and fitted in one go on
+    // per-thread buffers (nothing of the sample's size is allocated per replicate), both groups
+    // from one pass; the observed split goes the same way, so an enumerated replicate equal to
+    // it gives the same numbers.
+    let streamed = unit_stats.is_none() && shared.on_level_sums();
+    // without resampling the groups split the sample: prune both in the smaller one's work
+    let pruner = (streamed && !opts.bsample).then(|| PairPruner::new(shared.fes.clone(), base_w));
+    let fit_pair = |first: &[bool], mult: Option<&[u32]>, s: &mut PairScratch| -> [Option<Vec<f64>>; 2] {
+        group_weights(&unit_ids, base_w, &|u| first[u], mult, &mut s.w);
+        match &pruner {
+            Some(p) => p.prune(&mut s.w, &mut s.prune),
+            None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
+        }
+        shared.level_pair_betas(&s.w, &mut s.level).unwrap_or_default()
+    };
+
     // observed
     let obs_w = weights_for(&|u| unit_group[u] == 1.0, None);
     let nobs1 = obs_w[0].iter().filter(|&&w| w > 0.0).count();
     let nobs0 = obs_w[1].iter().filter(|&&w| w > 0.0).count();
-    let obs = betas_of(&[((0..n_units).map(|u| unit_group[u] == 1.0).collect(), None)])?;
+    let obs_first: Vec<bool> = (0..n_units).map(|u| unit_group[u] == 1.0).collect();
+    let obs = if streamed {
+        fit_pair(&obs_first, None, &mut PairScratch::default()).to_vec()
+    } else {
+        betas_of(&[(obs_first, None)])?
+    };
     let (b1, b0) = match (&obs[0], &obs[1]) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {
@@ -460,12 +525,34 @@ pub fn bdiff_draws(
     let device_draws = shared.on_device() && unit_stats.is_none() && !enumerate;
     let per_rep = if device_draws {
         64
-    } else if demeaner.batches_lanes() {
+    } else if demeaner.batches_lanes() || shared.on_level_sums() {
         2 * n as u64 * 8
     } else {
         2 * (k as u64 + 1) * n as u64 * 8
     };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
+    // the group-1 units of replicate r
+    let assign = |r: usize, order: &mut Vec<(u32, u32)>, first: &mut Vec<bool>| {
+        if enumerate {
+            first.clear();
+            first.extend((0..n_units).map(|u| masks[r] >> u & 1 == 1));
+        } else {
+            permutation_first_group_into(opts.seed, r as u32, n_units, n1, order, first);
+        }
+    };
+    let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
+        reps.into_par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new(), PairScratch::default()),
+                |(order, first, s), r| {
+                    assign(r, order, first);
+                    let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));
+                    fit_pair(first, mult.as_deref(), s)
+                },
+            )
+            .flatten_iter()
+            .collect()
+    };
     let range = range_of(shard, total);
     let mut diffs: Vec<Option<Vec<f64>>> = Vec::with_capacity(range.len());
     let progress = crate::progress::Progress::replicates("bdiff", range.len(), opts.progress);
@@ -483,6 +570,8 @@ pub fn bdiff_draws(
                 key_mask: u32::MAX,
             };
             shared.drawn_betas(&draws, demeaner)?
+        } else if streamed && !device_draws {
+            stream(r0..r1)
         } else {
             let pairs: Vec<(Vec<bool>, Option<Vec<u32>>)> = (r0..r1)
                 .into_par_iter()
@@ -588,6 +677,92 @@ pub fn assemble(draws: &BdiffDraws) -> Result<BdiffResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Stream;
+
+    /// The pruning as first written: whole passes until one changes nothing.
+    fn prune_by_passes(fes: &[&FixedEffect], w: &mut [f64]) {
+        let mut counts: Vec<Vec<u32>> = fes.iter().map(|f| vec![0; f.levels]).collect();
+        for (k, f) in fes.iter().enumerate() {
+            for (i, &g) in f.ids.iter().enumerate() {
+                counts[k][g as usize] += (w[i] > 0.0) as u32;
+            }
+        }
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..w.len() {
+                if w[i] > 0.0 && fes.iter().enumerate().any(|(k, f)| counts[k][f.ids[i] as usize] == 1) {
+                    w[i] = 0.0;
+                    changed = true;
+                    for (k, f) in fes.iter().enumerate() {
+                        counts[k][f.ids[i] as usize] -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sparse random effects (many singletons and chains of them): cells nested in firms, and
+    /// a year-like effect; base weights with zeros.
+    fn sparse_design(s: &mut Stream, n: usize) -> (Vec<FixedEffect>, Vec<f64>) {
+        let cell: Vec<u32> = (0..n).map(|_| s.below(n as u32 / 2)).collect();
+        let firm: Vec<u32> = cell.iter().map(|&c| c / 3).collect();
+        let year: Vec<u32> = (0..n).map(|_| s.below(40)).collect();
+        let fe = |name: &str, ids: Vec<u32>| {
+            let levels = *ids.iter().max().unwrap() as usize + 1;
+            FixedEffect {
+                name: name.into(),
+                ids,
+                levels,
+            }
+        };
+        let base: Vec<f64> = (0..n).map(|_| if s.below(10) == 0 { 0.0 } else { 1.0 }).collect();
+        (vec![fe("firm", firm), fe("year", year), fe("cell", cell)], base)
+    }
+
+    #[test]
+    fn singleton_pruning_equals_repeated_passes() {
+        let mut s = Stream::new(5, 2);
+        for _ in 0..30 {
+            let (fes, base) = sparse_design(&mut s, 400);
+            let refs: Vec<&FixedEffect> = fes.iter().collect();
+            let mut w: Vec<f64> = base.iter().map(|&b| if s.below(3) == 0 { 0.0 } else { b }).collect();
+            let mut reference = w.clone();
+            drop_weighted_singletons(&refs, &mut w);
+            prune_by_passes(&refs, &mut reference);
+            assert_eq!(w, reference);
+        }
+    }
+
+    #[test]
+    fn pair_pruning_equals_pruning_each_group() {
+        let mut s = Stream::new(6, 2);
+        for rep in 0..40 {
+            let (fes, base) = sparse_design(&mut s, 500);
+            let all: Vec<&FixedEffect> = fes.iter().collect();
+            // firm is nested in cell: the pruner may leave it out
+            let projected = if rep % 2 == 0 {
+                vec![&fes[1], &fes[2]]
+            } else {
+                all.clone()
+            };
+            let pruner = PairPruner::new(projected, &base);
+            let share = [2, 5, 50][rep % 3];
+            let mut scratch = PruneScratch::default();
+            for _ in 0..3 {
+                let first: Vec<bool> = (0..500).map(|_| s.below(share) == 0).collect();
+                let mut w = [Vec::new(), Vec::new()];
+                let ids: Vec<u32> = (0..500).collect();
+                group_weights(&ids, &base, &|u| first[u], None, &mut w);
+                let mut reference = w.clone();
+                pruner.prune(&mut w, &mut scratch);
+                for r in reference.iter_mut() {
+                    drop_weighted_singletons(&all, r);
+                }
+                assert_eq!(w, reference, "replicate {rep}, one in {share} rows in group 1");
+            }
+        }
+    }
 
     #[test]
     fn gosper_enumerates_every_subset_once() {

@@ -53,20 +53,34 @@ pub const WEBB_POINTS: [f64; 6] = [
 /// Which units fall in the first group of a permutation replicate: units are ordered by
 /// (Philox key, unit index) and the first `n_first` are taken, so group sizes are kept exactly.
 pub fn permutation_first_group(seed: u64, replicate: u32, units: usize, n_first: usize) -> Vec<bool> {
-    let mut order: Vec<(u32, u32)> = (0..units as u32)
-        .map(|u| (draw(seed, stream::PERMUTATION, replicate, u), u))
-        .collect();
+    let (mut order, mut first) = (Vec::new(), Vec::new());
+    permutation_first_group_into(seed, replicate, units, n_first, &mut order, &mut first);
+    first
+}
+
+/// [`permutation_first_group`] into buffers the caller keeps across replicates (`order` is
+/// scratch): the same draws without two allocations of the size of the sample per replicate.
+pub fn permutation_first_group_into(
+    seed: u64,
+    replicate: u32,
+    units: usize,
+    n_first: usize,
+    order: &mut Vec<(u32, u32)>,
+    first: &mut Vec<bool>,
+) {
+    order.clear();
+    order.extend((0..units as u32).map(|u| (draw(seed, stream::PERMUTATION, replicate, u), u)));
     // the n_first smallest (draw, unit) pairs — all distinct, so the set is the one a full sort
     // would give — in O(units)
     let k = n_first.min(units);
     if k > 0 && k < units {
         order.select_nth_unstable(k - 1);
     }
-    let mut first = vec![false; units];
+    first.clear();
+    first.resize(units, false);
     for &(_, u) in &order[..k] {
         first[u as usize] = true;
     }
-    first
 }
 
 /// Pairs (cluster) bootstrap multiplicities: `units` draws of a unit index by multiply-shift.

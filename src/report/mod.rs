@@ -3,6 +3,7 @@
 //! JSON is the full [`FitResult`] list (`{"models": [...], "timing": {...}}`), the contract other
 //! tools read.
 
+pub mod axis;
 pub mod directory;
 pub mod plot;
 pub mod resampling;
