@@ -51,7 +51,7 @@ fn small_panel_recovers_the_planted_effect_and_matches_its_schema() {
     let r = fit(&table, &model, &opts, &CpuDemeaner).unwrap();
     let c = r.coefficients.iter().find(|c| c.name == "digtech").unwrap();
     let planted = truth.planted["digtech_on_qua"];
-    let t_crit = fegpu::replicate::t_critical(0.05, r.df_t);
+    let t_crit = fegpu::stats::t_critical(0.05, r.df_t);
     eprintln!(
         "digtech {:.6} (se {:.6}), planted {:.6}, N {}",
         c.estimate, c.std_error, planted, r.nobs

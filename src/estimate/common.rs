@@ -3,10 +3,13 @@
 //! absorbed degrees of freedom of a design, what a solver hands to the shared tail of a fit,
 //! and the note on a column whose demeaning did not converge.
 
+use std::time::Instant;
+
 use super::ols;
+use super::result::{cluster_info, fixed_effect_info, Coefficient, DroppedRegressor, FitResult, IvDiagnostics};
 use super::vcov::{self, Ssc, VcovSpec};
 use crate::data::prepare::Design;
-use crate::demean::DemeanOptions;
+use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::absorbed_dof;
 
@@ -127,4 +130,107 @@ pub(crate) fn check_kept(design: &Design, est: &ols::Ols, notes: &mut Vec<String
         )));
     }
     Ok(())
+}
+
+/// A fit's own numbers; [`assemble`] adds what OLS and IV report alike.
+pub(crate) struct Own {
+    pub nobs: usize,
+    pub coefficients: Vec<Coefficient>,
+    /// R², adjusted R², within R² (with fixed effects), RMSE, RSS, TSS.
+    pub r2: f64,
+    pub adj_r2: f64,
+    pub within_r2: Option<f64>,
+    pub rmse: f64,
+    pub rss: f64,
+    pub tss: f64,
+    pub collinear: Vec<DroppedRegressor>,
+    pub vcov_matrix: Vec<Vec<f64>>,
+    pub notes: Vec<String>,
+    pub iv: Option<IvDiagnostics>,
+}
+
+/// The demeaning run behind a fit (what `FitResult` reports about it).
+pub(crate) struct Run<'a> {
+    iterations: usize,
+    converged: bool,
+    method: (crate::demean::Method, f64),
+    has_fe: bool,
+    demeaner: &'a dyn Demeaner,
+    t0: Instant,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        iterations: usize,
+        converged: bool,
+        method: (crate::demean::Method, f64),
+        has_fe: bool,
+        demeaner: &'a dyn Demeaner,
+        t0: Instant,
+    ) -> Self {
+        Run {
+            iterations,
+            converged,
+            method,
+            has_fe,
+            demeaner,
+            t0,
+        }
+    }
+}
+
+/// The [`FitResult`] of `formula` on `design`: the estimator's own numbers, and the sample,
+/// effects, clusters, degrees of freedom, variance and demeaning run filled the same way for
+/// every estimator.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    formula: &str,
+    design: &Design,
+    opts: &FitOptions,
+    dof_vcov: &crate::fe::AbsorbedDof,
+    df_resid: f64,
+    v: &vcov::Vcov,
+    run: Run,
+    own: Own,
+) -> FitResult {
+    let (has_fe, method) = (run.has_fe, run.method);
+    FitResult {
+        formula: formula.to_string(),
+        depvar: design.y_name.clone(),
+        nobs: own.nobs,
+        nobs_raw: design.nobs_raw,
+        coefficients: own.coefficients,
+        r2: own.r2,
+        adj_r2: own.adj_r2,
+        within_r2: own.within_r2,
+        rmse: own.rmse,
+        rss: own.rss,
+        tss: own.tss,
+        vcov: opts.vcov.describe(),
+        ssc: opts.ssc,
+        weights: opts.weights.clone(),
+        fixed_effects: fixed_effect_info(dof_vcov),
+        clusters: cluster_info(design),
+        dropped: design.dropped.clone(),
+        collinear: own.collinear,
+        df_absorbed: dof_vcov.df_a,
+        df_resid,
+        df_t: v.df_t,
+        iterations: run.iterations,
+        converged: run.converged,
+        solver: if has_fe { method.0.solver } else { "none".into() },
+        preconditioner: method.0.preconditioner,
+        demean_residual: method.1.is_finite().then_some(method.1),
+        backend: if has_fe {
+            run.demeaner.name()
+        } else {
+            "cpu (no fixed effects)".into()
+        },
+        df64_selftest: if has_fe { run.demeaner.df64_selftest() } else { None },
+        vcov_matrix: own.vcov_matrix,
+        eigen_fixed: v.eigen_fixed,
+        notes: own.notes,
+        seconds: run.t0.elapsed().as_secs_f64(),
+        iv: own.iv,
+    }
 }

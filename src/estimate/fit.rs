@@ -6,10 +6,12 @@ pub use super::result::FitResult;
 
 use std::time::Instant;
 
-use super::common::{check_kept, degrees, not_converged_note, weighted_centred_ss, Degrees, Solved};
+use super::common::{
+    assemble, check_kept, degrees, not_converged_note, weighted_centred_ss, Degrees, Own, Run, Solved,
+};
 use super::finite;
 use super::ols;
-use super::result::{cluster_info, fixed_effect_info, Coefficient};
+use super::result::Coefficient;
 use super::vcov::{self, Ssc, VcovInput};
 use crate::data::prepare::{prepare, Design, PrepareOptions};
 use crate::data::Table;
@@ -247,11 +249,8 @@ fn fit_columns(
         .collect();
     let vcov_matrix = (0..k).map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect()).collect();
 
-    let r = FitResult {
-        formula: formula.to_string(),
-        depvar: design.y_name.clone(),
+    let own = Own {
         nobs: n,
-        nobs_raw: design.nobs_raw,
         coefficients,
         r2,
         adj_r2,
@@ -259,33 +258,13 @@ fn fit_columns(
         rmse,
         rss,
         tss,
-        vcov: opts.vcov.describe(),
-        ssc: opts.ssc,
-        weights: opts.weights.clone(),
-        fixed_effects: fixed_effect_info(&dof_vcov),
-        clusters: cluster_info(design),
-        dropped: design.dropped.clone(),
         collinear: est.dropped.clone(),
-        df_absorbed: dof_vcov.df_a,
-        df_resid,
-        df_t: v.df_t,
-        iterations,
-        converged,
-        solver: if has_fe { method.0.solver } else { "none".into() },
-        preconditioner: method.0.preconditioner,
-        demean_residual: method.1.is_finite().then_some(method.1),
-        backend: if has_fe {
-            demeaner.name()
-        } else {
-            "cpu (no fixed effects)".into()
-        },
-        df64_selftest: if has_fe { demeaner.df64_selftest() } else { None },
         vcov_matrix,
-        eigen_fixed: v.eigen_fixed,
         notes,
-        seconds: t0.elapsed().as_secs_f64(),
         iv: None,
     };
+    let run = Run::new(iterations, converged, method, has_fe, demeaner, t0);
+    let r = assemble(formula, design, opts, &dof_vcov, df_resid, &v, run, own);
     finite::check_result(&r)?;
     crate::timing::lap("estimate");
     Ok(r)

@@ -21,9 +21,9 @@
 //! * **Stock–Yogo** critical values (5% tests) for TSLS size and relative bias from the shipped
 //!   table (data/stock_yogo_2005.md), for m ≤ 2 endogenous and L ≤ 10 instruments.
 
-use super::common::{absorbed, not_converged_note, FitOptions};
-use super::result::{cluster_info, fixed_effect_info, Coefficient, FitResult};
+use super::common::{absorbed, assemble, not_converged_note, FitOptions, Own, Run};
 pub use super::result::{AndersonRubin, FirstStage, IvDiagnostics, StockYogo};
+use super::result::{Coefficient, FitResult};
 use super::vcov::{self, VcovInput, VcovSpec};
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, Demeaner};
@@ -628,11 +628,8 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let df_resid_full = nf - k as f64 - dof_full.df_a as f64;
     let r2 = 1.0 - rss / tss;
     let within_r2 = if has_fe { Some(1.0 - rss / dot(&y, &y)) } else { None };
-    let r = FitResult {
-        formula: formula.to_string(),
-        depvar: design.y_name.clone(),
+    let own = Own {
         nobs: n,
-        nobs_raw: design.nobs_raw,
         coefficients,
         r2,
         adj_r2: 1.0 - (1.0 - r2) * (nf - 1.0) / df_resid_full,
@@ -643,33 +640,13 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         },
         rss,
         tss,
-        vcov: opts.vcov.describe(),
-        ssc: opts.ssc,
-        weights: opts.weights.clone(),
-        fixed_effects: fixed_effect_info(&dof_vcov),
-        clusters: cluster_info(design),
-        dropped: design.dropped.clone(),
         collinear: vec![],
-        df_absorbed: dof_vcov.df_a,
-        df_resid,
-        df_t: v.df_t,
-        iterations,
-        converged,
-        solver: if has_fe { method.0.solver } else { "none".into() },
-        preconditioner: method.0.preconditioner,
-        demean_residual: method.1.is_finite().then_some(method.1),
-        backend: if has_fe {
-            demeaner.name()
-        } else {
-            "cpu (no fixed effects)".into()
-        },
-        df64_selftest: if has_fe { demeaner.df64_selftest() } else { None },
         vcov_matrix: (0..k).map(|a| (0..k).map(|b| v.matrix.get(a, b)).collect()).collect(),
-        eigen_fixed: v.eigen_fixed,
         notes,
-        seconds: t0.elapsed().as_secs_f64(),
         iv: Some(iv),
     };
+    let run = Run::new(iterations, converged, method, has_fe, demeaner, t0);
+    let r = assemble(formula, design, opts, &dof_vcov, df_resid, &v, run, own);
     super::finite::check_result(&r)?;
     crate::timing::lap("estimate");
     Ok(r)
