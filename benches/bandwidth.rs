@@ -7,7 +7,8 @@
 //! effective GB/s (bytes they must read and write once) set against it: X̃'WX̃ with X̃'Wỹ
 //! (reads 14 columns), the residuals (reads 14, writes 1), the clustered meat (reads 13, the
 //! scores and the ids; 120 clusters in runs of 83,000 rows as in data sorted by cluster, and
-//! scattered row by row) and the HC1 meat (reads 13 and the scores).
+//! scattered row by row), X'WX with regression weights (reads 13 and w) and the HC1 meat
+//! (reads 13 and the scores).
 
 use std::time::Instant;
 
@@ -104,6 +105,11 @@ fn main() {
         "cluster meat, ids scattered",
         (14.0 * 8.0 + 4.0) * nf,
         best(3, || drop(cluster_sums(&refs[1..], &e, &scattered, 120))),
+    );
+    row(
+        "weighted cross products (13+w)",
+        14.0 * 8.0 * nf,
+        best(3, || drop(cross_products(&refs[1..], Some(&e)))),
     );
     row(
         "HC1 meat (13)",
