@@ -281,15 +281,7 @@ fn replicate_engine_paths_agree() {
     let y: Vec<f64> = (0..n)
         .map(|i| 0.5 * x[i] + fw[i] + ff[i] + 0.1 * year[i] as f64 + s.normal())
         .collect();
-    let mk = |name: &str, ids: &[u32]| {
-        let levels = *ids.iter().max().unwrap() as usize + 1;
-        let (ids, levels) = fegpu::fe::index::compact(ids, levels, &(0..n).collect::<Vec<_>>());
-        FixedEffect {
-            name: name.into(),
-            ids,
-            levels,
-        }
-    };
+    let mk = FixedEffect::from_codes;
     let (d, _) = panel(1, 10, 3, 0.0);
     let design = Design {
         y,
@@ -376,14 +368,7 @@ fn complement_gram_equals_the_direct_level_sums() {
         large.extend(std::iter::repeat(g).take(len.min(n - large.len())));
         g += 1;
     }
-    let fe = |name: &str, ids: Vec<u32>| {
-        let levels = *ids.iter().max().unwrap() as usize + 1;
-        FixedEffect {
-            name: name.into(),
-            ids,
-            levels,
-        }
-    };
+    let fe = |name: &str, ids: Vec<u32>| FixedEffect::from_codes(name, &ids);
     let big = fe("cell", large);
     let year = fe("year", (0..n).map(|_| s.below(6)).collect());
     let sector = fe("sector", (0..n).map(|_| s.below(3)).collect());

@@ -12,14 +12,7 @@ use fegpu::linalg::{cholesky_drop, cholesky_inverse, Mat};
 use fegpu::rng::Stream;
 
 fn fe(name: &str, ids: Vec<u32>) -> FixedEffect {
-    let levels = *ids.iter().max().unwrap() as usize + 1;
-    let n = ids.len();
-    let (ids, levels) = fegpu::fe::index::compact(&ids, levels, &(0..n).collect::<Vec<_>>());
-    FixedEffect {
-        name: name.into(),
-        ids,
-        levels,
-    }
+    FixedEffect::from_codes(name, &ids)
 }
 
 /// A miniature of the difficult design: individuals in bands of firms along a chain, years.

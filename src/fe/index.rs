@@ -12,6 +12,18 @@ pub struct FixedEffect {
 }
 
 impl FixedEffect {
+    /// The effect `name` with any codes per observation, renumbered densely in order of first
+    /// appearance (so every level is used).
+    pub fn from_codes(name: &str, codes: &[u32]) -> Self {
+        let levels = codes.iter().max().map_or(0, |&m| m as usize + 1);
+        let (ids, levels) = compact(codes, levels, &(0..codes.len()).collect::<Vec<_>>());
+        FixedEffect {
+            name: name.into(),
+            ids,
+            levels,
+        }
+    }
+
     /// Observations per level.
     pub fn counts(&self) -> Vec<u32> {
         let mut c = vec![0u32; self.levels];

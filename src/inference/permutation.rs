@@ -708,14 +708,7 @@ mod tests {
         let cell: Vec<u32> = (0..n).map(|_| s.below(n as u32 / 2)).collect();
         let firm: Vec<u32> = cell.iter().map(|&c| c / 3).collect();
         let year: Vec<u32> = (0..n).map(|_| s.below(40)).collect();
-        let fe = |name: &str, ids: Vec<u32>| {
-            let levels = *ids.iter().max().unwrap() as usize + 1;
-            FixedEffect {
-                name: name.into(),
-                ids,
-                levels,
-            }
-        };
+        let fe = |name: &str, ids: Vec<u32>| FixedEffect::from_codes(name, &ids);
         let base: Vec<f64> = (0..n).map(|_| if s.below(10) == 0 { 0.0 } else { 1.0 }).collect();
         (vec![fe("firm", firm), fe("year", year), fe("cell", cell)], base)
     }
