@@ -83,18 +83,17 @@ fn cross_products_scaled(cols: &[&[f64]], scale: RowScale) -> Mat {
         .into_par_iter()
         .map(|range| {
             let mut acc = vec![0.0; len];
-            let (mut wa, mut wb, mut ws) = (vec![0.0; BLOCK], vec![0.0; BLOCK], vec![0.0; BLOCK]);
+            let mut ws = vec![0.0; BLOCK];
             for r0 in range.clone().step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(range.end);
                 let w = scale.block(r0, r1, &mut ws);
                 // two left columns against four right ones per sweep (see `dots_2x4`)
                 for a0 in (0..k).step_by(2) {
                     let a1 = (a0 + 1).min(k - 1);
-                    let l0 = weighted(&cols[a0][r0..r1], w, &mut wa);
-                    let l1 = weighted(&cols[a1][r0..r1], w, &mut wb);
+                    let left = [&cols[a0][r0..r1], &cols[a1][r0..r1]];
                     for b0 in (0..=a1).step_by(4) {
                         let pick = |j: usize| &cols[(b0 + j).min(a1)][r0..r1];
-                        let d = dots_2x4([l0, l1], [pick(0), pick(1), pick(2), pick(3)]);
+                        let d = dots_2x4(left, [pick(0), pick(1), pick(2), pick(3)], w);
                         for (j, v) in d[0].iter().enumerate().take((a0 + 1).saturating_sub(b0)) {
                             acc[packed(a0, b0 + j)] += v;
                         }
@@ -120,48 +119,47 @@ fn cross_products_scaled(cols: &[&[f64]], scale: RowScale) -> Mat {
     m
 }
 
-/// A block of a column, multiplied by the block's row scale when there is one (into `buf`).
-fn weighted<'a>(col: &'a [f64], scale: Option<&[f64]>, buf: &'a mut [f64]) -> &'a [f64] {
-    match scale {
-        Some(w) => {
-            for ((o, x), wi) in buf.iter_mut().zip(col).zip(w) {
-                *o = wi * x;
-            }
-            &buf[..col.len()]
-        }
-        None => col,
-    }
-}
-
-/// `Σ_i a_ci b_ji` for two columns `a_c` against four columns `b_j` at once: each loaded value
-/// serves two or four products (six loads per eight multiply-adds). With AVX2 and FMA (checked
-/// at run time) eight vector multiply-add chains run side by side, which is what lets the cross
-/// products keep up with memory; elsewhere a portable loop. (The two round differently in the
-/// last bits: results are deterministic on one machine, not bit-equal across instruction sets.)
-fn dots_2x4(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
+/// `Σ_i w_i a_ci b_ji` for two columns `a_c` against four columns `b_j` at once (`w = 1` when
+/// there is no row scale): each loaded value serves two or four products (six loads, seven with
+/// a scale, per eight multiply-adds; the scale multiplies the two left values in registers, so
+/// weighted sums cost no extra pass). With AVX2 and FMA (checked at run time) eight vector
+/// multiply-add chains run side by side, which is what lets the cross products keep up with
+/// memory; elsewhere a portable loop. (The two round differently in the last bits: results are
+/// deterministic on one machine, not bit-equal across instruction sets.)
+fn dots_2x4(a: [&[f64]; 2], b: [&[f64]; 4], w: Option<&[f64]>) -> [[f64; 4]; 2] {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // Safety: the CPU has the features the function is compiled for (checked above).
-            return unsafe { dots_2x4_avx2(a, b) };
+            return unsafe {
+                match w {
+                    Some(w) => dots_2x4_avx2::<true>(a, b, w),
+                    None => dots_2x4_avx2::<false>(a, b, &[]),
+                }
+            };
         }
     }
-    [dots4_portable(a[0], b), dots4_portable(a[1], b)]
+    [dots4_portable(a[0], b, w), dots4_portable(a[1], b, w)]
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dots_2x4_avx2(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
+unsafe fn dots_2x4_avx2<const SCALED: bool>(a: [&[f64]; 2], b: [&[f64]; 4], w: &[f64]) -> [[f64; 4]; 2] {
     use std::arch::x86_64::*;
     let n = a[0].len();
-    assert!(a[1].len() == n && b.iter().all(|c| c.len() == n));
+    assert!(a[1].len() == n && b.iter().all(|c| c.len() == n) && (!SCALED || w.len() == n));
     let m = n / 4 * 4;
     let mut acc = [[_mm256_setzero_pd(); 4]; 2];
     let mut i = 0;
     while i < m {
-        // Safety: i + 4 ≤ n for every column (same length, asserted above).
-        let x0 = _mm256_loadu_pd(a[0].as_ptr().add(i));
-        let x1 = _mm256_loadu_pd(a[1].as_ptr().add(i));
+        // Safety: i + 4 ≤ n for every column and the scale (same length, asserted above).
+        let mut x0 = _mm256_loadu_pd(a[0].as_ptr().add(i));
+        let mut x1 = _mm256_loadu_pd(a[1].as_ptr().add(i));
+        if SCALED {
+            let s = _mm256_loadu_pd(w.as_ptr().add(i));
+            x0 = _mm256_mul_pd(x0, s);
+            x1 = _mm256_mul_pd(x1, s);
+        }
         for j in 0..4 {
             let y = _mm256_loadu_pd(b[j].as_ptr().add(i));
             acc[0][j] = _mm256_fmadd_pd(x0, y, acc[0][j]);
@@ -174,30 +172,43 @@ unsafe fn dots_2x4_avx2(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
         for j in 0..4 {
             let mut lanes = [0.0; 4];
             _mm256_storeu_pd(lanes.as_mut_ptr(), acc[c][j]);
-            let tail: f64 = a[c][m..].iter().zip(&b[j][m..]).map(|(x, y)| x * y).sum();
+            let scale = |r: usize| if SCALED { w[r] } else { 1.0 };
+            let tail: f64 = (m..n).map(|r| scale(r) * a[c][r] * b[j][r]).sum();
             out[c][j] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
         }
     }
     out
 }
 
+/// `Σ_i w_i a_i b_ji` for one column against four (`w = 1` when `None`), in four-lane chains.
 #[inline(always)]
-fn dots4_portable(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+fn dots4_portable(a: &[f64], b: [&[f64]; 4], w: Option<&[f64]>) -> [f64; 4] {
     let mut acc = [[0.0f64; 4]; 4];
+    let mut scaled = [0.0f64; 4];
     let rows = a.chunks_exact(4).zip(b[0].chunks_exact(4)).zip(b[1].chunks_exact(4));
     let rows = rows.zip(b[2].chunks_exact(4)).zip(b[3].chunks_exact(4));
-    for ((((x, p), q), r), s) in rows {
+    for (r, ((((x, p), q), t), s)) in rows.enumerate() {
+        let x = match w {
+            Some(w) => {
+                for l in 0..4 {
+                    scaled[l] = x[l] * w[4 * r + l];
+                }
+                &scaled[..]
+            }
+            None => x,
+        };
         for l in 0..4 {
             acc[0][l] += x[l] * p[l];
             acc[1][l] += x[l] * q[l];
-            acc[2][l] += x[l] * r[l];
+            acc[2][l] += x[l] * t[l];
             acc[3][l] += x[l] * s[l];
         }
     }
     let tail = a.len() / 4 * 4;
+    let scale = |r: usize| w.map_or(1.0, |w| w[r]);
     let mut out = [0.0; 4];
     for (j, o) in out.iter_mut().enumerate() {
-        let t: f64 = a[tail..].iter().zip(&b[j][tail..]).map(|(x, y)| x * y).sum();
+        let t: f64 = (tail..a.len()).map(|r| scale(r) * a[r] * b[j][r]).sum();
         *o = (acc[j][0] + acc[j][1]) + (acc[j][2] + acc[j][3]) + t;
     }
     out
@@ -318,39 +329,44 @@ pub fn products(u: &[f64], v: &[f64]) -> Vec<f64> {
 /// Per-cluster score sums `s_g = Σ_{i∈g} s_i x_i` (row-major, `levels × k`). The rows are split
 /// into as many contiguous parts as the data allow (each part holds its own `levels × k` sums,
 /// at most 2²⁵ numbers in all), so few-cluster variables run in parallel and million-cluster
-/// ones do not multiply their memory. Within a part, see [`add_cluster_scores`].
+/// ones do not multiply their memory. Within a part, see [`add_cluster_scores`]; a part's sums
+/// are kept with a row stride rounded up to 4 (whole vectors), and cut back to `k` at the end.
 pub fn cluster_sums(x: &[&[f64]], s: &[f64], ids: &[u32], levels: usize) -> Vec<f64> {
     let k = x.len();
     let n = s.len();
-    let width = (levels * k).max(1);
+    assert!(ids.len() == n && x.iter().all(|c| c.len() == n));
+    let stride = k.div_ceil(4) * 4;
+    let width = (levels * stride).max(1);
     let parts = (n / TASK).clamp(1, 64).min(((1usize << 25) / width).max(1));
     let size = n.div_ceil(parts).max(1);
     let sums: Vec<Vec<f64>> = (0..parts)
         .into_par_iter()
         .map(|p| {
             let mut acc = vec![0.0; width];
-            let mut tile = vec![0.0; TILE * k];
             let (lo, hi) = (p * size, ((p + 1) * size).min(n));
             for r0 in (lo..hi).step_by(BLOCK) {
-                add_cluster_scores(&mut acc, &mut tile, x, s, ids, r0..(r0 + BLOCK).min(hi));
+                add_cluster_scores(&mut acc, stride, x, s, ids, r0..(r0 + BLOCK).min(hi));
             }
             acc
         })
         .collect();
-    add_in_order(sums, width)
+    let padded = add_in_order(sums, width);
+    padded
+        .chunks(stride)
+        .take(levels)
+        .flat_map(|row| row[..k].iter().copied())
+        .collect()
 }
 
-/// Rows per tile of [`add_cluster_scores`].
-const TILE: usize = 64;
-
-/// Adds the scores of `rows` to their clusters' sums. A block inside one cluster (data sorted
-/// by cluster) is reduced by vectorised dot products. Otherwise the block goes in tiles of
-/// [`TILE`] rows: the scores `s_i x_i` are formed column by column into a row-major tile, then
-/// each row's k scores are added to its cluster's k contiguous sums — a short vector add per
-/// row instead of k scattered scalar updates through k column pointers.
+/// Adds the scores of `rows` to their clusters' sums (cluster g's at `acc[g·stride..]`). A block
+/// inside one cluster (data sorted by cluster) is reduced by vectorised dot products. Otherwise
+/// each row's k scores `s_i x_i` are added to its cluster's contiguous sums as whole vectors:
+/// with AVX2 four rows × four columns are loaded, scaled and transposed in registers
+/// ([`add_scattered_avx2`]); elsewhere through a row-major tile. Either way each sum receives
+/// its rows in row order (the results are the same).
 fn add_cluster_scores(
     acc: &mut [f64],
-    tile: &mut [f64],
+    stride: usize,
     x: &[&[f64]],
     s: &[f64],
     ids: &[u32],
@@ -359,17 +375,43 @@ fn add_cluster_scores(
     let k = x.len();
     let block_ids = &ids[rows.clone()];
     if block_ids.iter().all(|&g| g == block_ids[0]) {
-        let g = block_ids[0] as usize * k;
+        let g = block_ids[0] as usize * stride;
         let sb = &s[rows.clone()];
         for c0 in (0..k).step_by(4) {
             let pick = |j: usize| &x[(c0 + j).min(k - 1)][rows.clone()];
-            let d = dots4_portable(sb, [pick(0), pick(1), pick(2), pick(3)]);
+            let d = dots4_portable(sb, [pick(0), pick(1), pick(2), pick(3)], None);
             for (j, v) in d.iter().enumerate().take(k - c0) {
                 acc[g + c0 + j] += v;
             }
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: the CPU has AVX2 (checked above); bounds are checked inside.
+            unsafe { add_scattered_avx2(acc, stride, x, s, ids, rows) };
+            return;
+        }
+    }
+    add_scattered_tiles(acc, stride, x, s, ids, rows);
+}
+
+/// Rows per tile of [`add_scattered_tiles`].
+const TILE: usize = 64;
+
+/// The portable scattered path: the scores of [`TILE`] rows are formed column by column into a
+/// row-major tile, then each row's scores are added to its cluster's contiguous sums.
+fn add_scattered_tiles(
+    acc: &mut [f64],
+    stride: usize,
+    x: &[&[f64]],
+    s: &[f64],
+    ids: &[u32],
+    rows: std::ops::Range<usize>,
+) {
+    let k = x.len();
+    let mut tile = vec![0.0; TILE * k];
     for t0 in rows.clone().step_by(TILE) {
         let t1 = (t0 + TILE).min(rows.end);
         for (j, xj) in x.iter().enumerate() {
@@ -378,12 +420,71 @@ fn add_cluster_scores(
             }
         }
         for (r, &g) in ids[t0..t1].iter().enumerate() {
-            let g = g as usize * k;
+            let g = g as usize * stride;
             for (a, v) in acc[g..g + k].iter_mut().zip(&tile[r * k..r * k + k]) {
                 *a += v;
             }
         }
     }
+}
+
+/// The AVX2 scattered path: for four rows at a time and four columns at a time, the columns'
+/// values are loaded as vectors, multiplied by the rows' `s`, transposed into one vector per
+/// row (two unpacks and two lane permutes) and added to the row's cluster sums — four vector
+/// stores per row for 13 columns instead of 13 scalar ones. Columns past `k` in the last group
+/// are zeros (the stride is a multiple of 4, so the padding lanes exist and stay zero).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_scattered_avx2(
+    acc: &mut [f64],
+    stride: usize,
+    x: &[&[f64]],
+    s: &[f64],
+    ids: &[u32],
+    rows: std::ops::Range<usize>,
+) {
+    use std::arch::x86_64::*;
+    let k = x.len();
+    assert!(stride % 4 == 0 && stride >= k && s.len() >= rows.end && ids.len() >= rows.end);
+    assert!(x.iter().all(|c| c.len() >= rows.end));
+    let end4 = rows.start + (rows.end - rows.start) / 4 * 4;
+    let mut r = rows.start;
+    while r < end4 {
+        let mut at = [0usize; 4];
+        for (i, a) in at.iter_mut().enumerate() {
+            *a = ids[r + i] as usize * stride;
+            assert!(*a + stride <= acc.len(), "cluster id out of range");
+        }
+        // Safety: r + 4 ≤ rows.end ≤ every column's length, and every row's sums lie inside
+        // `acc` (both asserted above).
+        let sv = _mm256_loadu_pd(s.as_ptr().add(r));
+        for c0 in (0..k).step_by(4) {
+            let col = |j: usize| {
+                if c0 + j < k {
+                    _mm256_mul_pd(_mm256_loadu_pd(x[c0 + j].as_ptr().add(r)), sv)
+                } else {
+                    _mm256_setzero_pd()
+                }
+            };
+            let (v0, v1, v2, v3) = (col(0), col(1), col(2), col(3));
+            let lo01 = _mm256_unpacklo_pd(v0, v1); // rows 0 and 2 of columns 0, 1
+            let hi01 = _mm256_unpackhi_pd(v0, v1); // rows 1 and 3
+            let lo23 = _mm256_unpacklo_pd(v2, v3);
+            let hi23 = _mm256_unpackhi_pd(v2, v3);
+            let by_row = [
+                _mm256_permute2f128_pd(lo01, lo23, 0x20),
+                _mm256_permute2f128_pd(hi01, hi23, 0x20),
+                _mm256_permute2f128_pd(lo01, lo23, 0x31),
+                _mm256_permute2f128_pd(hi01, hi23, 0x31),
+            ];
+            for (t, &a) in by_row.iter().zip(&at) {
+                let p = acc.as_mut_ptr().add(a + c0);
+                _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), *t));
+            }
+        }
+        r += 4;
+    }
+    add_scattered_tiles(acc, stride, x, s, ids, end4..rows.end);
 }
 
 #[cfg(test)]
@@ -450,6 +551,22 @@ mod tests {
                 assert!((sums[g * 3 + j] - plain).abs() < 1e-9, "runs {g} {j}");
             }
         }
+        // scattered ids, five columns: two vector groups, the second padded
+        let five: Vec<&[f64]> = refs.iter().copied().chain([w.as_slice()]).collect();
+        let sums = cluster_sums(&five, &cols[0], &ids, 5);
+        assert_eq!(sums.len(), 25);
+        for g in 0..5 {
+            for j in 0..5 {
+                let plain: f64 = (0..n)
+                    .filter(|&i| ids[i] == g as u32)
+                    .map(|i| cols[0][i] * five[j][i])
+                    .sum();
+                assert!(
+                    (sums[g * 5 + j] - plain).abs() < 1e-9 * plain.abs().max(1.0),
+                    "5 cols {g} {j}"
+                );
+            }
+        }
         let hc1 = cross_products_by(&refs[1..], &cols[0], &w);
         for (a, b) in [(0, 0), (2, 1), (1, 0)] {
             let plain: f64 = (0..n)
@@ -475,5 +592,25 @@ mod tests {
         let p = sum_products(&cols[1], &cols[2]);
         let plain: f64 = (0..n).map(|i| cols[1][i] * cols[2][i]).sum();
         assert!((p - plain).abs() < 1e-9);
+    }
+
+    #[test]
+    fn scattered_cluster_paths_give_the_same_sums() {
+        // the vector path (where the CPU has one) and the portable tiles, on uneven row ranges
+        let n = 1001;
+        let cols: Vec<Vec<f64>> = (0..6).map(|j| column(n, 20 + j)).collect();
+        let x: Vec<&[f64]> = cols[..5].iter().map(|c| c.as_slice()).collect();
+        let ids: Vec<u32> = (0..n).map(|i| (i * 13 % 7) as u32).collect();
+        let stride = 8;
+        let mut tiles = vec![0.0; 7 * stride];
+        let mut auto = vec![0.0; 7 * stride];
+        for rows in [0..3, 3..501, 501..n] {
+            add_scattered_tiles(&mut tiles, stride, &x, &cols[5], &ids, rows.clone());
+            add_cluster_scores(&mut auto, stride, &x, &cols[5], &ids, rows);
+        }
+        assert_eq!(tiles, auto);
+        assert!(tiles.chunks(stride).all(|row| row[5..].iter().all(|&v| v == 0.0)));
+        let plain: f64 = (0..n).filter(|&i| ids[i] == 3).map(|i| cols[5][i] * cols[4][i]).sum();
+        assert!((tiles[3 * stride + 4] - plain).abs() < 1e-12);
     }
 }
