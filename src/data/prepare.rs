@@ -332,17 +332,9 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     };
 
     if !opts.keep_singletons && !fe_codes.is_empty() {
+        // A row with a MISSING_CODE is not kept (see `missing`), and `drop_singletons` reads the
+        // codes of kept rows only, so the codes are passed as they are.
         let views: Vec<(&[u32], usize)> = fe_codes.iter().map(|(c, g)| (c.as_slice(), *g)).collect();
-        // Codes of dropped rows may be MISSING_CODE; make them a harmless level 0 for counting.
-        let safe: Vec<Vec<u32>> = views
-            .iter()
-            .map(|(c, _)| c.iter().map(|&v| if v == MISSING_CODE { 0 } else { v }).collect())
-            .collect();
-        let views: Vec<(&[u32], usize)> = safe
-            .iter()
-            .zip(&views)
-            .map(|(c, (_, g))| (c.as_slice(), (*g).max(1)))
-            .collect();
         dropped.singletons = drop_singletons(&views, &mut keep);
     }
 

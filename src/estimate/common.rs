@@ -51,16 +51,14 @@ pub(crate) fn not_converged_note(name: &str, dm: &crate::demean::Demeaned, o: &c
     )
 }
 
-/// Σ w (x − x̄)² (x̄ the weighted mean; 0 when `centre` is false): the total sum of squares.
+/// Σ w (x − x̄)² (x̄ the weighted mean; 0 when `centre` is false): the total sum of squares, in
+/// one blocked pass ([`crate::linalg::passes::moments`]).
 pub(crate) fn weighted_centred_ss(x: &[f64], w: Option<&[f64]>, centre: bool) -> f64 {
-    let (sw, sx) = match w {
-        Some(w) => (w.iter().sum::<f64>(), x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()),
-        None => (x.len() as f64, x.iter().sum::<f64>()),
-    };
-    let m = if centre && sw > 0.0 { sx / sw } else { 0.0 };
-    match w {
-        Some(w) => x.iter().zip(w).map(|(a, b)| b * (a - m) * (a - m)).sum(),
-        None => x.iter().map(|a| (a - m) * (a - m)).sum(),
+    let m = crate::linalg::passes::moments(&[x], w)[0];
+    if centre {
+        m.centred_ss
+    } else {
+        m.sum_sq
     }
 }
 

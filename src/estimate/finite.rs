@@ -9,15 +9,8 @@
 //! squares of the result — and stops with the column's name and the cause.
 
 use crate::error::{Error, Result};
+use crate::linalg::passes::{moments, Moments};
 use crate::linalg::Mat;
-
-/// `Σ w v²` (uncentred).
-fn sum_sq(c: &[f64], w: Option<&[f64]>) -> f64 {
-    match w {
-        Some(w) => c.iter().zip(w).map(|(v, w)| w * v * v).sum(),
-        None => c.iter().map(|v| v * v).sum(),
-    }
-}
 
 /// The value of largest magnitude (with its sign).
 fn largest(c: &[f64]) -> f64 {
@@ -35,12 +28,9 @@ pub(crate) fn overflow(name: &str, c: &[f64]) -> Error {
 }
 
 /// An input column (or its weighted version) whose values or `Σ w v²` are not finite.
+#[cfg(test)]
 pub(crate) fn check_input(name: &str, c: &[f64], w: Option<&[f64]>) -> Result<()> {
-    if sum_sq(c, w).is_finite() {
-        Ok(())
-    } else {
-        Err(overflow(name, c))
-    }
+    checked_moments([(name, c)], w).map(drop)
 }
 
 /// Weights whose sum overflows (each weight is finite; their total is not).
@@ -55,24 +45,40 @@ pub(crate) fn check_weights(name: Option<&str>, w: Option<&[f64]>) -> Result<()>
     }
 }
 
-/// [`check_input`] over named columns.
-pub(crate) fn check_inputs<'a>(cols: impl IntoIterator<Item = (&'a str, &'a [f64])>, w: Option<&[f64]>) -> Result<()> {
-    use rayon::prelude::*;
-    let cols: Vec<(&str, &[f64])> = cols.into_iter().collect();
-    // columns in parallel; the first failing column (in order) is reported
-    let checked: Vec<Result<()>> = cols.par_iter().map(|&(name, c)| check_input(name, c, w)).collect();
-    checked.into_iter().collect()
+/// The [`Moments`] of named input columns, in one pass over all of them, after checking that
+/// each column's `Σ w v²` is finite (the first failing column, in order, is reported). Callers
+/// take the total and centred sums of squares from the result instead of passing again.
+pub(crate) fn checked_moments<'a>(
+    cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
+    w: Option<&[f64]>,
+) -> Result<Vec<Moments>> {
+    let (names, cols): (Vec<&str>, Vec<&[f64]>) = cols.into_iter().unzip();
+    let m = moments(&cols, w);
+    for ((name, c), mo) in names.iter().zip(&cols).zip(&m) {
+        if !mo.sum_sq.is_finite() {
+            return Err(overflow(name, c));
+        }
+    }
+    Ok(m)
 }
 
-/// A demeaned column with a non-finite value or sum of squares.
-pub(crate) fn check_demeaned(name: &str, c: &[f64], w: Option<&[f64]>) -> Result<()> {
-    if sum_sq(c, w).is_finite() {
-        return Ok(());
+/// Demeaned columns must have finite values and sums of squares (the first failing column, in
+/// order, is named); their [`Moments`] are returned.
+pub(crate) fn check_demeaned<'a>(
+    cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
+    w: Option<&[f64]>,
+) -> Result<Vec<Moments>> {
+    let (names, cols): (Vec<&str>, Vec<&[f64]>) = cols.into_iter().unzip();
+    let m = moments(&cols, w);
+    for ((name, c), mo) in names.iter().zip(&cols).zip(&m) {
+        if !mo.sum_sq.is_finite() {
+            return Err(Error::Estimation(format!(
+                "column `{name}`: removing the fixed effects produced values that are not finite (largest {:e}); rescale the variable",
+                largest(c)
+            )));
+        }
     }
-    Err(Error::Estimation(format!(
-        "column `{name}`: removing the fixed effects produced values that are not finite (largest {:e}); rescale the variable",
-        largest(c)
-    )))
+    Ok(m)
 }
 
 /// A sum of squares computed for `name` (raw or centred) that is not finite.

@@ -77,14 +77,8 @@ pub fn fit_design(design: &Design, formula: &str, opts: &FitOptions, demeaner: &
 
 /// The demeaned `[y, x…]` must be finite (an overflow inside the demeaner names the column).
 fn check_demeaned(design: &Design, cols: &[Vec<f64>], w: Option<&[f64]>) -> Result<()> {
-    use rayon::prelude::*;
-    let names: Vec<&String> = std::iter::once(&design.y_name).chain(&design.x_names).collect();
-    let checked: Vec<Result<()>> = names
-        .par_iter()
-        .zip(cols)
-        .map(|(name, c)| finite::check_demeaned(name, c, w))
-        .collect();
-    checked.into_iter().collect()
+    let names = std::iter::once(&design.y_name).chain(&design.x_names);
+    finite::check_demeaned(names.map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice())), w).map(drop)
 }
 
 /// Demean on the host side of the [`Demeaner`], solve OLS on the columns and form the variance.
@@ -92,6 +86,7 @@ fn solve_host(
     design: &Design,
     y: Vec<f64>,
     x: Vec<Vec<f64>>,
+    raw_ss: &[f64],
     opts: &FitOptions,
     demeaner: &dyn Demeaner,
 ) -> Result<(Solved, Degrees)> {
@@ -99,10 +94,6 @@ fn solve_host(
     let has_fe = !design.fes.is_empty();
     let mut notes = Vec::new();
     let (yt, xt, iterations, converged, raw_ss, method) = if has_fe {
-        let raw_ss: Vec<f64> = {
-            use rayon::prelude::*;
-            x.par_iter().map(|c| weighted_centred_ss(c, w, true)).collect()
-        };
         let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
             .into_iter()
             .map(|k| &design.fes[k])
@@ -133,7 +124,7 @@ fn solve_host(
     } else {
         (y, x, 0, true, None, (Default::default(), 0.0))
     };
-    let est = ols::solve_checked(&design.x_names, &xt, &yt, w, raw_ss.as_deref(), opts.collin_tol)?;
+    let est = ols::solve_checked(&design.x_names, &xt, &yt, w, raw_ss, opts.collin_tol)?;
     crate::timing::lap("estimate");
     check_kept(design, &est, &mut notes)?;
     let deg = degrees(design, yt.len(), est.kept.len(), opts);
@@ -150,10 +141,7 @@ fn solve_host(
         &design.clusters,
     )?;
     crate::timing::lap("variance");
-    let rss: f64 = match w {
-        Some(w) => est.resid.iter().zip(w).map(|(e, w)| w * e * e).sum(),
-        None => est.resid.iter().map(|e| e * e).sum(),
-    };
+    let rss = weighted_centred_ss(&est.resid, w, false);
     let within_ss = has_fe.then(|| weighted_centred_ss(&yt, w, false));
     let solved = Solved {
         est,
@@ -186,12 +174,17 @@ fn fit_columns(
     let names = std::iter::once(&design.y_name).chain(&design.x_names);
     let cols = std::iter::once(y.as_slice()).chain(x.iter().map(|c| c.as_slice()));
     finite::check_weights(opts.weights.as_deref(), w)?;
-    finite::check_inputs(names.map(|s| s.as_str()).zip(cols), w)?;
-    let tss = weighted_centred_ss(&y, w, centred);
+    let moments = finite::checked_moments(names.map(|s| s.as_str()).zip(cols), w)?;
+    let tss = if centred {
+        moments[0].centred_ss
+    } else {
+        moments[0].sum_sq
+    };
+    let raw_ss: Vec<f64> = moments[1..].iter().map(|m| m.centred_ss).collect();
     crate::timing::lap("prepare");
-    let (solved, deg) = match super::resident::solve(design, &y, &x, opts, demeaner)? {
+    let (solved, deg) = match super::resident::solve(design, &y, &x, &raw_ss, opts, demeaner)? {
         Some(s) => s,
-        None => solve_host(design, y, x, opts, demeaner)?,
+        None => solve_host(design, y, x, &raw_ss, opts, demeaner)?,
     };
     let Solved {
         est,

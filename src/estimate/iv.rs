@@ -224,29 +224,18 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         .chain(design.endog_names.iter().cloned())
         .chain(design.inst_names.iter().cloned())
         .collect();
-    let centred_ss = |c: &[f64]| {
-        let sw: f64 = w.map_or(n as f64, |w| w.iter().sum());
-        let mean = match w {
-            Some(w) => dot(c, w) / sw,
-            None => c.iter().sum::<f64>() / n as f64,
-        };
-        match w {
-            Some(w) => c.iter().zip(w).map(|(v, wi)| wi * (v - mean) * (v - mean)).sum::<f64>(),
-            None => c.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>(),
-        }
-    };
-    super::finite::check_inputs(
+    let moments = super::finite::checked_moments(
         names.iter().map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice())),
         w,
     )?;
-    let raw_ss: Vec<f64> = cols.iter().map(|c| centred_ss(c)).collect();
+    let raw_ss: Vec<f64> = moments.iter().map(|m| m.centred_ss).collect();
     for (name, &ss) in names.iter().zip(&raw_ss) {
         super::finite::check_ss(name, "centred sum of squares", ss)?;
     }
     let tss = if has_fe || design.intercept {
         raw_ss[0]
     } else {
-        design.y.iter().map(|v| v * v).sum()
+        moments[0].sum_sq
     };
     let mut iterations = 0;
     let mut converged = true;
@@ -265,15 +254,11 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         }
         method = (dm.method.clone(), dm.residual);
         cols = dm.columns;
-        for (name, c) in names.iter().zip(&cols) {
-            super::finite::check_demeaned(name, c, w)?;
-        }
+        let named = names.iter().map(|s| s.as_str()).zip(cols.iter().map(|c| c.as_slice()));
+        let demeaned = super::finite::check_demeaned(named, w)?;
         // anything without within variation is absorbed
-        for (j, c) in cols.iter().enumerate().skip(1) {
-            let ss: f64 = match w {
-                Some(w) => c.iter().zip(w).map(|(v, wi)| wi * v * v).sum(),
-                None => c.iter().map(|v| v * v).sum(),
-            };
+        for (j, d) in demeaned.iter().enumerate().skip(1) {
+            let ss = d.sum_sq;
             if raw_ss[j] == 0.0 || ss <= opts.collin_tol * raw_ss[j] {
                 let role = if j <= design.x.len() {
                     "exogenous regressor"

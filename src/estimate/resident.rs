@@ -11,7 +11,7 @@
 //! the device forms; rss = Σ w e ũ_y (e is orthogonal to every ũ_j and to ũ_D).
 //! Other structures, multiway clustering and IV use the host path of [`super::fit`].
 
-use super::common::{check_kept, degrees, weighted_centred_ss, Degrees, FitOptions, Solved};
+use super::common::{check_kept, degrees, Degrees, FitOptions, Solved};
 use super::ols;
 use super::vcov::{self, VcovSpec};
 use crate::data::prepare::Design;
@@ -27,6 +27,7 @@ pub(crate) fn solve(
     design: &Design,
     y: &[f64],
     x: &[Vec<f64>],
+    raw_ss: &[f64],
     opts: &FitOptions,
     demeaner: &dyn Demeaner,
 ) -> Result<Option<(Solved, Degrees)>> {
@@ -60,9 +61,7 @@ pub(crate) fn solve(
         a: (0..k * k).map(|ab| model.at(1 + ab / k, 1 + ab % k)).collect(),
     };
     let xty: Vec<f64> = (0..k).map(|j| model.at(1 + j, 0)).collect();
-    let wopt = design.weights.as_deref();
-    let raw_ss: Vec<f64> = x.iter().map(|c| weighted_centred_ss(c, wopt, true)).collect();
-    let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(&raw_ss), opts.collin_tol)?;
+    let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(raw_ss), opts.collin_tol)?;
     crate::timing::lap("estimate");
     let mut notes = Vec::new();
     check_kept(design, &est, &mut notes)?;
