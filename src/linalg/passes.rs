@@ -87,23 +87,8 @@ fn cross_products_scaled(cols: &[&[f64]], scale: RowScale) -> Mat {
             for r0 in range.clone().step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(range.end);
                 let w = scale.block(r0, r1, &mut ws);
-                // two left columns against four right ones per sweep (see `dots_2x4`)
-                for a0 in (0..k).step_by(2) {
-                    let a1 = (a0 + 1).min(k - 1);
-                    let left = [&cols[a0][r0..r1], &cols[a1][r0..r1]];
-                    for b0 in (0..=a1).step_by(4) {
-                        let pick = |j: usize| &cols[(b0 + j).min(a1)][r0..r1];
-                        let d = dots_2x4(left, [pick(0), pick(1), pick(2), pick(3)], w);
-                        for (j, v) in d[0].iter().enumerate().take((a0 + 1).saturating_sub(b0)) {
-                            acc[packed(a0, b0 + j)] += v;
-                        }
-                        if a1 != a0 {
-                            for (j, v) in d[1].iter().enumerate().take(a1 + 1 - b0) {
-                                acc[packed(a1, b0 + j)] += v;
-                            }
-                        }
-                    }
-                }
+                let block: Vec<&[f64]> = cols.iter().map(|c| &c[r0..r1]).collect();
+                add_lower_triangle(&mut acc, &block, w);
             }
             acc
         })
@@ -119,62 +104,116 @@ fn cross_products_scaled(cols: &[&[f64]], scale: RowScale) -> Mat {
     m
 }
 
-/// `Σ_i w_i a_ci b_ji` for two columns `a_c` against four columns `b_j` at once (`w = 1` when
-/// there is no row scale): each loaded value serves two or four products (six loads, seven with
-/// a scale, per eight multiply-adds; the scale multiplies the two left values in registers, so
-/// weighted sums cost no extra pass). With AVX2 and FMA (checked at run time) eight vector
-/// multiply-add chains run side by side, which is what lets the cross products keep up with
-/// memory; elsewhere a portable loop. (The two round differently in the last bits: results are
-/// deterministic on one machine, not bit-equal across instruction sets.)
-fn dots_2x4(a: [&[f64]; 2], b: [&[f64]; 4], w: Option<&[f64]>) -> [[f64; 4]; 2] {
+/// Adds one block's `Σ w a b` for every pair `b ≤ a` to the packed lower triangle `acc`, in
+/// register tiles: two left columns against four right ones (see [`dots`]); where a pair of
+/// left columns leaves two right columns (its own 2×2 diagonal block) a 2×2 tile, and a last
+/// single left column runs against four at a time. For 13 columns that is 100 multiply-adds
+/// per row for the 91 products, where 2×4 tiles everywhere would do 128.
+fn add_lower_triangle(acc: &mut [f64], cols: &[&[f64]], w: Option<&[f64]>) {
+    let k = cols.len();
+    let mut add = |a: usize, b0: usize, row: &[f64]| {
+        for (j, v) in row.iter().enumerate().take((a + 1).saturating_sub(b0)) {
+            acc[packed(a, b0 + j)] += v;
+        }
+    };
+    for a0 in (0..k).step_by(2) {
+        if a0 + 1 == k {
+            // the last column alone: against four right columns at a time
+            for b0 in (0..=a0).step_by(4) {
+                let pick = |j: usize| cols[(b0 + j).min(a0)];
+                let d = dots::<1, 4>([cols[a0]], [pick(0), pick(1), pick(2), pick(3)], w);
+                add(a0, b0, &d[0]);
+            }
+            continue;
+        }
+        let (a1, left) = (a0 + 1, [cols[a0], cols[a0 + 1]]);
+        let full = (a1 + 1) / 4 * 4;
+        for b0 in (0..full).step_by(4) {
+            let d = dots::<2, 4>(left, [cols[b0], cols[b0 + 1], cols[b0 + 2], cols[b0 + 3]], w);
+            add(a0, b0, &d[0]);
+            add(a1, b0, &d[1]);
+        }
+        if full < a1 + 1 {
+            // the pair's own diagonal block
+            let d = dots::<2, 2>(left, left, w);
+            add(a0, a0, &d[0]);
+            add(a1, a0, &d[1]);
+        }
+    }
+}
+
+/// `Σ_i w_i a_ri b_ci` for `R` left columns against `C` right columns at once (`w = 1` when
+/// there is no row scale): each loaded value serves several products (a 2×4 tile does six
+/// loads, seven with a scale, per eight multiply-adds; the scale multiplies the left values in
+/// registers, so weighted sums cost no extra pass). With AVX2 and FMA (checked at run time)
+/// R·C vector multiply-add chains run side by side, which is what lets the cross products keep
+/// up with memory; elsewhere a portable loop. (The two round differently in the last bits:
+/// results are deterministic on one machine, not bit-equal across instruction sets.)
+fn dots<const R: usize, const C: usize>(a: [&[f64]; R], b: [&[f64]; C], w: Option<&[f64]>) -> [[f64; C]; R] {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // Safety: the CPU has the features the function is compiled for (checked above).
             return unsafe {
                 match w {
-                    Some(w) => dots_2x4_avx2::<true>(a, b, w),
-                    None => dots_2x4_avx2::<false>(a, b, &[]),
+                    Some(w) => dots_avx2::<R, C, true>(a, b, w),
+                    None => dots_avx2::<R, C, false>(a, b, &[]),
                 }
             };
         }
     }
-    [dots4_portable(a[0], b, w), dots4_portable(a[1], b, w)]
+    let mut out = [[0.0; C]; R];
+    for (o, l) in out.iter_mut().zip(a) {
+        for (c0, chunk) in o.chunks_mut(4).enumerate() {
+            let pick = |j: usize| b[(4 * c0 + j).min(C - 1)];
+            let d = dots4_portable(l, [pick(0), pick(1), pick(2), pick(3)], w);
+            chunk.copy_from_slice(&d[..chunk.len()]);
+        }
+    }
+    out
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dots_2x4_avx2<const SCALED: bool>(a: [&[f64]; 2], b: [&[f64]; 4], w: &[f64]) -> [[f64; 4]; 2] {
+unsafe fn dots_avx2<const R: usize, const C: usize, const SCALED: bool>(
+    a: [&[f64]; R],
+    b: [&[f64]; C],
+    w: &[f64],
+) -> [[f64; C]; R] {
     use std::arch::x86_64::*;
     let n = a[0].len();
-    assert!(a[1].len() == n && b.iter().all(|c| c.len() == n) && (!SCALED || w.len() == n));
+    assert!(a.iter().chain(&b).all(|c| c.len() == n) && (!SCALED || w.len() == n));
     let m = n / 4 * 4;
-    let mut acc = [[_mm256_setzero_pd(); 4]; 2];
+    let mut acc = [[_mm256_setzero_pd(); C]; R];
     let mut i = 0;
     while i < m {
         // Safety: i + 4 ≤ n for every column and the scale (same length, asserted above).
-        let mut x0 = _mm256_loadu_pd(a[0].as_ptr().add(i));
-        let mut x1 = _mm256_loadu_pd(a[1].as_ptr().add(i));
+        let mut x = [_mm256_setzero_pd(); R];
+        for (xr, ar) in x.iter_mut().zip(&a) {
+            *xr = _mm256_loadu_pd(ar.as_ptr().add(i));
+        }
         if SCALED {
             let s = _mm256_loadu_pd(w.as_ptr().add(i));
-            x0 = _mm256_mul_pd(x0, s);
-            x1 = _mm256_mul_pd(x1, s);
+            for xr in x.iter_mut() {
+                *xr = _mm256_mul_pd(*xr, s);
+            }
         }
-        for j in 0..4 {
-            let y = _mm256_loadu_pd(b[j].as_ptr().add(i));
-            acc[0][j] = _mm256_fmadd_pd(x0, y, acc[0][j]);
-            acc[1][j] = _mm256_fmadd_pd(x1, y, acc[1][j]);
+        for (j, bj) in b.iter().enumerate() {
+            let y = _mm256_loadu_pd(bj.as_ptr().add(i));
+            for (accr, xr) in acc.iter_mut().zip(&x) {
+                accr[j] = _mm256_fmadd_pd(*xr, y, accr[j]);
+            }
         }
         i += 4;
     }
-    let mut out = [[0.0; 4]; 2];
-    for c in 0..2 {
-        for j in 0..4 {
+    let mut out = [[0.0; C]; R];
+    for r in 0..R {
+        for j in 0..C {
             let mut lanes = [0.0; 4];
-            _mm256_storeu_pd(lanes.as_mut_ptr(), acc[c][j]);
-            let scale = |r: usize| if SCALED { w[r] } else { 1.0 };
-            let tail: f64 = (m..n).map(|r| scale(r) * a[c][r] * b[j][r]).sum();
-            out[c][j] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
+            _mm256_storeu_pd(lanes.as_mut_ptr(), acc[r][j]);
+            let scale = |t: usize| if SCALED { w[t] } else { 1.0 };
+            let tail: f64 = (m..n).map(|t| scale(t) * a[r][t] * b[j][t]).sum();
+            out[r][j] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
         }
     }
     out
@@ -648,6 +687,21 @@ mod tests {
                     .map(|i| cols[3][i] * cols[j][i])
                     .sum();
                 assert!((sums[g * 3 + j] - plain).abs() < 1e-9, "runs {g} {j}");
+            }
+        }
+        // seven and eleven columns: full 2×4 tiles (two per pair from the fifth pair on), 2×2
+        // diagonal blocks and a last single column
+        let eleven: Vec<&[f64]> = five.iter().chain(&five).copied().chain([cols[2].as_slice()]).collect();
+        for k in [7, 11] {
+            let m = cross_products_by(&eleven[..k], &w, &cols[1]);
+            for a in 0..k {
+                for b in 0..k {
+                    let plain: f64 = (0..n).map(|i| w[i] * cols[1][i] * eleven[a][i] * eleven[b][i]).sum();
+                    assert!(
+                        (m.get(a, b) - plain).abs() < 1e-9 * plain.abs().max(1.0),
+                        "{k}: {a} {b}"
+                    );
+                }
             }
         }
         // scattered ids, five columns: two vector groups, the second padded
