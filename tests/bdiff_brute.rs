@@ -3,7 +3,9 @@
 //! multiplicities with `--bsample`, as repeated rows), each group is written to its own CSV
 //! and fitted by the `fit` command, and β₁ − β₀ must equal the engine's replicate difference.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use fegpu::data::{load, prepare, PrepareOptions};
@@ -14,10 +16,8 @@ use fegpu::rng::Stream;
 
 const FORMULA: &str = "y ~ x1 + x2 | firm + year";
 
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-bdiff-brute-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir() -> common::Scratch {
+    common::tmpdir("bdiff-brute", "run")
 }
 
 /// 40 firms × 12 rows over 6 years, a 0/1 group, no missing values and no singletons.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn fegpu(args: &[&str]) -> Output {
@@ -13,12 +13,12 @@ fn fegpu(args: &[&str]) -> Output {
         .expect("run fegpu")
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmpdir("cli", name)
 }
 
 /// A small panel: 4 firms × 5 years, a text column and a level-constant regressor.
-fn small_csv(dir: &PathBuf) -> String {
+fn small_csv(dir: &Path) -> String {
     let mut s = String::from("firm,year,y,x,z,name,w,firmconst,neg\n");
     for f in 0..4 {
         for t in 0..5 {

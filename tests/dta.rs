@@ -4,7 +4,9 @@
 //! each numeric type read as values or nulls; a truncated or corrupted file is an error naming
 //! it, never a panic; a missing column is named.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use ::dta::stata::dta::byte_order::ByteOrder;
@@ -37,10 +39,8 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-dta-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn tmp(name: &str) -> common::Scratch {
+    common::tmp_file("dta", name)
 }
 
 fn cols(names: &[&str]) -> Vec<String> {

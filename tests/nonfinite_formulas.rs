@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use fegpu::demean::{Absorb, CpuDemeaner, DemeanOptions, Demeaned, Demeaner};
@@ -17,15 +16,28 @@ fn fegpu(args: &[&str]) -> Output {
         .expect("run fegpu")
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmpdir("nonfinite", name)
 }
 
 const COLUMNS: [&str; 7] = ["firm", "y", "x1", "x2", "z", "z2", "d"];
 
+/// A written panel: it reads as its path; its scratch directory goes when it is dropped.
+struct Panel {
+    path: String,
+    _dir: common::Scratch,
+}
+
+impl std::ops::Deref for Panel {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.path
+    }
+}
+
 /// 6 firms × 6 rows with an endogenous `d` instrumented by `z`, `z2`; `edit(row, column, value)`
-/// may replace any value. Returns the file's path.
-fn panel(name: &str, edit: impl Fn(usize, &str, f64) -> f64) -> String {
+/// may replace any value.
+fn panel(name: &str, edit: impl Fn(usize, &str, f64) -> f64) -> Panel {
     let mut s = COLUMNS.join(",") + "\n";
     for i in 0..36usize {
         let f = (i / 6) as f64;
@@ -43,13 +55,17 @@ fn panel(name: &str, edit: impl Fn(usize, &str, f64) -> f64) -> String {
             .collect();
         s += &(cells.join(",") + "\n");
     }
-    let p = tmpdir(name).join("panel.csv");
+    let dir = tmpdir(name);
+    let p = dir.join("panel.csv");
     std::fs::write(&p, s).unwrap();
-    p.to_str().unwrap().to_string()
+    Panel {
+        path: p.to_str().unwrap().to_string(),
+        _dir: dir,
+    }
 }
 
 /// `column` set to `value` in row 3.
-fn with_value(name: &str, column: &'static str, value: f64) -> String {
+fn with_value(name: &str, column: &'static str, value: f64) -> Panel {
     panel(name, move |i, c, v| if i == 3 && c == column { value } else { v })
 }
 

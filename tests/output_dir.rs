@@ -4,6 +4,8 @@
 //! previous results untouched (the kill itself is started as a real process); the finished
 //! directory has `manifest.json` with `completed: true`; inputs inside `--out` are refused.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,11 +17,8 @@ fn fegpu(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn base(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-outdir-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn base(tag: &str) -> common::Scratch {
+    common::tmpdir("outdir", tag)
 }
 
 /// A small `replicate` run into `out`.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use fegpu::data::Table;
@@ -13,7 +13,7 @@ use fegpu::estimate::{fit, FitOptions, VcovSpec};
 use fegpu::study::panel::{build_panel, schema, PanelOptions};
 use fegpu::study::simulate::{simulate, Scale};
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmpdir("panel", name)
 }
 

@@ -16,7 +16,7 @@ fn fegpu(args: &[&str]) -> Output {
         .expect("fegpu runs")
 }
 
-fn scratch(tag: &str) -> PathBuf {
+fn scratch(tag: &str) -> common::Scratch {
     common::tmpdir("raw", tag)
 }
 

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use common::{fegpu, ok, s};
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmpdir("refusals", name)
 }
 

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmp_path("replicate", name)
 }
 

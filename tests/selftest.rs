@@ -7,7 +7,8 @@
 //! Without an adapter these tests skip with a message, except under CI (`CI` set), where a
 //! missing adapter is a failure, as in tests/gpu.rs.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 use fegpu::demean::selftest::{admit_with, run, Admission};
@@ -29,11 +30,8 @@ fn gpu() -> Option<GpuDemeaner> {
     }
 }
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fegpu-selftest-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp(name: &str) -> common::Scratch {
+    common::tmpdir("selftest", name)
 }
 
 fn failed_names(t: &SelfTest) -> Vec<&str> {
@@ -124,7 +122,8 @@ fn a_failed_selftest_falls_back_to_native_f64_or_names_the_failure() {
 #[test]
 fn the_cache_is_used_per_adapter_and_force_reruns() {
     let Some(d) = gpu() else { return };
-    let path = temp("cache").join("df64-selftest.json");
+    let dir = temp("cache");
+    let path = dir.join("df64-selftest.json");
     let how = |policy| Admission {
         variant: Variant::Faithful,
         policy,

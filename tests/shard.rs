@@ -13,7 +13,7 @@ use std::process::Output;
 
 use common::{fegpu, ok, s};
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::Scratch {
     common::tmpdir("shard", name)
 }
 

@@ -5,18 +5,62 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A path under the system temporary directory unique to this test process
-/// (`fegpu-{prefix}-{name}-{pid}`), removed if a previous run left it; not created.
-pub fn tmp_path(prefix: &str, name: &str) -> PathBuf {
+/// A scratch path under the system temporary directory, unique to this test process
+/// (`fegpu-{prefix}-{name}-{pid}`), removed when dropped so that test runs leave nothing behind
+/// — except when the test is failing (the thread is panicking: the files are kept for a look
+/// and the path printed) or `FEGPU_KEEP_TEST_FILES` is set. It reads as a `Path`.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("FEGPU_KEEP_TEST_FILES").is_some() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// A [`Scratch`] path, removed first if a previous run left it; not created.
+pub fn tmp_path(prefix: &str, name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("fegpu-{prefix}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    Scratch(d)
+}
+
+/// A [`Scratch`] file path `fegpu-{prefix}-{pid}-{name}` (the name last, so that its extension
+/// is the file's), removed first if a previous run left it.
+pub fn tmp_file(prefix: &str, name: &str) -> Scratch {
+    let f = std::env::temp_dir().join(format!("fegpu-{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&f);
+    Scratch(f)
 }
 
 /// [`tmp_path`], created empty.
-pub fn tmpdir(prefix: &str, name: &str) -> PathBuf {
+pub fn tmpdir(prefix: &str, name: &str) -> Scratch {
     let d = tmp_path(prefix, name);
-    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&*d).unwrap();
     d
 }
 

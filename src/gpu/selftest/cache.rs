@@ -149,10 +149,20 @@ mod tests {
         }
     }
 
-    fn temp_file(tag: &str) -> PathBuf {
+    /// A scratch directory, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_file(tag: &str) -> (Scratch, PathBuf) {
         let dir = std::env::temp_dir().join(format!("fegpu-cache-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        dir.join("sub").join("df64-selftest.json")
+        let file = dir.join("sub").join("df64-selftest.json");
+        (Scratch(dir), file)
     }
 
     #[test]
@@ -179,7 +189,7 @@ mod tests {
 
     #[test]
     fn outcomes_are_remembered_per_key() {
-        let path = temp_file("roundtrip");
+        let (_dir, path) = temp_file("roundtrip");
         assert!(lookup(&path, &key()).is_none());
         store(&path, &key(), &outcome(Status::Failed)).unwrap();
         let mut other = key();
@@ -194,14 +204,14 @@ mod tests {
 
     #[test]
     fn a_corrupt_file_reads_as_empty_and_an_unwritable_one_is_an_io_error() {
-        let path = temp_file("corrupt");
+        let (_dir, path) = temp_file("corrupt");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "{ not json").unwrap();
         assert!(lookup(&path, &key()).is_none());
         store(&path, &key(), &outcome(Status::Passed)).unwrap();
         assert!(lookup(&path, &key()).is_some());
         // a directory where the file should be: store fails, lookup still answers
-        let blocked = temp_file("blocked");
+        let (_blocked_dir, blocked) = temp_file("blocked");
         std::fs::create_dir_all(&blocked).unwrap();
         assert!(store(&blocked, &key(), &outcome(Status::Passed)).is_err());
         assert!(lookup(&blocked, &key()).is_none());
