@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn fegpu(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_fegpu"))
         .args(args)
@@ -15,21 +17,21 @@ fn fegpu(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
-fn demo() -> String {
-    let dir = std::env::temp_dir().join(format!("fegpu-conventions-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A 3,000-row demo panel in a scratch directory of the test's own (tests run in parallel).
+fn demo(name: &str) -> (common::Scratch, String) {
+    let dir = common::tmpdir("conventions", name);
     let path = dir.join("demo.csv").to_string_lossy().into_owned();
     let out = Command::new(env!("CARGO_BIN_EXE_fegpu"))
         .args(["demo", "--rows", "3000", "--out", &path])
         .output()
         .unwrap();
     assert!(out.status.success());
-    path
+    (dir, path)
 }
 
 #[test]
 fn fixest_convention_says_when_singletons_were_dropped() {
-    let data = demo();
+    let (_dir, data) = demo("singletons");
     let fit = |extra: &[&str]| {
         let mut a = vec![
             "fit",
@@ -71,7 +73,7 @@ fn fixest_convention_says_when_singletons_were_dropped() {
 
 #[test]
 fn reghdfe_gives_the_first_free_intercept_a_redundant_level_when_one_is_nested() {
-    let data = demo();
+    let (_dir, data) = demo("nested");
     let fit = |formula: &str| {
         fegpu(&["fit", &data, formula, "--vcov", "cluster:firm", "--format", "json"])["models"][0].clone()
     };
