@@ -68,7 +68,7 @@ fn small_scale_matching_and_patents_recover_the_truth() {
     assert_eq!(alone.degree, 0.0);
     assert!(alone.constraint.is_nan());
     // the other raw tables exist
-    for t in ["imports", "countries", "regions"] {
+    for t in ["imports", "countries", "regions", "cities"] {
         assert!(dir.join(format!("{t}.parquet")).exists(), "{t}");
     }
     let _ = std::fs::remove_dir_all(&dir);
