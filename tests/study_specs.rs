@@ -459,6 +459,9 @@ fn planted_patterns_and_their_recovery(json: &Value, out: &Path) {
         ("8", "Quality (4 & 2)", "digtech_on_qua_quality"),
         ("8", "Price (3 & 1)", "digtech_on_qua_price"),
         ("9", "Digtech_co", "digtech_co_on_qua"),
+        ("10", "qual_keep", "digtech_on_qual_keep"),
+        ("10", "qual_in", "digtech_on_qual_in"),
+        ("10", "qual_sub2", "digtech_on_qual_sub2"),
         ("11", "High volatility", "digtech_on_qua_vol_high"),
         ("11", "Low volatility", "digtech_on_qua_vol_low"),
         ("12", "× dig_kinds", "digtech_x_dig_kinds_on_qua"),
@@ -472,7 +475,7 @@ fn planted_patterns_and_their_recovery(json: &Value, out: &Path) {
             "table {id} {label}: truth is not `{key}`"
         );
     }
-    for (label, sign) in [("quant_keep", 1.0), ("quant_out", -1.0), ("qual_sub2", 1.0)] {
+    for (label, sign) in [("quant_keep", 1.0), ("quant_out", -1.0), ("qual_sub1", 1.0)] {
         assert_eq!(
             column(json, "10", label)["planted_sign"].as_f64(),
             Some(sign),

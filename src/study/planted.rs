@@ -117,6 +117,11 @@ pub struct Row {
     /// `iv_telephone`).
     pub iv_post: f64,
     pub iv_telephone: f64,
+    /// Table 10's planted quality of the products kept and added since t−1 (simple means of
+    /// their planted r-Qua) and new less dropped; NaN where the pair was not exported in t−1.
+    pub qual_keep: f64,
+    pub qual_in: f64,
+    pub qual_sub2: f64,
     pub traits: Traits,
     /// Exported to this destination in every panel year (the panel's `continuing`).
     pub continuing: bool,
@@ -307,6 +312,9 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     put("digtech_on_qua_vol_high", &|r| r.vol_high == Some(true), qua, &[dig]);
     put("digtech_on_qua_vol_low", &|r| r.vol_high == Some(false), qua, &[dig]);
     put("supplier_digtech_on_qua", &|_| true, qua, &[|r| r.dig_sup]);
+    put("digtech_on_qual_keep", &|_| true, |r| r.qual_keep, &[dig]);
+    put("digtech_on_qual_in", &|_| true, |r| r.qual_in, &[dig]);
+    put("digtech_on_qual_sub2", &|_| true, |r| r.qual_sub2, &[dig]);
     let network = |r: &Row| r.degree.is_finite() && r.ci.is_finite();
     put("degree_on_qua", &network, qua, &[|r| r.degree, dig]);
     put("ci_on_qua", &network, qua, &[|r| r.ci, dig]);
@@ -371,7 +379,7 @@ fn constants() -> Vec<(String, f64)> {
     .iter()
     .map(|(k, v)| (k.to_string(), *v))
     .collect();
-    // Table 10: products persist and enter more with Digtech, and new ones are better; Table 11:
+    // Table 10: products persist and enter more with Digtech, new ones beat dropped ones; Table 11:
     // firm-wide sales shocks shrink with Digtech; Table 12: digital imports rise with Digtech
     for (k, s) in SIGNS {
         v.push((format!("sign:{k}"), *s));
@@ -384,10 +392,7 @@ pub const SIGNS: &[(&str, f64)] = &[
     ("quant_keep", 1.0),
     ("quant_in", 1.0),
     ("quant_out", -1.0),
-    ("qual_keep", 1.0),
-    ("qual_in", 1.0),
     ("qual_sub1", 1.0),
-    ("qual_sub2", 1.0),
     ("vol2", -1.0),
     ("dig_kinds", 1.0),
     ("dig_counties", 1.0),

@@ -13,6 +13,7 @@ use polars::prelude::{Column, DataFrame};
 use serde::Serialize;
 
 use super::names::normalise_name;
+use super::panel::Dynamics;
 use super::planted::{self, digtech_effect, Row, Traits, NEW_PRODUCT, QUA_TO_LOG};
 use crate::data::load::save;
 use crate::error::{Error, Result};
@@ -1117,7 +1118,9 @@ struct RowContext<'a> {
 /// The simulated panel's rows (firm, destination, year) with the regressors as the panel will
 /// measure them and the planted part of Qua: λ̂ is demeaned within its (product, destination,
 /// year) cell and divided by its product's range before it is value-weighted over the row's
-/// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g.
+/// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g, and each
+/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's simple means of
+/// kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
 fn truth_rows(
     flows: &[Flow],
     meta: &HashMap<(usize, usize, i64), Traits>,
@@ -1136,8 +1139,10 @@ fn truth_rows(
         let v = f.quality - sum / n as f64;
         range[f.product] = (range[f.product].0.min(v), range[f.product].1.max(v));
     }
-    // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v
+    // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v; and each product's planted r-Qua
+    // (Table 10's quality of kept, new and dropped products)
     let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
+    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, f64>> = HashMap::new();
     for f in flows {
         let n = cells[&(f.product, f.country, f.year)].1 as f64;
         let r = range[f.product].1 - range[f.product].0;
@@ -1146,6 +1151,10 @@ fn truth_rows(
         e[0] += f.value * f.effect * scale;
         e[1] += f.value * f.effect;
         e[2] += f.value;
+        by_product
+            .entry((f.firm, f.country, f.year))
+            .or_default()
+            .insert(f.product as u32, f.effect * scale);
     }
     let (continuing, vol_high) = pair_flags(&acc);
     let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
@@ -1160,6 +1169,11 @@ fn truth_rows(
         .map(|(&(k, c, y), v)| {
             let id = cx.firms[k].id;
             let [dig_a, dig_co, dig_in] = cx.pm.counts(id, y);
+            // the panel's Table 10 quality measures need the pair in t−1 (NaN otherwise)
+            let dynamics = by_product
+                .get(&(k, c, y - 1))
+                .map(|prev| Dynamics::between(prev, &by_product[&(k, c, y)]));
+            let dyn_of = |f: fn(&Dynamics) -> f64| dynamics.as_ref().map_or(f64::NAN, f);
             let [iv_post, iv_telephone] = cx
                 .instruments
                 .get(&(cx.firms[k].city, y))
@@ -1180,6 +1194,9 @@ fn truth_rows(
                 dig_sup: cx.supplier_of.get(&id).map_or(f64::NAN, |&j| dig(cx.firms[j].id, y)),
                 iv_post,
                 iv_telephone,
+                qual_keep: dyn_of(|d| d.qual_keep),
+                qual_in: dyn_of(|d| d.qual_in),
+                qual_sub2: dyn_of(|d| d.substitution().1),
                 traits: meta[&(k, c, y)],
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),
