@@ -61,7 +61,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct ReplicateArgs {
-    /// Raw tables (firms, exports, imports, patents, countries, regions, supply_chain). Without
+    /// Raw tables (firms, exports, imports, patents, countries, regions, cities, supply_chain). Without
     /// it (and without --panel) the data are simulated first.
     #[arg(long)]
     raw: Option<PathBuf>,
@@ -99,7 +99,7 @@ struct ReplicateArgs {
 
 #[derive(clap::Args)]
 struct BuildPanelArgs {
-    /// Directory with the raw tables (firms, exports, imports, patents, countries, regions,
+    /// Directory with the raw tables (firms, exports, imports, patents, countries, regions, cities,
     /// supply_chain; .parquet or .csv).
     #[arg(long, required_unless_present = "describe")]
     raw: Option<PathBuf>,

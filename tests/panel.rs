@@ -175,8 +175,16 @@ fn bad_raw_tables_are_refused_naming_file_column_and_row() {
     std::fs::write(raw.join("firms.csv"), kept.join("\n") + "\n").unwrap();
     expect_error(&raw, &out, &["2011", "firms.csv"]);
     // a missing raw table
-    std::fs::remove_file(raw.join("regions.csv")).unwrap();
     std::fs::write(raw.join("firms.csv"), &firms).unwrap();
+    let cities = std::fs::read_to_string(raw.join("cities.csv")).unwrap();
+    std::fs::remove_file(raw.join("cities.csv")).unwrap();
+    expect_error(&raw, &out, &["cities"]);
+    // a prefecture city listed twice
+    let first = cities.lines().nth(1).unwrap();
+    std::fs::write(raw.join("cities.csv"), format!("{cities}{first}\n")).unwrap();
+    expect_error(&raw, &out, &["listed twice", "cities.csv"]);
+    std::fs::write(raw.join("cities.csv"), &cities).unwrap();
+    std::fs::remove_file(raw.join("regions.csv")).unwrap();
     expect_error(&raw, &out, &["regions"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -68,7 +68,7 @@ fn small_scale_matching_and_patents_recover_the_truth() {
     assert_eq!(alone.degree, 0.0);
     assert!(alone.constraint.is_nan());
     // the other raw tables exist
-    for t in ["imports", "countries", "regions"] {
+    for t in ["imports", "countries", "regions", "cities"] {
         assert!(dir.join(format!("{t}.parquet")).exists(), "{t}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -226,6 +226,22 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
     assert!((0.02..0.04).contains(&get("supplier_digtech_on_qua")));
     assert!(get("degree_on_qua") > 0.0 && get("ci_on_qua") < 0.0);
     assert!(get("digtech_x_dig_kinds_on_qua") > 0.0);
+    // Table 10: new products' planted premium over kept ones is the planted constant (their r-Qua
+    // is λ over the product's spread, QUA_TO_LOG), and new beat dropped
+    let premium = get("digtech_on_qual_in") - get("digtech_on_qual_keep");
+    eprintln!("Table 10: new − kept {premium:.5} (constant {:.5})", pl::NEW_PRODUCT);
+    assert!(
+        premium / pl::NEW_PRODUCT > 0.6 && premium / pl::NEW_PRODUCT < 1.5,
+        "new − kept products' planted quality {premium}"
+    );
+    assert!(get("digtech_on_qual_sub2") > 0.0);
+    // Table 2: the instruments move Digtech's planted lags too, so 2SLS's planted value exceeds
+    // OLS's
+    for z in ["iv_post", "iv_telephone"] {
+        let iv = get(&format!("digtech_on_qua_{z}"));
+        eprintln!("Table 2 {z}: {iv:.5}");
+        assert!(iv > overall, "2SLS with {z}: {iv} against OLS {overall}");
+    }
     for (k, lo, hi) in [
         ("share_rows_continuing", 0.30, 0.42),
         ("share_rows_weak_ipr", 0.05, 0.10),

@@ -1,5 +1,5 @@
 //! `fegpu simulate`: seeded stand-ins for the study's raw databases (the industrial-firm survey,
-//! customs exports and imports, patents, country and region tables), with the messiness of the real ones —
+//! customs exports and imports, patents, country, region and prefecture-city tables), with the messiness of the real ones —
 //! customs names spelled differently from survey names (legal-form variants, spaces, brackets,
 //! full-width characters, renamings), missing or short phone numbers, trading intermediaries,
 //! duplicated survey records, IPC codes with odd spacing, patents with several applicants and
@@ -13,6 +13,7 @@ use polars::prelude::{Column, DataFrame};
 use serde::Serialize;
 
 use super::names::normalise_name;
+use super::panel::Dynamics;
 use super::planted::{self, digtech_effect, Row, Traits, NEW_PRODUCT, QUA_TO_LOG};
 use crate::data::load::save;
 use crate::error::{Error, Result};
@@ -27,16 +28,36 @@ pub enum Scale {
     Paper,
 }
 
-const CITIES: [(&str, &str, &str, &str); 8] = [
+/// Prefecture cities (name, province, telephone area code, postcode prefix), grouped by
+/// province: Table 2's instruments are the city's 1984 post and telephone intensity, so a
+/// province holds several cities. Tianjin, a municipality, is one prefecture-level unit; the
+/// two weak-IPR provinces' cities are last (see [`draw_city`]).
+const CITIES: [(&str, &str, &str, &str); 22] = [
     ("深圳市", "广东", "0755", "518"),
     ("广州市", "广东", "020", "510"),
+    ("东莞市", "广东", "0769", "523"),
+    ("佛山市", "广东", "0757", "528"),
+    ("珠海市", "广东", "0756", "519"),
     ("杭州市", "浙江", "0571", "310"),
     ("宁波市", "浙江", "0574", "315"),
+    ("温州市", "浙江", "0577", "325"),
+    ("绍兴市", "浙江", "0575", "312"),
+    ("嘉兴市", "浙江", "0573", "314"),
     ("苏州市", "江苏", "0512", "215"),
+    ("南京市", "江苏", "025", "210"),
+    ("无锡市", "江苏", "0510", "214"),
+    ("常州市", "江苏", "0519", "213"),
     ("青岛市", "山东", "0532", "266"),
+    ("济南市", "山东", "0531", "250"),
+    ("烟台市", "山东", "0535", "264"),
+    ("潍坊市", "山东", "0536", "261"),
     ("厦门市", "福建", "0592", "361"),
+    ("福州市", "福建", "0591", "350"),
+    ("泉州市", "福建", "0595", "362"),
     ("天津市", "天津", "022", "300"),
 ];
+/// The Fujian cities (weak IPR) are `CITIES[FUJIAN]`; Tianjin is the last.
+const FUJIAN: std::ops::Range<usize> = 18..21;
 const SYLLABLES: [&str; 24] = [
     "华", "强", "新", "宏", "盛", "达", "科", "通", "瑞", "丰", "源", "海", "天", "泰", "恒", "宇", "光", "明", "信",
     "和", "力", "佳", "美", "鑫",
@@ -88,20 +109,20 @@ struct Firm {
     innov: f64,
 }
 
-/// A firm's city: Tianjin and Xiamen, the cities of the two weak-IPR provinces, hold 7.5% of the
-/// firms (the paper's weak IPR rows are 9,699 of 128,769, Table 5); the other six share the rest.
-/// Two weak provinces, not one: with one, the regional controls would be collinear with the
-/// year effects within the weak group.
+/// A firm's city: Tianjin and the three Fujian cities, the cities of the two weak-IPR provinces,
+/// hold 7.5% of the firms (the paper's weak IPR rows are 9,699 of 128,769, Table 5); the other
+/// cities share the rest equally. Two weak provinces, not one: with one, the regional controls
+/// would be collinear with the year effects within the weak group.
 fn draw_city(s: &mut Stream) -> usize {
     match s.uniform() {
         u if u < 0.04 => CITIES.len() - 1,
-        u if u < 0.075 => CITIES.len() - 2,
-        _ => s.below(CITIES.len() as u32 - 2) as usize,
+        u if u < 0.075 => FUJIAN.start + s.below(FUJIAN.len() as u32) as usize,
+        _ => s.below(FUJIAN.start as u32) as usize,
     }
 }
 
 fn firm_name(s: &mut Stream, city: usize, industry: usize) -> String {
-    // three syllables: 8 cities × 24³ brands × 6 industries leaves room for 30,000 unique names
+    // three syllables: 22 cities × 24³ brands × 6 industries leaves room for 30,000 unique names
     let brand: String = (0..3)
         .map(|_| SYLLABLES[s.below(SYLLABLES.len() as u32) as usize])
         .collect();
@@ -200,8 +221,10 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 /// i's supplier + u, u ~ U(−½, ½); log price = c_g + λ/2 + s_i·(ln dist_m − mean) + noise, where
 /// s_i is the firm's competition strategy (quality: s > 0, price: s < 0); log quantity =
 /// χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g) + ε. Digtech follows the simulated digital patents,
-/// whose rate rises with the province's 1984 post intensity × lagged broadband (the study's
-/// instruments), so IV and OLS estimate the same β.
+/// whose rate rises with the prefecture city's 1984 post intensity × its province's lagged
+/// broadband (the study's instruments). 2SLS then estimates β plus the effects of what the
+/// instruments also move (Digtech's lags, imports, network): its planted value is computed
+/// with the instruments (see `planted::truths`).
 pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
     let size = scale.size();
@@ -305,19 +328,18 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     )
     .map_err(|e| err("survey", e))?;
 
-    // regions (province-year, 2007-2014 so that lagged broadband exists in 2008), with the
-    // study's instruments; `push` = standardised 1984 post intensity × ln broadband(t−1)
+    // regions (province-year, 2007-2014 so that lagged broadband exists in 2008): the regional
+    // controls, the IPR index and broadband users
     let provinces: Vec<&str> = {
         let mut v: Vec<&str> = CITIES.iter().map(|c| c.1).collect();
         v.dedup();
         v
     };
-    let (mut r_p, mut r_y, mut r_gdp, mut r_open, mut r_mkt, mut r_ipr, mut r_bb, mut r_post, mut r_tel) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut iv_raw: HashMap<(&str, i64), f64> = HashMap::new();
+    let (mut r_p, mut r_y, mut r_gdp, mut r_open, mut r_mkt, mut r_ipr, mut r_bb) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut ln_bb_lag: HashMap<(&str, i64), f64> = HashMap::new();
     let mut ipr_of: Vec<(&str, i64, f64)> = vec![];
     for p in &provinces {
-        let (post84, tel84) = ((3.0 + 0.5 * s.normal()).exp(), (5.0 + 0.5 * s.normal()).exp());
         // IPR: Tianjin and Fujian far below the others, so they alone are below the yearly mean
         let ipr0 = if WEAK_IPR_PROVINCES.contains(p) { 0.2 } else { 0.85 };
         let (g0, o0, m0, i0) = (
@@ -332,7 +354,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             let t = (year - 2008) as f64;
             let bb = (6.0 + growth * t + 0.05 * s.normal()).exp();
             if year >= *YEARS.start() {
-                iv_raw.insert((p, year), post84 * last_bb.ln());
+                ln_bb_lag.insert((p, year), last_bb.ln());
             }
             last_bb = bb;
             r_p.push(*p);
@@ -343,18 +365,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             r_ipr.push(i0 + 0.02 * t);
             ipr_of.push((*p, year, i0 + 0.02 * t));
             r_bb.push(bb);
-            r_post.push(post84);
-            r_tel.push(tel84);
         }
     }
-    let iv_std: HashMap<(&str, i64), f64> = {
-        let v: Vec<f64> = iv_raw.values().copied().collect();
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64)
-            .sqrt()
-            .max(1e-12);
-        iv_raw.iter().map(|(k, x)| (*k, (x - m) / sd)).collect()
-    };
     let mut regions = DataFrame::new(
         r_p.len(),
         vec![
@@ -365,11 +377,49 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             Column::new("marketisation".into(), r_mkt),
             Column::new("ipr_index".into(), r_ipr),
             Column::new("broadband_users".into(), r_bb),
-            Column::new("post_volume_1984".into(), r_post),
-            Column::new("phones_1984".into(), r_tel),
         ],
     )
     .map_err(|e| err("regions", e))?;
+
+    // prefecture cities with their 1984 post volume and fixed telephones per million people,
+    // both driven by one communications factor (so they correlate, as the historical series
+    // do). Table 2's instruments are these × ln broadband users of the city's province in t−1
+    // (`instruments`, per city-year: [IV_Post, IV_Telephone]); a firm's digital-patent rate
+    // rises with its city's standardised IV_Post, so 2SLS finds the planted effect of Digtech
+    // and of what Digtech moves (the truths compute it)
+    let (mut y_city, mut y_prov, mut y_post, mut y_tel) = (vec![], vec![], vec![], vec![]);
+    let mut instruments: HashMap<(usize, i64), [f64; 2]> = HashMap::new();
+    for (ci, (city, prov, _, _)) in CITIES.iter().enumerate() {
+        let h = s.normal();
+        let post84 = (3.0 + 0.5 * (0.9 * h + 0.44 * s.normal())).exp();
+        let tel84 = (5.0 + 0.5 * (0.9 * h + 0.44 * s.normal())).exp();
+        for year in YEARS {
+            let lbb = ln_bb_lag[&(*prov, year)];
+            instruments.insert((ci, year), [post84 * lbb, tel84 * lbb]);
+        }
+        y_city.push(*city);
+        y_prov.push(*prov);
+        y_post.push(post84);
+        y_tel.push(tel84);
+    }
+    let iv_std: HashMap<(usize, i64), f64> = {
+        let v: Vec<f64> = instruments.values().map(|z| z[0]).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64)
+            .sqrt()
+            .max(1e-12);
+        instruments.iter().map(|(k, z)| (*k, (z[0] - m) / sd)).collect()
+    };
+    let mut cities = DataFrame::new(
+        y_city.len(),
+        vec![
+            Column::new("province".into(), y_prov),
+            Column::new("city".into(), y_city),
+            Column::new("post_volume_1984".into(), y_post),
+            Column::new("phones_1984".into(), y_tel),
+        ],
+    )
+    .map_err(|e| err("cities", e))?;
 
     // countries (destination-year)
     let countries_used = &COUNTRIES[..size.countries];
@@ -415,7 +465,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     )
     .map_err(|e| err("countries", e))?;
 
-    // patents: the rate rises with the province's instrument; co-applicants come from a
+    // patents: the rate rises with the city's instrument; co-applicants come from a
     // firm's few standing partners (half of them exporters), so the co-applicant network has
     // repeated ties and firms spanning several partners (structural holes)
     let exporter_ids: Vec<usize> = (0..firms.len()).filter(|&k| firms[k].exporter).collect();
@@ -435,7 +485,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     let mut counter = 0u64;
     for (fk, f) in firms.iter().enumerate() {
         for year in YEARS {
-            let z = iv_std[&(CITIES[f.city].1, year)];
+            let z = iv_std[&(f.city, year)];
             let rate = f.innov * if f.exporter { 1.5 } else { 0.5 } * (0.8 * z).exp();
             for _ in 0..s.poisson(rate) {
                 counter += 1;
@@ -760,6 +810,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         digital: &digital,
         dig_kinds: &dig_kinds,
         supplier_of: &supplier_of,
+        instruments: &instruments,
     };
     let rows = truth_rows(&flows, &meta, size.products, &ctx);
     truth.planted = planted::truths(&rows);
@@ -776,6 +827,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     save(&mut imports, &out.join(format!("imports.{ext}")))?;
     save(&mut countries, &out.join(format!("countries.{ext}")))?;
     save(&mut regions, &out.join(format!("regions.{ext}")))?;
+    save(&mut cities, &out.join(format!("cities.{ext}")))?;
     save(&mut chain, &out.join(format!("supply_chain.{ext}")))?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Data(e.to_string()))?;
     let path = out.join("truth.json");
@@ -1059,12 +1111,16 @@ struct RowContext<'a> {
     digital: &'a HashMap<(i64, i64), u32>,
     dig_kinds: &'a HashMap<(i64, i64), f64>,
     supplier_of: &'a HashMap<i64, usize>,
+    /// Table 2's instruments per (city, year).
+    instruments: &'a HashMap<(usize, i64), [f64; 2]>,
 }
 
 /// The simulated panel's rows (firm, destination, year) with the regressors as the panel will
 /// measure them and the planted part of Qua: λ̂ is demeaned within its (product, destination,
 /// year) cell and divided by its product's range before it is value-weighted over the row's
-/// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g.
+/// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g, and each
+/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's simple means of
+/// kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
 fn truth_rows(
     flows: &[Flow],
     meta: &HashMap<(usize, usize, i64), Traits>,
@@ -1083,8 +1139,10 @@ fn truth_rows(
         let v = f.quality - sum / n as f64;
         range[f.product] = (range[f.product].0.min(v), range[f.product].1.max(v));
     }
-    // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v
+    // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v; and each product's planted r-Qua
+    // (Table 10's quality of kept, new and dropped products)
     let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
+    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, f64>> = HashMap::new();
     for f in flows {
         let n = cells[&(f.product, f.country, f.year)].1 as f64;
         let r = range[f.product].1 - range[f.product].0;
@@ -1093,6 +1151,10 @@ fn truth_rows(
         e[0] += f.value * f.effect * scale;
         e[1] += f.value * f.effect;
         e[2] += f.value;
+        by_product
+            .entry((f.firm, f.country, f.year))
+            .or_default()
+            .insert(f.product as u32, f.effect * scale);
     }
     let (continuing, vol_high) = pair_flags(&acc);
     let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
@@ -1107,6 +1169,16 @@ fn truth_rows(
         .map(|(&(k, c, y), v)| {
             let id = cx.firms[k].id;
             let [dig_a, dig_co, dig_in] = cx.pm.counts(id, y);
+            // the panel's Table 10 quality measures need the pair in t−1 (NaN otherwise)
+            let dynamics = by_product
+                .get(&(k, c, y - 1))
+                .map(|prev| Dynamics::between(prev, &by_product[&(k, c, y)]));
+            let dyn_of = |f: fn(&Dynamics) -> f64| dynamics.as_ref().map_or(f64::NAN, f);
+            let [iv_post, iv_telephone] = cx
+                .instruments
+                .get(&(cx.firms[k].city, y))
+                .copied()
+                .unwrap_or([f64::NAN; 2]);
             Row {
                 pair: (k, c),
                 year: y,
@@ -1120,6 +1192,11 @@ fn truth_rows(
                 ci: cx.pm.ci(id, y),
                 dig_kinds: cx.dig_kinds.get(&(id, y)).copied().unwrap_or(0.0),
                 dig_sup: cx.supplier_of.get(&id).map_or(f64::NAN, |&j| dig(cx.firms[j].id, y)),
+                iv_post,
+                iv_telephone,
+                qual_keep: dyn_of(|d| d.qual_keep),
+                qual_in: dyn_of(|d| d.qual_in),
+                qual_sub2: dyn_of(|d| d.substitution().1),
                 traits: meta[&(k, c, y)],
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`match_exporters`] | exports, survey names | customs identity → firm |
 //! | [`read_survey`] | firms | survey records, name → firm |
-//! | [`read_places`] | regions, countries | province-year and country-year values |
+//! | [`read_places`] | regions, cities, countries | province-year, city and country-year values |
 //! | [`export_flows`] | exports | firm × HS6 × destination × year flows |
 //! | [`product_quality`] | flows | KSW quality per flow, one batched job |
 //! | [`aggregate`] | flows, quality | firm-year-destination [`Destination`]s |
@@ -122,11 +122,12 @@ fn read_survey(raw: &Path, rep: &mut PanelReport) -> Result<Survey> {
         "output",
         "liabilities",
     ];
-    let ft = load::load(&path, &owned(&cols))?;
+    let ft = load::load(&path, &owned(&[&cols[..], &["city"]].concat()))?;
     let fid = need_years(&ft, "firm_id", &path)?;
     let fyear = need_years(&ft, "year", &path)?;
     let fname = ft.strings("name")?;
     let prov = need_strings(&ft, "province", &path)?;
+    let city = need_strings(&ft, "city", &path)?;
     let ind = need_strings(&ft, "industry", &path)?;
     let num: Vec<Vec<f64>> = cols[5..].iter().map(|c| ft.numeric(c)).collect::<Result<_>>()?;
     let mut records: HashMap<(i64, i64), FirmRecord> = HashMap::new();
@@ -143,6 +144,7 @@ fn read_survey(raw: &Path, rep: &mut PanelReport) -> Result<Survey> {
         let v = |k: usize| num[k][i];
         let record = FirmRecord {
             province: prov[i].clone(),
+            city: city[i].clone(),
             industry: ind[i].clone(),
             founded: v(0),
             assets: v(1),
@@ -170,32 +172,53 @@ fn read_survey(raw: &Path, rep: &mut PanelReport) -> Result<Survey> {
     })
 }
 
-/// Province-year and country-year values, in the order of [`REGION_COLUMNS`] and
-/// [`COUNTRY_COLUMNS`].
+/// Province-year, prefecture-city and country-year values, in the order of [`REGION_COLUMNS`],
+/// [`CITY_COLUMNS`] and [`COUNTRY_COLUMNS`].
 struct Places {
-    region: HashMap<(String, i64), [f64; 7]>,
+    region: HashMap<(String, i64), [f64; 5]>,
+    city: HashMap<String, [f64; 2]>,
     country: HashMap<(String, i64), [f64; 5]>,
 }
 
-const REGION_COLUMNS: [&str; 7] = [
-    "gdp",
-    "openness",
-    "marketisation",
-    "ipr_index",
-    "broadband_users",
-    "post_volume_1984",
-    "phones_1984",
-];
+const REGION_COLUMNS: [&str; 5] = ["gdp", "openness", "marketisation", "ipr_index", "broadband_users"];
+/// Per prefecture city, per million people in 1984 (Table 2's instruments).
+const CITY_COLUMNS: [&str; 2] = ["post_volume_1984", "phones_1984"];
 const COUNTRY_COLUMNS: [&str; 5] = ["gdp", "gdp_per_capita", "exchange_rate", "distance_km", "nri"];
 
-/// Step 3: the regional and country tables.
+/// Step 3: the regional, city and country tables.
 fn read_places(raw: &Path, rep: &mut PanelReport) -> Result<Places> {
     let t0 = Instant::now();
     let region = keyed_values(raw, "regions", "province", REGION_COLUMNS)?;
+    let city = city_values(raw)?;
     let country = keyed_values(raw, "countries", "country", COUNTRY_COLUMNS)?;
-    let detail = format!("{} province-years, {} country-years", region.len(), country.len());
-    rep.step("regions, countries", detail, t0);
-    Ok(Places { region, country })
+    let detail = format!(
+        "{} province-years, {} prefecture cities, {} country-years",
+        region.len(),
+        city.len(),
+        country.len()
+    );
+    rep.step("regions, cities, countries", detail, t0);
+    Ok(Places { region, city, country })
+}
+
+/// The `cities` table's [`CITY_COLUMNS`] by city name; a city listed twice is an error.
+fn city_values(raw: &Path) -> Result<HashMap<String, [f64; 2]>> {
+    let path = raw_file(raw, "cities")?;
+    let mut wanted = vec!["city"];
+    wanted.extend(CITY_COLUMNS);
+    let t = load::load(&path, &owned(&wanted))?;
+    let names = need_strings(&t, "city", &path)?;
+    let num: Vec<Vec<f64>> = CITY_COLUMNS.iter().map(|c| t.numeric(c)).collect::<Result<_>>()?;
+    let mut out = HashMap::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if out.insert(name.clone(), [num[0][i], num[1][i]]).is_some() {
+            return Err(Error::Data(format!(
+                "{path}: city {name} is listed twice (row {})",
+                i + 1
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// A raw table's numeric `columns` keyed by (`key`, year).
@@ -839,7 +862,7 @@ impl Row<'_> {
         &self.st.exports.dest_names[self.key.2 as usize]
     }
 
-    fn region(&self, year: i64) -> Option<&[f64; 7]> {
+    fn region(&self, year: i64) -> Option<&[f64; 5]> {
         self.st.places.region.get(&(self.r.province.clone(), year))
     }
 
@@ -891,10 +914,12 @@ impl Row<'_> {
         c.f("market", reg.map_or(f64::NAN, |r| r[2]));
         c.f("lnpergdp", cty.map_or(f64::NAN, |v| v[1].ln()));
         c.f("xr", cty.map_or(f64::NAN, |v| v[2]));
-        // 1984 post and telephones × last year's broadband users (Bartik-style, time-varying)
+        // the prefecture city's 1984 post volume and telephones per million people × ln of its
+        // province's broadband users in t−1 (Bartik-style, time-varying)
         let lbb = self.region(y - 1).map_or(f64::NAN, |r| r[4].ln());
-        c.f("iv_post", reg.map_or(f64::NAN, |r| r[5]) * lbb);
-        c.f("iv_telephone", reg.map_or(f64::NAN, |r| r[6]) * lbb);
+        let city = self.st.places.city.get(&self.r.city);
+        c.f("iv_post", city.map_or(f64::NAN, |v| v[0]) * lbb);
+        c.f("iv_telephone", city.map_or(f64::NAN, |v| v[1]) * lbb);
     }
 
     /// The split variables of Tables 3, 5–9.

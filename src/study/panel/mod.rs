@@ -128,6 +128,8 @@ pub fn describe() -> String {
 #[derive(Debug, Clone)]
 struct FirmRecord {
     province: String,
+    /// Prefecture city (Table 2's instruments are per city).
+    city: String,
     industry: String,
     founded: f64,
     assets: f64,
@@ -588,6 +590,7 @@ mod tests {
     fn firm_controls_follow_the_study_definitions() {
         let r = FirmRecord {
             province: "广东".into(),
+            city: "深圳市".into(),
             industry: "C39".into(),
             founded: 2000.0,
             assets: 1000.0,
