@@ -34,23 +34,6 @@ fn add_outer(g: &mut [f64], u: &[f64], s: f64) {
     }
 }
 
-/// gs += b · u u' and gl −= b · u u' (a row moving from the larger group's sums to the
-/// smaller group's), skipping the zero entries of u.
-fn add_outer_both(gs: &mut [f64], gl: &mut [f64], u: &[f64], b: f64) {
-    for (a, &ua) in u.iter().enumerate() {
-        if ua == 0.0 {
-            continue;
-        }
-        let sa = b * ua;
-        let span = a * (a + 1) / 2..a * (a + 1) / 2 + a + 1;
-        for ((s, l), &ub) in gs[span.clone()].iter_mut().zip(&mut gl[span]).zip(u) {
-            let v = sa * ub;
-            *s += v;
-            *l -= v;
-        }
-    }
-}
-
 /// g += s · v v' − t · x x' (packed lower triangle, dense): one run's between-run term
 /// swapped for another.
 fn swap_outer(g: &mut [f64], v: &[f64], s: f64, x: &[f64], t: f64) {
@@ -81,15 +64,20 @@ pub struct LevelTotals {
     /// S (m entries) and W of every run.
     run_sums: Vec<f64>,
     run_weight: Vec<f64>,
+    /// Rows with base weight in every run.
+    run_rows: Vec<u32>,
+    /// The full sample's Gram before the dummies are partialled out: raw − between.
+    full: Vec<f64>,
 }
 
 /// Per-thread buffers of the complement paths.
 #[derive(Default)]
 pub struct RowBuffers {
     kept: Vec<f64>,
-    small: Vec<f64>,
-    large: Vec<f64>,
-    runs: Vec<u32>,
+    /// The rows the larger group of a pair drops, in order.
+    dropped: Vec<u32>,
+    /// The pair's rank-one terms ([`PairTerms`]).
+    terms: PairTerms,
 }
 
 impl LevelTotals {
@@ -129,6 +117,8 @@ impl LevelTotals {
             run_start,
             run_sums: vec![0.0; runs_n * m],
             run_weight: vec![0.0; runs_n],
+            run_rows: vec![0; runs_n],
+            full: Vec::new(),
         };
         for i in (0..n).filter(|&i| base[i] > 0.0) {
             let ui = &t.u[i * m..(i + 1) * m];
@@ -138,6 +128,7 @@ impl LevelTotals {
                 *s += base[i] * v;
             }
             t.run_weight[r] += base[i];
+            t.run_rows[r] += 1;
         }
         let zero = vec![0.0; m];
         for r in 0..runs_n {
@@ -151,6 +142,7 @@ impl LevelTotals {
                 );
             }
         }
+        t.full = t.raw.iter().zip(&t.between).map(|(a, b)| a - b).collect();
         t
     }
 
@@ -207,59 +199,101 @@ impl LevelTotals {
     }
 }
 
-/// The sums [`LevelRuns::gram_pair`] builds: both groups' raw Grams and between-run terms.
-struct PairGrams {
-    gs: Vec<f64>,
-    gl: Vec<f64>,
-    btw_s: Vec<f64>,
-    btw_l: Vec<f64>,
+/// The rank-one terms x y' (row-major, m entries each) whose sums give a pair's Grams:
+/// Σ_s x y' is the smaller group's Gram G_s, and G_l = G_full − G_s − Σ_l x y'.
+#[derive(Default)]
+pub struct PairTerms {
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    xl: Vec<f64>,
+    yl: Vec<f64>,
+    /// One run's sums over the smaller group's rows (s) and over the pruned rows (p).
+    s: Vec<f64>,
+    p: Vec<f64>,
 }
 
-impl LevelTotals {
-    /// Ask the memory for run `r`'s rows (u, weights) before they are needed.
-    fn prefetch_run(&self, r: usize) {
-        let (a, b) = (self.run_start[r], self.run_start[r + 1]);
-        let rows = &self.u[a * self.m..b * self.m];
-        for line in rows.chunks(8).take(24) {
-            prefetch(line.as_ptr());
+impl PairTerms {
+    fn clear(&mut self) {
+        for v in [&mut self.xs, &mut self.ys, &mut self.xl, &mut self.yl] {
+            v.clear();
         }
-        prefetch(&self.run_sums[r * self.m]);
-        prefetch(&self.base[a]);
     }
 
-    /// One run of [`LevelRuns::gram_pair`]: its rows read once.
-    fn pair_run(&self, g: &mut PairGrams, buf: &mut RowBuffers, small: &[f64], large: &[f64], r: usize) {
+    /// The term x (`scale` · x)' of the smaller group (`small`) or of the larger group's loss.
+    fn push(&mut self, small: bool, x: &[f64], scale: f64) {
+        let (xs, ys) = if small {
+            (&mut self.xs, &mut self.ys)
+        } else {
+            (&mut self.xl, &mut self.yl)
+        };
+        xs.extend_from_slice(x);
+        ys.extend(x.iter().map(|v| scale * v));
+    }
+}
+
+/// Rows [`LevelRuns::gram_pair`] asks the memory for before it reaches them.
+const AHEAD: usize = 12;
+
+impl LevelTotals {
+    /// Ask the memory for row `i` (u, its run's sums) before it is needed.
+    fn prefetch_row(&self, i: usize) {
         let m = self.m;
-        for v in [&mut buf.small, &mut buf.large] {
+        for line in self.u[i * m..(i + 1) * m].chunks(8) {
+            prefetch(line.as_ptr());
+        }
+        let r = self.run_of[i] as usize;
+        for line in self.run_sums[r * m..(r + 1) * m].chunks(8) {
+            prefetch(line.as_ptr());
+        }
+    }
+
+    /// One run's terms of [`LevelRuns::gram_pair`], from the rows `dropped` (this run's rows
+    /// the larger group drops): each row's b u u' (in the smaller group, or pruned from both),
+    /// the smaller group's between-run term −s s'/w_s, and what the larger group's between-run
+    /// term gains over the full sample's and the smaller group's together,
+    /// T = l l'/w_l + s s'/w_s − S S'/W with l = S − s − p: (w_l w_s / W) δ δ', δ = l/w_l − s/w_s,
+    /// when nothing was pruned (the three terms one at a time otherwise).
+    fn pair_run(&self, t: &mut PairTerms, small: &[f64], r: usize, dropped: &[u32]) {
+        let m = self.m;
+        let (mut s, mut l) = (std::mem::take(&mut t.s), std::mem::take(&mut t.p));
+        for v in [&mut s, &mut l] {
             v.clear();
             v.resize(m, 0.0);
         }
-        let (mut ws, mut wl) = (0.0, 0.0);
-        for i in self.run_start[r]..self.run_start[r + 1] {
-            let b = self.base[i];
-            if b <= 0.0 {
-                continue;
-            }
+        let (mut ws, mut wp) = (0.0, 0.0);
+        for &i in dropped {
+            let (i, b) = (i as usize, self.base[i as usize]);
             let u = &self.u[i * m..(i + 1) * m];
-            if large[i] > 0.0 {
-                for (k, &v) in buf.large.iter_mut().zip(u) {
-                    *k += large[i] * v;
-                }
-                wl += large[i];
-            } else if small[i] > 0.0 {
-                for (k, &v) in buf.small.iter_mut().zip(u) {
-                    *k += small[i] * v;
-                }
-                ws += small[i];
-                add_outer_both(&mut g.gs, &mut g.gl, u, b);
-            } else {
-                add_outer(&mut g.gl, u, -b);
-            }
+            let in_small = small[i] > 0.0;
+            t.push(in_small, u, b);
+            let (sum, w) = if in_small { (&mut s, &mut ws) } else { (&mut l, &mut wp) };
+            sum.iter_mut().zip(u).for_each(|(a, v)| *a += b * v);
+            *w += b;
         }
-        let inv = |w: f64| if w > 0.0 { 1.0 / w } else { 0.0 };
-        add_outer(&mut g.btw_s, &buf.small, inv(ws));
-        let t = &self.run_sums[r * m..(r + 1) * m];
-        swap_outer(&mut g.btw_l, &buf.large, inv(wl), t, 1.0 / self.run_weight[r]);
+        // l = S − s − p (l holds p so far), and the larger group's weight in the run
+        let (big, wbig) = (&self.run_sums[r * m..(r + 1) * m], self.run_weight[r]);
+        for ((li, bi), si) in l.iter_mut().zip(big).zip(&s) {
+            *li = bi - si - *li;
+        }
+        let (wl, kept) = (wbig - ws - wp, self.run_rows[r] as usize > dropped.len());
+        if ws > 0.0 {
+            t.push(true, &s, -1.0 / ws);
+        }
+        if wp == 0.0 && ws > 0.0 && kept {
+            for (li, si) in l.iter_mut().zip(&s) {
+                *li = *li / wl - si / ws;
+            }
+            t.push(false, &l, wl * ws / wbig);
+        } else if wp > 0.0 {
+            if kept {
+                t.push(false, &l, 1.0 / wl);
+            }
+            if ws > 0.0 {
+                t.push(false, &s, 1.0 / ws);
+            }
+            t.push(false, big, -1.0 / wbig);
+        }
+        (t.s, t.p) = (s, l);
     }
 }
 
@@ -277,50 +311,43 @@ fn prefetch(p: *const f64) {
 
 impl LevelRuns<'_> {
     /// The Grams of two disjoint groups `small` and `large` (each w_i 0 or the base weight, no
-    /// row in both; `large` dropping fewer rows than it keeps) in one pass over the runs
-    /// `large` drops rows from: each run's rows are read once, a dropped row's outer product is
-    /// added to the smaller group's Gram (when it is the smaller group's) and taken from the
-    /// larger's full-sample sums, and the run's between-run terms are formed for both groups.
-    /// The runs are listed first so the next ones can be fetched from memory while one is
-    /// summed (they lie far apart in the sample). Equal to [`LevelRuns::gram`] of each to
-    /// rounding.
+    /// row in both; `large` dropping fewer rows than it keeps) from the rows `large` drops
+    /// alone: the smaller group's Gram is summed from its rows and its runs' sums, the larger
+    /// group's is the full sample's minus the smaller group's and minus each touched run's
+    /// change of between-run term ([`LevelTotals::pair_run`]; the larger group's rows are never
+    /// read). The terms are summed as matrix products X'Y ([`crate::linalg::cross_packed`]).
+    /// Equal to [`LevelRuns::gram`] of each to rounding.
     pub fn gram_pair(&self, totals: &LevelTotals, buf: &mut RowBuffers, small: &[f64], large: &[f64]) -> [Vec<f64>; 2] {
         let m = totals.m;
-        let mut runs = std::mem::take(&mut buf.runs);
-        runs.clear();
-        for i in 0..large.len() {
-            if large[i] == 0.0 && totals.base[i] > 0.0 {
-                let r = totals.run_of[i];
-                if runs.last() != Some(&r) {
-                    runs.push(r);
-                }
+        buf.dropped.clear();
+        buf.dropped
+            .extend((0..large.len() as u32).filter(|&i| large[i as usize] == 0.0 && totals.base[i as usize] > 0.0));
+        buf.terms.clear();
+        let mut j = 0;
+        while j < buf.dropped.len() {
+            let r = totals.run_of[buf.dropped[j] as usize];
+            let end = j + buf.dropped[j..]
+                .iter()
+                .take_while(|&&i| totals.run_of[i as usize] == r)
+                .count();
+            // the rows lie far apart in the sample: ask for later ones while these are summed
+            let n = buf.dropped.len();
+            for &i in &buf.dropped[(j + AHEAD).min(n)..(end + AHEAD).min(n)] {
+                totals.prefetch_row(i as usize);
             }
+            totals.pair_run(&mut buf.terms, small, r as usize, &buf.dropped[j..end]);
+            j = end;
         }
-        let mut g = PairGrams {
-            gs: vec![0.0; m * (m + 1) / 2],
-            gl: totals.raw.clone(),
-            btw_s: vec![0.0; m * (m + 1) / 2],
-            btw_l: totals.between.clone(),
-        };
-        const AHEAD: usize = 6;
-        for (j, &r) in runs.iter().enumerate() {
-            if let Some(&next) = runs.get(j + AHEAD) {
-                totals.prefetch_run(next as usize);
-            }
-            totals.pair_run(&mut g, buf, small, large, r as usize);
-        }
-        buf.runs = runs;
-        let PairGrams {
-            mut gs,
-            mut gl,
-            btw_s,
-            btw_l,
-        } = g;
-        for (g, btw) in [(&mut gs, &btw_s), (&mut gl, &btw_l)] {
-            for (a, b) in g.iter_mut().zip(btw) {
-                *a -= b;
-            }
-        }
+        let t = &buf.terms;
+        let gs = crate::linalg::cross_packed(&t.xs, &t.ys, m);
+        let loss = crate::linalg::cross_packed(&t.xl, &t.yl, m);
+        let gl: Vec<f64> = totals
+            .full
+            .iter()
+            .zip(&gs)
+            .zip(&loss)
+            .map(|((f, s), l)| f - s - l)
+            .collect();
         let c = totals.c;
         [
             crate::linalg::partial_out_last(&gs, c, m),
