@@ -11,11 +11,15 @@
 //! the within-run centring written as sums. When every w_i is 0 or b_i, both terms are the
 //! full sample's minus what the dropped rows E take away: their outer products, and the
 //! between-run terms of the runs they touch, recomputed from those runs' kept rows. The work is
-//! O(|E|), not O(N), and the full-sample sums are formed once per design. The columns are the
-//! full-sample residuals (the warm start), so the run sums are near zero and the subtractions
-//! cancel little: the result equals the direct path to rounding (a test holds them to 1e-12;
-//! on the study, p-values and replicate counts are unchanged and the observed NRI difference
-//! moves by 1e-13 of itself, the sums being added in another order).
+//! O(|E|), not O(N), and the full-sample sums are formed once per design. For a permutation
+//! pair ([`LevelRuns::gram_pair`]) only the dropped rows are read: the smaller group's Gram is
+//! summed from its rows, and the larger group's is the full sample's minus the smaller group's
+//! minus, per touched run, one rank-one term (w_l w_s / W) δ δ' (δ the difference of the two
+//! groups' run means). The columns are the full-sample residuals (the warm start), so the run
+//! sums are near zero and the subtractions cancel little: the result equals the direct path to
+//! rounding (a test holds them to 1e-12; on the study, p-values and replicate counts are
+//! unchanged and the observed NRI difference moves by 3e-15 of itself, the sums being added in
+//! another order).
 
 use super::fwl::{LevelRuns, Scratch};
 
