@@ -13,9 +13,10 @@
 //! between-run terms of the runs they touch, recomputed from those runs' kept rows. The work is
 //! O(|E|), not O(N), and the full-sample sums are formed once per design. For a permutation
 //! pair ([`LevelRuns::gram_pair`]) only the dropped rows are read: the smaller group's Gram is
-//! summed from its rows, and the larger group's is the full sample's minus the smaller group's
-//! minus, per touched run, one rank-one term (w_l w_s / W) δ δ' (δ the difference of the two
-//! groups' run means). The columns are the full-sample residuals (the warm start), so the run
+//! its rows' within-run scatter, and the larger group's is the full sample's minus the smaller
+//! group's minus, per touched run, the scatter between the run's groups (kept, pruned as
+//! singletons, smaller: one rank-one term per group merged) and that of its pruned rows. The
+//! columns are the full-sample residuals (the warm start), so the run
 //! sums are near zero and the subtractions cancel little: the result equals the direct path to
 //! rounding (a test holds them to 1e-12; on the study, p-values and replicate counts are
 //! unchanged and the observed NRI difference moves by 3e-15 of itself, the sums being added in
@@ -153,12 +154,28 @@ impl LevelTotals {
     /// Whether `small` and `large` suit [`LevelRuns::gram_pair`]: every weight 0 or the base
     /// weight, no row in both, and `large` keeping more rows than it drops.
     pub fn suits_pair(&self, small: &[f64], large: &[f64]) -> bool {
-        let base_or_zero = small
-            .iter()
-            .zip(large)
-            .zip(&self.base)
-            .all(|((&s, &l), &b)| s == 0.0 || (s == b && l == 0.0));
-        base_or_zero && self.prefers_complement(large)
+        self.pair_dropped(small, large, &mut Vec::new())
+    }
+
+    /// [`LevelTotals::suits_pair`] in one pass that also lists the rows with base weight
+    /// `large` drops (in order) into `dropped`; it stops once `large` drops half the rows.
+    fn pair_dropped(&self, small: &[f64], large: &[f64], dropped: &mut Vec<u32>) -> bool {
+        dropped.clear();
+        let mut kept = 0usize;
+        for (i, ((&s, &l), &b)) in small.iter().zip(large).zip(&self.base).enumerate() {
+            if (s != 0.0 && (s != b || l != 0.0)) || (l != 0.0 && l != b) {
+                return false;
+            }
+            if l != 0.0 {
+                kept += 1;
+            } else if b > 0.0 {
+                dropped.push(i as u32);
+                if 2 * dropped.len() > small.len() {
+                    return false;
+                }
+            }
+        }
+        dropped.len() < kept
     }
 
     /// Whether `w` only keeps or drops rows at their base weight and drops fewer rows than it
@@ -211,9 +228,9 @@ pub struct PairTerms {
     ys: Vec<f64>,
     xl: Vec<f64>,
     yl: Vec<f64>,
-    /// One run's sums over the smaller group's rows (s) and over the pruned rows (p).
-    s: Vec<f64>,
-    p: Vec<f64>,
+    /// One run's means: the smaller group's rows, the pruned rows, the larger group's rows,
+    /// and of the groups merged so far ([`LevelTotals::pair_run`]).
+    means: [Vec<f64>; 4],
 }
 
 impl PairTerms {
@@ -223,15 +240,16 @@ impl PairTerms {
         }
     }
 
-    /// The term x (`scale` · x)' of the smaller group (`small`) or of the larger group's loss.
-    fn push(&mut self, small: bool, x: &[f64], scale: f64) {
+    /// The term (x − c)(`scale` · (x − c))' of the smaller group (`small`) or of the larger
+    /// group's loss.
+    fn push_centred(&mut self, small: bool, x: &[f64], c: &[f64], scale: f64) {
         let (xs, ys) = if small {
             (&mut self.xs, &mut self.ys)
         } else {
             (&mut self.xl, &mut self.yl)
         };
-        xs.extend_from_slice(x);
-        ys.extend(x.iter().map(|v| scale * v));
+        xs.extend(x.iter().zip(c).map(|(a, b)| a - b));
+        ys.extend(x.iter().zip(c).map(|(a, b)| scale * (a - b)));
     }
 }
 
@@ -252,52 +270,66 @@ impl LevelTotals {
     }
 
     /// One run's terms of [`LevelRuns::gram_pair`], from the rows `dropped` (this run's rows
-    /// the larger group drops): each row's b u u' (in the smaller group, or pruned from both),
-    /// the smaller group's between-run term −s s'/w_s, and what the larger group's between-run
-    /// term gains over the full sample's and the smaller group's together,
-    /// T = l l'/w_l + s s'/w_s − S S'/W with l = S − s − p: (w_l w_s / W) δ δ', δ = l/w_l − s/w_s,
-    /// when nothing was pruned (the three terms one at a time otherwise).
+    /// the larger group drops). The smaller group's part of the run is its rows' within-run
+    /// scatter Σ b (u − s̄)(u − s̄)'. The larger group's Gram loses, beyond the smaller group's,
+    /// the pruned rows' scatter about their mean p̄ (nothing for a single pruned row) and the
+    /// scatter between the run's groups (kept, pruned, smaller): l l'/w_l + p p'/w_p + s s'/w_s
+    /// − S S'/W with l = S − s − p, which merging the groups one at a time writes as one
+    /// rank-one term per merge, (w_a w_b / (w_a + w_b)) (ā − b̄)(ā − b̄)'.
     fn pair_run(&self, t: &mut PairTerms, small: &[f64], r: usize, dropped: &[u32]) {
         let m = self.m;
-        let (mut s, mut l) = (std::mem::take(&mut t.s), std::mem::take(&mut t.p));
-        for v in [&mut s, &mut l] {
+        let mut means = std::mem::take(&mut t.means);
+        for v in means.iter_mut() {
             v.clear();
             v.resize(m, 0.0);
         }
-        let (mut ws, mut wp) = (0.0, 0.0);
+        let [s_mean, p_mean, l_mean, merged] = &mut means;
+        let (mut ws, mut wp, mut np) = (0.0, 0.0, 0usize);
+        for &i in dropped {
+            let (i, b) = (i as usize, self.base[i as usize]);
+            let (sum, w) = if small[i] > 0.0 {
+                (&mut *s_mean, &mut ws)
+            } else {
+                (&mut *p_mean, &mut wp)
+            };
+            sum.iter_mut()
+                .zip(&self.u[i * m..(i + 1) * m])
+                .for_each(|(a, v)| *a += b * v);
+            *w += b;
+            np += (small[i] == 0.0) as usize;
+        }
+        let (big, wbig) = (&self.run_sums[r * m..(r + 1) * m], self.run_weight[r]);
+        let wl = wbig - ws - wp;
+        for ((l, bg), (sm, pm)) in l_mean.iter_mut().zip(big).zip(s_mean.iter().zip(p_mean.iter())) {
+            *l = (bg - sm - pm) / wl;
+        }
+        s_mean.iter_mut().for_each(|v| *v /= ws);
+        p_mean.iter_mut().for_each(|v| *v /= wp);
         for &i in dropped {
             let (i, b) = (i as usize, self.base[i as usize]);
             let u = &self.u[i * m..(i + 1) * m];
-            let in_small = small[i] > 0.0;
-            t.push(in_small, u, b);
-            let (sum, w) = if in_small { (&mut s, &mut ws) } else { (&mut l, &mut wp) };
-            sum.iter_mut().zip(u).for_each(|(a, v)| *a += b * v);
-            *w += b;
-        }
-        // l = S − s − p (l holds p so far), and the larger group's weight in the run
-        let (big, wbig) = (&self.run_sums[r * m..(r + 1) * m], self.run_weight[r]);
-        for ((li, bi), si) in l.iter_mut().zip(big).zip(&s) {
-            *li = bi - si - *li;
-        }
-        let (wl, kept) = (wbig - ws - wp, self.run_rows[r] as usize > dropped.len());
-        if ws > 0.0 {
-            t.push(true, &s, -1.0 / ws);
-        }
-        if wp == 0.0 && ws > 0.0 && kept {
-            for (li, si) in l.iter_mut().zip(&s) {
-                *li = *li / wl - si / ws;
+            if small[i] > 0.0 {
+                t.push_centred(true, u, s_mean, b);
+            } else if np > 1 {
+                t.push_centred(false, u, p_mean, b);
             }
-            t.push(false, &l, wl * ws / wbig);
-        } else if wp > 0.0 {
-            if kept {
-                t.push(false, &l, 1.0 / wl);
-            }
-            if ws > 0.0 {
-                t.push(false, &s, 1.0 / ws);
-            }
-            t.push(false, big, -1.0 / wbig);
         }
-        (t.s, t.p) = (s, l);
+        let kept = self.run_rows[r] as usize > dropped.len();
+        let groups = [(kept, wl, &*l_mean), (wp > 0.0, wp, &*p_mean), (ws > 0.0, ws, &*s_mean)];
+        let mut w = 0.0;
+        for (_, wg, mean) in groups.into_iter().filter(|g| g.0) {
+            if w > 0.0 {
+                t.push_centred(false, merged, mean, w * wg / (w + wg));
+                merged
+                    .iter_mut()
+                    .zip(mean)
+                    .for_each(|(a, b)| *a = (w * *a + wg * b) / (w + wg));
+            } else {
+                merged.copy_from_slice(mean);
+            }
+            w += wg;
+        }
+        t.means = means;
     }
 }
 
@@ -315,17 +347,24 @@ fn prefetch(p: *const f64) {
 
 impl LevelRuns<'_> {
     /// The Grams of two disjoint groups `small` and `large` (each w_i 0 or the base weight, no
-    /// row in both; `large` dropping fewer rows than it keeps) from the rows `large` drops
-    /// alone: the smaller group's Gram is summed from its rows and its runs' sums, the larger
-    /// group's is the full sample's minus the smaller group's and minus each touched run's
-    /// change of between-run term ([`LevelTotals::pair_run`]; the larger group's rows are never
-    /// read). The terms are summed as matrix products X'Y ([`crate::linalg::cross_packed`]).
-    /// Equal to [`LevelRuns::gram`] of each to rounding.
-    pub fn gram_pair(&self, totals: &LevelTotals, buf: &mut RowBuffers, small: &[f64], large: &[f64]) -> [Vec<f64>; 2] {
+    /// row in both; `large` dropping fewer rows than it keeps — `None` otherwise,
+    /// [`LevelTotals::suits_pair`]) from the rows `large` drops alone: the smaller group's Gram
+    /// is summed from its rows' within-run scatter, the larger group's is the full sample's
+    /// minus the smaller group's and minus what each touched run loses
+    /// ([`LevelTotals::pair_run`]; the larger group's rows are never read). The terms are summed
+    /// as matrix products X'Y ([`crate::linalg::cross_packed`]). Equal to [`LevelRuns::gram`]
+    /// of each to rounding.
+    pub fn gram_pair(
+        &self,
+        totals: &LevelTotals,
+        buf: &mut RowBuffers,
+        small: &[f64],
+        large: &[f64],
+    ) -> Option<[Vec<f64>; 2]> {
         let m = totals.m;
-        buf.dropped.clear();
-        buf.dropped
-            .extend((0..large.len() as u32).filter(|&i| large[i as usize] == 0.0 && totals.base[i as usize] > 0.0));
+        if !totals.pair_dropped(small, large, &mut buf.dropped) {
+            return None;
+        }
         buf.terms.clear();
         let mut j = 0;
         while j < buf.dropped.len() {
@@ -353,10 +392,10 @@ impl LevelRuns<'_> {
             .map(|((f, s), l)| f - s - l)
             .collect();
         let c = totals.c;
-        [
+        Some([
             crate::linalg::partial_out_last(&gs, c, m),
             crate::linalg::partial_out_last(&gl, c, m),
-        ]
+        ])
     }
 
     /// [`LevelRuns::gram`] of `w` (each w_i 0 or the base weight) from the full-sample sums
