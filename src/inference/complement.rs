@@ -19,7 +19,7 @@
 //! columns are the full-sample residuals (the warm start), so the run
 //! sums are near zero and the subtractions cancel little: the result equals the direct path to
 //! rounding (a test holds them to 1e-12; on the study, p-values and replicate counts are
-//! unchanged and the observed NRI difference moves by 3e-15 of itself, the sums being added in
+//! unchanged and the observed NRI difference moves by 4e-15 of itself, the sums being added in
 //! another order).
 
 use super::fwl::{LevelRuns, Scratch};
