@@ -29,6 +29,67 @@ pub fn philox4x32(mut c: [u32; 4], mut k: [u32; 2]) -> [u32; 4] {
     c
 }
 
+/// Counters side by side in [`philox_first_words`].
+const LANES: usize = 8;
+
+/// Word 0 of [`philox4x32`] for `LANES` counters (c0, c1[l], c2, 0), lane by lane in plain
+/// arrays: the 32×32→64-bit products of all lanes become vector multiplies.
+#[inline(always)]
+fn first_word_lanes(c0: u32, c1: [u32; LANES], c2: u32, key: [u32; 2]) -> [u32; LANES] {
+    let (mut a, mut b, mut c, mut d) = ([c0; LANES], c1, [c2; LANES], [0u32; LANES]);
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(W0);
+            k[1] = k[1].wrapping_add(W1);
+        }
+        for l in 0..LANES {
+            let p0 = M0 as u64 * a[l] as u64;
+            let p1 = M1 as u64 * c[l] as u64;
+            (a[l], b[l], c[l], d[l]) = (
+                (p1 >> 32) as u32 ^ b[l] ^ k[0],
+                p1 as u32,
+                (p0 >> 32) as u32 ^ d[l] ^ k[1],
+                p0 as u32,
+            );
+        }
+    }
+    a
+}
+
+/// Word 0 of [`philox4x32`]`([c0, c1, c2, 0], key)` for every `c1` in `c1s`, into `out`
+/// (cleared first): the same numbers as one call per counter, computed eight at a time (with
+/// AVX2 when the CPU has it, checked at run time).
+pub fn philox_first_words(c0: u32, c1s: std::ops::Range<u32>, c2: u32, key: [u32; 2], out: &mut Vec<u32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: the CPU has the feature the function is compiled for (checked above).
+            return unsafe { first_words_avx2(c0, c1s, c2, key, out) };
+        }
+    }
+    first_words(c0, c1s, c2, key, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn first_words_avx2(c0: u32, c1s: std::ops::Range<u32>, c2: u32, key: [u32; 2], out: &mut Vec<u32>) {
+    first_words(c0, c1s, c2, key, out)
+}
+
+#[inline(always)]
+fn first_words(c0: u32, c1s: std::ops::Range<u32>, c2: u32, key: [u32; 2], out: &mut Vec<u32>) {
+    out.clear();
+    let mut next = c1s.start;
+    while next < c1s.end {
+        let lanes: [u32; LANES] = std::array::from_fn(|l| next.wrapping_add(l as u32));
+        let words = first_word_lanes(c0, lanes, c2, key);
+        let take = (c1s.end - next).min(LANES as u32) as usize;
+        out.extend_from_slice(&words[..take]);
+        next = next.saturating_add(LANES as u32);
+    }
+}
+
 /// A convenience stream over Philox blocks: counter = (index, stream, 0, 0), key = seed.
 /// Used by the simulators, where a sequential stream per purpose is all that is needed.
 #[derive(Clone, Debug)]
@@ -116,6 +177,23 @@ mod tests {
             ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
+    }
+
+    #[test]
+    fn first_words_equal_one_call_per_counter() {
+        let mut out = Vec::new();
+        for (c0, range, c2, key) in [
+            (0, 0..1000, 2, [0, 0]),
+            (7, 3..20, 1, [u32::MAX, 5]),
+            (u32::MAX, u32::MAX - 12..u32::MAX, 3, [0x2023_0323, 0]),
+            (1, 5..5, 2, [1, 1]),
+        ] {
+            let one: Vec<u32> = range.clone().map(|c1| philox4x32([c0, c1, c2, 0], key)[0]).collect();
+            philox_first_words(c0, range.clone(), c2, key, &mut out);
+            assert_eq!(out, one, "dispatched");
+            first_words(c0, range, c2, key, &mut out);
+            assert_eq!(out, one, "portable");
+        }
     }
 
     #[test]

@@ -418,7 +418,11 @@ fn complement_gram_equals_the_direct_level_sums() {
             .collect();
         assert!(totals.suits_pair(&small, &large));
         assert!(!totals.suits_pair(&small, &base), "overlapping groups");
-        let [gs, gl] = runs.gram_pair(&totals, &mut pair, &small, &large);
+        let [gs, gl] = runs.gram_pair(&totals, &mut pair, &small, &large).expect("suited");
+        assert!(
+            runs.gram_pair(&totals, &mut pair, &large, &small).is_none(),
+            "the larger group first"
+        );
         for (mine, w) in [(gs, &small), (gl, &large)] {
             let direct = runs.gram(&mut scratch.0, &cols, w);
             // (a small group's runs hold one row or two: its Gram can be near zero, whose

@@ -11,11 +11,16 @@
 //! the within-run centring written as sums. When every w_i is 0 or b_i, both terms are the
 //! full sample's minus what the dropped rows E take away: their outer products, and the
 //! between-run terms of the runs they touch, recomputed from those runs' kept rows. The work is
-//! O(|E|), not O(N), and the full-sample sums are formed once per design. The columns are the
-//! full-sample residuals (the warm start), so the run sums are near zero and the subtractions
-//! cancel little: the result equals the direct path to rounding (a test holds them to 1e-12;
-//! on the study, p-values and replicate counts are unchanged and the observed NRI difference
-//! moves by 1e-13 of itself, the sums being added in another order).
+//! O(|E|), not O(N), and the full-sample sums are formed once per design. For a permutation
+//! pair ([`LevelRuns::gram_pair`]) only the dropped rows are read: the smaller group's Gram is
+//! its rows' within-run scatter, and the larger group's is the full sample's minus the smaller
+//! group's minus, per touched run, the scatter between the run's groups (kept, pruned as
+//! singletons, smaller: one rank-one term per group merged) and that of its pruned rows. The
+//! columns are the full-sample residuals (the warm start), so the run
+//! sums are near zero and the subtractions cancel little: the result equals the direct path to
+//! rounding (a test holds them to 1e-12; on the study, p-values and replicate counts are
+//! unchanged and the observed NRI difference moves by 4e-15 of itself, the sums being added in
+//! another order).
 
 use super::fwl::{LevelRuns, Scratch};
 
@@ -30,23 +35,6 @@ fn add_outer(g: &mut [f64], u: &[f64], s: f64) {
         let row = &mut g[a * (a + 1) / 2..a * (a + 1) / 2 + a + 1];
         for (gb, &ub) in row.iter_mut().zip(u) {
             *gb += sa * ub;
-        }
-    }
-}
-
-/// gs += b · u u' and gl −= b · u u' (a row moving from the larger group's sums to the
-/// smaller group's), skipping the zero entries of u.
-fn add_outer_both(gs: &mut [f64], gl: &mut [f64], u: &[f64], b: f64) {
-    for (a, &ua) in u.iter().enumerate() {
-        if ua == 0.0 {
-            continue;
-        }
-        let sa = b * ua;
-        let span = a * (a + 1) / 2..a * (a + 1) / 2 + a + 1;
-        for ((s, l), &ub) in gs[span.clone()].iter_mut().zip(&mut gl[span]).zip(u) {
-            let v = sa * ub;
-            *s += v;
-            *l -= v;
         }
     }
 }
@@ -81,15 +69,20 @@ pub struct LevelTotals {
     /// S (m entries) and W of every run.
     run_sums: Vec<f64>,
     run_weight: Vec<f64>,
+    /// Rows with base weight in every run.
+    run_rows: Vec<u32>,
+    /// The full sample's Gram before the dummies are partialled out: raw − between.
+    full: Vec<f64>,
 }
 
 /// Per-thread buffers of the complement paths.
 #[derive(Default)]
 pub struct RowBuffers {
     kept: Vec<f64>,
-    small: Vec<f64>,
-    large: Vec<f64>,
-    runs: Vec<u32>,
+    /// The rows the larger group of a pair drops, in order.
+    dropped: Vec<u32>,
+    /// The pair's rank-one terms ([`PairTerms`]).
+    terms: PairTerms,
 }
 
 impl LevelTotals {
@@ -129,6 +122,8 @@ impl LevelTotals {
             run_start,
             run_sums: vec![0.0; runs_n * m],
             run_weight: vec![0.0; runs_n],
+            run_rows: vec![0; runs_n],
+            full: Vec::new(),
         };
         for i in (0..n).filter(|&i| base[i] > 0.0) {
             let ui = &t.u[i * m..(i + 1) * m];
@@ -138,6 +133,7 @@ impl LevelTotals {
                 *s += base[i] * v;
             }
             t.run_weight[r] += base[i];
+            t.run_rows[r] += 1;
         }
         let zero = vec![0.0; m];
         for r in 0..runs_n {
@@ -151,18 +147,35 @@ impl LevelTotals {
                 );
             }
         }
+        t.full = t.raw.iter().zip(&t.between).map(|(a, b)| a - b).collect();
         t
     }
 
     /// Whether `small` and `large` suit [`LevelRuns::gram_pair`]: every weight 0 or the base
     /// weight, no row in both, and `large` keeping more rows than it drops.
     pub fn suits_pair(&self, small: &[f64], large: &[f64]) -> bool {
-        let base_or_zero = small
-            .iter()
-            .zip(large)
-            .zip(&self.base)
-            .all(|((&s, &l), &b)| s == 0.0 || (s == b && l == 0.0));
-        base_or_zero && self.prefers_complement(large)
+        self.pair_dropped(small, large, &mut Vec::new())
+    }
+
+    /// [`LevelTotals::suits_pair`] in one pass that also lists the rows with base weight
+    /// `large` drops (in order) into `dropped`; it stops once `large` drops half the rows.
+    fn pair_dropped(&self, small: &[f64], large: &[f64], dropped: &mut Vec<u32>) -> bool {
+        dropped.clear();
+        let mut kept = 0usize;
+        for (i, ((&s, &l), &b)) in small.iter().zip(large).zip(&self.base).enumerate() {
+            if (s != 0.0 && (s != b || l != 0.0)) || (l != 0.0 && l != b) {
+                return false;
+            }
+            if l != 0.0 {
+                kept += 1;
+            } else if b > 0.0 {
+                dropped.push(i as u32);
+                if 2 * dropped.len() > small.len() {
+                    return false;
+                }
+            }
+        }
+        dropped.len() < kept
     }
 
     /// Whether `w` only keeps or drops rows at their base weight and drops fewer rows than it
@@ -207,59 +220,116 @@ impl LevelTotals {
     }
 }
 
-/// The sums [`LevelRuns::gram_pair`] builds: both groups' raw Grams and between-run terms.
-struct PairGrams {
-    gs: Vec<f64>,
-    gl: Vec<f64>,
-    btw_s: Vec<f64>,
-    btw_l: Vec<f64>,
+/// The rank-one terms x y' (row-major, m entries each) whose sums give a pair's Grams:
+/// Σ_s x y' is the smaller group's Gram G_s, and G_l = G_full − G_s − Σ_l x y'.
+#[derive(Default)]
+pub struct PairTerms {
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    xl: Vec<f64>,
+    yl: Vec<f64>,
+    /// One run's means: the smaller group's rows, the pruned rows, the larger group's rows,
+    /// and of the groups merged so far ([`LevelTotals::pair_run`]).
+    means: [Vec<f64>; 4],
 }
 
-impl LevelTotals {
-    /// Ask the memory for run `r`'s rows (u, weights) before they are needed.
-    fn prefetch_run(&self, r: usize) {
-        let (a, b) = (self.run_start[r], self.run_start[r + 1]);
-        let rows = &self.u[a * self.m..b * self.m];
-        for line in rows.chunks(8).take(24) {
-            prefetch(line.as_ptr());
+impl PairTerms {
+    fn clear(&mut self) {
+        for v in [&mut self.xs, &mut self.ys, &mut self.xl, &mut self.yl] {
+            v.clear();
         }
-        prefetch(&self.run_sums[r * self.m]);
-        prefetch(&self.base[a]);
     }
 
-    /// One run of [`LevelRuns::gram_pair`]: its rows read once.
-    fn pair_run(&self, g: &mut PairGrams, buf: &mut RowBuffers, small: &[f64], large: &[f64], r: usize) {
+    /// The term (x − c)(`scale` · (x − c))' of the smaller group (`small`) or of the larger
+    /// group's loss.
+    fn push_centred(&mut self, small: bool, x: &[f64], c: &[f64], scale: f64) {
+        let (xs, ys) = if small {
+            (&mut self.xs, &mut self.ys)
+        } else {
+            (&mut self.xl, &mut self.yl)
+        };
+        xs.extend(x.iter().zip(c).map(|(a, b)| a - b));
+        ys.extend(x.iter().zip(c).map(|(a, b)| scale * (a - b)));
+    }
+}
+
+/// Rows [`LevelRuns::gram_pair`] asks the memory for before it reaches them.
+const AHEAD: usize = 12;
+
+impl LevelTotals {
+    /// Ask the memory for row `i` (u, its run's sums) before it is needed.
+    fn prefetch_row(&self, i: usize) {
         let m = self.m;
-        for v in [&mut buf.small, &mut buf.large] {
+        for line in self.u[i * m..(i + 1) * m].chunks(8) {
+            prefetch(line.as_ptr());
+        }
+        let r = self.run_of[i] as usize;
+        for line in self.run_sums[r * m..(r + 1) * m].chunks(8) {
+            prefetch(line.as_ptr());
+        }
+    }
+
+    /// One run's terms of [`LevelRuns::gram_pair`], from the rows `dropped` (this run's rows
+    /// the larger group drops). The smaller group's part of the run is its rows' within-run
+    /// scatter Σ b (u − s̄)(u − s̄)'. The larger group's Gram loses, beyond the smaller group's,
+    /// the pruned rows' scatter about their mean p̄ (nothing for a single pruned row) and the
+    /// scatter between the run's groups (kept, pruned, smaller): l l'/w_l + p p'/w_p + s s'/w_s
+    /// − S S'/W with l = S − s − p, which merging the groups one at a time writes as one
+    /// rank-one term per merge, (w_a w_b / (w_a + w_b)) (ā − b̄)(ā − b̄)'.
+    fn pair_run(&self, t: &mut PairTerms, small: &[f64], r: usize, dropped: &[u32]) {
+        let m = self.m;
+        let mut means = std::mem::take(&mut t.means);
+        for v in means.iter_mut() {
             v.clear();
             v.resize(m, 0.0);
         }
-        let (mut ws, mut wl) = (0.0, 0.0);
-        for i in self.run_start[r]..self.run_start[r + 1] {
-            let b = self.base[i];
-            if b <= 0.0 {
-                continue;
-            }
-            let u = &self.u[i * m..(i + 1) * m];
-            if large[i] > 0.0 {
-                for (k, &v) in buf.large.iter_mut().zip(u) {
-                    *k += large[i] * v;
-                }
-                wl += large[i];
-            } else if small[i] > 0.0 {
-                for (k, &v) in buf.small.iter_mut().zip(u) {
-                    *k += small[i] * v;
-                }
-                ws += small[i];
-                add_outer_both(&mut g.gs, &mut g.gl, u, b);
+        let [s_mean, p_mean, l_mean, merged] = &mut means;
+        let (mut ws, mut wp, mut np) = (0.0, 0.0, 0usize);
+        for &i in dropped {
+            let (i, b) = (i as usize, self.base[i as usize]);
+            let (sum, w) = if small[i] > 0.0 {
+                (&mut *s_mean, &mut ws)
             } else {
-                add_outer(&mut g.gl, u, -b);
+                (&mut *p_mean, &mut wp)
+            };
+            sum.iter_mut()
+                .zip(&self.u[i * m..(i + 1) * m])
+                .for_each(|(a, v)| *a += b * v);
+            *w += b;
+            np += (small[i] == 0.0) as usize;
+        }
+        let (big, wbig) = (&self.run_sums[r * m..(r + 1) * m], self.run_weight[r]);
+        let wl = wbig - ws - wp;
+        for ((l, bg), (sm, pm)) in l_mean.iter_mut().zip(big).zip(s_mean.iter().zip(p_mean.iter())) {
+            *l = (bg - sm - pm) / wl;
+        }
+        s_mean.iter_mut().for_each(|v| *v /= ws);
+        p_mean.iter_mut().for_each(|v| *v /= wp);
+        for &i in dropped {
+            let (i, b) = (i as usize, self.base[i as usize]);
+            let u = &self.u[i * m..(i + 1) * m];
+            if small[i] > 0.0 {
+                t.push_centred(true, u, s_mean, b);
+            } else if np > 1 {
+                t.push_centred(false, u, p_mean, b);
             }
         }
-        let inv = |w: f64| if w > 0.0 { 1.0 / w } else { 0.0 };
-        add_outer(&mut g.btw_s, &buf.small, inv(ws));
-        let t = &self.run_sums[r * m..(r + 1) * m];
-        swap_outer(&mut g.btw_l, &buf.large, inv(wl), t, 1.0 / self.run_weight[r]);
+        let kept = self.run_rows[r] as usize > dropped.len();
+        let groups = [(kept, wl, &*l_mean), (wp > 0.0, wp, &*p_mean), (ws > 0.0, ws, &*s_mean)];
+        let mut w = 0.0;
+        for (_, wg, mean) in groups.into_iter().filter(|g| g.0) {
+            if w > 0.0 {
+                t.push_centred(false, merged, mean, w * wg / (w + wg));
+                merged
+                    .iter_mut()
+                    .zip(mean)
+                    .for_each(|(a, b)| *a = (w * *a + wg * b) / (w + wg));
+            } else {
+                merged.copy_from_slice(mean);
+            }
+            w += wg;
+        }
+        t.means = means;
     }
 }
 
@@ -277,55 +347,55 @@ fn prefetch(p: *const f64) {
 
 impl LevelRuns<'_> {
     /// The Grams of two disjoint groups `small` and `large` (each w_i 0 or the base weight, no
-    /// row in both; `large` dropping fewer rows than it keeps) in one pass over the runs
-    /// `large` drops rows from: each run's rows are read once, a dropped row's outer product is
-    /// added to the smaller group's Gram (when it is the smaller group's) and taken from the
-    /// larger's full-sample sums, and the run's between-run terms are formed for both groups.
-    /// The runs are listed first so the next ones can be fetched from memory while one is
-    /// summed (they lie far apart in the sample). Equal to [`LevelRuns::gram`] of each to
-    /// rounding.
-    pub fn gram_pair(&self, totals: &LevelTotals, buf: &mut RowBuffers, small: &[f64], large: &[f64]) -> [Vec<f64>; 2] {
+    /// row in both; `large` dropping fewer rows than it keeps — `None` otherwise,
+    /// [`LevelTotals::suits_pair`]) from the rows `large` drops alone: the smaller group's Gram
+    /// is summed from its rows' within-run scatter, the larger group's is the full sample's
+    /// minus the smaller group's and minus what each touched run loses
+    /// ([`LevelTotals::pair_run`]; the larger group's rows are never read). The terms are summed
+    /// as matrix products X'Y ([`crate::linalg::cross_packed`]). Equal to [`LevelRuns::gram`]
+    /// of each to rounding.
+    pub fn gram_pair(
+        &self,
+        totals: &LevelTotals,
+        buf: &mut RowBuffers,
+        small: &[f64],
+        large: &[f64],
+    ) -> Option<[Vec<f64>; 2]> {
         let m = totals.m;
-        let mut runs = std::mem::take(&mut buf.runs);
-        runs.clear();
-        for i in 0..large.len() {
-            if large[i] == 0.0 && totals.base[i] > 0.0 {
-                let r = totals.run_of[i];
-                if runs.last() != Some(&r) {
-                    runs.push(r);
-                }
-            }
+        if !totals.pair_dropped(small, large, &mut buf.dropped) {
+            return None;
         }
-        let mut g = PairGrams {
-            gs: vec![0.0; m * (m + 1) / 2],
-            gl: totals.raw.clone(),
-            btw_s: vec![0.0; m * (m + 1) / 2],
-            btw_l: totals.between.clone(),
-        };
-        const AHEAD: usize = 6;
-        for (j, &r) in runs.iter().enumerate() {
-            if let Some(&next) = runs.get(j + AHEAD) {
-                totals.prefetch_run(next as usize);
+        buf.terms.clear();
+        let mut j = 0;
+        while j < buf.dropped.len() {
+            let r = totals.run_of[buf.dropped[j] as usize];
+            let end = j + buf.dropped[j..]
+                .iter()
+                .take_while(|&&i| totals.run_of[i as usize] == r)
+                .count();
+            // the rows lie far apart in the sample: ask for later ones while these are summed
+            let n = buf.dropped.len();
+            for &i in &buf.dropped[(j + AHEAD).min(n)..(end + AHEAD).min(n)] {
+                totals.prefetch_row(i as usize);
             }
-            totals.pair_run(&mut g, buf, small, large, r as usize);
+            totals.pair_run(&mut buf.terms, small, r as usize, &buf.dropped[j..end]);
+            j = end;
         }
-        buf.runs = runs;
-        let PairGrams {
-            mut gs,
-            mut gl,
-            btw_s,
-            btw_l,
-        } = g;
-        for (g, btw) in [(&mut gs, &btw_s), (&mut gl, &btw_l)] {
-            for (a, b) in g.iter_mut().zip(btw) {
-                *a -= b;
-            }
-        }
+        let t = &buf.terms;
+        let gs = crate::linalg::cross_packed(&t.xs, &t.ys, m);
+        let loss = crate::linalg::cross_packed(&t.xl, &t.yl, m);
+        let gl: Vec<f64> = totals
+            .full
+            .iter()
+            .zip(&gs)
+            .zip(&loss)
+            .map(|((f, s), l)| f - s - l)
+            .collect();
         let c = totals.c;
-        [
+        Some([
             crate::linalg::partial_out_last(&gs, c, m),
             crate::linalg::partial_out_last(&gl, c, m),
-        ]
+        ])
     }
 
     /// [`LevelRuns::gram`] of `w` (each w_i 0 or the base weight) from the full-sample sums

@@ -197,21 +197,20 @@ impl<'a> Replicates<'a> {
 
     /// β of two disjoint groups (a permutation replicate's, `w[0]` and `w[1]`) on the CPU's
     /// level-sum path: both Grams from one pass over the rows the larger group drops when the
-    /// weights allow ([`complement::LevelTotals::suits_pair`]), else each on its own. `None`
-    /// when that path does not serve this design.
+    /// weights allow ([`complement::LevelTotals::suits_pair`]; `w[0]` is tried as the smaller
+    /// group first), else each on its own. `None` when that path does not serve this design.
     pub fn level_pair_betas(&self, w: &[Vec<f64>; 2], scratch: &mut LevelScratch) -> Option<[Option<Vec<f64>>; 2]> {
         let (runs, Some(totals)) = self.level.as_ref()? else {
             return Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?]);
         };
-        let ones = |v: &[f64]| v.iter().filter(|&&x| x > 0.0).count();
-        let (s, l) = if ones(&w[0]) <= ones(&w[1]) { (0, 1) } else { (1, 0) };
-        if !totals.suits_pair(&w[s], &w[l]) {
-            return Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?]);
-        }
         let c = self.columns.len();
-        let [gs, gl] = runs.gram_pair(totals, &mut scratch.1, &w[s], &w[l]);
-        let (bs, bl) = (wls_from_gram(&gs, c), wls_from_gram(&gl, c));
-        Some(if s == 0 { [bs, bl] } else { [bl, bs] })
+        for (s, l) in [(0, 1), (1, 0)] {
+            if let Some([gs, gl]) = runs.gram_pair(totals, &mut scratch.1, &w[s], &w[l]) {
+                let (bs, bl) = (wls_from_gram(&gs, c), wls_from_gram(&gl, c));
+                return Some(if s == 0 { [bs, bl] } else { [bl, bs] });
+            }
+        }
+        Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?])
     }
 
     /// β of every weight vector (see [`replicate_betas`]).

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::prune::{PairPruner, PruneScratch};
-use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into};
+use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into, DrawScratch};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{DemeanOptions, Demeaner};
@@ -532,7 +532,7 @@ pub fn bdiff_draws(
     };
     let chunk = ((opts.memory_budget / per_rep.max(1)) as usize).clamp(1, 4096);
     // the group-1 units of replicate r
-    let assign = |r: usize, order: &mut Vec<(u32, u32)>, first: &mut Vec<bool>| {
+    let assign = |r: usize, order: &mut DrawScratch, first: &mut Vec<bool>| {
         if enumerate {
             first.clear();
             first.extend((0..n_units).map(|u| masks[r] >> u & 1 == 1));
@@ -543,7 +543,7 @@ pub fn bdiff_draws(
     let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
         reps.into_par_iter()
             .map_init(
-                || (Vec::new(), Vec::new(), PairScratch::default()),
+                || (DrawScratch::default(), Vec::new(), PairScratch::default()),
                 |(order, first, s), r| {
                     assign(r, order, first);
                     let mult = opts.bsample.then(|| pairs_multiplicities(opts.seed, r as u32, n_units));

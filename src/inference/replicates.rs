@@ -53,33 +53,53 @@ pub const WEBB_POINTS: [f64; 6] = [
 /// Which units fall in the first group of a permutation replicate: units are ordered by
 /// (Philox key, unit index) and the first `n_first` are taken, so group sizes are kept exactly.
 pub fn permutation_first_group(seed: u64, replicate: u32, units: usize, n_first: usize) -> Vec<bool> {
-    let (mut order, mut first) = (Vec::new(), Vec::new());
-    permutation_first_group_into(seed, replicate, units, n_first, &mut order, &mut first);
+    let (mut scratch, mut first) = (DrawScratch::default(), Vec::new());
+    permutation_first_group_into(seed, replicate, units, n_first, &mut scratch, &mut first);
     first
 }
 
-/// [`permutation_first_group`] into buffers the caller keeps across replicates (`order` is
-/// scratch): the same draws without two allocations of the size of the sample per replicate.
+/// Buffers of [`permutation_first_group_into`], kept by the caller across replicates.
+#[derive(Default)]
+pub struct DrawScratch {
+    draws: Vec<u32>,
+    /// (draw, unit) as draw · 2³² + unit: ordered as the pairs are.
+    keys: Vec<u64>,
+}
+
+/// [`permutation_first_group`] into buffers the caller keeps across replicates: the same draws
+/// without allocations of the size of the sample per replicate. The draws come eight at a
+/// time ([`crate::rng::philox_first_words`]); only those below a cut that the `n_first`-th
+/// smallest of `units` uniform draws stays under but for a chance of about e⁻³² are ordered
+/// (all of them when fewer than `n_first` are below it, so the set is always the one a full
+/// sort would give).
 pub fn permutation_first_group_into(
     seed: u64,
     replicate: u32,
     units: usize,
     n_first: usize,
-    order: &mut Vec<(u32, u32)>,
+    s: &mut DrawScratch,
     first: &mut Vec<bool>,
 ) {
-    order.clear();
-    order.extend((0..units as u32).map(|u| (draw(seed, stream::PERMUTATION, replicate, u), u)));
-    // the n_first smallest (draw, unit) pairs — all distinct, so the set is the one a full sort
-    // would give — in O(units)
     let k = n_first.min(units);
-    if k > 0 && k < units {
-        order.select_nth_unstable(k - 1);
+    crate::rng::philox_first_words(replicate, 0..units as u32, stream::PERMUTATION, key(seed), &mut s.draws);
+    let keyed = |(u, &d): (usize, &u32)| (d as u64) << 32 | u as u64;
+    let expected = k as f64 + 8.0 * (k as f64).sqrt() + 16.0;
+    let cut = (expected / units.max(1) as f64 * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+    s.keys.clear();
+    s.keys
+        .extend(s.draws.iter().enumerate().filter(|(_, &d)| d <= cut).map(keyed));
+    if s.keys.len() < k {
+        s.keys.clear();
+        s.keys.extend(s.draws.iter().enumerate().map(keyed));
+    }
+    // the k smallest keys, all distinct, in O(units)
+    if k > 0 && k < s.keys.len() {
+        s.keys.select_nth_unstable(k - 1);
     }
     first.clear();
     first.resize(units, false);
-    for &(_, u) in &order[..k] {
-        first[u as usize] = true;
+    for &key in &s.keys[..k] {
+        first[(key & 0xffff_ffff) as usize] = true;
     }
 }
 
@@ -108,6 +128,32 @@ mod tests {
         assert_eq!(p, permutation_first_group(9, 2, 50, 20));
         assert_ne!(p, permutation_first_group(9, 3, 50, 20));
         assert_eq!(pairs_multiplicities(1, 0, 40).iter().sum::<u32>(), 40);
+    }
+
+    /// The first group is the `n_first` smallest (draw, unit) pairs of a full sort, whatever
+    /// the share of units it takes.
+    #[test]
+    fn first_group_is_the_smallest_draws_of_a_full_sort() {
+        for (units, n_first) in [
+            (1, 0),
+            (1, 1),
+            (7, 3),
+            (1000, 1),
+            (1000, 70),
+            (5000, 4999),
+            (20_000, 1500),
+        ] {
+            for replicate in [0, 1, 977] {
+                let mut pairs: Vec<(u32, u32)> = (0..units as u32)
+                    .map(|u| (draw(42, stream::PERMUTATION, replicate, u), u))
+                    .collect();
+                pairs.sort_unstable();
+                let mut want = vec![false; units];
+                pairs[..n_first].iter().for_each(|&(_, u)| want[u as usize] = true);
+                let got = permutation_first_group(42, replicate, units, n_first);
+                assert_eq!(got, want, "{n_first} of {units}, replicate {replicate}");
+            }
+        }
     }
 
     #[test]

@@ -277,6 +277,28 @@ mod tests {
     }
 }
 
+/// Σ_j x_j y_j' of the rows of `x` and `y` (row-major, `m` entries per row), as a packed lower
+/// triangle (row by row, [`partial_out_last`]'s layout), by faer's matrix product X'Y (blocked
+/// SIMD kernels chosen at run time; sequential, so the sums do not depend on threads).
+pub fn cross_packed(x: &[f64], y: &[f64], m: usize) -> Vec<f64> {
+    let n = x.len() / m.max(1);
+    let mut square = vec![0.0; m * m];
+    if n > 0 {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_column_major_slice_mut(&mut square, m, m),
+            faer::Accum::Replace,
+            faer::MatRef::from_column_major_slice(x, m, n),
+            faer::MatRef::from_row_major_slice(y, n, m),
+            1.0,
+            faer::Par::Seq,
+        );
+    }
+    (0..m)
+        .flat_map(|a| (0..=a).map(move |b| (a, b)))
+        .map(|(a, b)| square[a + b * m])
+        .collect()
+}
+
 /// Σ u_i v_i with four independent partial sums, which the compiler turns into SIMD (a single
 /// running sum cannot be reordered).
 pub fn dot(u: &[f64], v: &[f64]) -> f64 {

@@ -794,10 +794,10 @@ fn panel_rows(st: &State, opts: &PanelOptions, rep: &mut PanelReport) -> Result<
         row.product_dynamics(&mut c);
         row.volatility_imports_network(&mut c);
     }
-    let years: Vec<i64> = c.ints.get("year").cloned().unwrap_or_default();
+    let years: Vec<i64> = c.ints("year").cloned().unwrap_or_default();
     if opts.winsorize != Winsorize::None {
         for name in WINSORIZED {
-            let v = c.floats.get_mut(*name).unwrap();
+            let v = c.floats_mut(name).unwrap();
             winsorize(v, (opts.winsorize == Winsorize::ByYear).then_some(&years[..]));
         }
     }
@@ -1017,52 +1017,85 @@ fn owned(names: &[&str]) -> Vec<String> {
     names.iter().map(|c| c.to_string()).collect()
 }
 
-/// Columns in insertion order.
+/// Columns in insertion order. Every row writes the same columns in the same order, so the
+/// next column is found by one name comparison at the cursor (a search only on the first row).
 #[derive(Default)]
 struct Cols {
     order: Vec<String>,
-    floats: HashMap<String, Vec<f64>>,
-    ints: HashMap<String, Vec<i64>>,
-    strings: HashMap<String, Vec<String>>,
+    data: Vec<Col>,
+    cursor: usize,
+}
+
+enum Col {
+    F(Vec<f64>),
+    I(Vec<i64>),
+    S(Vec<String>),
 }
 
 impl Cols {
-    fn note(&mut self, name: &str) {
-        if !self.order.iter().any(|n| n == name) {
+    /// Index of column `name`, added with `empty` when new.
+    fn slot(&mut self, name: &str, empty: fn() -> Col) -> usize {
+        let guess = if self.cursor < self.order.len() { self.cursor } else { 0 };
+        let k = if self.order.get(guess).is_some_and(|n| n == name) {
+            guess
+        } else if let Some(k) = self.order.iter().position(|n| n == name) {
+            k
+        } else {
             self.order.push(name.to_string());
-        }
+            self.data.push(empty());
+            self.order.len() - 1
+        };
+        self.cursor = k + 1;
+        k
     }
     fn f(&mut self, name: &str, v: f64) {
-        self.note(name);
-        self.floats.entry(name.to_string()).or_default().push(v);
+        let k = self.slot(name, || Col::F(Vec::new()));
+        if let Col::F(c) = &mut self.data[k] {
+            c.push(v);
+        }
     }
     fn i(&mut self, name: &str, v: i64) {
-        self.note(name);
-        self.ints.entry(name.to_string()).or_default().push(v);
+        let k = self.slot(name, || Col::I(Vec::new()));
+        if let Col::I(c) = &mut self.data[k] {
+            c.push(v);
+        }
     }
     fn s(&mut self, name: &str, v: String) {
-        self.note(name);
-        self.strings.entry(name.to_string()).or_default().push(v);
+        let k = self.slot(name, || Col::S(Vec::new()));
+        if let Col::S(c) = &mut self.data[k] {
+            c.push(v);
+        }
     }
-    fn frame(mut self) -> Result<DataFrame> {
-        let n = self.ints.get("year").map_or(0, |v| v.len());
+    fn ints(&self, name: &str) -> Option<&Vec<i64>> {
+        let k = self.order.iter().position(|n| n == name)?;
+        match &self.data[k] {
+            Col::I(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn floats_mut(&mut self, name: &str) -> Option<&mut Vec<f64>> {
+        let k = self.order.iter().position(|n| n == name)?;
+        match &mut self.data[k] {
+            Col::F(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn frame(self) -> Result<DataFrame> {
+        let n = self.ints("year").map_or(0, |v| v.len());
         let cols: Vec<Column> = self
             .order
-            .iter()
-            .map(|name| {
-                if let Some(v) = self.floats.remove(name) {
-                    // NaN is written as a missing value
-                    Column::new(
-                        name.into(),
-                        v.into_iter()
-                            .map(|x| x.is_finite().then_some(x))
-                            .collect::<Vec<Option<f64>>>(),
-                    )
-                } else if let Some(v) = self.ints.remove(name) {
-                    Column::new(name.into(), v)
-                } else {
-                    Column::new(name.into(), self.strings.remove(name).unwrap_or_default())
-                }
+            .into_iter()
+            .zip(self.data)
+            .map(|(name, col)| match col {
+                // NaN is written as a missing value
+                Col::F(v) => Column::new(
+                    name.into(),
+                    v.into_iter()
+                        .map(|x| x.is_finite().then_some(x))
+                        .collect::<Vec<Option<f64>>>(),
+                ),
+                Col::I(v) => Column::new(name.into(), v),
+                Col::S(v) => Column::new(name.into(), v),
             })
             .collect();
         DataFrame::new(n, cols).map_err(|e| Error::Data(format!("building the panel: {e}")))
