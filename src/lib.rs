@@ -24,6 +24,7 @@ pub mod formula;
 pub mod gpu;
 pub mod inference;
 pub mod linalg;
+pub mod memory;
 pub mod progress;
 
 pub mod report;

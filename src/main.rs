@@ -797,6 +797,7 @@ fn main() -> ExitCode {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
+    fegpu::memory::tune_allocator();
     let cli = Cli::parse();
     fegpu::timing::start();
     let result = match cli.cmd {
