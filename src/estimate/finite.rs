@@ -45,21 +45,28 @@ pub(crate) fn check_weights(name: Option<&str>, w: Option<&[f64]>) -> Result<()>
     }
 }
 
-/// The [`Moments`] of named input columns, in one pass over all of them, after checking that
-/// each column's `Σ w v²` is finite (the first failing column, in order, is reported). Callers
-/// take the total and centred sums of squares from the result instead of passing again.
+/// The [`Moments`] of named columns in one pass over all of them; the first column (in order)
+/// whose `Σ w v²` is not finite is reported by `error(name, column)`.
+fn finite_moments<'a>(
+    cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
+    w: Option<&[f64]>,
+    error: impl Fn(&str, &[f64]) -> Error,
+) -> Result<Vec<Moments>> {
+    let (names, cols): (Vec<&str>, Vec<&[f64]>) = cols.into_iter().unzip();
+    let m = moments(&cols, w);
+    match names.iter().zip(&cols).zip(&m).find(|(_, mo)| !mo.sum_sq.is_finite()) {
+        Some(((name, c), _)) => Err(error(name, c)),
+        None => Ok(m),
+    }
+}
+
+/// The [`Moments`] of named input columns, after checking that each column's `Σ w v²` is finite.
+/// Callers take the total and centred sums of squares from the result instead of passing again.
 pub(crate) fn checked_moments<'a>(
     cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
     w: Option<&[f64]>,
 ) -> Result<Vec<Moments>> {
-    let (names, cols): (Vec<&str>, Vec<&[f64]>) = cols.into_iter().unzip();
-    let m = moments(&cols, w);
-    for ((name, c), mo) in names.iter().zip(&cols).zip(&m) {
-        if !mo.sum_sq.is_finite() {
-            return Err(overflow(name, c));
-        }
-    }
-    Ok(m)
+    finite_moments(cols, w, overflow)
 }
 
 /// Demeaned columns must have finite values and sums of squares (the first failing column, in
@@ -68,17 +75,12 @@ pub(crate) fn check_demeaned<'a>(
     cols: impl IntoIterator<Item = (&'a str, &'a [f64])>,
     w: Option<&[f64]>,
 ) -> Result<Vec<Moments>> {
-    let (names, cols): (Vec<&str>, Vec<&[f64]>) = cols.into_iter().unzip();
-    let m = moments(&cols, w);
-    for ((name, c), mo) in names.iter().zip(&cols).zip(&m) {
-        if !mo.sum_sq.is_finite() {
-            return Err(Error::Estimation(format!(
-                "column `{name}`: removing the fixed effects produced values that are not finite (largest {:e}); rescale the variable",
-                largest(c)
-            )));
-        }
-    }
-    Ok(m)
+    finite_moments(cols, w, |name, c| {
+        Error::Estimation(format!(
+            "column `{name}`: removing the fixed effects produced values that are not finite (largest {:e}); rescale the variable",
+            largest(c)
+        ))
+    })
 }
 
 /// A sum of squares computed for `name` (raw or centred) that is not finite.
