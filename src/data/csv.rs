@@ -428,10 +428,7 @@ pub fn into_series(name: &str, col: Column) -> (Series, Option<(Vec<u32>, usize)
             None,
         ),
         Column::Float(v, m) if m.is_empty() => (Float64Chunked::from_vec(name, v).into_series(), None),
-        Column::Float(v, m) => (
-            Float64Chunked::from_iter_options(name, with_nulls(v, &m)).into_series(),
-            None,
-        ),
+        Column::Float(v, m) => (float_with_nulls(name, v, &m).into_series(), None),
         Column::Text(codes, levels) => {
             let s = StringChunked::from_iter_options(
                 name,
@@ -443,6 +440,20 @@ pub fn into_series(name: &str, col: Column) -> (Series, Option<(Vec<u32>, usize)
             (s, Some((codes, levels.len())))
         }
     }
+}
+
+/// An f64 column with nulls at the sorted positions `missing`, built on `v` itself (no copy of
+/// a 10-million-row column): each missing slot is set to NaN and marked null in the validity
+/// bitmap, so [`super::load::Table::numeric_cow`] can borrow the buffer as it is.
+pub(crate) fn float_with_nulls(name: PlSmallStr, mut v: Vec<f64>, missing: &[usize]) -> Float64Chunked {
+    let mut valid = vec![true; v.len()];
+    for &i in missing {
+        v[i] = f64::NAN;
+        valid[i] = false;
+    }
+    let bits = BooleanChunked::from_slice(PlSmallStr::EMPTY, &valid);
+    let bitmap = bits.downcast_iter().next().map(|a| a.values().clone());
+    Float64Chunked::from_vec_validity(name, v, bitmap)
 }
 
 #[cfg(test)]

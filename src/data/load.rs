@@ -366,18 +366,51 @@ impl Table {
         Ok(f64_values(f.f64().map_err(|e| polars_err(name, e))?))
     }
 
-    /// [`Table::numeric`], borrowed when the column is already one f64 buffer without missing
-    /// values (what the CSV reader makes), so a 10-million-row column is not copied to be read.
+    /// [`Table::numeric`], borrowed when the column is one f64 buffer whose missing slots (if
+    /// any) already hold NaN — what the CSV and Parquet readers make — so a 10-million-row
+    /// column is not copied to be read.
     pub fn numeric_cow(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>> {
         let s = self.series(name)?;
         if let Ok(ca) = s.f64() {
-            if ca.null_count() == 0 {
-                if let Ok(slice) = ca.cont_slice() {
-                    return Ok(std::borrow::Cow::Borrowed(slice));
+            if let (Some(arr), 1) = (ca.downcast_iter().next(), ca.chunks().len()) {
+                let values = arr.values().as_slice();
+                let nan_at_nulls = arr
+                    .validity()
+                    .filter(|valid| valid.unset_bits() > 0)
+                    .is_none_or(|valid| valid.iter().zip(values).all(|(ok, x)| ok || x.is_nan()));
+                if nan_at_nulls {
+                    return Ok(std::borrow::Cow::Borrowed(values));
                 }
             }
         }
         self.numeric(name).map(std::borrow::Cow::Owned)
+    }
+
+    /// [`Table::numeric`], taking the column out of the table: the reader's buffer itself is
+    /// returned when nothing else shares it (missing slots set to NaN in place), so preparing a
+    /// consumed table reorders its columns without allocating new ones. Non-f64 columns are
+    /// converted (and stay in the table).
+    pub fn take_numeric(&mut self, name: &str) -> Result<Vec<f64>> {
+        if self.series(name)?.dtype() != &DataType::Float64 || self.series(name)?.n_chunks() != 1 {
+            return self.numeric(name);
+        }
+        let column = self.df.drop_in_place(name).map_err(|e| polars_err(name, e))?;
+        let ca = column
+            .take_materialized_series()
+            .f64()
+            .map_err(|e| polars_err(name, e))?
+            .clone();
+        let arr = ca.downcast_into_iter().next().expect("one chunk");
+        let (_, values, validity) = arr.into_inner();
+        let mut v = values.into_mut().right_or_else(|shared| shared.to_vec());
+        if let Some(valid) = validity.filter(|m| m.unset_bits() > 0) {
+            for (x, ok) in v.iter_mut().zip(valid.iter()) {
+                if !ok {
+                    *x = f64::NAN;
+                }
+            }
+        }
+        Ok(v)
     }
 
     /// A text column (numbers are formatted); missing values are `None`.

@@ -13,4 +13,4 @@ pub mod prepare;
 pub mod scan;
 
 pub use load::{load, Table};
-pub use prepare::{prepare, used_columns, Design, Dropped, PrepareOptions};
+pub use prepare::{prepare, prepare_taking, used_columns, Design, Dropped, PrepareOptions};

@@ -201,17 +201,30 @@ impl<'a> Columns<'a> {
         for (v, c) in vars.into_iter().zip(coded) {
             self.codes.insert(v, c?);
         }
+        // interactions first (they read the cache), then each single variable's codes are
+        // moved out of the cache at their last use and cloned before
         let cache = &self.codes;
-        Ok(specs
+        let mut out: Vec<Option<(Vec<u32>, usize)>> = specs
             .par_iter()
             .map(|spec| {
                 let members: Vec<(&[u32], usize)> = parts(spec)
                     .iter()
                     .map(|v| (cache[v.as_str()].0.as_slice(), cache[v.as_str()].1))
                     .collect();
-                interact(&members)
+                (members.len() != 1).then(|| interact(&members))
             })
-            .collect())
+            .collect();
+        for (i, spec) in specs.iter().enumerate() {
+            if out[i].is_none() {
+                let v = spec.trim();
+                let used_later = specs[i + 1..].iter().any(|s| s.trim() == v);
+                out[i] = Some(match used_later {
+                    true => self.codes[v].clone(),
+                    false => self.codes.remove(v).expect("factorised above"),
+                });
+            }
+        }
+        Ok(out.into_iter().map(|c| c.expect("every spec coded")).collect())
     }
 }
 
@@ -225,6 +238,43 @@ fn iv_terms(model: &Model) -> impl Iterator<Item = &Term> {
 
 /// Build the estimation sample of `model` from `table`.
 pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
+    let sample = select(table, model, opts)?;
+    sample.gather(model, opts, |name| table.numeric_cow(name))
+}
+
+/// [`prepare`] for a table that is not needed afterwards: the used f64 columns are taken out of
+/// it and reordered into the sample in their own buffers, so a 10-million-row fit allocates
+/// (and the kernel zeroes) one or two new columns instead of one per variable.
+pub fn prepare_taking(table: &mut Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
+    let sample = select(table, model, opts)?;
+    sample.gather(model, opts, |name| table.take_numeric(name).map(Cow::Owned))
+}
+
+/// The rows of the estimation sample and everything decided on them, before the variables
+/// are gathered.
+struct Sample {
+    /// Kept rows in the order the sample uses (see `sort_rows_by`).
+    rows: Vec<usize>,
+    /// Columns computed or converted while selecting (terms such as `log(x)`, columns that
+    /// needed a copy), over all raw rows, by term or variable name.
+    owned: HashMap<String, Vec<f64>>,
+    fes: Vec<FixedEffect>,
+    clusters: Vec<ClusterVar>,
+    nobs_raw: usize,
+    dropped: Dropped,
+}
+
+/// The name a term's values are kept under: the variable for a bare variable, else the term.
+fn key(t: &Term) -> String {
+    match t.factors.as_slice() {
+        [Factor::Var(v)] => v.clone(),
+        _ => t.name(),
+    }
+}
+
+/// Decide the estimation sample: missing and non-finite values, zero weights, singletons, the
+/// row order, and the fixed-effect and cluster ids over it.
+fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample> {
     let n = table.nrows();
     let mut cols = Columns {
         table,
@@ -273,12 +323,7 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
             cols.numeric.insert(t.name(), Cow::Owned(v));
         }
     }
-    let column_of = |t: &Term| -> &[f64] {
-        match t.factors.as_slice() {
-            [Factor::Var(v)] => &cols.numeric[v.as_str()],
-            _ => &cols.numeric[&t.name()],
-        }
-    };
+    let column_of = |t: &Term| -> &[f64] { &cols.numeric[&key(t)] };
     let y = column_of(&model.lhs);
     let x_raw: Vec<&[f64]> = model.rhs.iter().map(column_of).collect();
     let iv_raw: Vec<&[f64]> = iv_terms(model).map(column_of).collect();
@@ -307,29 +352,25 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     dropped.missing = counts.iter().map(|c| c.0).sum();
     dropped.nonfinite = counts.iter().map(|c| c.1).sum();
 
-    let weights_raw = match &opts.weights {
-        Some(w) => {
-            // loaded with the raw variables above
-            let wv = cols.numeric[w.as_str()].to_vec();
-            for i in 0..n {
-                if !keep[i] {
-                    continue;
-                }
-                if !wv[i].is_finite() || wv[i] < 0.0 {
-                    return Err(Error::column(
-                        w,
-                        format!("weights must be finite and non-negative; row {} has {}", i + 1, wv[i]),
-                    ));
-                }
-                if wv[i] == 0.0 {
-                    keep[i] = false;
-                    dropped.zero_weight += 1;
-                }
+    if let Some(w) = &opts.weights {
+        // loaded with the raw variables above
+        let wv = &cols.numeric[w.as_str()];
+        for i in 0..n {
+            if !keep[i] {
+                continue;
             }
-            Some(wv)
+            if !wv[i].is_finite() || wv[i] < 0.0 {
+                return Err(Error::column(
+                    w,
+                    format!("weights must be finite and non-negative; row {} has {}", i + 1, wv[i]),
+                ));
+            }
+            if wv[i] == 0.0 {
+                keep[i] = false;
+                dropped.zero_weight += 1;
+            }
         }
-        None => None,
-    };
+    }
 
     if !opts.keep_singletons && !fe_codes.is_empty() {
         // A row with a MISSING_CODE is not kept (see `missing`), and `drop_singletons` reads the
@@ -356,15 +397,6 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
     if let Some((codes, g)) = fe_codes.iter().max_by_key(|(_, g)| *g) {
         rows = sort_rows_by(codes, *g, &rows);
     }
-    let subset = |v: &[f64]| -> Vec<f64> { rows.iter().map(|&i| v[i]).collect() };
-    let mut x_names = Vec::new();
-    let mut x = Vec::new();
-    if model.intercept {
-        x_names.push("(Intercept)".to_string());
-        x.push(vec![1.0; nobs]);
-    }
-    x_names.extend(model.rhs.iter().map(Term::name));
-    x.par_extend(x_raw.par_iter().map(|c| subset(c)));
     let fes = model
         .fixed_effects
         .par_iter()
@@ -391,37 +423,237 @@ pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<De
             }
         })
         .collect();
-    Ok(Design {
-        y_name: model.lhs.name(),
-        y: subset(y),
-        endog_names: model
-            .iv
-            .iter()
-            .flat_map(|iv| iv.endogenous.iter().map(Term::name))
-            .collect(),
-        endog: model
-            .iv
-            .iter()
-            .flat_map(|iv| iv.endogenous.iter().map(|t| subset(column_of(t))))
-            .collect(),
-        inst_names: model
-            .iv
-            .iter()
-            .flat_map(|iv| iv.instruments.iter().map(Term::name))
-            .collect(),
-        inst: model
-            .iv
-            .iter()
-            .flat_map(|iv| iv.instruments.iter().map(|t| subset(column_of(t))))
-            .collect(),
-        x_names,
-        x,
-        intercept: model.intercept,
-        weights: weights_raw.as_deref().map(subset),
-        extra: opts.extra.iter().map(|e| subset(&cols.numeric[e.as_str()])).collect(),
+    let owned = cols
+        .numeric
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Cow::Owned(v) => Some((k, v)),
+            Cow::Borrowed(_) => None,
+        })
+        .collect();
+    Ok(Sample {
+        rows,
+        owned,
         fes,
         clusters,
         nobs_raw: n,
         dropped,
     })
+}
+
+impl Sample {
+    /// The sample's variables in its row order. `fetch` gives a raw column by name (borrowed
+    /// from the table, or taken out of it); owned columns are reordered into reused buffers.
+    fn gather<'t>(
+        mut self,
+        model: &Model,
+        opts: &PrepareOptions,
+        mut fetch: impl FnMut(&str) -> Result<Cow<'t, [f64]>>,
+    ) -> Result<Design> {
+        let endog: Vec<&Term> = model.iv.iter().flat_map(|iv| &iv.endogenous).collect();
+        let inst: Vec<&Term> = model.iv.iter().flat_map(|iv| &iv.instruments).collect();
+        // every slot of the design by key, in design order
+        let slots: Vec<String> = std::iter::once(&model.lhs)
+            .chain(&model.rhs)
+            .chain(endog.iter().copied())
+            .chain(inst.iter().copied())
+            .map(key)
+            .chain(opts.weights.iter().cloned())
+            .chain(opts.extra.iter().cloned())
+            .collect();
+        let mut unique: Vec<&String> = Vec::new();
+        for k in &slots {
+            if !unique.contains(&k) {
+                unique.push(k);
+            }
+        }
+        let sources = unique
+            .iter()
+            .map(|k| match self.owned.remove(k.as_str()) {
+                Some(v) => Ok(Cow::Owned(v)),
+                None => fetch(k),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut gathered: HashMap<&str, Vec<f64>> = unique
+            .iter()
+            .map(|k| k.as_str())
+            .zip(reorder(&self.rows, sources))
+            .collect();
+        // the last slot of a key takes its column, earlier ones (a variable used twice) copy it
+        let mut take = |k: &String, later: &[String]| -> Vec<f64> {
+            if later.contains(k) {
+                gathered[k.as_str()].clone()
+            } else {
+                gathered.remove(k.as_str()).expect("every key gathered")
+            }
+        };
+        let mut columns: Vec<Vec<f64>> = Vec::with_capacity(slots.len());
+        for (i, k) in slots.iter().enumerate() {
+            columns.push(take(k, &slots[i + 1..]));
+        }
+        let mut columns = columns.into_iter();
+        let mut next = |count: usize| -> Vec<Vec<f64>> { columns.by_ref().take(count).collect() };
+        let y = next(1).pop().expect("the outcome");
+        let mut x_names = Vec::new();
+        let mut x = Vec::new();
+        if model.intercept {
+            x_names.push("(Intercept)".to_string());
+            x.push(vec![1.0; self.rows.len()]);
+        }
+        x_names.extend(model.rhs.iter().map(Term::name));
+        x.extend(next(model.rhs.len()));
+        let endog_cols = next(endog.len());
+        let inst_cols = next(inst.len());
+        let weights = opts.weights.as_ref().map(|_| next(1).pop().expect("the weights"));
+        let extra = next(opts.extra.len());
+        Ok(Design {
+            y_name: model.lhs.name(),
+            y,
+            endog_names: endog.iter().map(|t| t.name()).collect(),
+            endog: endog_cols,
+            inst_names: inst.iter().map(|t| t.name()).collect(),
+            inst: inst_cols,
+            x_names,
+            x,
+            intercept: model.intercept,
+            weights,
+            extra,
+            fes: self.fes,
+            clusters: self.clusters,
+            nobs_raw: self.nobs_raw,
+            dropped: self.dropped,
+        })
+    }
+}
+
+/// `out[i] = column[rows[i]]` for every column, in parallel over groups of columns. An owned
+/// column's buffer receives the next column of its group, so reordering k owned columns
+/// allocates one buffer per group instead of k (fresh pages cost more than the copy itself).
+fn reorder(rows: &[usize], columns: Vec<Cow<'_, [f64]>>) -> Vec<Vec<f64>> {
+    let per = columns.len().div_ceil(rayon::current_num_threads()).max(1);
+    let mut inputs: Vec<Option<Cow<'_, [f64]>>> = columns.into_iter().map(Some).collect();
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); inputs.len()];
+    out.par_chunks_mut(per)
+        .zip(inputs.par_chunks_mut(per))
+        .for_each(|(outs, ins)| {
+            let mut spare: Vec<f64> = Vec::new();
+            for (o, input) in outs.iter_mut().zip(ins) {
+                let column = input.take().expect("each column once");
+                spare.clear();
+                spare.extend(rows.iter().map(|&i| column[i]));
+                *o = std::mem::take(&mut spare);
+                if let Cow::Owned(v) = column {
+                    spare = v;
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    /// A table with what every branch of the gather meets: nulls in f64 columns (NaN in the
+    /// slot, as the readers make, and not, as other polars code makes), an integer regressor,
+    /// a computed term, weights with a zero, an extra column that is also a regressor, IV.
+    fn table(n: usize) -> Table {
+        let f = |k: usize| (0..n).map(move |i| ((i * 7 + k * 13) % 23) as f64 / 5.0 + 0.1);
+        let with_nulls = |k: usize, every: usize| {
+            Float64Chunked::from_iter_options("".into(), f(k).enumerate().map(|(i, v)| (i % every != 3).then_some(v)))
+        };
+        let x1 = crate::data::csv::float_with_nulls("x1".into(), f(1).collect(), &[5, 40]);
+        let cols: Vec<Column> = vec![
+            Series::new("y".into(), f(0).collect::<Vec<_>>()).into(),
+            x1.into_series().into(),
+            with_nulls(2, 17).with_name("x2".into()).into_series().into(),
+            Series::new("k".into(), (0..n as i64).map(|i| i % 5).collect::<Vec<_>>()).into(),
+            Series::new("z".into(), f(3).collect::<Vec<_>>()).into(),
+            Series::new("w".into(), (0..n).map(|i| (i % 9) as f64 / 4.0).collect::<Vec<_>>()).into(),
+            Series::new("a".into(), (0..n as i64).map(|i| i % 11).collect::<Vec<_>>()).into(),
+            Series::new("b".into(), (0..n as i64).map(|i| (i / 3) % 4).collect::<Vec<_>>()).into(),
+        ];
+        Table::new(DataFrame::new(n, cols).unwrap(), "t".into())
+    }
+
+    #[test]
+    fn taking_the_columns_gives_the_borrowed_design() {
+        let cases = [
+            ("y ~ x1 + log(x2) + k | a + b", vec![]),
+            ("y ~ x1 + x2:k | a^b", vec!["x1".to_string()]),
+            ("y ~ k + x2 | a | x1 ~ z", vec![]),
+            ("y ~ x1 + x2", vec!["k".to_string()]),
+        ];
+        for (formula, extra) in cases {
+            let model = crate::formula::parse(formula).unwrap();
+            let opts = PrepareOptions {
+                weights: Some("w".into()),
+                clusters: vec!["b".into()],
+                extra,
+                ..Default::default()
+            };
+            let t = table(200);
+            let want = prepare(&t, &model, &opts).unwrap();
+            let mut taken = table(200);
+            let got = prepare_taking(&mut taken, &model, &opts).unwrap();
+            let cols = |d: &Design| {
+                let mut c = vec![d.y.clone()];
+                c.extend(d.x.iter().chain(&d.endog).chain(&d.inst).chain(&d.extra).cloned());
+                c.extend(d.weights.clone());
+                c
+            };
+            assert!(want.dropped.missing > 0 && want.dropped.zero_weight > 0, "{formula}");
+            assert_eq!(cols(&got), cols(&want), "{formula}");
+            assert_eq!(
+                (&got.x_names, &got.endog_names, &got.inst_names),
+                (&want.x_names, &want.endog_names, &want.inst_names)
+            );
+            assert_eq!(got.dropped, want.dropped);
+            let ids = |d: &Design| {
+                d.fes
+                    .iter()
+                    .map(|f| f.ids.clone())
+                    .chain(d.clusters.iter().map(|c| c.ids.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&got), ids(&want), "{formula}");
+            // the sample's first row is the table's row that sorts first: check against the raw table
+            let raw = t.numeric("y").unwrap();
+            assert!(want.y.iter().all(|v| raw.contains(v)));
+        }
+    }
+
+    #[test]
+    fn taken_and_borrowed_columns_are_the_readers_buffers() {
+        let mut t = table(100);
+        // x1's null slots hold NaN: borrowed as it is; x2's do not: converted
+        let x1 = t.numeric_cow("x1").unwrap();
+        assert!(matches!(x1, Cow::Borrowed(_)) && x1[5].is_nan() && x1[40].is_nan());
+        let x2 = t.numeric_cow("x2").unwrap();
+        assert!(matches!(x2, Cow::Owned(_)) && x2[3].is_nan() && x2[20].is_nan() && !x2[4].is_nan());
+        let before = t.numeric_cow("x1").unwrap().as_ptr();
+        let taken = t.take_numeric("x1").unwrap();
+        assert_eq!(taken.as_ptr(), before, "the buffer is handed over, not copied");
+        assert!(taken[5].is_nan() && !taken[6].is_nan());
+        let x2 = t.take_numeric("x2").unwrap();
+        assert!(x2[3].is_nan() && x2[20].is_nan() && !x2[4].is_nan());
+        assert!(t.numeric("x1").is_err(), "a taken column leaves the table");
+        assert_eq!(t.take_numeric("k").unwrap()[7], 2.0);
+        assert!(t.numeric("k").is_ok(), "a converted column stays");
+    }
+
+    #[test]
+    fn reorder_reuses_owned_buffers_in_row_order() {
+        let rows = vec![4, 0, 2];
+        let cols: Vec<Cow<[f64]>> = (0..5)
+            .map(|k| Cow::Owned((0..6).map(|i| (10 * k + i) as f64).collect()))
+            .chain(std::iter::once(Cow::Borrowed(&[7.0, 8.0, 9.0, 10.0, 11.0, 12.0][..])))
+            .collect();
+        let out = reorder(&rows, cols);
+        for (k, c) in out.iter().enumerate().take(5) {
+            assert_eq!(c, &vec![(10 * k + 4) as f64, (10 * k) as f64, (10 * k + 2) as f64]);
+        }
+        assert_eq!(out[5], vec![11.0, 7.0, 9.0]);
+    }
 }

@@ -13,7 +13,7 @@ use super::finite;
 use super::ols;
 use super::result::Coefficient;
 use super::vcov::{self, Ssc, VcovInput};
-use crate::data::prepare::{prepare, Design, PrepareOptions};
+use crate::data::prepare::{prepare, prepare_taking, Design, PrepareOptions};
 use crate::data::Table;
 use crate::demean::{Absorb, Demeaner};
 use crate::error::Result;
@@ -25,7 +25,7 @@ use crate::stats::t_two_sided_p;
 /// Prepare the sample of `model` from `table` and estimate it.
 pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
-    let design = prepare_for(table, model, opts)?;
+    let design = prepare(table, model, &prepare_options(opts))?;
     estimate_prepared(design, model, opts, demeaner, t0)
 }
 
@@ -33,20 +33,20 @@ pub fn fit(table: &Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demea
 /// the raw data frame is not held while demeaning (a third of the peak memory of a large fit).
 pub fn fit_last(table: Table, model: &Model, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<FitResult> {
     let t0 = Instant::now();
-    let design = prepare_for(&table, model, opts)?;
+    let mut table = table;
+    let design = prepare_taking(&mut table, model, &prepare_options(opts))?;
     // freeing a 10-million-row frame takes a noticeable moment: do it beside the estimation
     std::thread::spawn(move || drop(table));
     estimate_prepared(design, model, opts, demeaner, t0)
 }
 
-fn prepare_for(table: &Table, model: &Model, opts: &FitOptions) -> Result<Design> {
-    let popts = PrepareOptions {
+fn prepare_options(opts: &FitOptions) -> PrepareOptions {
+    PrepareOptions {
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),
         keep_singletons: opts.keep_singletons,
         ..Default::default()
-    };
-    prepare(table, model, &popts)
+    }
 }
 
 fn estimate_prepared(

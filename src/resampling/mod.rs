@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{choose, Backend, Workload};
-use crate::data::{load, prepare, used_columns, PrepareOptions};
+use crate::data::{load, prepare_taking, used_columns, PrepareOptions};
 use crate::demean::DemeanOptions;
 use crate::error::{Error, Result};
 use crate::estimate::Ssc;
@@ -216,8 +216,9 @@ fn compute_bdiff(req: &Request, s: &BdiffSpec, shard: Option<Shard>) -> Result<C
         extra: vec![s.group.clone()],
         ..Default::default()
     };
-    let table = load(&req.data, &used_columns(&[&model], &popts))?;
-    let design = prepare(&table, &model, &popts)?;
+    let mut table = load(&req.data, &used_columns(&[&model], &popts))?;
+    let design = prepare_taking(&mut table, &model, &popts)?;
+    drop(table);
     check_groups(&s.group, &design.extra[0])?;
     let units = design.clusters.first().map(|c| (c.ids.as_slice(), c.levels));
     let workload = Workload::Replicates {
@@ -254,8 +255,9 @@ fn compute_boot(req: &Request, s: &BootSpec, shard: Option<Shard>) -> Result<Com
         clusters: vec![s.cluster.clone()],
         ..Default::default()
     };
-    let table = load(&req.data, &used_columns(&[&model], &popts))?;
-    let design = prepare(&table, &model, &popts)?;
+    let mut table = load(&req.data, &used_columns(&[&model], &popts))?;
+    let design = prepare_taking(&mut table, &model, &popts)?;
+    drop(table);
     check_clusters(s, &design)?;
     let param = tested_coefficient(s)?;
     let workload = match s.kind {
