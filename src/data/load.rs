@@ -505,24 +505,7 @@ fn factorize_text(ca: &StringChunked) -> (Vec<u32>, usize) {
     let slices: Vec<StringChunked> = (0..parts)
         .map(|p| ca.slice((p * size) as i64, size.min(n.saturating_sub(p * size))))
         .collect();
-    let local: Vec<(Vec<u32>, Vec<&str>)> = slices
-        .par_iter()
-        .map(|sl| {
-            let mut map: FastMap<&str, u32> = FastMap::default();
-            let mut levels = Vec::new();
-            let codes = sl
-                .iter()
-                .map(|v| match v {
-                    None => MISSING_CODE,
-                    Some(k) => *map.entry(k).or_insert_with(|| {
-                        levels.push(k);
-                        levels.len() as u32 - 1
-                    }),
-                })
-                .collect();
-            (codes, levels)
-        })
-        .collect();
+    let local: Vec<(Vec<u32>, Vec<&str>)> = slices.par_iter().map(factorize_views).collect();
     let mut global: FastMap<&str, u32> = FastMap::default();
     let remaps: Vec<Vec<u32>> = local
         .iter()
@@ -541,6 +524,39 @@ fn factorize_text(ca: &StringChunked) -> (Vec<u32>, usize) {
         codes.extend(c.iter().map(|&v| if v == MISSING_CODE { v } else { remap[v as usize] }));
     }
     (codes, global.len())
+}
+
+/// Codes of one slice of a text column in order of first appearance, and its levels. A string
+/// of at most 12 bytes is stored inside its 16-byte view (length, then the bytes), so the view
+/// itself, with the bytes past the string masked, is the key: one integer hash per row and no
+/// string comparison. Longer strings are keyed by their text (a separate map: the two sets of
+/// strings cannot meet, since their lengths differ).
+fn factorize_views<'a>(sl: &'a StringChunked) -> (Vec<u32>, Vec<&'a str>) {
+    let mut short: FastMap<u128, u32> = FastMap::default();
+    let mut long: FastMap<&str, u32> = FastMap::default();
+    let mut levels: Vec<&str> = Vec::new();
+    let mut codes = Vec::with_capacity(sl.len());
+    for arr in sl.downcast_iter() {
+        for (value, view) in arr.iter().zip(arr.views().iter()) {
+            let Some(text) = value else {
+                codes.push(MISSING_CODE);
+                continue;
+            };
+            let new_level = || {
+                levels.push(text);
+                levels.len() as u32 - 1
+            };
+            let code = if view.length <= 12 {
+                let bits = 32 + 8 * view.length;
+                let key = view.as_u128() & (u128::MAX >> (128 - bits));
+                *short.entry(key).or_insert_with(new_level)
+            } else {
+                *long.entry(text).or_insert_with(new_level)
+            };
+            codes.push(code);
+        }
+    }
+    (codes, levels)
 }
 
 /// Check, before any work, that `path` names a table file fegpu can write (.parquet, .pq or
@@ -673,5 +689,19 @@ mod tests {
             .collect();
         let one = factorize(big.iter());
         assert_eq!(factorize_text(&big), one);
+        // strings kept inside their views (≤ 12 bytes, up to exactly 12) and longer ones, mixed;
+        // a 12-byte and a 13-byte string sharing their first 12 bytes stay two levels
+        let mixed: StringChunked = (0..300_000u32)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 => Some(format!("{}", (i as u64 * 31) % 97)),
+                2 => Some(format!("abcdefghij{:02}", (i / 5) % 100)),
+                3 => Some(format!("abcdefghij{:02}x", (i / 5) % 100)),
+                _ => Some(format!("a destination named {}", (i as u64 * 7919) % 211)),
+            })
+            .collect();
+        let one = factorize(mixed.iter());
+        assert_eq!(one.1, 97 + 100 + 100 + 211);
+        assert_eq!(factorize_text(&mixed), one);
     }
 }

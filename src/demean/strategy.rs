@@ -21,7 +21,7 @@ use super::precond::{Kind, Preconditioner};
 use super::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::Result;
 use crate::fe::FixedEffect;
-use crate::linalg::{cholesky_drop, cholesky_inverse, passes};
+use crate::linalg::{cholesky_drop, cholesky_inverse, Mat};
 
 /// `--solver`: how the fixed effects are projected out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -206,49 +206,257 @@ pub fn few_level_split(fes: &[&FixedEffect]) -> Option<(usize, Vec<usize>)> {
     (dummies <= MAX_DUMMIES).then_some((large, small))
 }
 
-/// Exact demeaning without iterating, by Frisch–Waugh–Lovell: demean every column and the
-/// dummies of the few-level effects by the large effect alone (one exact pass on the backend),
-/// then take the dummies' weighted least-squares fit out of each column. Dummies collinear with
-/// the large effect (a nested effect, a level with no weight) are dropped by the pivoted
-/// Cholesky. Equals the fixed point of alternating projections, without its tolerance.
+/// Exact demeaning without iterating, by Frisch–Waugh–Lovell: demean every column by the large
+/// effect alone (one exact pass on the backend), then take the few-level effects' dummies'
+/// weighted least-squares fit out of each column, the dummies demeaned by the large effect
+/// too. Dummies the large effect absorbs (a nested effect, a level seen only where it fills
+/// the large effect's level) are dropped: their demeaned sum of squares is below 1e-10 of
+/// their raw one; the pivoted Cholesky drops dummies collinear with each other. Equals the
+/// fixed point of alternating projections, without its tolerance.
+///
+/// The dummies are never built as columns (at 10M rows, six year dummies were 480 MB written
+/// and demeaned): see [`LevelDummies`].
 pub fn dummies(
     backend: &dyn Demeaner,
     problem: &Absorb,
-    columns: &mut Vec<Vec<f64>>,
+    columns: &mut [Vec<f64>],
     large: usize,
     small: &[usize],
 ) -> Result<()> {
-    use rayon::prelude::*;
     let big = Absorb {
         fes: vec![problem.fes[large]],
         weights: problem.weights,
         inv_weight_sums: vec![problem.inv_weight_sums[large].clone()],
     };
-    let c = columns.len();
-    for &s in small {
-        let fe = problem.fes[s];
-        columns.par_extend(
-            (1..fe.levels as u32)
-                .into_par_iter()
-                .map(|level| fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect::<Vec<f64>>()),
-        );
-    }
     backend.one_pass(&big, columns)?;
-    let dummies = columns.split_off(c);
-    let d: Vec<&[f64]> = dummies.iter().map(|v| v.as_slice()).collect();
-    let g = passes::cross_products(&d, problem.weights);
-    let ch = cholesky_drop(&g, 1e-10);
+    let dummies = LevelDummies::new(problem, large, small);
+    let d = dummies.count;
+    if d == 0 {
+        return Ok(());
+    }
+    let ch = cholesky_drop(&dummies.gram_unabsorbed(), 1e-10);
     if ch.kept.is_empty() {
         return Ok(());
     }
     let inv = cholesky_inverse(&ch.l);
-    // D̃'W x for every column, then x −= D̃ γ with γ = (D̃'WD̃)⁻¹ D̃'W x: two blocked passes
-    let kept: Vec<&[f64]> = ch.kept.iter().map(|&a| d[a]).collect();
-    let xs: Vec<&[f64]> = columns.iter().map(|v| v.as_slice()).collect();
-    let rhs = passes::cross(&xs, &kept, problem.weights);
-    let gammas: Vec<Vec<f64>> = rhs.chunks_exact(kept.len()).map(|r| inv.mul_vec(r)).collect();
-    passes::subtract_combinations(columns, &kept, &gammas);
+    // γ = (D̃'WD̃)⁻¹ D̃'W x̃ per column, then x̃ −= D̃ γ
+    let gammas: Vec<Vec<f64>> = dummies
+        .cross(columns)
+        .iter()
+        .map(|r| {
+            let kept: Vec<f64> = ch.kept.iter().map(|&a| r[a]).collect();
+            let mut gamma = vec![0.0; d];
+            for (&a, v) in ch.kept.iter().zip(inv.mul_vec(&kept)) {
+                gamma[a] = v;
+            }
+            gamma
+        })
+        .collect();
+    dummies.subtract(columns, &gammas);
     Ok(())
+}
+
+/// Rows per task of [`LevelDummies`]' passes (a block of every column stays in cache; small in
+/// unit tests, so that their problems span many blocks).
+const ROWS: usize = if cfg!(test) { 256 } else { 1 << 15 };
+
+/// The few-level effects' dummies as the large effect sees them, without building them: row
+/// `i`'s dummies (level 0 of each small effect has none) and, per level `g` of the large
+/// effect, each dummy's weighted sum `S[g][a]`, so the dummy demeaned by the large effect is
+/// `d_a − S[g][a] / W_g` on the rows of level `g`.
+struct LevelDummies<'a> {
+    big: &'a FixedEffect,
+    /// `1 / W_g` (0 for a level without weight)
+    inv: &'a [f64],
+    weights: Option<&'a [f64]>,
+    small: Vec<&'a FixedEffect>,
+    /// first dummy of each small effect
+    offset: Vec<usize>,
+    count: usize,
+    /// `S`, levels × count, row-major
+    sums: Vec<f64>,
+}
+
+/// Levels a small effect may have in [`LevelDummies`]' lookup tables (at most
+/// [`MAX_DUMMIES`] + 1, see [`few_level_split`]); a power of two, so masking an id is free.
+const SMALL_LEVELS: usize = 64;
+const _: () = assert!(MAX_DUMMIES < SMALL_LEVELS);
+
+impl<'a> LevelDummies<'a> {
+    fn new(problem: &'a Absorb, large: usize, small: &[usize]) -> Self {
+        let small: Vec<&FixedEffect> = small.iter().map(|&k| problem.fes[k]).collect();
+        let mut offset = Vec::with_capacity(small.len());
+        let mut count = 0;
+        for f in &small {
+            offset.push(count);
+            count += f.levels.saturating_sub(1);
+        }
+        let big = problem.fes[large];
+        let mut sums = vec![0.0; big.levels * count];
+        for (e, &off) in small.iter().zip(&offset) {
+            for (i, (&g, &l)) in big.ids.iter().zip(&e.ids).enumerate() {
+                if l > 0 {
+                    sums[g as usize * count + off + l as usize - 1] += problem.weights.map_or(1.0, |w| w[i]);
+                }
+            }
+        }
+        LevelDummies {
+            big,
+            inv: &problem.inv_weight_sums[large],
+            weights: problem.weights,
+            small,
+            offset,
+            count,
+            sums,
+        }
+    }
+
+    /// The demeaned dummies' weighted Gram, `Σ_i w d d' − Σ_g S_g S_g' / W_g`, and the raw
+    /// diagonal `Σ_i w d_a`.
+    fn gram(&self) -> (Mat, Vec<f64>) {
+        let d = self.count;
+        let mut g = Mat::zeros(d);
+        // Σ_i w d d': an effect with itself is diagonal (its dummies are disjoint), a pair of
+        // effects is their cross tabulation (entered on both sides)
+        for (k, (e, &off)) in self.small.iter().zip(&self.offset).enumerate() {
+            for (f, &off2) in self.small[..=k].iter().zip(&self.offset) {
+                for (i, (&l, &m)) in e.ids.iter().zip(&f.ids).enumerate() {
+                    if l > 0 && m > 0 {
+                        let (a, b) = (off + l as usize - 1, off2 + m as usize - 1);
+                        let w = self.weights.map_or(1.0, |w| w[i]);
+                        g.a[a * d + b] += w;
+                        if a != b {
+                            g.a[b * d + a] += w;
+                        }
+                    }
+                }
+            }
+        }
+        let raw = (0..d).map(|a| g.get(a, a)).collect();
+        let mut nonzero = Vec::with_capacity(d);
+        for (s, &inv) in self.sums.chunks_exact(d).zip(self.inv) {
+            nonzero.clear();
+            nonzero.extend(s.iter().enumerate().filter(|(_, v)| **v != 0.0));
+            for &(a, sa) in &nonzero {
+                for &(b, sb) in &nonzero {
+                    g.a[a * d + b] -= sa * sb * inv;
+                }
+            }
+        }
+        (g, raw)
+    }
+
+    /// [`LevelDummies::gram`] with the rows and columns of dummies the large effect absorbs
+    /// set to zero (demeaned sum of squares at most 1e-10 of the raw one; computed as a
+    /// difference, an absorbed dummy's is rounding noise that could otherwise pass as a pivot).
+    fn gram_unabsorbed(&self) -> Mat {
+        let d = self.count;
+        let (mut g, raw) = self.gram();
+        for a in 0..d {
+            if !(g.get(a, a) > 1e-10 * raw[a]) {
+                (0..d).for_each(|b| (g.a[a * d + b], g.a[b * d + a]) = (0.0, 0.0));
+            }
+        }
+        g
+    }
+
+    /// `Σ_i w d_a x_i` for every dummy and column: `D̃'W x` for columns already demeaned by the
+    /// large effect (their weighted sum within each level is zero, so the dummies' level shares
+    /// drop). Blocks of rows in parallel, each column's block summed by level of each small
+    /// effect, blocks added in order.
+    fn cross(&self, columns: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        use rayon::prelude::*;
+        let (n, d) = (self.big.ids.len(), self.count);
+        let parts: Vec<Vec<f64>> = (0..n.div_ceil(ROWS))
+            .into_par_iter()
+            .map(|t| {
+                let rows = t * ROWS..((t + 1) * ROWS).min(n);
+                let mut acc = vec![0.0; columns.len() * d];
+                for (e, &off) in self.small.iter().zip(&self.offset) {
+                    let ids = &e.ids[rows.clone()];
+                    for (x, r) in columns.iter().zip(acc.chunks_exact_mut(d)) {
+                        let mut by_level = [0.0; SMALL_LEVELS];
+                        let x = &x[rows.clone()];
+                        match self.weights {
+                            None => ids
+                                .iter()
+                                .zip(x)
+                                .for_each(|(&l, &xi)| by_level[l as usize % SMALL_LEVELS] += xi),
+                            Some(w) => ids
+                                .iter()
+                                .zip(x)
+                                .zip(&w[rows.clone()])
+                                .for_each(|((&l, &xi), &wi)| by_level[l as usize % SMALL_LEVELS] += wi * xi),
+                        }
+                        r[off..off + e.levels - 1].copy_from_slice(&by_level[1..e.levels]);
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut total = vec![0.0; columns.len() * d];
+        for p in parts {
+            total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+        }
+        total.chunks_exact(d).map(<[f64]>::to_vec).collect()
+    }
+
+    /// `x_c −= D̃ γ_c` for every column: on row `i` of level `g`,
+    /// `Σ_{a ∈ dummies(i)} γ_a − Σ_a γ_a S[g][a] / W_g`. Blocks of rows in parallel; in each,
+    /// the second sum is formed once per run of rows of one level for all columns together
+    /// (`Γ` laid out dummy-major, so each dummy adds a contiguous row of the columns' values),
+    /// and each column is then one pass of two table lookups per row.
+    fn subtract(&self, columns: &mut [Vec<f64>], gammas: &[Vec<f64>]) {
+        use rayon::prelude::*;
+        let (n, d, c) = (self.big.ids.len(), self.count, columns.len());
+        let by_dummy: Vec<f64> = (0..d).flat_map(|a| gammas.iter().map(move |g| g[a])).collect();
+        let mut blocks: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(ROWS)).map(|_| Vec::new()).collect();
+        for col in columns.iter_mut() {
+            for (t, chunk) in col.chunks_mut(ROWS).enumerate() {
+                blocks[t].push(chunk);
+            }
+        }
+        blocks.into_par_iter().enumerate().for_each_init(
+            Default::default,
+            |(run_of, level_part): &mut (Vec<u32>, Vec<f64>), (t, mut cols)| {
+                let r0 = t * ROWS;
+                let ids = &self.big.ids[r0..r0 + cols[0].len()];
+                run_of.clear();
+                level_part.clear();
+                let mut q = vec![0.0; c];
+                for (j, &g) in ids.iter().enumerate() {
+                    if j == 0 || g != ids[j - 1] {
+                        q.iter_mut().for_each(|v| *v = 0.0);
+                        let s = &self.sums[g as usize * d..][..d];
+                        for (&sa, row) in s.iter().zip(by_dummy.chunks_exact(c)) {
+                            if sa != 0.0 {
+                                q.iter_mut().zip(row).for_each(|(v, &gm)| *v += sa * gm);
+                            }
+                        }
+                        level_part.extend(q.iter().map(|v| v * self.inv[g as usize]));
+                    }
+                    run_of.push((level_part.len() / c - 1) as u32);
+                }
+                for (k, (x, gamma)) in cols.iter_mut().zip(gammas).enumerate() {
+                    for (first, (e, &off)) in self.small.iter().zip(&self.offset).enumerate() {
+                        let mut by_level = [0.0; SMALL_LEVELS];
+                        by_level[1..e.levels].copy_from_slice(&gamma[off..off + e.levels - 1]);
+                        let levels = &e.ids[r0..r0 + ids.len()];
+                        // the level part rides with the first effect's pass
+                        if first == 0 {
+                            for ((v, &l), &r) in x.iter_mut().zip(levels).zip(run_of.iter()) {
+                                *v -= by_level[l as usize % SMALL_LEVELS] - level_part[r as usize * c + k];
+                            }
+                        } else {
+                            for (v, &l) in x.iter_mut().zip(levels) {
+                                *v -= by_level[l as usize % SMALL_LEVELS];
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
 }
 
 /// ‖D'W x‖ / ‖D'W v‖: how far `x` (a demeaned `v`) is from solving the fixed-effect normal
@@ -270,5 +478,42 @@ pub fn normal_residual(fes: &[&FixedEffect], w: Option<&[f64]>, v: &[f64], x: &[
         norm(x) / b
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An effect nested in the large one has its dummy zeroed exactly (a level filling a large
+    /// level whose weight is 49 leaves 49 − 49²·fl(1/49) ≠ 0 in the difference); the others stay.
+    #[test]
+    fn absorbed_dummies_are_zeroed_and_the_rest_kept() {
+        let n = 49 * 6;
+        let big = FixedEffect {
+            name: "g".into(),
+            ids: (0..n as u32).map(|i| i / 49).collect(),
+            levels: 6,
+        };
+        let nested = FixedEffect {
+            name: "nested".into(),
+            ids: big.ids.iter().map(|&g| (g % 2 == 1) as u32).collect(),
+            levels: 2,
+        };
+        let year = FixedEffect {
+            name: "year".into(),
+            ids: (0..n as u32).map(|i| i % 3).collect(),
+            levels: 3,
+        };
+        let problem = Absorb::new(vec![&big, &nested, &year], None);
+        let dummies = LevelDummies::new(&problem, 0, &[1, 2]);
+        let (raw_gram, _) = dummies.gram();
+        assert!(
+            raw_gram.get(0, 0) != 0.0,
+            "the difference leaves noise for the nested dummy"
+        );
+        let g = dummies.gram_unabsorbed();
+        assert!((0..3).all(|b| g.get(0, b) == 0.0 && g.get(b, 0) == 0.0));
+        assert!(g.get(1, 1) > 1.0 && g.get(2, 2) > 1.0);
     }
 }

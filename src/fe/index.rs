@@ -68,10 +68,46 @@ pub fn interact(parts: &[(&[u32], usize)]) -> (Vec<u32>, usize) {
     }
 }
 
-/// Two-way interaction. When the grid of combinations is small next to the data (firm × year,
-/// firm × destination) a dense table replaces the hash map: one random access per row instead
-/// of a hash and probe, with the same numbering (first appearance).
-fn interact_pair((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> (Vec<u32>, usize) {
+/// Two-way interaction, numbered by first appearance. A panel whose `a` levels come in
+/// contiguous runs (sorted by firm) needs only a table of `b`'s levels, stamped per run; else,
+/// when the grid of combinations is small next to the data (firm × year, firm × destination)
+/// a dense table replaces the hash map: one random access per row instead of a hash and probe.
+fn interact_pair(a: (&[u32], usize), b: (&[u32], usize)) -> (Vec<u32>, usize) {
+    interact_runs(a, b).unwrap_or_else(|| interact_table(a, b))
+}
+
+/// [`interact_pair`] when every level of `a` is one run of rows (rows missing either part do
+/// not break a run); `None` as soon as a level of `a` reappears after its run.
+fn interact_runs((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> Option<(Vec<u32>, usize)> {
+    let mut seen = vec![false; ga];
+    // per level of b: (the run that last met it, its code there)
+    let mut slot = vec![(0u32, 0u32); gb];
+    let mut codes = Vec::with_capacity(a.len());
+    let (mut prev, mut run, mut next) = (MISSING_CODE, 0u32, 0u32);
+    for (&x, &y) in a.iter().zip(b) {
+        if x == MISSING_CODE || y == MISSING_CODE {
+            codes.push(MISSING_CODE);
+            continue;
+        }
+        if x != prev {
+            if std::mem::replace(&mut seen[x as usize], true) {
+                return None;
+            }
+            prev = x;
+            run += 1;
+        }
+        let s = &mut slot[y as usize];
+        if s.0 != run {
+            *s = (run, next);
+            next += 1;
+        }
+        codes.push(s.1);
+    }
+    Some((codes, next as usize))
+}
+
+/// [`interact_pair`] through a dense table of the grid or, for a large grid, a hash map.
+fn interact_table((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> (Vec<u32>, usize) {
     let cells = ga as u128 * gb as u128;
     if cells <= (8 * a.len() as u128).max(1 << 20) {
         let mut table = vec![u32::MAX; cells as usize];
@@ -173,6 +209,27 @@ mod tests {
         assert_eq!(dense.0[17], MISSING_CODE);
         let three = interact(&[(&a, 50), (&b, 40), (&a, 50)]);
         assert_eq!(three.1, dense.1);
+    }
+
+    #[test]
+    fn interactions_over_runs_number_as_the_table_does() {
+        // a in runs (a panel sorted by firm), with missing values inside a run
+        let a: Vec<u32> = (0..2000u32)
+            .map(|i| if i % 97 == 5 { MISSING_CODE } else { i / 23 })
+            .collect();
+        let mut b: Vec<u32> = (0..2000u32).map(|i| (i * 11 + i / 3) % 40).collect();
+        b[100] = MISSING_CODE;
+        let runs = interact_runs((&a, 87), (&b, 40)).expect("a comes in runs");
+        assert_eq!(runs, interact_table((&a, 87), (&b, 40)));
+        assert_eq!(interact(&[(&a, 87), (&b, 40)]), runs);
+        // a level that comes back after its run: the table decides
+        let mut back = a.clone();
+        back[1999] = 0;
+        assert_eq!(interact_runs((&back, 87), (&b, 40)), None);
+        assert_eq!(
+            interact(&[(&back, 87), (&b, 40)]),
+            interact_table((&back, 87), (&b, 40))
+        );
     }
 
     #[test]

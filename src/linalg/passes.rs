@@ -287,32 +287,6 @@ pub fn cross(left: &[&[f64]], right: &[&[f64]], weights: Option<&[f64]>) -> Vec<
     add_in_order(parts, a * b)
 }
 
-/// `x_c −= Σ_a coef[c][a] · basis_a` for every column `x_c`, block by block (each block of the
-/// basis is read from memory once for all columns).
-pub fn subtract_combinations(columns: &mut [Vec<f64>], basis: &[&[f64]], coef: &[Vec<f64>]) {
-    let n = columns.first().map_or(0, |c| c.len());
-    let mut per_task: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(TASK)).map(|_| Vec::new()).collect();
-    for col in columns.iter_mut() {
-        for (t, chunk) in col.chunks_mut(TASK).enumerate() {
-            per_task[t].push(chunk);
-        }
-    }
-    per_task.into_par_iter().enumerate().for_each(|(t, mut cols)| {
-        let base = t * TASK;
-        let len = cols.first().map_or(0, |c| c.len());
-        for b0 in (0..len).step_by(BLOCK) {
-            let b1 = (b0 + BLOCK).min(len);
-            for (x, g) in cols.iter_mut().zip(coef) {
-                for (d, &ga) in basis.iter().zip(g) {
-                    for (xi, di) in x[b0..b1].iter_mut().zip(&d[base + b0..base + b1]) {
-                        *xi -= ga * di;
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// A column's weighted count `Σw`, mean `Σwx/Σw`, centred sum of squares `Σw(x − mean)²` and raw
 /// sum of squares `Σwx²` (`w = 1` when unweighted).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -734,13 +708,6 @@ mod tests {
         for (p, q) in [(0, 0), (1, 1), (0, 1)] {
             let plain: f64 = (0..n).map(|i| w[i] * cols[p][i] * cols[q + 2][i]).sum();
             assert!((c[p * 2 + q] - plain).abs() < 1e-9 * plain.abs().max(1.0), "{p} {q}");
-        }
-        let mut xs = vec![cols[0].clone(), cols[1].clone()];
-        let coef = vec![vec![0.5, -1.0], vec![2.0, 0.0]];
-        subtract_combinations(&mut xs, &refs[2..], &coef);
-        for i in [0, BLOCK + 1, TASK + 5, n - 1] {
-            let want = cols[0][i] - 0.5 * cols[2][i] + cols[3][i];
-            assert!((xs[0][i] - want).abs() < 1e-15 && (xs[1][i] - (cols[1][i] - 2.0 * cols[2][i])).abs() < 1e-15);
         }
         let p = sum_products(&cols[1], &cols[2]);
         let plain: f64 = (0..n).map(|i| cols[1][i] * cols[2][i]).sum();
