@@ -95,6 +95,11 @@ pub struct Truth {
     /// (firm id, year) → number of digital patent applications.
     pub digital_applications: Vec<(i64, i64, u32)>,
     pub planted: BTreeMap<String, f64>,
+    /// Per exporting firm id: its planted competition strategy and Table 7's classification of
+    /// it from the simulated prices (None: too few destinations), the groups Table 8's planted
+    /// values are over.
+    #[serde(default)]
+    pub strategies: Vec<(i64, u8, Option<u8>)>,
 }
 
 struct Firm {
@@ -449,6 +454,15 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         }
     }
     let mean_ln_dist = ln_dist.iter().sum::<f64>() / ln_dist.len() as f64;
+    // per destination its [ln distance, ln GDP, ln GDP per capita] over the years, as the
+    // panel's competition strategy step reads them from this table
+    let places: Vec<[f64; 3]> = (0..countries_used.len())
+        .map(|ci| {
+            let n = YEARS.count();
+            let m = |v: &[f64]| v[ci * n..(ci + 1) * n].iter().map(|x| x.ln()).sum::<f64>() / n as f64;
+            [m(&k_dist), m(&k_gdp), m(&k_gdppc)]
+        })
+        .collect();
     let nri_top = nri_top10(&k_c, &k_y, &k_nri, countries_used);
     let weak_ipr = weak_ipr_years(&ipr_of);
     let mut countries = DataFrame::new(
@@ -698,7 +712,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                     let eps = DEMAND_NOISE * s.normal();
                     let ln_q =
                         7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
-                    let price = (c_g + delta).exp();
+                    let ln_price = c_g + delta;
+                    let price = ln_price.exp();
                     let q = ln_q.exp().round().max(1.0);
                     flows.push(Flow {
                         product: g,
@@ -707,6 +722,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                         firm: k,
                         quality: lambda + eps / (sigma - 1.0),
                         value: q * price,
+                        ln_price,
                         effect,
                     });
                     // one customs line, or the flow split over two HS8 lines of the product
@@ -803,6 +819,10 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     let mut dig: Vec<(i64, i64, u32)> = digital.iter().map(|(&(f, y), &c)| (f, y, c)).collect();
     dig.sort();
     truth.digital_applications = dig;
+    // Table 7 classifies firms from the flows as the panel attributes them: to the firm its
+    // matching links their customs name to (read back with the pipeline's own matching)
+    save(&mut exports, &out.join(format!("exports.{ext}")))?;
+    let linked = linked_firms(out, &truth.links)?;
     // every column's planted value, computed on the simulated rows as the panel will see them
     let ctx = RowContext {
         firms: &firms,
@@ -811,8 +831,17 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         dig_kinds: &dig_kinds,
         supplier_of: &supplier_of,
         instruments: &instruments,
+        places: &places,
+        linked: &linked,
     };
     let rows = truth_rows(&flows, &meta, size.products, &ctx);
+    let mut seen = std::collections::BTreeSet::new();
+    truth.strategies = rows
+        .iter()
+        .filter(|r| seen.insert(r.pair.0))
+        .map(|r| (firms[r.pair.0].id, r.traits.strategy, r.strategy))
+        .collect();
+    truth.strategies.sort();
     truth.planted = planted::truths(&rows);
     for (cat, name) in [
         (4, "strong_quality"),
@@ -823,7 +852,6 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         truth.planted.insert(format!("firms_{name}"), strategies[cat] as f64);
     }
 
-    save(&mut exports, &out.join(format!("exports.{ext}")))?;
     save(&mut imports, &out.join(format!("imports.{ext}")))?;
     save(&mut countries, &out.join(format!("countries.{ext}")))?;
     save(&mut regions, &out.join(format!("regions.{ext}")))?;
@@ -844,6 +872,8 @@ struct Flow {
     /// Identified log quality λ + ε/(σ − 1).
     quality: f64,
     value: f64,
+    /// ln unit price (the customs lines of a flow share it).
+    ln_price: f64,
     /// The planted part of λ (Digtech and the channels).
     effect: f64,
 }
@@ -1113,6 +1143,26 @@ struct RowContext<'a> {
     supplier_of: &'a HashMap<i64, usize>,
     /// Table 2's instruments per (city, year).
     instruments: &'a HashMap<(usize, i64), [f64; 2]>,
+    /// Per destination its [ln distance, ln GDP, ln GDP per capita] means over the years.
+    places: &'a [[f64; 3]],
+    /// (firm id, year) → the firm the panel's matching links that firm-year's customs name to.
+    linked: &'a HashMap<(i64, i64), i64>,
+}
+
+/// (firm id, year) → the firm whose flows the panel counts that firm-year's exports as: the
+/// pipeline's matching ([`crate::study::matching::match_table`]) links each customs name of a
+/// year to one firm, or none, and renamed firms sometimes share a name (their lines then go to
+/// one of them). Firm-years left out are not in the panel.
+fn linked_firms(out: &Path, links: &[(String, i64, i64)]) -> Result<HashMap<(i64, i64), i64>> {
+    let (found, _) = crate::study::matching::match_table(out, "exports")?;
+    let to: HashMap<(&str, i64), i64> = found
+        .iter()
+        .map(|l| ((l.customs_name.as_str(), l.year), l.firm_id))
+        .collect();
+    Ok(links
+        .iter()
+        .filter_map(|(n, y, f)| to.get(&(n.as_str(), *y)).map(|&j| ((*f, *y), j)))
+        .collect())
 }
 
 /// The simulated panel's rows (firm, destination, year) with the regressors as the panel will
@@ -1157,6 +1207,11 @@ fn truth_rows(
             .insert(f.product as u32, f.effect * scale);
     }
     let (continuing, vol_high) = pair_flags(&acc);
+    let seen: Vec<(i64, &Flow)> = flows
+        .iter()
+        .filter_map(|f| cx.linked.get(&(cx.firms[f.firm].id, f.year)).map(|&j| (j, f)))
+        .collect();
+    let classified = classified_strategies(&seen, cx.places);
     let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
     let dig = |id: i64, y: i64| {
         if y < *YEARS.start() {
@@ -1198,6 +1253,7 @@ fn truth_rows(
                 qual_in: dyn_of(|d| d.qual_in),
                 qual_sub2: dyn_of(|d| d.substitution().1),
                 traits: meta[&(k, c, y)],
+                strategy: classified.get(&id).copied(),
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),
                 qua: v[0] / v[2],
@@ -1206,6 +1262,40 @@ fn truth_rows(
             }
         })
         .collect()
+}
+
+/// Table 7's classification of each simulated firm as the panel makes it
+/// ([`crate::study::panel::firm_strategies`] on each row's value-weighted log unit price relative
+/// to its product-year mean, over the `flows` the panel keeps, each with the firm id it counts
+/// it for): Table 8's columns run on these groups, not on the planted ones.
+fn classified_strategies(flows: &[(i64, &Flow)], places: &[[f64; 3]]) -> HashMap<i64, u8> {
+    // the panel's flow is a (firm, product, destination, year) cell: flows of two firms that
+    // it counts for one are summed, and their log unit price is that of the sum
+    let mut cell: std::collections::BTreeMap<(i64, usize, usize, i64), (f64, f64)> = Default::default();
+    for (j, f) in flows {
+        let e = cell.entry((*j, f.product, f.country, f.year)).or_default();
+        e.0 += f.value;
+        e.1 += f.value / f.ln_price.exp();
+    }
+    let mut pmean: HashMap<(usize, i64), (f64, usize)> = HashMap::new();
+    for (&(_, g, _, y), &(v, q)) in &cell {
+        let e = pmean.entry((g, y)).or_default();
+        e.0 += (v / q).ln();
+        e.1 += 1;
+    }
+    // per row: Σ value × relative log price, Σ value
+    let mut rows: std::collections::BTreeMap<(i64, usize, i64), (f64, f64)> = Default::default();
+    for (&(j, g, c, y), &(v, q)) in &cell {
+        let (sum, n) = pmean[&(g, y)];
+        let e = rows.entry((j, c, y)).or_default();
+        e.0 += v * ((v / q).ln() - sum / n as f64);
+        e.1 += v;
+    }
+    crate::study::panel::firm_strategies(rows.iter().map(|(&(k, c, _), &(wp, v))| (k, c, wp / v)), |c| {
+        places.get(c).copied()
+    })
+    .into_iter()
+    .collect()
 }
 
 type PairFlags = (
