@@ -212,8 +212,9 @@ const VOLATILE_SHARE: f64 = 0.3;
 /// panel's Vol, which also moves with product churn, mostly sorts the volatile pairs high.
 const VOLATILE_SHOCK: f64 = 1.5;
 const FIRM_SHOCK: f64 = 0.5;
-/// Demand noise (log quantity).
-const DEMAND_NOISE: f64 = 0.1;
+/// SD of ε, the part of the recorded quantity's log error ζ = u + ε/(σ − 1) that is larger for
+/// products of low σ (see [`simulate`]).
+const QUANTITY_ERROR: f64 = 0.1;
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Data(format!("building the {what} table: {e}"))
@@ -222,10 +223,18 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Simulate the raw tables into `out` (Parquet, or CSV with `csv`), with `truth.json`.
 ///
 /// Data-generating process of the exports (Khandelwal–Schott–Wei demand): for firm i, HS6
-/// product g, destination m, year t, log quality λ = a_i + b_im + β·Digtech_it + β_s·Digtech of
-/// i's supplier + u, u ~ U(−½, ½); log price = c_g + λ/2 + s_i·(ln dist_m − mean) + noise, where
-/// s_i is the firm's competition strategy (quality: s > 0, price: s < 0); log quantity =
-/// χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g) + ε. Digtech follows the simulated digital patents,
+/// product g, destination m, year t, true log quality λ = a_i + b_im + β·Digtech_it +
+/// β_s·Digtech of i's supplier (+ the other planted channels); log price = c_g + λ/2 +
+/// s_i·(ln dist_m − mean) + noise, where s_i is the firm's competition strategy (quality: s > 0,
+/// price: s < 0); log quantity = χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g); the export value is
+/// their product. Customs record the value exactly and the quantity with an error that the unit
+/// value (value / quantity) carries inversely: ln q is off by −ζ and ln p by +ζ, with
+/// ζ = u + ε/(σ_g − 1), u ~ U(−½, ½), ε ~ N(0, 0.1²). So the quality identified from them
+/// (ln q + σ ln p over σ − 1) is λ + ζ: ζ is the noise of estimated quality, which the planted
+/// values leave out, and the export value does not carry it (if it did, Qua's value weights
+/// would lean to the products with the luckiest noise, the more so the more products a row
+/// ships, which Digtech raises, and Table 11's export-value volatility would select on it: both
+/// bias the estimates away from the planted values). Digtech follows the simulated digital patents,
 /// whose rate rises with the prefecture city's 1984 post intensity × its province's lagged
 /// broadband (the study's instruments). 2SLS then estimates β plus the effects of what the
 /// instruments also move (Digtech's lags, imports, network): its planted value is computed
@@ -705,14 +714,18 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                     // Table 10: a product new to this destination is better with more Digtech
                     let new = prev.as_ref().is_some_and(|p| !p.contains(&g));
                     let effect = QUA_TO_LOG * (beta * dig + common + if new { NEW_PRODUCT * dig } else { 0.0 });
-                    let lambda = a_i + b_im[d] + effect + (s.uniform() - 0.5);
+                    let u = s.uniform() - 0.5;
+                    let lambda = a_i + b_im[d] + effect;
                     // the sales shock moves quantity and price so that ln q + σ ln p, and with it
                     // the identified quality, is unchanged: it moves only the export value
                     let delta = 0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal() - shock / sigma;
-                    let eps = DEMAND_NOISE * s.normal();
-                    let ln_q =
-                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
-                    let ln_price = c_g + delta;
+                    let ln_q_true =
+                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta;
+                    // the recorded quantity and unit value are off by ∓ζ: their product, the
+                    // export value, is the true one, while the identified quality carries ζ
+                    let zeta = u + QUANTITY_ERROR * s.normal() / (sigma - 1.0);
+                    let ln_q = ln_q_true - zeta;
+                    let ln_price = c_g + delta + zeta;
                     let price = ln_price.exp();
                     let q = ln_q.exp().round().max(1.0);
                     flows.push(Flow {
@@ -720,7 +733,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                         country: c,
                         year,
                         firm: k,
-                        quality: lambda + eps / (sigma - 1.0),
+                        quality: lambda + zeta,
                         value: q * price,
                         ln_price,
                         effect,
@@ -869,7 +882,7 @@ struct Flow {
     country: usize,
     year: i64,
     firm: usize,
-    /// Identified log quality λ + ε/(σ − 1).
+    /// Identified log quality λ + ζ (ζ: the error of the recorded quantity and unit value).
     quality: f64,
     value: f64,
     /// ln unit price (the customs lines of a flow share it).
