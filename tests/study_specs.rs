@@ -72,7 +72,7 @@ fn the_fixed_specifications_follow_the_paper() {
     table2_instruments_per_city(&json, &panel, &out.join("raw"));
     table4_continuing_pairs(&json, &panel, baseline);
     table5_ipr_at_the_yearly_mean(&json, &panel, &out.join("raw/regions.parquet"), baseline);
-    table8_strong_quality_vs_strong_price(&json, &panel);
+    table8_strong_quality_vs_strong_price(&json, &panel, &out.join("raw"));
     table10_two_panels(&json, &out);
     table11_second_volatility_measure(&json);
     table12_digital_importers(&json, &panel, baseline);
@@ -230,7 +230,9 @@ fn table5_ipr_at_the_yearly_mean(json: &Value, panel: &Table, regions: &Path, ba
 }
 
 /// Table 8: strong quality (4) vs strong price (3) first, then quality (4 & 2) vs price (3 & 1).
-fn table8_strong_quality_vs_strong_price(json: &Value, panel: &Table) {
+/// The simulator's classification of each firm, the groups Table 8's planted values are over,
+/// is the panel's.
+fn table8_strong_quality_vs_strong_price(json: &Value, panel: &Table, raw: &Path) {
     let t = table(json, "8");
     let labels: Vec<&str> = t["columns"]
         .as_array()
@@ -280,6 +282,30 @@ fn table8_strong_quality_vs_strong_price(json: &Value, panel: &Table) {
             "row {k} code {c}"
         );
     }
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(raw.join("truth.json")).unwrap()).unwrap();
+    let classified: BTreeMap<i64, Option<u8>> = truth["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s[0].as_i64().unwrap(), s[2].as_u64().map(|c| c as u8)))
+        .collect();
+    let firm = panel.numeric("firm_id").unwrap();
+    let mut firms = BTreeSet::new();
+    for k in 0..firm.len() {
+        let ours = code[k].is_finite().then_some(code[k] as u8);
+        assert_eq!(
+            classified.get(&(firm[k] as i64)).copied().flatten(),
+            ours,
+            "firm {}: the simulator's Table 7 class is not the panel's",
+            firm[k]
+        );
+        firms.insert(firm[k] as i64);
+    }
+    assert!(
+        firms.len() > 20 && code.iter().filter(|c| c.is_finite()).count() > 100,
+        "{} firms",
+        firms.len()
+    );
 }
 
 /// Table 10: Panel A (four counts) and Panel B (five quality measures) in the paper's order.

@@ -38,7 +38,9 @@ pub const NRI_OTHER: f64 = 0.0003;
 pub const PQ_HIGH: f64 = 0.0025;
 pub const PQ_LOW: f64 = -0.0025;
 /// Table 8, by planted competition strategy (index = Table 7's code): 4 strong quality 0.0066,
-/// 2 weak quality, 3 strong price 0.0031, 1 weak price (quality 0.0031 vs price 0.0001).
+/// 2 weak quality, 3 strong price 0.0031, 1 weak price (quality 0.0031 vs price 0.0001). The
+/// table's columns run on Table 7's classification, a noisy reading of these groups, so its
+/// planted values are over the classified groups ([`Row::strategy`]) and mix these.
 pub const STRATEGY: [f64; 5] = [0.0, -0.0015, 0.0010, 0.0015, 0.0050];
 /// Table 4 (1): firm-destination pairs exported in every year 0.0033.
 pub const CONTINUING: f64 = 0.0017;
@@ -127,6 +129,10 @@ pub struct Row {
     pub continuing: bool,
     /// The panel's `vol_high` (None where Vol is missing).
     pub vol_high: Option<bool>,
+    /// The firm's competition strategy as Table 7 classifies it from the simulated prices (the
+    /// panel's `strategy`; None: too few destinations). Table 8's columns run on these groups,
+    /// which mix the planted ones (`traits.strategy`), so its planted values are over them.
+    pub strategy: Option<u8>,
     /// Planted part of Qua and of the log unit price.
     pub qua: f64,
     pub price: f64,
@@ -290,22 +296,19 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
         qua,
         &[dig],
     );
-    put(
-        "digtech_on_qua_strong_quality",
-        &|r| r.traits.strategy == 4,
-        qua,
-        &[dig],
-    );
-    put("digtech_on_qua_strong_price", &|r| r.traits.strategy == 3, qua, &[dig]);
+    // Table 8: over the classified groups its columns run on (the planted effect follows the
+    // planted strategy, so each group's value mixes those of the planted groups it holds)
+    put("digtech_on_qua_strong_quality", &|r| r.strategy == Some(4), qua, &[dig]);
+    put("digtech_on_qua_strong_price", &|r| r.strategy == Some(3), qua, &[dig]);
     put(
         "digtech_on_qua_quality",
-        &|r| matches!(r.traits.strategy, 2 | 4),
+        &|r| matches!(r.strategy, Some(2 | 4)),
         qua,
         &[dig],
     );
     put(
         "digtech_on_qua_price",
-        &|r| matches!(r.traits.strategy, 1 | 3),
+        &|r| matches!(r.strategy, Some(1 | 3)),
         qua,
         &[dig],
     );
@@ -468,6 +471,64 @@ mod tests {
             none.is_none(),
             "an instrument absorbed by the fixed effects moves nothing"
         );
+    }
+
+    /// Table 8's planted values are over the groups its columns run on, Table 7's classification
+    /// (`Row::strategy`), not over the planted strategies the effects follow: here a third of
+    /// the firms have strong and weak swapped and a third quality and price as well, so the two
+    /// differ by far more than the projection's precision.
+    #[test]
+    fn strategy_truths_are_over_the_classified_groups() {
+        let mut s = crate::rng::Stream::new(7, 3);
+        let mut rows = vec![];
+        for p in 0..400 {
+            let planted = [1u8, 2, 3, 4][p % 4];
+            // a third classified as planted, a third with strong and weak swapped, a third with
+            // quality and price swapped and strong and weak too
+            let classified = match (p / 4) % 3 {
+                0 => planted,
+                1 => [0, 3, 4, 1, 2][planted as usize],
+                _ => [0, 4, 3, 2, 1][planted as usize],
+            };
+            let a = s.normal();
+            for year in 2008..2015 {
+                let dig = s.uniform() * 2.0 + 0.2 * (year - 2008) as f64;
+                rows.push(Row {
+                    pair: (p, 0),
+                    year,
+                    dig,
+                    qua: a + 0.1 * (year - 2008) as f64 + STRATEGY[planted as usize] * dig,
+                    traits: Traits {
+                        strategy: planted,
+                        ..Default::default()
+                    },
+                    strategy: Some(classified),
+                    ..Default::default()
+                });
+            }
+        }
+        let t = truths(&rows);
+        let over = |keep: &dyn Fn(&Row) -> bool| projection(&rows, keep, |r| r.qua, &[|r| r.dig]).unwrap()[0];
+        let cases: [(&str, &dyn Fn(u8) -> bool); 4] = [
+            ("strong_quality", &|c| c == 4),
+            ("strong_price", &|c| c == 3),
+            ("quality", &|c| matches!(c, 2 | 4)),
+            ("price", &|c| matches!(c, 1 | 3)),
+        ];
+        for (name, group) in cases {
+            let truth = t[&format!("digtech_on_qua_{name}")];
+            let classified = over(&|r| r.strategy.is_some_and(group));
+            let planted = over(&|r| group(r.traits.strategy));
+            assert!((truth - classified).abs() < 1e-12, "{name}: {truth} vs {classified}");
+            assert!(
+                (classified - planted).abs() > 5e-4,
+                "{name}: the test must tell the groups apart ({classified} vs {planted})"
+            );
+        }
+        // an unclassified firm is in no group
+        let mut unclassified = rows.clone();
+        unclassified.iter_mut().for_each(|r| r.strategy = None);
+        assert!(!truths(&unclassified).contains_key("digtech_on_qua_quality"));
     }
 
     #[test]

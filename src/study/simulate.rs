@@ -95,6 +95,11 @@ pub struct Truth {
     /// (firm id, year) → number of digital patent applications.
     pub digital_applications: Vec<(i64, i64, u32)>,
     pub planted: BTreeMap<String, f64>,
+    /// Per exporting firm id: its planted competition strategy and Table 7's classification of
+    /// it from the simulated prices (None: too few destinations), the groups Table 8's planted
+    /// values are over.
+    #[serde(default)]
+    pub strategies: Vec<(i64, u8, Option<u8>)>,
 }
 
 struct Firm {
@@ -207,8 +212,9 @@ const VOLATILE_SHARE: f64 = 0.3;
 /// panel's Vol, which also moves with product churn, mostly sorts the volatile pairs high.
 const VOLATILE_SHOCK: f64 = 1.5;
 const FIRM_SHOCK: f64 = 0.5;
-/// Demand noise (log quantity).
-const DEMAND_NOISE: f64 = 0.1;
+/// SD of ε, the part of the recorded quantity's log error ζ = u + ε/(σ − 1) that is larger for
+/// products of low σ (see [`simulate`]).
+const QUANTITY_ERROR: f64 = 0.1;
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Data(format!("building the {what} table: {e}"))
@@ -217,10 +223,18 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Simulate the raw tables into `out` (Parquet, or CSV with `csv`), with `truth.json`.
 ///
 /// Data-generating process of the exports (Khandelwal–Schott–Wei demand): for firm i, HS6
-/// product g, destination m, year t, log quality λ = a_i + b_im + β·Digtech_it + β_s·Digtech of
-/// i's supplier + u, u ~ U(−½, ½); log price = c_g + λ/2 + s_i·(ln dist_m − mean) + noise, where
-/// s_i is the firm's competition strategy (quality: s > 0, price: s < 0); log quantity =
-/// χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g) + ε. Digtech follows the simulated digital patents,
+/// product g, destination m, year t, true log quality λ = a_i + b_im + β·Digtech_it +
+/// β_s·Digtech of i's supplier (+ the other planted channels); log price = c_g + λ/2 +
+/// s_i·(ln dist_m − mean) + noise, where s_i is the firm's competition strategy (quality: s > 0,
+/// price: s < 0); log quantity = χ_gmt + (σ_g − 1)λ − σ_g(ln p − c_g); the export value is
+/// their product. Customs record the value exactly and the quantity with an error that the unit
+/// value (value / quantity) carries inversely: ln q is off by −ζ and ln p by +ζ, with
+/// ζ = u + ε/(σ_g − 1), u ~ U(−½, ½), ε ~ N(0, 0.1²). So the quality identified from them
+/// (ln q + σ ln p over σ − 1) is λ + ζ: ζ is the noise of estimated quality, which the planted
+/// values leave out, and the export value does not carry it (if it did, Qua's value weights
+/// would lean to the products with the luckiest noise, the more so the more products a row
+/// ships, which Digtech raises, and Table 11's export-value volatility would select on it: both
+/// bias the estimates away from the planted values). Digtech follows the simulated digital patents,
 /// whose rate rises with the prefecture city's 1984 post intensity × its province's lagged
 /// broadband (the study's instruments). 2SLS then estimates β plus the effects of what the
 /// instruments also move (Digtech's lags, imports, network): its planted value is computed
@@ -449,6 +463,15 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         }
     }
     let mean_ln_dist = ln_dist.iter().sum::<f64>() / ln_dist.len() as f64;
+    // per destination its [ln distance, ln GDP, ln GDP per capita] over the years, as the
+    // panel's competition strategy step reads them from this table
+    let places: Vec<[f64; 3]> = (0..countries_used.len())
+        .map(|ci| {
+            let n = YEARS.count();
+            let m = |v: &[f64]| v[ci * n..(ci + 1) * n].iter().map(|x| x.ln()).sum::<f64>() / n as f64;
+            [m(&k_dist), m(&k_gdp), m(&k_gdppc)]
+        })
+        .collect();
     let nri_top = nri_top10(&k_c, &k_y, &k_nri, countries_used);
     let weak_ipr = weak_ipr_years(&ipr_of);
     let mut countries = DataFrame::new(
@@ -691,22 +714,26 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                     // Table 10: a product new to this destination is better with more Digtech
                     let new = prev.as_ref().is_some_and(|p| !p.contains(&g));
                     let effect = QUA_TO_LOG * (beta * dig + common + if new { NEW_PRODUCT * dig } else { 0.0 });
-                    let lambda = a_i + b_im[d] + effect + (s.uniform() - 0.5);
+                    let u = s.uniform() - 0.5;
+                    let lambda = a_i + b_im[d] + effect;
                     // the sales shock moves quantity and price so that ln q + σ ln p, and with it
                     // the identified quality, is unchanged: it moves only the export value
                     let delta = 0.5 * lambda + slope * (ln_dist[c] - mean_ln_dist) + 0.1 * s.normal() - shock / sigma;
-                    let eps = DEMAND_NOISE * s.normal();
-                    let ln_q =
-                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta + eps;
-                    let price = (c_g + delta).exp();
-                    let q = ln_q.exp().round().max(1.0);
+                    let ln_q_true =
+                        7.0 + demand[c] + 0.02 * (year - 2008) as f64 + (sigma - 1.0) * lambda - sigma * delta;
+                    // the recorded quantity and unit value are off by ∓ζ: their product, the
+                    // export value, is the true one, while the identified quality carries ζ
+                    let zeta = u + QUANTITY_ERROR * s.normal() / (sigma - 1.0);
+                    let (q, ln_price) = recorded(ln_q_true, c_g + delta, zeta);
+                    let price = ln_price.exp();
                     flows.push(Flow {
                         product: g,
                         country: c,
                         year,
                         firm: k,
-                        quality: lambda + eps / (sigma - 1.0),
+                        quality: lambda + zeta,
                         value: q * price,
+                        ln_price,
                         effect,
                     });
                     // one customs line, or the flow split over two HS8 lines of the product
@@ -803,6 +830,10 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     let mut dig: Vec<(i64, i64, u32)> = digital.iter().map(|(&(f, y), &c)| (f, y, c)).collect();
     dig.sort();
     truth.digital_applications = dig;
+    // Table 7 classifies firms from the flows as the panel attributes them: to the firm its
+    // matching links their customs name to (read back with the pipeline's own matching)
+    save(&mut exports, &out.join(format!("exports.{ext}")))?;
+    let linked = linked_firms(out, &truth.links)?;
     // every column's planted value, computed on the simulated rows as the panel will see them
     let ctx = RowContext {
         firms: &firms,
@@ -811,8 +842,17 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         dig_kinds: &dig_kinds,
         supplier_of: &supplier_of,
         instruments: &instruments,
+        places: &places,
+        linked: &linked,
     };
     let rows = truth_rows(&flows, &meta, size.products, &ctx);
+    let mut seen = std::collections::BTreeSet::new();
+    truth.strategies = rows
+        .iter()
+        .filter(|r| seen.insert(r.pair.0))
+        .map(|r| (firms[r.pair.0].id, r.traits.strategy, r.strategy))
+        .collect();
+    truth.strategies.sort();
     truth.planted = planted::truths(&rows);
     for (cat, name) in [
         (4, "strong_quality"),
@@ -823,7 +863,6 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         truth.planted.insert(format!("firms_{name}"), strategies[cat] as f64);
     }
 
-    save(&mut exports, &out.join(format!("exports.{ext}")))?;
     save(&mut imports, &out.join(format!("imports.{ext}")))?;
     save(&mut countries, &out.join(format!("countries.{ext}")))?;
     save(&mut regions, &out.join(format!("regions.{ext}")))?;
@@ -835,15 +874,24 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
     Ok(truth)
 }
 
+/// A flow's recorded quantity (whole units, at least one) and log unit price from its true log
+/// quantity and log price and the recording error ζ: ln q − ζ and ln p + ζ, so the export value
+/// q·p is the true one while ln q + σ ln p, and with it the identified quality, moves by (σ − 1)ζ.
+fn recorded(ln_q_true: f64, ln_p_true: f64, zeta: f64) -> (f64, f64) {
+    ((ln_q_true - zeta).exp().round().max(1.0), ln_p_true + zeta)
+}
+
 /// One simulated export flow, as the truth computation needs it.
 struct Flow {
     product: usize,
     country: usize,
     year: i64,
     firm: usize,
-    /// Identified log quality λ + ε/(σ − 1).
+    /// Identified log quality λ + ζ (ζ: the error of the recorded quantity and unit value).
     quality: f64,
     value: f64,
+    /// ln unit price (the customs lines of a flow share it).
+    ln_price: f64,
     /// The planted part of λ (Digtech and the channels).
     effect: f64,
 }
@@ -1113,6 +1161,26 @@ struct RowContext<'a> {
     supplier_of: &'a HashMap<i64, usize>,
     /// Table 2's instruments per (city, year).
     instruments: &'a HashMap<(usize, i64), [f64; 2]>,
+    /// Per destination its [ln distance, ln GDP, ln GDP per capita] means over the years.
+    places: &'a [[f64; 3]],
+    /// (firm id, year) → the firm the panel's matching links that firm-year's customs name to.
+    linked: &'a HashMap<(i64, i64), i64>,
+}
+
+/// (firm id, year) → the firm whose flows the panel counts that firm-year's exports as: the
+/// pipeline's matching ([`crate::study::matching::match_table`]) links each customs name of a
+/// year to one firm, or none, and renamed firms sometimes share a name (their lines then go to
+/// one of them). Firm-years left out are not in the panel.
+fn linked_firms(out: &Path, links: &[(String, i64, i64)]) -> Result<HashMap<(i64, i64), i64>> {
+    let (found, _) = crate::study::matching::match_table(out, "exports")?;
+    let to: HashMap<(&str, i64), i64> = found
+        .iter()
+        .map(|l| ((l.customs_name.as_str(), l.year), l.firm_id))
+        .collect();
+    Ok(links
+        .iter()
+        .filter_map(|(n, y, f)| to.get(&(n.as_str(), *y)).map(|&j| ((*f, *y), j)))
+        .collect())
 }
 
 /// The simulated panel's rows (firm, destination, year) with the regressors as the panel will
@@ -1157,6 +1225,11 @@ fn truth_rows(
             .insert(f.product as u32, f.effect * scale);
     }
     let (continuing, vol_high) = pair_flags(&acc);
+    let seen: Vec<(i64, &Flow)> = flows
+        .iter()
+        .filter_map(|f| cx.linked.get(&(cx.firms[f.firm].id, f.year)).map(|&j| (j, f)))
+        .collect();
+    let classified = classified_strategies(&seen, cx.places);
     let ln1 = |c: Option<&u32>| (1.0 + *c.unwrap_or(&0) as f64).ln();
     let dig = |id: i64, y: i64| {
         if y < *YEARS.start() {
@@ -1198,6 +1271,7 @@ fn truth_rows(
                 qual_in: dyn_of(|d| d.qual_in),
                 qual_sub2: dyn_of(|d| d.substitution().1),
                 traits: meta[&(k, c, y)],
+                strategy: classified.get(&id).copied(),
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),
                 qua: v[0] / v[2],
@@ -1206,6 +1280,40 @@ fn truth_rows(
             }
         })
         .collect()
+}
+
+/// Table 7's classification of each simulated firm as the panel makes it
+/// ([`crate::study::panel::firm_strategies`] on each row's value-weighted log unit price relative
+/// to its product-year mean, over the `flows` the panel keeps, each with the firm id it counts
+/// it for): Table 8's columns run on these groups, not on the planted ones.
+fn classified_strategies(flows: &[(i64, &Flow)], places: &[[f64; 3]]) -> HashMap<i64, u8> {
+    // the panel's flow is a (firm, product, destination, year) cell: flows of two firms that
+    // it counts for one are summed, and their log unit price is that of the sum
+    let mut cell: std::collections::BTreeMap<(i64, usize, usize, i64), (f64, f64)> = Default::default();
+    for (j, f) in flows {
+        let e = cell.entry((*j, f.product, f.country, f.year)).or_default();
+        e.0 += f.value;
+        e.1 += f.value / f.ln_price.exp();
+    }
+    let mut pmean: HashMap<(usize, i64), (f64, usize)> = HashMap::new();
+    for (&(_, g, _, y), &(v, q)) in &cell {
+        let e = pmean.entry((g, y)).or_default();
+        e.0 += (v / q).ln();
+        e.1 += 1;
+    }
+    // per row: Σ value × relative log price, Σ value
+    let mut rows: std::collections::BTreeMap<(i64, usize, i64), (f64, f64)> = Default::default();
+    for (&(j, g, c, y), &(v, q)) in &cell {
+        let (sum, n) = pmean[&(g, y)];
+        let e = rows.entry((j, c, y)).or_default();
+        e.0 += v * ((v / q).ln() - sum / n as f64);
+        e.1 += v;
+    }
+    crate::study::panel::firm_strategies(rows.iter().map(|(&(k, c, _), &(wp, v))| (k, c, wp / v)), |c| {
+        places.get(c).copied()
+    })
+    .into_iter()
+    .collect()
 }
 
 type PairFlags = (
@@ -1244,4 +1352,35 @@ fn pair_flags(acc: &std::collections::BTreeMap<(usize, usize, i64), [f64; 3]>) -
         .map(|((k, c, y), v)| ((*k, *c, *y), *v >= mean[y].0 / mean[y].1 as f64))
         .collect();
     (continuing, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recording error moves the identified quality and leaves the export value alone (up to
+    /// the rounding of the quantity): with it in the value, Qua's value weights and Table 11's
+    /// volatility split would select on the noise the planted values leave out.
+    #[test]
+    fn the_quality_noise_is_not_in_the_export_value() {
+        let mut s = Stream::new(11, 4);
+        for _ in 0..1000 {
+            let (ln_q, ln_p, sigma) = (5.0 + 3.0 * s.uniform(), s.normal(), 1.3 + 4.0 * s.uniform());
+            let zeta = s.uniform() - 0.5 + 0.1 * s.normal() / (sigma - 1.0);
+            let (q, lp) = recorded(ln_q, ln_p, zeta);
+            let (q0, lp0) = recorded(ln_q, ln_p, 0.0);
+            let value = |q: f64, lp: f64| q * lp.exp();
+            let tol = 1.0 / q.min(q0);
+            assert!(
+                (value(q, lp) / value(q0, lp0) - 1.0).abs() < tol,
+                "ζ = {zeta} moves the value"
+            );
+            let identified = |q: f64, lp: f64| (q.ln() + sigma * lp) / (sigma - 1.0);
+            let moved = identified(q, lp) - identified(q0, lp0);
+            assert!(
+                (moved - zeta).abs() < tol / (sigma - 1.0),
+                "ζ = {zeta}: identified quality moves by {moved}"
+            );
+        }
+    }
 }

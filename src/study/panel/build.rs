@@ -22,7 +22,7 @@ use polars::prelude::{Column, DataFrame};
 
 use super::customs::{bad_line, customs_groups, customs_line, hs_code};
 use super::{
-    firm_controls, ict_codes, is_digital_import, need_strings, need_years, quantile, sales_stability, strategy,
+    firm_controls, firm_strategies, ict_codes, is_digital_import, need_strings, need_years, quantile, sales_stability,
     volatility, winsorize, Destination, Dynamics, FirmRecord, Key3, PanelOptions, PanelReport, SigmaSource, Winsorize,
     WINSORIZED,
 };
@@ -629,7 +629,7 @@ fn supplier_links(raw: &Path, survey: &Survey) -> Result<HashMap<(i64, i64), i64
 }
 
 /// Step 8: competition strategy per firm from batched price regressions on its destinations'
-/// mean distance, GDP and GDP per capita (codes 1–4, [`strategy`]).
+/// mean distance, GDP and GDP per capita (codes 1–4, [`firm_strategies`]).
 fn competition_strategies(
     fyd: &BTreeMap<Key3, Destination>,
     exports: &Exports,
@@ -637,32 +637,18 @@ fn competition_strategies(
     rep: &mut PanelReport,
 ) -> HashMap<i64, u8> {
     let t0 = Instant::now();
-    let mut firm_dest: BTreeMap<(i64, u32), (f64, usize)> = BTreeMap::new(); // price sum, years
-    for ((f, _, d), a) in fyd {
-        let e = firm_dest.entry((*f, *d)).or_default();
-        e.0 += a.price();
-        e.1 += 1;
-    }
-    let mut per_firm: BTreeMap<i64, Vec<[f64; 5]>> = BTreeMap::new();
-    for ((f, d), (ps, n)) in &firm_dest {
-        let name = &exports.dest_names[*d as usize];
+    let place = |d: u32| {
+        let name = &exports.dest_names[d as usize];
         let vals: Vec<[f64; 5]> = exports
             .years
             .iter()
             .filter_map(|y| places.country.get(&(name.clone(), *y)).copied())
             .collect();
-        if vals.is_empty() {
-            continue;
-        }
         let m = |k: usize| vals.iter().map(|v| v[k].ln()).sum::<f64>() / vals.len() as f64;
-        per_firm
-            .entry(*f)
-            .or_default()
-            .push([m(3), m(0), m(1), ps / *n as f64, 0.0]);
-    }
-    let strategies: HashMap<i64, u8> = per_firm
-        .iter()
-        .filter_map(|(f, rows)| strategy(rows).map(|(c, _, _)| (*f, c)))
+        (!vals.is_empty()).then(|| [m(3), m(0), m(1)])
+    };
+    let strategies: HashMap<i64, u8> = firm_strategies(fyd.iter().map(|((f, _, d), a)| (*f, *d, a.price())), place)
+        .into_iter()
         .collect();
     let mut counts = [0usize; 5];
     for c in strategies.values() {

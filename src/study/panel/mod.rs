@@ -307,6 +307,38 @@ pub fn sales_stability(series: &[(i64, f64)]) -> Vec<f64> {
         .collect()
 }
 
+/// Table 7's classification of every firm with enough destinations: per firm-destination the
+/// mean over its years of the row's relative log unit price, regressed ([`strategy`]) on the
+/// destination's [ln distance, ln GDP, ln GDP per capita] (means over the panel years) from
+/// `place`; a destination `place` does not know is left out. `prices` gives (firm, destination,
+/// relative log price) per firm-year-destination. The panel build (step 8) and the simulator's
+/// planted values of Table 8 (which must be over the groups the table's columns run on) both
+/// classify with this.
+pub fn firm_strategies<F: Ord + Copy, D: Ord + Copy>(
+    prices: impl IntoIterator<Item = (F, D, f64)>,
+    place: impl Fn(D) -> Option<[f64; 3]>,
+) -> BTreeMap<F, u8> {
+    let mut firm_dest: BTreeMap<(F, D), (f64, usize)> = BTreeMap::new(); // price sum, years
+    for (f, d, p) in prices {
+        let e = firm_dest.entry((f, d)).or_default();
+        e.0 += p;
+        e.1 += 1;
+    }
+    let mut per_firm: BTreeMap<F, Vec<[f64; 5]>> = BTreeMap::new();
+    for ((f, d), (ps, n)) in firm_dest {
+        if let Some([dist, gdp, gdppc]) = place(d) {
+            per_firm
+                .entry(f)
+                .or_default()
+                .push([dist, gdp, gdppc, ps / n as f64, 0.0]);
+        }
+    }
+    per_firm
+        .iter()
+        .filter_map(|(f, rows)| strategy(rows).map(|(c, _, _)| (*f, c)))
+        .collect()
+}
+
 /// Competition strategy of one firm (Table 7) from OLS of its destination prices on ln distance,
 /// ln GDP and ln GDP per capita: 4 strong quality (β_dist > 0, p < 0.1), 2 weak quality
 /// (β_dist > 0), 3 strong price (β_dist < 0, p < 0.1), 1 weak price. Returns (category, β, p);
