@@ -2,8 +2,9 @@
 //!
 //! * no effect: nothing to do; one effect: one exact pass (group means);
 //! * one large effect beside few-level ones (firm×destination + year): exact without iterating,
-//!   by Frisch–Waugh–Lovell — the columns and the few-level effects' dummies projected on the
-//!   large effect in one pass, then the dummies' least-squares fit taken out ([`dummies`]);
+//!   by Frisch–Waugh–Lovell — the columns projected on the large effect in one pass, then the
+//!   few-level effects' dummies' least-squares fit taken out, the demeaned dummies entering
+//!   through per-level sums without being built as columns ([`dummies`], [`LevelDummies`]);
 //! * otherwise the preconditioned conjugate-gradient solver ([`super::krylov`]) climbing the
 //!   ladder of [`super::precond`]: Jacobi first (cheap; enough on well-connected panels), and
 //!   for lanes still running after [`JACOBI_BUDGET`] iterations — or sooner, when after
