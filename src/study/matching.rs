@@ -4,12 +4,13 @@
 //! more than one survey firm is ambiguous and matches nothing. The report gives counts and
 //! rates per step and year and a sample of unmatched names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::names::{is_intermediary, normalise_name, phone7, postcode};
+use crate::data::load::FastMap;
 use crate::data::{load, Table};
 use crate::error::{Error, Result};
 
@@ -68,7 +69,7 @@ enum Key {
     Ambiguous,
 }
 
-fn insert(map: &mut HashMap<(String, i64), Key>, k: (String, i64), id: i64) {
+fn insert<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Key>, k: K, id: i64) {
     map.entry(k)
         .and_modify(|v| {
             if let Key::One(x) = v {
@@ -106,15 +107,23 @@ pub fn match_table(raw: &Path, stem: &str) -> Result<(Vec<Link>, MatchReport)> {
         firms.strings("postcode")?,
         years(&firms, "year")?,
     );
-    let mut by_name: HashMap<(String, i64), Key> = HashMap::new();
-    let mut by_phone: HashMap<(String, i64), Key> = HashMap::new();
+    // normalised names are numbered once per distinct survey name (a firm's name recurs every
+    // year), and the name step keys on (number, year)
+    let mut name_ids: FastMap<String, u32> = FastMap::default();
+    let mut raw_ids: FastMap<&str, u32> = FastMap::default();
+    let mut by_name: FastMap<(u32, i64), Key> = FastMap::default();
+    let mut by_phone: FastMap<(String, i64), Key> = FastMap::default();
     for i in 0..firms.nrows() {
         let (Some(year), true) = (fyear[i], fid[i].is_finite()) else {
             continue;
         };
         let id = fid[i] as i64;
         if let Some(n) = &fname[i] {
-            insert(&mut by_name, (normalise_name(n), year), id);
+            let k = *raw_ids.entry(n.as_str()).or_insert_with(|| {
+                let next = name_ids.len() as u32;
+                *name_ids.entry(normalise_name(n)).or_insert(next)
+            });
+            insert(&mut by_name, (k, year), id);
         }
         if let (Some(p), Some(c)) = (
             fphone[i].as_deref().and_then(phone7),
@@ -185,7 +194,8 @@ pub fn match_table(raw: &Path, stem: &str) -> Result<(Vec<Link>, MatchReport)> {
             yr.intermediaries += 1;
             continue;
         }
-        if let Some(Key::One(id)) = by_name.get(&(normalise_name(name), *year)) {
+        let by_name_key = name_ids.get(&normalise_name(name)).map(|&k| (k, *year));
+        if let Some(Key::One(id)) = by_name_key.and_then(|k| by_name.get(&k)) {
             yr.by_name += 1;
             links.push(Link {
                 customs_name: name.clone(),

@@ -27,25 +27,25 @@ const SUFFIXES: [&str; 8] = [
 ];
 
 /// Normalise a firm name for exact matching within a year.
+/// (One allocation of the name's length: matching normalises every name of both sides.)
 pub fn normalise_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(half_width)
-        .filter(|c| {
-            !c.is_whitespace()
-                && !matches!(
-                    c,
-                    '(' | ')' | '[' | ']' | '（' | '）' | '【' | '】' | '〔' | '〕' | '·' | '.' | ',' | '，' | '、'
-                )
-        })
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let mut s = String::with_capacity(name.len());
+    s.extend(
+        name.chars()
+            .map(half_width)
+            .filter(|c| {
+                !c.is_whitespace()
+                    && !matches!(
+                        c,
+                        '(' | ')' | '[' | ']' | '（' | '）' | '【' | '】' | '〔' | '〕' | '·' | '.' | ',' | '，' | '、'
+                    )
+            })
+            .map(|c| c.to_ascii_lowercase()),
+    );
     for suf in SUFFIXES {
-        if let Some(stripped) = s.strip_suffix(suf) {
-            if !stripped.is_empty() {
-                s = stripped.to_string();
-                break;
-            }
+        if let Some(kept) = s.strip_suffix(suf).map(str::len).filter(|&k| k > 0) {
+            s.truncate(kept);
+            break;
         }
     }
     s

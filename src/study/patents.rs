@@ -61,6 +61,7 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
         patents.strings("ipc")?,
     );
     let mut out: BTreeMap<(i64, i64), FirmYear> = BTreeMap::new();
+    let mut firm_of_applicant: crate::data::load::FastMap<&str, Option<i64>> = Default::default();
     for i in 0..patents.nrows() {
         if !years[i].is_finite() {
             return Err(Error::column(
@@ -79,22 +80,23 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let mut firms_here: Vec<i64> = names
+        // each distinct applicant string is normalised and looked up once (names recur)
+        let ids: Vec<Option<i64>> = names
             .iter()
-            .filter_map(|n| firm_of.get(&normalise_name(n)).copied())
+            .map(|&n| {
+                *firm_of_applicant
+                    .entry(n)
+                    .or_insert_with(|| firm_of.get(&normalise_name(n)).copied())
+            })
             .collect();
+        let mut firms_here: Vec<i64> = ids.iter().flatten().copied().collect();
         firms_here.sort_unstable();
         firms_here.dedup();
         for f in firms_here {
             let e = out.entry((f, year)).or_default();
             e.codes.extend(codes.iter().cloned());
             if is_digital {
-                e.partners.extend(
-                    names
-                        .iter()
-                        .filter_map(|n| firm_of.get(&normalise_name(n)).copied())
-                        .filter(|&g| g != f),
-                );
+                e.partners.extend(ids.iter().flatten().copied().filter(|&g| g != f));
                 e.digital += 1;
                 // granted: any grant year present (an all-empty column reads as text, so parse)
                 if grants[i]
