@@ -37,13 +37,20 @@ use crate::study::quality::{self, Flows, Quality, SigmaTable};
 /// Build the panel. Returns the frame and the report; writes nothing.
 pub fn build_panel(raw: &Path, opts: &PanelOptions, demeaner: &dyn Demeaner) -> Result<(DataFrame, PanelReport)> {
     let mut rep = PanelReport::default();
-    let link = match_exporters(raw, &mut rep)?;
-    let survey = read_survey(raw, &mut rep)?;
-    let places = read_places(raw, &mut rep)?;
-    let exports = export_flows(raw, &link, &survey, &mut rep)?;
-    let priced = product_quality(&exports, &survey, &places, opts, demeaner, &mut rep)?;
-    let destinations = aggregate(&exports, &priced, &mut rep);
-    let links = firm_links(raw, &survey, &destinations, &mut rep)?;
+    // The patents and the digital imports need nothing from the customs steps: they are read,
+    // matched and classified on a second thread meanwhile (those steps are mostly serial).
+    let (survey, places, exports, destinations, links) = std::thread::scope(|scope| {
+        let side = scope.spawn(|| Ok::<_, Error>((firm_year_patents(raw)?, digital_imports(raw)?)));
+        let link = match_exporters(raw, &mut rep)?;
+        let survey = read_survey(raw, &mut rep)?;
+        let places = read_places(raw, &mut rep)?;
+        let exports = export_flows(raw, &link, &survey, &mut rep)?;
+        let priced = product_quality(&exports, &survey, &places, opts, demeaner, &mut rep)?;
+        let destinations = aggregate(&exports, &priced, &mut rep);
+        let side = side.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let links = firm_links(raw, &survey, &destinations, side, &mut rep)?;
+        Ok::<_, Error>((survey, places, exports, destinations, links))
+    })?;
     let strategies = competition_strategies(&destinations, &exports, &places, &mut rep);
     let splits = split_measures(&destinations, &exports, &places);
     let state = State {
@@ -530,15 +537,16 @@ struct FirmLinks {
 }
 
 /// Step 7: patents, digital imports and the supply chain. Every raw table is required: a
-/// missing one is an error, never "0 import lines".
+/// missing one is an error, never "0 import lines". The patents and imports arrive read
+/// (beside the earlier steps, see [`build_panel`]); the step's time is what remained.
 fn firm_links(
     raw: &Path,
     survey: &Survey,
     fyd: &BTreeMap<Key3, Destination>,
+    (patents, (imports, import_lines)): (BTreeMap<(i64, i64), FirmYear>, (Imports, usize)),
     rep: &mut PanelReport,
 ) -> Result<FirmLinks> {
     let t0 = Instant::now();
-    let patents = firm_year_patents(raw)?;
     let breadth = firm_breadth(&patents);
     let median_breadth = {
         let exporters: BTreeSet<i64> = fyd.keys().map(|k| k.0).collect();
@@ -546,7 +554,6 @@ fn firm_links(
         b.sort_by(f64::total_cmp);
         quantile(&b, 0.5)
     };
-    let (imports, import_lines) = digital_imports(raw)?;
     let supplier = supplier_links(raw, survey)?;
     rep.step(
         "patents, imports, chain",
