@@ -391,7 +391,8 @@ impl Table {
     /// consumed table reorders its columns without allocating new ones. Non-f64 columns are
     /// converted (and stay in the table).
     pub fn take_numeric(&mut self, name: &str) -> Result<Vec<f64>> {
-        if self.series(name)?.dtype() != &DataType::Float64 || self.series(name)?.n_chunks() != 1 {
+        let s = self.series(name)?;
+        if s.dtype() != &DataType::Float64 || s.n_chunks() != 1 {
             return self.numeric(name);
         }
         let column = self.df.drop_in_place(name).map_err(|e| polars_err(name, e))?;

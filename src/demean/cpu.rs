@@ -34,7 +34,7 @@ impl Demeaner for CpuDemeaner {
     }
 
     fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()> {
-        if in_runs(problem.fes[0]) {
+        if problem.fes[0].in_runs() {
             columns.par_iter_mut().for_each(|c| project_runs(problem, c));
         } else {
             columns
@@ -106,22 +106,6 @@ fn project(problem: &Absorb, k: usize, x: &mut [f64], sums: &mut Vec<f64>) {
     for (&g, xi) in fe.ids.iter().zip(x.iter_mut()) {
         *xi -= sums[g as usize];
     }
-}
-
-/// Whether every level of `fe` is one contiguous run of rows (a sample sorted by the effect,
-/// as [`crate::data::prepare`] sorts by its largest effect).
-fn in_runs(fe: &FixedEffect) -> bool {
-    let mut seen = vec![false; fe.levels];
-    let mut prev = u32::MAX;
-    for &g in &fe.ids {
-        if g != prev {
-            if std::mem::replace(&mut seen[g as usize], true) {
-                return false;
-            }
-            prev = g;
-        }
-    }
-    true
 }
 
 /// [`project`] on effect 0 when its levels are contiguous runs: each run's mean is formed and
@@ -464,7 +448,7 @@ mod tests {
             ids,
             levels: 150,
         };
-        assert!(in_runs(&fe));
+        assert!(fe.in_runs());
         let w: Vec<f64> = (0..n).map(|_| s.uniform()).collect();
         let x: Vec<f64> = (0..n).map(|_| 10.0 * s.normal() + 3.0).collect();
         for weights in [None, Some(w.as_slice())] {
@@ -480,7 +464,7 @@ mod tests {
             ids: vec![0, 0, 1, 0],
             levels: 2,
         };
-        assert!(!in_runs(&split));
+        assert!(!split.in_runs());
     }
 
     #[test]

@@ -24,6 +24,22 @@ impl FixedEffect {
         }
     }
 
+    /// Whether every level is one contiguous run of rows (a sample sorted by the effect, as
+    /// [`crate::data::prepare`] sorts by its largest effect).
+    pub fn in_runs(&self) -> bool {
+        let mut seen = vec![false; self.levels];
+        let mut prev = u32::MAX;
+        for &g in &self.ids {
+            if g != prev {
+                if std::mem::replace(&mut seen[g as usize], true) {
+                    return false;
+                }
+                prev = g;
+            }
+        }
+        true
+    }
+
     /// Observations per level.
     pub fn counts(&self) -> Vec<u32> {
         let mut c = vec![0u32; self.levels];

@@ -41,16 +41,8 @@ impl<'a> LevelRuns<'a> {
     /// `None` unless every level of `fes[large]` is one contiguous run of rows.
     pub fn new(fes: &[&'a FixedEffect], large: usize, small: &[usize]) -> Option<LevelRuns<'a>> {
         let big = fes[large];
-        let mut seen = vec![false; big.levels];
-        let mut prev = u32::MAX;
-        for &g in &big.ids {
-            if g != prev {
-                if seen[g as usize] {
-                    return None;
-                }
-                seen[g as usize] = true;
-                prev = g;
-            }
+        if !big.in_runs() {
+            return None;
         }
         let mut dummy_offset = Vec::new();
         let mut dummies = 0;
