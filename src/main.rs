@@ -324,14 +324,12 @@ enum Stage {
     Second,
 }
 
-/// `--tol`: a finite positive number.
+/// `--tol`: a number f64 arithmetic can reach (`demean::MIN_TOL` to 1).
 fn positive_tol(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("the tolerance must be a finite positive number, not {s}"))
-    }
+    fegpu::demean::strategy::check_tol(v)
+        .map(|_| v)
+        .map_err(|e| e.to_string())
 }
 
 /// The first-stage regressions of an IV model: each endogenous regressor on the exogenous

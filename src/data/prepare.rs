@@ -272,6 +272,20 @@ fn key(t: &Term) -> String {
     }
 }
 
+/// The weights divided by their mean over the sample (as Stata does for aweights), so that no
+/// sum or product of them leaves f64's range and nothing depends on their scale: an estimate
+/// with weights × c equals the estimate with weights. Scaled by the largest weight first, so the
+/// mean itself cannot overflow.
+pub fn normalised(mut w: Vec<f64>) -> Vec<f64> {
+    let top = w.iter().copied().fold(0.0, f64::max);
+    if w.is_empty() || !(top > 0.0) || !top.is_finite() {
+        return w;
+    }
+    let mean = w.iter().map(|&x| x / top).sum::<f64>() / w.len() as f64;
+    w.iter_mut().for_each(|x| *x = (*x / top) / mean);
+    w
+}
+
 /// Decide the estimation sample: missing and non-finite values, zero weights, singletons, the
 /// row order, and the fixed-effect and cluster ids over it.
 fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample> {
@@ -504,7 +518,10 @@ impl Sample {
         x.extend(next(model.rhs.len()));
         let endog_cols = next(endog.len());
         let inst_cols = next(inst.len());
-        let weights = opts.weights.as_ref().map(|_| next(1).pop().expect("the weights"));
+        let weights = opts
+            .weights
+            .as_ref()
+            .map(|_| normalised(next(1).pop().expect("the weights")));
         let extra = next(opts.extra.len());
         Ok(Design {
             y_name: model.lhs.name(),

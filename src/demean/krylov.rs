@@ -13,6 +13,10 @@
 //! checked once more with a freshly computed `b − D'WDα`; if that misses, PCG restarts from
 //! there. The reported residual is the true one.
 //!
+//! **Stalls**: a lane whose residual has not reached a new low for [`stall_window`]
+//! iterations (rounding, or an approximate preconditioner that lost definiteness) stops, not
+//! converged; every unconverged lane ends at its best iterate, never at a diverged last one.
+//!
 //! Lanes run in lock step; a converged lane drops out of every kernel ([`FeOps::set_active`]).
 //! Per-lane scalars (step lengths, norms) live on the host: one small read-back per dot.
 
@@ -45,11 +49,14 @@ pub trait FeOps {
     fn finish(&mut self, alpha: &Self::Coef) -> crate::Result<()>;
 }
 
-/// Restarts from the true residual before a lane is judged to sit at its rounding floor.
+/// Restarts from the true residual before a lane is judged to sit at its rounding floor (it
+/// then stops, not converged: a residual above `tol` is never reported as converged).
 const MAX_RESTARTS: usize = 4;
-/// A relative residual at which a stagnating lane still counts as converged: far below any
-/// tolerance a user asks for, where only rounding remains.
-const FLOOR: f64 = 1e-11;
+/// Iterations without a new smallest residual after which a lane has stalled (rounding, or a
+/// preconditioner that lost definiteness): it stops, not converged, at its best iterate.
+fn stall_window(it: usize) -> usize {
+    100 + it / 2
+}
 
 /// `t = b − Aα` (computed afresh, `q` is scratch) for the active lanes, and ‖t‖ / ‖b‖ per lane.
 fn true_residual<K: FeOps>(
@@ -139,6 +146,11 @@ pub fn pcg<K: FeOps>(
     let mut restarts = vec![0usize; lanes];
     // relative residual after each iteration, per lane (for the probe)
     let mut history: Vec<Vec<f64>> = vec![Vec::new(); lanes];
+    // each lane's smallest residual so far, the iteration it was reached and its coefficients
+    let mut best = ops.zeros()?;
+    ops.copy(alpha, &mut best)?;
+    let mut best_rel: Vec<f64> = out.residual.clone();
+    let mut best_at = vec![0usize; lanes];
     let mut it = 0;
     while active.iter().any(|&a| a) && it < max_iter {
         ops.set_active(&active)?;
@@ -180,7 +192,22 @@ pub fn pcg<K: FeOps>(
                 out.residual[l] = rel;
             }
             history[l].push(rel);
+            if it - best_at[l] > stall_window(it) && !check[l] {
+                active[l] = false;
+                out.residual[l] = rel;
+            }
         }
+        keep_best(
+            ops,
+            alpha,
+            &mut best,
+            &rr,
+            &b_norm,
+            &active,
+            &mut best_rel,
+            &mut best_at,
+            it,
+        )?;
         if check.iter().any(|&c| c) {
             // confirm on the true residual b − Aα
             ops.set_active(&check)?;
@@ -199,10 +226,8 @@ pub fn pcg<K: FeOps>(
                     active[l] = false;
                 } else if restarts[l] > MAX_RESTARTS {
                     // the recursion keeps claiming convergence the true residual does not
-                    // show: rounding sets a floor above `tol`. Accept only a floor at
-                    // double-precision level.
+                    // show: rounding sets a floor above `tol`
                     active[l] = false;
-                    out.converged[l] = rel <= FLOOR;
                 } else {
                     restart[l] = true;
                 }
@@ -232,16 +257,52 @@ pub fn pcg<K: FeOps>(
         }
         ops.xpay(&z, &beta, &mut p)?;
     }
-    // lanes that ran out of iterations: report their true residual
-    if active.iter().any(|&a| a) {
-        ops.set_active(&active)?;
-        let (_, true_rel) = true_residual(ops, alpha, &b, &mut q, &b_norm)?;
+    // lanes that did not converge end at their best iterate, with its true residual
+    let open: Vec<bool> = out.converged.iter().map(|&c| !c).collect();
+    if open.iter().any(|&o| o) {
+        ops.set_active(&open)?;
+        let (_, now) = true_residual(ops, alpha, &b, &mut q, &b_norm)?;
+        let (_, then) = true_residual(ops, &best, &b, &mut q, &b_norm)?;
+        let restore: Vec<bool> = (0..lanes).map(|l| open[l] && then[l] < now[l]).collect();
         for l in 0..lanes {
-            if active[l] {
-                out.residual[l] = true_rel[l];
+            if open[l] {
+                out.residual[l] = if restore[l] { then[l] } else { now[l] };
             }
+        }
+        if restore.iter().any(|&r| r) {
+            ops.set_active(&restore)?;
+            ops.copy(&best, alpha)?;
         }
     }
     ops.set_active(&vec![true; lanes])?;
     Ok(out)
+}
+
+/// Copy `alpha` into `best` for the active lanes whose recursive residual `rr` is a new low.
+#[allow(clippy::too_many_arguments)]
+fn keep_best<K: FeOps>(
+    ops: &mut K,
+    alpha: &K::Coef,
+    best: &mut K::Coef,
+    rr: &[f64],
+    b_norm: &[f64],
+    active: &[bool],
+    best_rel: &mut [f64],
+    best_at: &mut [usize],
+    it: usize,
+) -> crate::Result<()> {
+    let mut improved = vec![false; rr.len()];
+    for l in 0..rr.len() {
+        let rel = rr[l].sqrt() / b_norm[l];
+        if active[l] && rel < best_rel[l] {
+            improved[l] = true;
+            best_rel[l] = rel;
+            best_at[l] = it;
+        }
+    }
+    if improved.iter().any(|&i| i) {
+        ops.set_active(&improved)?;
+        ops.copy(alpha, best)?;
+    }
+    Ok(())
 }

@@ -12,6 +12,9 @@
 //!   structure allows, else conjugate gradients ([`krylov`], written once over the kernels a
 //!   backend supplies) with a preconditioner ladder ([`precond`]: Jacobi, the two largest
 //!   effects' block, additive Schwarz with approximate Cholesky).
+//! * [`refine`] makes every iterative answer accurate relative to the demeaned column itself
+//!   (solving again on the result while its projection on the effects is above `tol`), so a
+//!   column's level or between-group spread cannot hide an error in its within part.
 //! * [`selftest`] admits a df64 GPU demeaner only after its adapter passes the start-up
 //!   self-test (else native f64, the CPU or an error).
 
@@ -21,6 +24,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod krylov;
 pub mod precond;
+pub mod refine;
 pub mod resident;
 pub mod selftest;
 pub mod strategy;
@@ -62,6 +66,10 @@ impl<'a> Absorb<'a> {
         self.fes.first().map_or(0, |f| f.ids.len())
     }
 }
+
+/// The smallest `--tol` accepted: relative residuals of f64 sums over many rows stop falling
+/// near 1e-15, so a tolerance below this could only be missed (or "met" by rounding).
+pub const MIN_TOL: f64 = 1e-14;
 
 /// Convergence settings shared by all backends.
 #[derive(Debug, Clone, Copy)]

@@ -64,8 +64,47 @@ impl Method {
     }
 }
 
-/// Demean `columns` on `backend` with the method `opts.solver` asks for.
+/// Demean `columns` on `backend` with the method `opts.solver` asks for. Each column is
+/// scaled by a power of two (exact) so that its largest value is near 1 while it is solved:
+/// the solvers' sums of squares stay within f64's range whatever the column's units.
 pub fn demean(
+    backend: &dyn Demeaner,
+    problem: &Absorb,
+    mut columns: Vec<Vec<f64>>,
+    opts: &DemeanOptions,
+) -> Result<Demeaned> {
+    check_tol(opts.tol)?;
+    let exponents: Vec<i32> = columns.iter_mut().map(|c| to_unit_scale(c)).collect();
+    let mut d = demean_scaled(backend, problem, columns, opts)?;
+    for (c, &e) in d.columns.iter_mut().zip(&exponents) {
+        scale_by_power_of_two(c, e);
+    }
+    Ok(d)
+}
+
+/// Multiply `c` by 2^−e so that its largest magnitude lies in [0.5, 1); returns e (0 for a
+/// column of zeros or with a non-finite value, which the callers' checks report).
+fn to_unit_scale(c: &mut [f64]) -> i32 {
+    let top = c.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if !(top > 0.0) || !top.is_finite() {
+        return 0;
+    }
+    let e = top.log2().floor() as i32 + 1;
+    scale_by_power_of_two(c, -e);
+    e
+}
+
+/// `c × 2^e`, exactly (in two steps when 2^e alone would leave f64's range).
+fn scale_by_power_of_two(c: &mut [f64], e: i32) {
+    if e == 0 {
+        return;
+    }
+    let (a, b) = (e / 2, e - e / 2);
+    let (fa, fb) = (2f64.powi(a), 2f64.powi(b));
+    c.iter_mut().for_each(|x| *x = *x * fa * fb);
+}
+
+fn demean_scaled(
     backend: &dyn Demeaner,
     problem: &Absorb,
     mut columns: Vec<Vec<f64>>,
@@ -89,10 +128,14 @@ pub fn demean(
             ));
         }
     }
+    let scale = super::refine::centred_norms(problem.weights, &columns);
     if opts.solver == Solver::Ap {
         // keep the raw columns to measure the result on the normal equations, as CG is
         let raw = columns.clone();
         let mut d = backend.alternating(problem, columns, opts)?;
+        super::refine::refine(problem, &mut d, &scale, opts, &|c, o| {
+            backend.alternating(problem, c, o)
+        })?;
         d.residual = raw
             .iter()
             .zip(&d.columns)
@@ -100,7 +143,21 @@ pub fn demean(
             .fold(0.0, f64::max);
         return Ok(d);
     }
-    backend.krylov(problem, columns, opts)
+    let mut d = backend.krylov(problem, columns, opts)?;
+    super::refine::refine(problem, &mut d, &scale, opts, &|c, o| backend.krylov(problem, c, o))?;
+    Ok(d)
+}
+
+/// A tolerance f64 arithmetic can reach ([`super::MIN_TOL`]), else a usage error.
+pub fn check_tol(tol: f64) -> Result<()> {
+    if tol.is_finite() && tol >= super::MIN_TOL && tol < 1.0 {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Usage(format!(
+            "--tol {tol:e} is outside what f64 arithmetic can reach: use a tolerance between {:e} and 1 (default 1e-8)",
+            super::MIN_TOL
+        )))
+    }
 }
 
 /// The rungs `opts.solver` allows for a problem with `n_fe` effects.

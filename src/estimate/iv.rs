@@ -259,7 +259,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
         // anything without within variation is absorbed
         for (j, d) in demeaned.iter().enumerate().skip(1) {
             let ss = d.sum_sq;
-            if raw_ss[j] == 0.0 || ss <= opts.collin_tol * raw_ss[j] {
+            if crate::demean::refine::absorbed(ss, raw_ss[j]) {
                 let role = if j <= design.x.len() {
                     "exogenous regressor"
                 } else if j <= design.x.len() + m {

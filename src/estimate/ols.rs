@@ -1,7 +1,8 @@
 //! Least squares on demeaned columns (Frisch–Waugh–Lovell): `β = (X̃'WX̃)⁻¹ X̃'Wỹ` in f64.
 //!
-//! Collinearity follows fixest: a regressor whose within variation is (numerically) nil is
-//! "absorbed by the fixed effects"; then a pivoted Cholesky of `X̃'WX̃` drops, in formula order,
+//! Collinearity follows fixest: a regressor whose within variation is (numerically) nil — its
+//! accurately demeaned norm below 10⁻¹⁰ of its centred norm ([`crate::demean::refine`]), so a
+//! regressor with a large between-group spread is kept — is "absorbed by the fixed effects"; then a pivoted Cholesky of `X̃'WX̃` drops, in formula order,
 //! every regressor whose R² on those kept before it exceeds `1 − collin_tol` (fixest's
 //! `collin.tol`, default 1e-10). Dropped regressors are reported by name, never silently.
 
@@ -26,7 +27,8 @@ pub struct Ols {
 /// Solve OLS of `y` on `x` (already demeaned when there are fixed effects).
 ///
 /// `raw_ss[j]` is the weighted centred sum of squares of regressor `j` before demeaning; a
-/// regressor whose demeaned sum of squares is below `collin_tol × raw_ss[j]` is absorbed.
+/// regressor whose demeaned sum of squares is at the demeaning's rounding level
+/// ([`crate::demean::refine::absorbed`]) is absorbed.
 pub fn solve(
     names: &[String],
     x: &[Vec<f64>],
@@ -95,7 +97,7 @@ pub fn solve_cross_products(names: &[String], xtx: &Mat, xty: &[f64], raw_ss: Op
     let mut candidates = Vec::new();
     for j in 0..names.len() {
         let absorbed = match raw_ss {
-            Some(ss) => xtx.get(j, j) <= collin_tol * ss[j] || ss[j] == 0.0,
+            Some(ss) => crate::demean::refine::absorbed(xtx.get(j, j), ss[j]),
             None => false,
         };
         if absorbed {
