@@ -33,6 +33,7 @@ fn panel(seed: u64, firms: usize, years: usize, effect_gap: f64) -> (Design, Vec
         inst_names: vec![],
         inst: vec![],
         weights: None,
+        weight_scale: 1.0,
         extra: vec![group.clone()],
         fes: vec![
             FixedEffect {

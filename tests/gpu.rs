@@ -109,6 +109,7 @@ fn problem(seed: u64, n: usize, n_fe: usize, weights: bool, interacted: bool) ->
             inst_names: vec![],
             inst: vec![],
             weights: w,
+            weight_scale: 1.0,
             extra: vec![],
             fes,
             clusters: vec![cl],

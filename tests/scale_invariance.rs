@@ -254,3 +254,29 @@ fn shifting_y_by_a_million_leaves_the_difficult_fit_unchanged() {
     let (a, b) = (base.coefficients[0].estimate, r.coefficients[0].estimate);
     assert!(close(a, b, 1e-9), "x1 {a} vs {b} after y + 1e6");
 }
+
+/// A tolerance below what f64 can reach is refused before any work (with --tol 1e-17 CG once
+/// diverged to x1 = 149 and printed it; 1e-16 reported `converged: true` above the tolerance).
+#[test]
+fn a_tolerance_f64_cannot_reach_is_refused() {
+    let f = common::tmp_file("tol", "panel.csv");
+    let mut text = String::from("y,x,g,h\n");
+    for i in 0..40 {
+        text += &format!(
+            "{},{},{},{}\n",
+            (i * 7 % 11) as f64 * 0.3,
+            (i * 5 % 13) as f64,
+            i % 5,
+            i % 4
+        );
+    }
+    std::fs::write(&*f, text).unwrap();
+    for tol in ["1e-17", "1e-16", "0"] {
+        let o = common::fegpu(&["fit", common::s(&f), "y ~ x | g + h", "--tol", tol]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "--tol {tol}: {err}");
+        assert!(err.contains("f64 arithmetic can reach"), "--tol {tol}: {err}");
+    }
+    let o = common::fegpu(&["fit", common::s(&f), "y ~ x | g + h", "--tol", "1e-14"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

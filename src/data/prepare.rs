@@ -88,7 +88,11 @@ pub struct Design {
     pub endog: Vec<Vec<f64>>,
     pub inst_names: Vec<String>,
     pub inst: Vec<Vec<f64>>,
+    /// The observation weights divided by their mean ([`normalised`]).
     pub weights: Option<Vec<f64>>,
+    /// The mean the weights were divided by (1 without weights): sums of weighted squares are
+    /// reported in the user's weight units (rss, tss, rmse as fixest and pyfixest print them).
+    pub weight_scale: f64,
     /// The `PrepareOptions::extra` columns over the estimation sample.
     pub extra: Vec<Vec<f64>>,
     pub fes: Vec<FixedEffect>,
@@ -275,15 +279,15 @@ fn key(t: &Term) -> String {
 /// The weights divided by their mean over the sample (as Stata does for aweights), so that no
 /// sum or product of them leaves f64's range and nothing depends on their scale: an estimate
 /// with weights × c equals the estimate with weights. Scaled by the largest weight first, so the
-/// mean itself cannot overflow.
-pub fn normalised(mut w: Vec<f64>) -> Vec<f64> {
+/// mean itself cannot overflow. Returns the weights and the mean they were divided by.
+pub fn normalised(mut w: Vec<f64>) -> (Vec<f64>, f64) {
     let top = w.iter().copied().fold(0.0, f64::max);
     if w.is_empty() || !(top > 0.0) || !top.is_finite() {
-        return w;
+        return (w, 1.0);
     }
     let mean = w.iter().map(|&x| x / top).sum::<f64>() / w.len() as f64;
     w.iter_mut().for_each(|x| *x = (*x / top) / mean);
-    w
+    (w, mean * top)
 }
 
 /// Decide the estimation sample: missing and non-finite values, zero weights, singletons, the
@@ -518,10 +522,13 @@ impl Sample {
         x.extend(next(model.rhs.len()));
         let endog_cols = next(endog.len());
         let inst_cols = next(inst.len());
-        let weights = opts
-            .weights
-            .as_ref()
-            .map(|_| normalised(next(1).pop().expect("the weights")));
+        let (weights, weight_scale) = match opts.weights {
+            Some(_) => {
+                let (w, scale) = normalised(next(1).pop().expect("the weights"));
+                (Some(w), scale)
+            }
+            None => (None, 1.0),
+        };
         let extra = next(opts.extra.len());
         Ok(Design {
             y_name: model.lhs.name(),
@@ -534,6 +541,7 @@ impl Sample {
             x,
             intercept: model.intercept,
             weights,
+            weight_scale,
             extra,
             fes: self.fes,
             clusters: self.clusters,

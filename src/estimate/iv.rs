@@ -613,6 +613,8 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let df_resid_full = nf - k as f64 - dof_full.df_a as f64;
     let r2 = 1.0 - rss / tss;
     let within_r2 = if has_fe { Some(1.0 - rss / dot(&y, &y)) } else { None };
+    // in the user's weight units (the solve ran on weights of mean one)
+    let (rss, tss) = (rss * design.weight_scale, tss * design.weight_scale);
     let own = Own {
         nobs: n,
         coefficients,
