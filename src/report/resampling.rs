@@ -115,8 +115,12 @@ pub fn bdiff_plot(path: &Path, r: &BdiffResult) -> Result<()> {
     )
 }
 
-/// `fegpu boot --kind wild`'s output.
+/// `fegpu boot --kind wild`'s output. Its warnings (too few distinct draws) go to stderr as
+/// well, whatever the format, and are the last lines of the text (JSON: `warnings`).
 pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Result<String> {
+    for w in &r.warnings {
+        eprintln!("{w}");
+    }
     if format == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -145,9 +149,10 @@ pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Res
     );
     let _ = writeln!(
         o,
-        "  bootstrap p-value {:.4}   ({} replicates{}, {} clusters, seed {})",
+        "  bootstrap p-value {:.4}   ({} replicates, {} distinct{}, {} clusters, seed {})",
         r.p,
         r.reps,
+        r.distinct_draws,
         if r.full_enumeration { ", full enumeration" } else { "" },
         r.clusters,
         r.seed
@@ -158,6 +163,9 @@ pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Res
             "  {:.0}% confidence interval (test inversion): [{lo:.6}, {hi:.6}]",
             level * 100.0
         );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "{w}");
     }
     Ok(o)
 }
