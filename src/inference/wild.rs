@@ -15,6 +15,7 @@
 //!   v_g s_g − ((C + E)v)_g, so t* = Σ_g v_g s_g / √(q Σ_g (v_g s_g − ((C+E)v)_g)²),
 //!   q = (N−1)/(N−K−A) · G/(G−1). Everything is linear in β0, so the G×G matrices are built once
 //!   (2G demeanings, batched) and every β0 of the interval search costs O(B·G²).
+//!
 //! The p-value is the share of replicates with |t*| > |t| (symmetric, as wildboottest and
 //! boottest's default). When the distinct weight vectors are no more than `reps` — 2^G with
 //! Rademacher weights, 6^G with Webb's — every one is used exactly once (full enumeration, as
