@@ -81,6 +81,15 @@ fn dense_t(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize) -> f64
 /// Brute-force WCR: the restricted fit (y on every column but `j`), its residuals' signs flipped
 /// cluster by cluster for all 2^G sign vectors, and each bootstrap sample's dense t of column j.
 fn brute_t(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize) -> Vec<f64> {
+    let signs: Vec<Vec<f64>> = (0..1u32 << g)
+        .map(|b| (0..g).map(|c| if b >> c & 1 == 1 { -1.0 } else { 1.0 }).collect())
+        .collect();
+    brute_t_with(cols, y, j, ids, g, &signs)
+}
+
+/// Brute-force WCR with the given cluster weight vectors: the restricted residuals of cluster c
+/// multiplied by `v[c]`, and each bootstrap sample's dense t of column j.
+fn brute_t_with(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize, vectors: &[Vec<f64>]) -> Vec<f64> {
     let n = y.len();
     let others: Vec<Vec<f64>> = cols
         .iter()
@@ -91,10 +100,11 @@ fn brute_t(cols: &[Vec<f64>], y: &[f64], j: usize, ids: &[u32], g: usize) -> Vec
     let names: Vec<String> = (0..others.len()).map(|c| c.to_string()).collect();
     let restricted = fegpu::estimate::ols::solve(&names, &others, y, None, None, 0.0);
     let fitted: Vec<f64> = (0..n).map(|i| y[i] - restricted.resid[i]).collect();
-    (0..1u32 << g)
-        .map(|b| {
+    vectors
+        .iter()
+        .map(|v| {
             let ys: Vec<f64> = (0..n)
-                .map(|i| fitted[i] + restricted.resid[i] * if b >> ids[i] & 1 == 1 { -1.0 } else { 1.0 })
+                .map(|i| fitted[i] + restricted.resid[i] * v[ids[i] as usize])
                 .collect();
             dense_t(cols, &ys, j, ids, g)
         })
@@ -246,4 +256,216 @@ fn wcr_with_weights_and_two_effects_equals_brute_force() {
             assert!((a - b).abs() <= 1e-8 * a.max(1.0), "{param}: brute {a} vs fast {b}");
         }
     }
+}
+
+/// The fixture with a column `c3` = c mod 3: three clusters (2^3 = 8 sign vectors, 6^3 = 216
+/// Webb vectors), written to a file of its own.
+fn three_cluster_csv(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wild");
+    let text = std::fs::read_to_string(dir.join("wild.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{},c3\n", lines.next().unwrap());
+    for l in lines {
+        let c: u32 = l.rsplit(',').next().unwrap().parse().unwrap();
+        csv.push_str(&format!("{l},{}\n", c % 3));
+    }
+    let path = std::env::temp_dir().join(format!("fegpu-wild3-{name}-{}.csv", std::process::id()));
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn design_at(path: &Path, formula: &str, cluster: &str) -> Design {
+    let m = fegpu::formula::parse(formula).unwrap();
+    let mut cols = m.variables();
+    cols.push(cluster.into());
+    let t = load(path.to_str().unwrap(), &cols).unwrap();
+    prepare(
+        &t,
+        &m,
+        &PrepareOptions {
+            clusters: vec![cluster.into()],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The regressors and a dummy for every level of the (single) fixed effect, no intercept.
+fn with_dummies(d: &Design) -> Vec<Vec<f64>> {
+    let fe = &d.fes[0];
+    let mut cols = d.x.clone();
+    for lv in 0..fe.levels as u32 {
+        cols.push(fe.ids.iter().map(|&v| if v == lv { 1.0 } else { 0.0 }).collect());
+    }
+    cols
+}
+
+/// Sorted ratios t*/t (the small-sample factor cancels) and the share of |t*| > |t|.
+fn sorted_ratios(t_boot: &[f64], t: f64) -> Vec<f64> {
+    let mut r: Vec<f64> = t_boot.iter().map(|b| b / t).collect();
+    r.sort_by(f64::total_cmp);
+    r
+}
+
+fn share_beyond(ratios: &[f64]) -> f64 {
+    ratios.iter().filter(|r| r.abs() > 1.0 + 1e-10).count() as f64 / ratios.len() as f64
+}
+
+/// With 3 clusters, Webb weights and --reps ≥ 6^3 = 216, the draws are the 216 distinct weight
+/// vectors, each exactly once: brute force over those vectors gives the same bootstrap t's, the
+/// distribution is the same whatever the seed, and the p-value is the enumeration's.
+#[test]
+fn webb_with_three_clusters_enumerates_all_216_vectors() {
+    let path = three_cluster_csv("webb");
+    let d = design_at(&path, "y ~ x1 + x2 | f", "c3");
+    let _ = std::fs::remove_file(&path);
+    let cl = &d.clusters[0];
+    assert_eq!(cl.levels, 3);
+    let cols = with_dummies(&d);
+    let pts = fegpu::inference::replicates::WEBB_POINTS;
+    let vectors: Vec<Vec<f64>> = (0..216usize)
+        .map(|b| (0..3u32).map(|c| pts[b / 6usize.pow(c) % 6]).collect())
+        .collect();
+    let t_obs = dense_t(&cols, &d.y, 0, &cl.ids, 3);
+    let brute = sorted_ratios(&brute_t_with(&cols, &d.y, 0, &cl.ids, 3, &vectors), t_obs);
+    let mut seen: Option<Vec<f64>> = None;
+    for seed in [11, 12_345] {
+        let mut o = opts("x1", WildWeights::Webb, 999);
+        o.seed = seed;
+        let r = wild_bootstrap(&d, &o, &CpuDemeaner).unwrap();
+        assert!(r.full_enumeration, "seed {seed}: 216 <= 999 vectors must be enumerated");
+        assert_eq!((r.reps, r.t_boot.len()), (216, 216), "seed {seed}");
+        let fast = sorted_ratios(&r.t_boot, r.t);
+        for (a, b) in brute.iter().zip(&fast) {
+            assert!(
+                (a - b).abs() <= 1e-8 * a.abs().max(1.0),
+                "seed {seed}: brute {a} vs fast {b}"
+            );
+        }
+        assert_eq!(r.p, share_beyond(&fast));
+        assert!(
+            (r.p - share_beyond(&brute)).abs() < 1e-12,
+            "p {} vs brute {}",
+            r.p,
+            share_beyond(&brute)
+        );
+        match &seen {
+            None => seen = Some(r.t_boot.clone()),
+            Some(first) => assert_eq!(first, &r.t_boot, "the enumeration does not depend on the seed"),
+        }
+    }
+}
+
+/// With 3 clusters and Rademacher weights there are 8 sign vectors: --reps 999 uses each once,
+/// the p-value is theirs, and the result carries a warning that 8 draws cannot resolve a 5% test
+/// (and suggests Webb weights).
+#[test]
+fn rademacher_with_three_clusters_enumerates_8_and_warns() {
+    let path = three_cluster_csv("rad");
+    let d = design_at(&path, "y ~ x1 + x2 | f", "c3");
+    let _ = std::fs::remove_file(&path);
+    let cl = &d.clusters[0];
+    let cols = with_dummies(&d);
+    let t_obs = dense_t(&cols, &d.y, 0, &cl.ids, 3);
+    let brute = sorted_ratios(&brute_t(&cols, &d.y, 0, &cl.ids, 3), t_obs);
+    let mut o = opts("x1", WildWeights::Rademacher, 999);
+    o.level = Some(0.95);
+    let r = wild_bootstrap(&d, &o, &CpuDemeaner).unwrap();
+    assert!(r.full_enumeration);
+    assert_eq!((r.reps, r.t_boot.len(), r.distinct_draws), (8, 8, 8));
+    let fast = sorted_ratios(&r.t_boot, r.t);
+    for (a, b) in brute.iter().zip(&fast) {
+        assert!((a - b).abs() <= 1e-8 * a.abs().max(1.0), "brute {a} vs fast {b}");
+    }
+    assert!((r.p - share_beyond(&brute)).abs() < 1e-12);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    let w = &r.warnings[0];
+    assert!(w.contains("8 distinct") && w.contains("webb"), "{w}");
+    // Webb weights on the same data: 216 vectors, no warning
+    let mut o = opts("x1", WildWeights::Webb, 999);
+    o.level = Some(0.95);
+    let r = wild_bootstrap(&d, &o, &CpuDemeaner).unwrap();
+    assert_eq!((r.reps, r.distinct_draws), (216, 216));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+/// Shards of an enumerated Webb run each take their slice of the 216 vectors; merged, they are
+/// the single run's draws, p and interval.
+#[test]
+fn sharded_webb_enumeration_merges_to_the_single_run() {
+    use fegpu::inference::shard::Shard;
+    use fegpu::inference::wild::{assemble, wild_draws, WildDraws};
+    let path = three_cluster_csv("shard");
+    let d = design_at(&path, "y ~ x1 + x2 | f", "c3");
+    let _ = std::fs::remove_file(&path);
+    let mut o = opts("x1", WildWeights::Webb, 999);
+    o.level = Some(0.9);
+    let single = wild_draws(&d, &o, None, &CpuDemeaner).unwrap();
+    assert_eq!((single.observed.total, single.draws.len()), (216, 216));
+    for k in [2, 5] {
+        let mut draws = Vec::new();
+        for i in 1..=k {
+            let part = wild_draws(&d, &o, Some(Shard::new(i, k).unwrap()), &CpuDemeaner).unwrap();
+            assert_eq!(part.first, draws.len(), "shard {i}/{k}");
+            assert_eq!(part.observed, single.observed);
+            draws.extend(part.draws);
+        }
+        let merged = WildDraws {
+            observed: single.observed.clone(),
+            first: 0,
+            draws,
+        };
+        assert_eq!(merged, single, "{k} shards");
+        let (a, b) = (assemble(&merged), assemble(&single));
+        assert_eq!((a.p, a.ci, a.reps), (b.p, b.ci, b.reps));
+    }
+}
+
+fn fegpu_out(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fegpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("fegpu runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+    out
+}
+
+/// On the command line the few-draws warning is on stderr, in the text output and in the JSON,
+/// and every format says how many distinct draws were used.
+#[test]
+fn few_distinct_draws_are_loud_in_every_format() {
+    let path = three_cluster_csv("cli");
+    let p = path.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let base = ["boot", p, "y ~ x1 + x2 | f", "--cluster", "c3", "--reps", "999"];
+        fegpu_out(&[&base[..], extra].concat())
+    };
+    let text = run(&[]);
+    let (out, err) = (
+        String::from_utf8_lossy(&text.stdout),
+        String::from_utf8_lossy(&text.stderr),
+    );
+    assert!(out.contains("WARNING") && out.contains("webb"), "text: {out}");
+    assert!(out.contains("8 distinct"), "text: {out}");
+    assert!(err.contains("WARNING"), "stderr: {err}");
+    let json = run(&["--format", "json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["wild"]["reps"], 8);
+    assert_eq!(v["wild"]["distinct_draws"], 8);
+    assert_eq!(v["wild"]["warnings"].as_array().map(Vec::len), Some(1), "{}", v["wild"]);
+    assert!(String::from_utf8_lossy(&json.stderr).contains("WARNING"));
+    // Webb weights: all 216 vectors, said in both formats, no warning
+    let webb = run(&["--weights-type", "webb"]);
+    let out = String::from_utf8_lossy(&webb.stdout);
+    assert!(out.contains("216 distinct") && !out.contains("WARNING"), "text: {out}");
+    assert!(!String::from_utf8_lossy(&webb.stderr).contains("WARNING"));
+    let json = run(&["--weights-type", "webb", "--format", "json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["wild"]["reps"], 216);
+    assert_eq!(v["wild"]["distinct_draws"], 216);
+    assert_eq!(v["wild"]["full_enumeration"], true);
+    assert_eq!(v["wild"]["warnings"].as_array().map(Vec::len), Some(0));
+    let _ = std::fs::remove_file(&path);
 }

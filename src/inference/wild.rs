@@ -15,10 +15,20 @@
 //!   v_g s_g − ((C + E)v)_g, so t* = Σ_g v_g s_g / √(q Σ_g (v_g s_g − ((C+E)v)_g)²),
 //!   q = (N−1)/(N−K−A) · G/(G−1). Everything is linear in β0, so the G×G matrices are built once
 //!   (2G demeanings, batched) and every β0 of the interval search costs O(B·G²).
+//!
 //! The p-value is the share of replicates with |t*| > |t| (symmetric, as wildboottest and
-//! boottest's default); with Rademacher weights and 2^G ≤ reps every sign vector is used once
-//! (full enumeration) and the p-value is exact. Confidence intervals invert the test over β0
-//! with the same draws (bisection on each side).
+//! boottest's default). When the distinct weight vectors are no more than `reps` — 2^G with
+//! Rademacher weights, 6^G with Webb's — every one is used exactly once (full enumeration, as
+//! boottest and wildboottest do), whatever the seed, and the p-value is exact. Confidence
+//! intervals invert the test over β0 with the same draws (bisection on each side).
+//!
+//! Few clusters: t*(−v) = −t*(v), so |t*| comes in pairs and an enumerated p-value is 0 or at
+//! least 2/D for D distinct vectors. When 2/D exceeds the test's size (5%, or 1 − level when
+//! smaller), a test rejects only when |t| is beyond every draw (p = 0) and the interval ends at
+//! the most extreme draws: the result then carries a warning ([`WildResult::warnings`], printed
+//! in every format and on stderr) that names D and suggests Webb weights where they have more.
+//! The weight vectors, drawn or enumerated, are formed on the host whatever the backend (a GPU
+//! only demeans), so a seed gives the same replicates on every backend and in every shard.
 //!
 //! A replicate is kept as five numbers ([`WildDraw`]), from which its t* at any β0 follows in
 //! O(1): with α = diag(v)s(0) − (C+E)(0)v and β = diag(v)s_x − (C+E)_x v (so the scores at β0
@@ -30,7 +40,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::replicates::{wild_weight, WildWeights};
+use super::replicates::{wild_weight, WildWeights, WEBB_POINTS};
 use super::shard::{range_of, Shard};
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaner};
@@ -65,12 +75,18 @@ pub struct WildResult {
     pub t: f64,
     pub p: f64,
     pub reps: usize,
+    /// Replicates whose statistics differ (bit for bit) from every other's: under full
+    /// enumeration `reps`; with random draws, fewer when weight vectors repeat.
+    pub distinct_draws: usize,
     pub full_enumeration: bool,
     pub clusters: usize,
     pub weights: WildWeights,
     pub seed: u64,
     pub ci: Option<(f64, f64)>,
     pub level: Option<f64>,
+    /// Why the p-value or the interval may not mean what it seems (too few distinct draws for
+    /// the test's size); empty when there is nothing to say.
+    pub warnings: Vec<String>,
     /// The bootstrap t statistics (for plots).
     #[serde(skip)]
     pub t_boot: Vec<f64>,
@@ -87,7 +103,8 @@ pub struct WildObserved {
     /// q = (N−1)/(N−K−A) · G/(G−1).
     pub q: f64,
     pub null: f64,
-    /// Replicates of the whole run: `reps`, or 2^G under full enumeration.
+    /// Replicates of the whole run: `reps`, or the number of distinct weight vectors (2^G
+    /// Rademacher, 6^G Webb) under full enumeration.
     pub total: usize,
     pub full_enumeration: bool,
     pub clusters: usize,
@@ -195,6 +212,93 @@ impl Setup {
         }
         self.q * sg.iter().map(|v| v * v).sum::<f64>()
     }
+}
+
+/// The number of distinct weight vectors for `g` clusters: 2^g (Rademacher) or 6^g (Webb);
+/// `None` when it does not fit in a u64 (no request can be that large).
+pub fn weight_vectors(kind: WildWeights, g: usize) -> Option<u64> {
+    let base: u64 = match kind {
+        WildWeights::Rademacher => 2,
+        WildWeights::Webb => 6,
+    };
+    base.checked_pow(u32::try_from(g).ok()?)
+}
+
+/// Weight vector `b` of the full enumeration (0 ≤ b < [`weight_vectors`]): cluster c's weight is
+/// base-2 (Rademacher: 0 → +1, 1 → −1) or base-6 (Webb: an index of [`WEBB_POINTS`]) digit c of
+/// b, so the enumeration lists every vector exactly once and does not depend on the seed.
+pub fn enumerated_weights(kind: WildWeights, g: usize, b: usize) -> Vec<f64> {
+    let mut rest = b;
+    (0..g)
+        .map(|_| match kind {
+            WildWeights::Rademacher => {
+                let sign = if rest & 1 == 1 { -1.0 } else { 1.0 };
+                rest >>= 1;
+                sign
+            }
+            WildWeights::Webb => {
+                let point = WEBB_POINTS[rest % 6];
+                rest /= 6;
+                point
+            }
+        })
+        .collect()
+}
+
+/// The warning of a run whose distinct weight vectors are too few for its test (module doc):
+/// with D of them a p-value is 0 or at least 2/D, so at size α < 2/D the test rejects only
+/// beyond every draw.
+fn few_draws_warning(o: &WildObserved) -> Option<String> {
+    let d = weight_vectors(o.weights, o.clusters)?;
+    let alpha = o.level.map_or(0.05, |l| (1.0 - l).min(0.05));
+    if 2.0 / d as f64 <= alpha {
+        return None;
+    }
+    let (name, base) = match o.weights {
+        WildWeights::Rademacher => ("Rademacher sign", 2),
+        WildWeights::Webb => ("Webb", 6),
+    };
+    let how = if o.full_enumeration {
+        "all enumerated".to_string()
+    } else {
+        format!("drawn at random with repeats; all of them are enumerated with --reps {d} or more")
+    };
+    let pct = |a: f64| format!("{}%", (a * 100.0 * 1000.0).round() / 1000.0);
+    let interval = match o.level {
+        Some(l) => format!(
+            ", and the {} interval ends where |t| meets the most extreme draw",
+            pct(l)
+        ),
+        None => String::new(),
+    };
+    let better = match o.weights {
+        WildWeights::Rademacher => match weight_vectors(WildWeights::Webb, o.clusters) {
+            Some(w) if 2.0 / w as f64 <= alpha => format!(
+                "use --weights-type webb (6^{} = {w} distinct draws)",
+                o.clusters
+            ),
+            Some(w) => format!(
+                "--weights-type webb has 6^{} = {w} distinct draws, still too few; with so few clusters no wild bootstrap test at this level is informative",
+                o.clusters
+            ),
+            None => "use --weights-type webb".into(),
+        },
+        WildWeights::Webb => {
+            "with so few clusters no wild bootstrap test at this level is informative".into()
+        }
+    };
+    Some(format!(
+        "WARNING: only {d} distinct wild bootstrap draws ({base}^{g} {name} vectors for {g} clusters, {how}): the p-value is 0 or at least 2/{d} = {step:.4}, so a test at the {size} level rejects only when |t| exceeds every bootstrap |t*|{interval}; {better}.",
+        g = o.clusters,
+        step = 2.0 / d as f64,
+        size = pct(alpha),
+    ))
+}
+
+/// Replicates whose five numbers differ, bit for bit, from every other replicate's.
+fn distinct(draws: &[WildDraw]) -> usize {
+    let bits = |d: &WildDraw| [d.num0, d.num1, d.center, d.ortho, d.slope].map(f64::to_bits);
+    draws.iter().map(bits).collect::<std::collections::HashSet<_>>().len()
 }
 
 /// Share of |t*| strictly above |t|; values within 1e-10 (relative) of |t| are ties (the
@@ -367,13 +471,17 @@ pub fn wild_draws(
         beta_hat: fit.beta[j],
     };
 
-    // Draws: full enumeration of Rademacher signs when it is no larger than the request.
-    let full = opts.weights == WildWeights::Rademacher && g < 63 && (1u64 << g) <= opts.reps as u64;
-    let total = if full { 1usize << g } else { opts.reps };
+    // Draws: every distinct weight vector once when they are no more than the request.
+    let full = weight_vectors(opts.weights, g).is_some_and(|d| d <= opts.reps as u64);
+    let total = if full {
+        weight_vectors(opts.weights, g).unwrap() as usize
+    } else {
+        opts.reps
+    };
     let range = range_of(shard, total);
     let v_of = |b: usize| -> Vec<f64> {
         if full {
-            (0..g).map(|c| if b >> c & 1 == 1 { -1.0 } else { 1.0 }).collect()
+            enumerated_weights(opts.weights, g, b)
         } else {
             (0..g as u32)
                 .map(|c| wild_weight(opts.seed, opts.weights, b as u32, c))
@@ -449,12 +557,14 @@ pub fn assemble(draws: &WildDraws) -> WildResult {
         t,
         p,
         reps: draws.draws.len(),
+        distinct_draws: distinct(&draws.draws),
         full_enumeration: o.full_enumeration,
         clusters: o.clusters,
         weights: o.weights,
         seed: o.seed,
         ci,
         level: o.level,
+        warnings: few_draws_warning(o).into_iter().collect(),
         t_boot,
     }
 }

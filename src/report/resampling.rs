@@ -8,11 +8,25 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::plot::histogram_svg;
+use super::table::fmt_fixed;
 use super::Format;
 use crate::error::{Error, Result};
 use crate::inference::bootstrap::PairsResult;
 use crate::inference::permutation::BdiffResult;
 use crate::inference::wild::WildResult;
+
+/// An estimate, standard error or interval bound in the text output: six decimals, or
+/// scientific notation where they would show fewer than three significant digits (or the value
+/// is huge) — never a non-zero value printed as 0.000000.
+fn est(v: f64) -> String {
+    fmt_fixed(v, 6, 3)
+}
+
+/// A t statistic or p-value in the text output: four decimals, or scientific notation where a
+/// non-zero value would print as 0.0000 (or is huge).
+fn stat(v: f64) -> String {
+    fmt_fixed(v, 4, 1)
+}
 
 /// Pretty JSON with a final newline.
 fn json<T: Serialize>(value: &T) -> Result<String> {
@@ -64,8 +78,13 @@ pub fn bdiff(s: &BdiffLabels, seconds: f64, r: &BdiffResult, format: Format) -> 
     for c in &r.coefficients {
         let _ = writeln!(
             o,
-            "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>10.4} {:>10.4}",
-            c.name, c.estimate_group1, c.estimate_group0, c.difference, c.p, c.p_two_sided
+            "{:<16} {:>14} {:>14} {:>14} {:>10} {:>10}",
+            c.name,
+            est(c.estimate_group1),
+            est(c.estimate_group0),
+            est(c.difference),
+            stat(c.p),
+            stat(c.p_two_sided)
         );
     }
     let _ = writeln!(
@@ -115,8 +134,12 @@ pub fn bdiff_plot(path: &Path, r: &BdiffResult) -> Result<()> {
     )
 }
 
-/// `fegpu boot --kind wild`'s output.
+/// `fegpu boot --kind wild`'s output. Its warnings (too few distinct draws) go to stderr as
+/// well, whatever the format, and are the last lines of the text (JSON: `warnings`).
 pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Result<String> {
+    for w in &r.warnings {
+        eprintln!("{w}");
+    }
     if format == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -140,14 +163,18 @@ pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Res
     );
     let _ = writeln!(
         o,
-        "  estimate {:.6}   H0: {} = {}   t = {:.4}",
-        r.estimate, r.coefficient, r.null, r.t
+        "  estimate {}   H0: {} = {}   t = {}",
+        est(r.estimate),
+        r.coefficient,
+        r.null,
+        stat(r.t)
     );
     let _ = writeln!(
         o,
-        "  bootstrap p-value {:.4}   ({} replicates{}, {} clusters, seed {})",
-        r.p,
+        "  bootstrap p-value {}   ({} replicates, {} distinct{}, {} clusters, seed {})",
+        stat(r.p),
         r.reps,
+        r.distinct_draws,
         if r.full_enumeration { ", full enumeration" } else { "" },
         r.clusters,
         r.seed
@@ -155,9 +182,14 @@ pub fn wild(formula: &str, backend: &str, r: &WildResult, format: Format) -> Res
     if let (Some((lo, hi)), Some(level)) = (r.ci, r.level) {
         let _ = writeln!(
             o,
-            "  {:.0}% confidence interval (test inversion): [{lo:.6}, {hi:.6}]",
-            level * 100.0
+            "  {:.0}% confidence interval (test inversion): [{}, {}]",
+            level * 100.0,
+            est(lo),
+            est(hi)
         );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "{w}");
     }
     Ok(o)
 }
@@ -210,8 +242,12 @@ pub fn pairs(formula: &str, cluster: &str, backend: &str, r: &PairsResult, forma
     for c in &r.coefficients {
         let _ = writeln!(
             o,
-            "{:<16} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
-            c.name, c.estimate, c.std_error, c.ci_low, c.ci_high
+            "{:<16} {:>14} {:>14} {:>14} {:>14}",
+            c.name,
+            est(c.estimate),
+            est(c.std_error),
+            est(c.ci_low),
+            est(c.ci_high)
         );
     }
     Ok(o)

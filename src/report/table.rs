@@ -27,7 +27,9 @@ pub fn stars(p: f64) -> &'static str {
     }
 }
 
-/// Four significant digits, at least three decimals (0.0012 → "0.001200", 1.23456 → "1.235").
+/// Four significant digits, at least three decimals (0.0012 → "0.001200", 1.23456 → "1.235");
+/// in scientific notation where eight decimals would show fewer than four significant digits
+/// or the number is 10⁹ or more in magnitude (6.5e-13 → "6.500e-13", not "0.00000000").
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return if v.is_nan() { "NA".into() } else { format!("{v}") };
@@ -37,7 +39,42 @@ pub fn fmt_num(v: f64) -> String {
     }
     let mag = v.abs().log10().floor() as i32;
     let decimals = (3 - mag).clamp(3, 8) as usize;
-    format!("{v:.decimals$}")
+    fmt_fixed(v, decimals, 4)
+}
+
+/// From this magnitude on, numbers are printed in scientific notation ([`fmt_fixed`]).
+const SCIENTIFIC_FROM: f64 = 1e9;
+
+/// Scientific notation with four significant digits and a signed exponent of at least two
+/// digits, as R and fixest print it: 6.5e-13 → "6.500e-13", -12345678901.0 → "-1.235e+10".
+pub fn fmt_sci(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let s = format!("{v:.3e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+/// `v` with `decimals` decimals, unless that shows fewer than `min_sig` significant digits of a
+/// non-zero number (0.00000000 for 6.5e-13) or `v` is 10⁹ or more in magnitude: then
+/// [`fmt_sci`]. Zero and non-finite values print as fixed notation does.
+pub fn fmt_fixed(v: f64, decimals: usize, min_sig: usize) -> String {
+    let fixed = format!("{v:.decimals$}");
+    if !v.is_finite() || v == 0.0 {
+        return fixed;
+    }
+    let significant = fixed
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count();
+    if significant < min_sig || v.abs() >= SCIENTIFIC_FROM {
+        fmt_sci(v)
+    } else {
+        fixed
+    }
 }
 
 fn fmt_r2(v: f64) -> String {
@@ -277,5 +314,56 @@ fn describe_vcov(r: &FitResult) -> String {
             .map(|c| format!("{} ({} clusters)", c.name, c.clusters))
             .collect();
         format!("clustered by {}", parts.join(" and "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_numbers_keep_their_fixed_notation() {
+        for (v, want) in [
+            (1.23456, "1.235"),
+            (0.0012, "0.001200"),
+            (-0.5, "-0.5000"),
+            (12.5, "12.500"),
+            (0.0, "0.000"),
+            (123456.789, "123456.789"),
+            (1.5e-5, "0.00001500"),
+            (9.99996e-6, "0.00001000"),
+            (-2.5e-4, "-0.0002500"),
+            (999_999_999.0, "999999999.000"),
+        ] {
+            assert_eq!(fmt_num(v), want, "{v:e}");
+        }
+        assert_eq!(fmt_num(f64::NAN), "NA");
+        assert_eq!(fmt_fixed(0.249208, 6, 3), "0.249208");
+        assert_eq!(fmt_fixed(0.0003, 6, 3), "0.000300");
+        assert_eq!(fmt_fixed(0.0, 4, 1), "0.0000");
+        assert_eq!(fmt_fixed(0.0004, 4, 1), "0.0004");
+        assert_eq!(fmt_fixed(f64::NAN, 6, 3), "NaN");
+    }
+
+    /// Issue 25: numbers with no (or too few) significant digits in fixed notation, and very
+    /// large ones, are printed in scientific notation.
+    #[test]
+    fn tiny_and_huge_numbers_switch_to_scientific_notation() {
+        for (v, want) in [
+            (6.5e-13, "6.500e-13"),
+            (-6.5e-13, "-6.500e-13"),
+            (1.5e-6, "1.500e-06"),
+            (9.99996e-7, "1.000e-06"),
+            (1e-300, "1.000e-300"),
+            (1e9, "1.000e+09"),
+            (-1.23456e15, "-1.235e+15"),
+            (6.5e11, "6.500e+11"),
+        ] {
+            assert_eq!(fmt_num(v), want, "{v:e}");
+        }
+        assert_eq!(fmt_fixed(6.5e-13, 6, 3), "6.500e-13");
+        assert_eq!(fmt_fixed(0.0000123, 6, 3), "1.230e-05");
+        assert_eq!(fmt_fixed(0.00004, 4, 1), "4.000e-05");
+        assert_eq!(fmt_fixed(2.5e10, 6, 3), "2.500e+10");
     }
 }
