@@ -280,3 +280,45 @@ fn a_tolerance_f64_cannot_reach_is_refused() {
     let o = common::fegpu(&["fit", common::s(&f), "y ~ x | g + h", "--tol", "1e-14"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The device engine's heteroskedastic variance with residuals far below f32's range (y × 1e-22,
+/// × 1e-30: its squared residuals once read back as zero or 0.5% off) equals the CPU's.
+#[test]
+fn gpu_hc1_and_cluster_variances_survive_tiny_residuals() {
+    let g = match GpuDemeaner::new(Precision::Df64) {
+        Ok(g) => g,
+        Err(e) => {
+            let msg = e.to_string();
+            if std::env::var_os("CI").is_some() || !msg.contains("no GPU adapter") {
+                panic!("the GPU backend must work here: {msg}");
+            }
+            eprintln!("skipping: {msg}");
+            return;
+        }
+    };
+    let p = easy(3000, 5);
+    let f = "y ~ x1 + x2 | id_indiv";
+    for vcov in [VcovSpec::Hetero, VcovSpec::Cluster(vec!["id_firm".into()])] {
+        for k in [-22, -30, 25] {
+            let mut q = p.clone();
+            q.col("y").iter_mut().for_each(|v| *v *= 10f64.powi(k));
+            let (cpu, gpu) = (run(&q, f, &vcov, true, &CpuDemeaner), run(&q, f, &vcov, true, &g));
+            for (a, b) in cpu.coefficients.iter().zip(&gpu.coefficients) {
+                assert!(
+                    close(a.estimate, b.estimate, 1e-8),
+                    "{vcov:?} y×1e{k}: {} {} vs {}",
+                    a.name,
+                    a.estimate,
+                    b.estimate
+                );
+                assert!(
+                    close(a.std_error, b.std_error, 1e-6),
+                    "{vcov:?} y×1e{k}: se({}) {} vs {}",
+                    a.name,
+                    a.std_error,
+                    b.std_error
+                );
+            }
+        }
+    }
+}

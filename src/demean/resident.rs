@@ -735,9 +735,14 @@ impl DeviceReplicates {
         Ok(ResidentFit { work, full_gram })
     }
 
-    /// Device units of a residual coefficient vector (true units in, one per column).
+    /// Device units of a residual coefficient vector (true units in, one per column). The
+    /// residual it forms is in units of the outcome's scale (e / scales[0], near 1), not in
+    /// true units: a residual of 1e-22 squared would leave f32's range (the df64 parts) and
+    /// read back as zero. [`Self::residual_gram`] and [`Self::residual_group_sums`] multiply
+    /// the scale back on the host.
     fn device_coef(&self, gpu: &GpuDemeaner, coef: &[f64]) -> Result<wgpu::Buffer> {
-        let dev = coef.iter().zip(&self.scales).map(|(c, s)| c * s);
+        let e_scale = self.scales[0];
+        let dev = coef.iter().zip(&self.scales).map(|(c, s)| c * (s / e_scale));
         storage(
             gpu.context(),
             "residual coefficients",
@@ -885,7 +890,10 @@ impl DeviceReplicates {
             "residual sums",
         )?;
         let p = gpu.precision();
-        let at = |a: usize, g: usize| decode_real(&words[2 * (a * grp.levels as usize + g)..][..2], p) * self.scales[a];
+        let e_scale = self.scales[0];
+        let at = |a: usize, g: usize| {
+            decode_real(&words[2 * (a * grp.levels as usize + g)..][..2], p) * self.scales[a] * e_scale
+        };
         let out: Vec<Vec<f64>> = (0..grp.levels as usize)
             .map(|g| (0..self.m).map(|a| at(a, g)).collect())
             .collect();
@@ -948,6 +956,7 @@ impl DeviceReplicates {
         );
         ctx.check("the residual cross products")?;
         let words = read_back(ctx, &gram, 0, jobs * REAL_BYTES, "residual cross products")?;
-        self.decode(gpu, &words, 0)
+        let e2 = self.scales[0] * self.scales[0];
+        Ok(self.decode(gpu, &words, 0)?.into_iter().map(|v| v * e2).collect())
     }
 }
