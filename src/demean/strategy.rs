@@ -65,7 +65,7 @@ impl Method {
 }
 
 /// Demean `columns` on `backend` with the method `opts.solver` asks for. Each column is
-/// scaled by a power of two (exact) so that its largest value is near 1 while it is solved:
+/// centred (in f64) and scaled by a power of two (exact) so that its largest value is near 1 while it is solved:
 /// the solvers' sums of squares stay within f64's range whatever the column's units.
 pub fn demean(
     backend: &dyn Demeaner,
@@ -74,12 +74,31 @@ pub fn demean(
     opts: &DemeanOptions,
 ) -> Result<Demeaned> {
     check_tol(opts.tol)?;
+    if !problem.fes.is_empty() {
+        // a constant is in every effect's span: take the weighted mean out in f64 first, so a
+        // column's level (y + 1e9) never reaches a backend with fewer digits (df64)
+        columns.iter_mut().for_each(|c| centre(c, problem.weights));
+    }
     let exponents: Vec<i32> = columns.iter_mut().map(|c| to_unit_scale(c)).collect();
     let mut d = demean_scaled(backend, problem, columns, opts)?;
     for (c, &e) in d.columns.iter_mut().zip(&exponents) {
         scale_by_power_of_two(c, e);
     }
     Ok(d)
+}
+
+/// Subtract the weighted mean of `c`.
+fn centre(c: &mut [f64], w: Option<&[f64]>) {
+    let (mut sw, mut swx) = (0.0, 0.0);
+    for (i, &x) in c.iter().enumerate() {
+        let wi = w.map_or(1.0, |w| w[i]);
+        sw += wi;
+        swx += wi * x;
+    }
+    if sw > 0.0 && swx.is_finite() {
+        let mean = swx / sw;
+        c.iter_mut().for_each(|x| *x -= mean);
+    }
 }
 
 /// Multiply `c` by 2^−e so that its largest magnitude lies in [0.5, 1); returns e (0 for a
