@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::data::{demo, prepare, PrepareOptions, Table};
 use crate::demean::gpu::cpu_demean_batch;
 use crate::demean::{DemeanOptions, Demeaned, GpuDemeaner};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
 use crate::fe::FixedEffect;
 use crate::formula;
@@ -74,7 +74,8 @@ fn gbps(rows: usize, lanes: usize, projections: usize, sweeps: usize, seconds: f
     32.0 * rows as f64 * lanes as f64 * projections as f64 * sweeps as f64 / seconds / 1e9
 }
 
-/// Run the benchmark: CPU always (unless `gpu_only`), GPU when an adapter opens.
+/// Run the benchmark: CPU always (unless `gpu_only`), GPU when an adapter opens. `replicates`
+/// weight vectors are demeaned in one batch (1: the unweighted columns); 0 is refused.
 pub fn run(
     rows: usize,
     replicates: usize,
@@ -82,6 +83,11 @@ pub fn run(
     with_cpu: bool,
     with_gpu: bool,
 ) -> Result<Vec<BenchRow>> {
+    if replicates == 0 {
+        return Err(Error::Usage(
+            "fegpu bench --replicates 0: the bench demeans at least one weight vector (1: the unweighted columns; B > 1: B bootstrap weight vectors)".into(),
+        ));
+    }
     let table = Table::new(demo::demo_frame(rows, demo::DEMO_SEED)?, "demo".into());
     let model = formula::parse(demo::MAIN_FORMULA)?;
     let design = prepare(&table, &model, &PrepareOptions::default())?;

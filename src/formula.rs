@@ -7,6 +7,10 @@
 //!   `a*b` expands to `a + b + a:b` (R convention); `log()`, `exp()`, `sqrt()` transform a
 //!   variable; `1` asks for an intercept, `0` or `-1` removes it. With fixed effects the intercept
 //!   is absorbed and never estimated (as in fixest).
+//! * terms are sets of factors, as in R and fixest: a factor repeated in an interaction counts
+//!   once (`x:x` is `x`, `x:y:x` is `x:y`, so `x*x` is `x`; a note says so, since no power is
+//!   formed), and a term written twice after expansion (`x + x`, `x*y + x`, `x:y + y:x`) is used
+//!   once, where it first appears, with a note. Names keep the factors' first-appearance order.
 //! * later parts without `~`: fixed effects, `+`-separated; `a^b` is the interacted effect
 //!   (one level per observed (a, b) pair, fixest's `^`). A lone `0` means none.
 //! * a part with `~` is the IV part: endogenous regressors `~` excluded instruments. It must come
@@ -66,6 +70,25 @@ impl Term {
     /// The coefficient name, as fixest prints it (`x1:x2`, `log(x3)`).
     pub fn name(&self) -> String {
         self.factors.iter().map(Factor::name).collect::<Vec<_>>().join(":")
+    }
+    /// The term with each repeated factor kept once, at its first appearance (`x:y:x` → `x:y`).
+    pub fn collapsed(self) -> Term {
+        let mut factors: Vec<Factor> = Vec::with_capacity(self.factors.len());
+        for f in self.factors {
+            if !factors.contains(&f) {
+                factors.push(f);
+            }
+        }
+        Term { factors }
+    }
+    /// Whether two terms are the same regressor: the same factors in any order (`x:y`, `y:x`).
+    pub fn same_as(&self, other: &Term) -> bool {
+        let key = |t: &Term| {
+            let mut k: Vec<String> = t.factors.iter().map(Factor::name).collect();
+            k.sort();
+            k
+        };
+        key(self) == key(other)
     }
     pub fn vars(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -134,12 +157,17 @@ impl Model {
     }
 }
 
-/// One note per term written more than once in a part of the formula.
-fn duplicate_notes(role: &str, names: &[String]) -> Vec<String> {
-    names
+/// One note per term written more than once in a part of the formula, and one per interaction
+/// that repeated a factor.
+fn sum_notes(role: &str, extras: &SumExtras) -> Vec<String> {
+    let collapsed = extras.collapsed.iter().map(|(written, term)| {
+        format!("`{written}` repeats a factor and is read as `{term}` (as in R and fixest, a factor interacted with itself is itself, not its square); for a power, add a column holding it")
+    });
+    let duplicates = extras
+        .duplicates
         .iter()
-        .map(|n| format!("the {role} `{n}` appears more than once in the formula; it is used once"))
-        .collect()
+        .map(|n| format!("the {role} `{n}` appears more than once in the formula; it is used once"));
+    collapsed.chain(duplicates).collect()
 }
 
 fn push_unique(out: &mut Vec<String>, v: &str) {
@@ -283,6 +311,20 @@ struct SumExtras {
     intercept: Option<bool>,
     /// Terms written more than once (kept once).
     duplicates: Vec<String>,
+    /// Interactions that repeated a factor, as written and as read (`x:x`, `x`).
+    collapsed: Vec<(String, String)>,
+}
+
+impl SumExtras {
+    /// `t` with its repeated factors kept once, remembering the change for a note.
+    fn collapse(&mut self, t: Term) -> Term {
+        let written = t.name();
+        let t = t.collapsed();
+        if t.name() != written && !self.collapsed.iter().any(|(w, _)| *w == written) {
+            self.collapsed.push((written, t.name()));
+        }
+        t
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -330,11 +372,13 @@ impl<'a> Parser<'a> {
         if lhs_terms.len() != 1 {
             return Err(self.err_at(lhs_pos, "the dependent variable must be a single term"));
         }
-        let lhs = lhs_terms.into_iter().next().unwrap();
+        let mut extras = SumExtras::default();
+        let lhs = extras.collapse(lhs_terms.into_iter().next().unwrap());
         let tilde = self.pos();
         self.expect(Tok::Tilde, "`~` after the dependent variable")?;
+        let mut notes = sum_notes("dependent variable", &extras);
         let (rhs, extras) = self.sum(true)?;
-        let mut notes = duplicate_notes("regressor", &extras.duplicates);
+        notes.extend(sum_notes("regressor", &extras));
         let mut fixed_effects = Vec::new();
         let mut iv = None;
         while *self.peek() == Tok::Bar {
@@ -347,8 +391,8 @@ impl<'a> Parser<'a> {
                 let (endogenous, endo_extras) = self.sum(false)?;
                 self.expect(Tok::Tilde, "`~` between endogenous regressors and instruments")?;
                 let (instruments, inst_extras) = self.sum(false)?;
-                notes.extend(duplicate_notes("endogenous regressor", &endo_extras.duplicates));
-                notes.extend(duplicate_notes("instrument", &inst_extras.duplicates));
+                notes.extend(sum_notes("endogenous regressor", &endo_extras));
+                notes.extend(sum_notes("instrument", &inst_extras));
                 if endogenous.is_empty() {
                     return Err(self.err_at(bar, "the IV part names no endogenous regressor"));
                 }
@@ -397,7 +441,7 @@ impl<'a> Parser<'a> {
                 format!("the formula estimates nothing: `{y}` has no regressor, no intercept (removed by `0` or `-1`) and no fixed effects"),
             ));
         }
-        let on_right = |ts: &[Term]| ts.iter().any(|t| t.name() == y);
+        let on_right = |ts: &[Term]| ts.iter().any(|t| t.same_as(&m.lhs));
         if on_right(&m.rhs) {
             return Err(self.err_at(
                 tilde,
@@ -474,10 +518,12 @@ impl<'a> Parser<'a> {
                 return Err(self.err_at(pos, "only `-1` may be subtracted (to drop the intercept)"));
             }
             for t in self.product_term()? {
-                if terms.iter().any(|o| o.name() == t.name()) {
-                    // kept once (as fixest does), and reported
-                    if !extras.duplicates.contains(&t.name()) {
-                        extras.duplicates.push(t.name());
+                let t = extras.collapse(t);
+                if let Some(o) = terms.iter().find(|o| o.same_as(&t)) {
+                    let first = o.name();
+                    // kept once, where it first appears (as fixest does), and reported
+                    if !extras.duplicates.contains(&first) {
+                        extras.duplicates.push(first);
                     }
                     continue;
                 }
@@ -615,6 +661,44 @@ mod tests {
         let m = parse("y ~ a*b").unwrap();
         assert_eq!(names(&m.rhs), ["a", "b", "a:b"]);
         assert!(m.intercept);
+    }
+
+    /// Terms are sets of factors, as in R and fixest: a repeated factor counts once and a
+    /// repeated term is used once, each with a note (issue 25: `x:x` was fitted as x²).
+    #[test]
+    fn repeated_factors_and_terms_count_once() {
+        for (f, want) in [
+            ("y ~ x:x", vec!["x"]),
+            ("y ~ x*x", vec!["x"]),
+            ("y ~ x:y2:x", vec!["x:y2"]),
+            ("y ~ log(x):log(x) + x", vec!["log(x)", "x"]),
+            ("y ~ x + x", vec!["x"]),
+            ("y ~ x*z + x", vec!["x", "z", "x:z"]),
+            ("y ~ x:z + z:x", vec!["x:z"]),
+            ("y ~ z:x*w + x:w:z", vec!["z:x", "w", "z:x:w"]),
+            ("y ~ w | f | d:d ~ z + z:z", vec!["w"]),
+        ] {
+            let m = parse(f).unwrap();
+            assert_eq!(names(&m.rhs), want, "{f}");
+            assert!(!m.notes.is_empty(), "{f}: no note");
+        }
+        let m = parse("y ~ x1 | f | d:d ~ z + z:z").unwrap();
+        let iv = m.iv.unwrap();
+        assert_eq!(
+            (names(&iv.endogenous), names(&iv.instruments)),
+            (vec!["d".into()], vec!["z".into()])
+        );
+        let m = parse("y ~ x:x").unwrap();
+        assert!(
+            m.notes[0].contains("`x:x`") && m.notes[0].contains("read as `x`"),
+            "{:?}",
+            m.notes
+        );
+        assert!(parse("y ~ x:z + x").unwrap().notes.is_empty());
+        assert_eq!(parse("y:y ~ x").unwrap().lhs.name(), "y");
+        for bad in ["y ~ y:y", "y ~ x + y:y", "y:y ~ y"] {
+            assert!(matches!(parse(bad), Err(Error::Formula { .. })), "{bad}");
+        }
     }
 
     #[test]

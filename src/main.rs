@@ -80,9 +80,9 @@ struct ReplicateArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// Replications of each permutation test.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = whole::<usize>)]
     reps: usize,
-    #[arg(long, default_value_t = 20_230_323)]
+    #[arg(long, default_value_t = 20_230_323, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: u64,
     /// The tables as data (JSON; default: the study's thirteen tables, data/replicate_spec.json).
     #[arg(long)]
@@ -126,7 +126,7 @@ struct BuildPanelArgs {
 struct SimulateArgs {
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 20_230_323)]
+    #[arg(long, default_value_t = 20_230_323, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: u64,
     #[arg(long, value_enum, default_value = "paper")]
     scale: fegpu::study::simulate::Scale,
@@ -152,9 +152,9 @@ struct BdiffArgs {
     /// The 0/1 group variable.
     #[arg(long)]
     group: String,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = whole::<usize>)]
     reps: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: u64,
     /// Permutation unit: `obs`, or a variable whose units move together (firm, cluster).
     #[arg(long, default_value = "obs")]
@@ -204,16 +204,16 @@ struct BootArgs {
     #[arg(long)]
     param: Option<String>,
     /// Value of the coefficient under the null.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     null: f64,
-    #[arg(long, default_value_t = 999)]
+    #[arg(long, default_value_t = 999, allow_negative_numbers = true, value_parser = whole::<usize>)]
     reps: usize,
     #[arg(long, value_enum, default_value = "rademacher")]
     weights_type: fegpu::inference::replicates::WildWeights,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: u64,
     /// Confidence level of the interval obtained by inverting the bootstrap test (0 = none).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     level: f64,
     #[arg(long)]
     weights: Option<String>,
@@ -258,10 +258,10 @@ struct DevicesArgs {
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Rows of the demo panel.
-    #[arg(long, default_value_t = demo::DEMO_ROWS)]
+    #[arg(long, default_value_t = demo::DEMO_ROWS, allow_negative_numbers = true, value_parser = whole::<usize>)]
     rows: usize,
-    /// Bootstrap weight vectors demeaned in one batch.
-    #[arg(long, default_value_t = 1)]
+    /// Bootstrap weight vectors demeaned in one batch (at least 1).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole::<usize>)]
     replicates: usize,
     /// (`bench`: auto = both, the GPU when an adapter opens.)
     #[command(flatten)]
@@ -297,10 +297,10 @@ struct FitArgs {
     output: Option<PathBuf>,
     /// Demeaning tolerance: CG stops when the fixed-effect normal equations' residual is below
     /// TOL relative to their right-hand side (alternating projections: change per sweep).
-    #[arg(long, default_value_t = 1e-8, value_parser = positive_tol)]
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true, value_parser = positive_tol)]
     tol: f64,
     /// Maximum demeaning iterations.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, allow_negative_numbers = true, value_parser = whole::<usize>)]
     maxiter: usize,
     /// How the fixed effects are projected out: auto (exact paths where the structure allows,
     /// else conjugate gradients climbing Jacobi → two-effect block / Schwarz), ap (alternating
@@ -330,6 +330,17 @@ fn positive_tol(s: &str) -> std::result::Result<f64, String> {
     fegpu::demean::strategy::check_tol(v)
         .map(|_| v)
         .map_err(|e| e.to_string())
+}
+
+/// A whole-number option (`--reps`, `--seed`, `--maxiter`, `--rows`). Negative numbers reach
+/// it (the options allow them, so that `--null -0.3` reads) and are refused as out of range.
+fn whole<T: std::str::FromStr>(s: &str) -> std::result::Result<T, String> {
+    let t = s.trim();
+    if t.starts_with('-') && t[1..].parse::<f64>().is_ok() {
+        return Err(format!("{t} is negative: expected a whole number, 0 or more"));
+    }
+    t.parse()
+        .map_err(|_| format!("`{s}` is not a whole number (0, 1, 2, ...), or is too large"))
 }
 
 /// The first-stage regressions of an IV model: each endogenous regressor on the exogenous
@@ -368,9 +379,9 @@ struct DemoArgs {
     #[arg(long, value_enum, default_value = "study")]
     design: DemoDesign,
     /// Number of rows.
-    #[arg(long, default_value_t = demo::DEMO_ROWS)]
+    #[arg(long, default_value_t = demo::DEMO_ROWS, allow_negative_numbers = true, value_parser = whole::<usize>)]
     rows: usize,
-    #[arg(long, default_value_t = demo::DEMO_SEED)]
+    #[arg(long, default_value_t = demo::DEMO_SEED, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: u64,
 }
 
@@ -390,6 +401,11 @@ struct DeviceArgs {
 fn run_fit(a: FitArgs) -> Result<()> {
     if !(a.tol > 0.0) {
         return Err(Error::Usage(format!("--tol must be positive (got {})", a.tol)));
+    }
+    if a.maxiter == 0 {
+        return Err(Error::Usage(
+            "--maxiter 0: the demeaning needs at least one iteration to converge".into(),
+        ));
     }
     let vcov = VcovSpec::parse(&a.vcov)?;
     let ssc = Ssc::parse(&a.ssc)?;

@@ -4,7 +4,9 @@
 //! with and without bsample) and for the wild (drawn, Webb with an inverted-test interval, full
 //! enumeration) and pairs bootstraps. The only exception is bdiff's wall-clock `seconds`, which
 //! differs between any two runs and is masked before comparing. Merge refuses shards of
-//! different runs, a missing shard and a duplicate, naming the problem.
+//! different runs, a missing shard and a duplicate, naming the problem in words, and a damaged
+//! file (arrays of the wrong length, replicates of the wrong width), naming the file and the
+//! field; randomly edited shard files never make it panic.
 
 mod common;
 
@@ -567,4 +569,375 @@ fn strip_clock(v: &mut serde_json::Value) {
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_clock),
         _ => {}
     }
+}
+
+/// The K = 3 shard files of one `args` run, written under `dir` as `{name}_{i}.json`.
+fn shards_of(dir: &Path, name: &str, args: &[&str]) -> Vec<PathBuf> {
+    (1..=3)
+        .map(|i| {
+            let f = dir.join(format!("{name}_{i}.json"));
+            let spec = format!("{i}/3");
+            let mut a = args.to_vec();
+            a.extend(["--shard", &spec, "--out", s(&f)]);
+            ok(&a);
+            f
+        })
+        .collect()
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// `v` written to `dir/name` (returned).
+fn write_json(dir: &Path, name: &str, v: &serde_json::Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string(v).unwrap()).unwrap();
+    p
+}
+
+/// Issue 25: arrays of the wrong length made merge panic (index out of bounds, exit 101), and a
+/// pairs shard whose replicates had the wrong width was merged (a different standard error).
+/// Each is refused, naming the file and the field.
+#[test]
+fn merge_refuses_arrays_of_the_wrong_length_naming_the_field() {
+    let d = tmpdir("lengths");
+    let w = fixture_with_group(&d);
+    let bdiff = shards_of(
+        &d,
+        "bd",
+        &["bdiff", s(&w), "y ~ x1 + x2 | f", "--group", "g", "--reps", "30"],
+    );
+    let pairs = shards_of(
+        &d,
+        "pa",
+        &[
+            "boot",
+            s(&w),
+            "y ~ x1 + x2 | f",
+            "--cluster",
+            "c",
+            "--kind",
+            "pairs",
+            "--reps",
+            "30",
+        ],
+    );
+    let wild = shards_of(
+        &d,
+        "wi",
+        &["boot", s(&w), "y ~ x1 + x2 | f", "--cluster", "c", "--reps", "99"],
+    );
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&[PathBuf], &str, Edit, &[&str]); 7] = [
+        (
+            &bdiff,
+            "short_diff",
+            |v| {
+                v["part"]["differences"][0].as_array_mut().unwrap().pop();
+            },
+            &["part.differences[0]", "holds 1 values", "2 coefficients"],
+        ),
+        (
+            &bdiff,
+            "short_est",
+            |v| {
+                v["part"]["observed"]["estimate_group1"].as_array_mut().unwrap().pop();
+            },
+            &["part.observed.estimate_group1", "holds 1 values"],
+        ),
+        (
+            &bdiff,
+            "long_names",
+            |v| {
+                v["part"]["observed"]["names"].as_array_mut().unwrap().push("x3".into());
+            },
+            &["part.observed.estimate_group1", "3 coefficients"],
+        ),
+        (
+            &pairs,
+            "narrow",
+            |v| {
+                v["part"]["estimates"][2].as_array_mut().unwrap().pop();
+            },
+            &["part.estimates[2]", "holds 1 values", "2 coefficients"],
+        ),
+        (
+            &pairs,
+            "wide",
+            |v| {
+                v["part"]["estimates"][2].as_array_mut().unwrap().push(1.0.into());
+            },
+            &["part.estimates[2]", "holds 3 values"],
+        ),
+        (
+            &pairs,
+            "extra_rep",
+            |v| {
+                let e = v["part"]["estimates"].as_array_mut().unwrap();
+                e.push(e[0].clone());
+            },
+            &["part.estimates", "holds 11 replicates", "span", "has 10"],
+        ),
+        (
+            &wild,
+            "wild_draw",
+            |v| {
+                v["part"]["draws"][4].as_array_mut().unwrap().pop();
+            },
+            &["part.draws[4]", "length 5"],
+        ),
+    ];
+    for (files, name, edit, needles) in cases {
+        let mut v = read_json(&files[1]);
+        edit(&mut v);
+        let bad = write_json(&d, &format!("{name}.json"), &v);
+        let mut needles = needles.to_vec();
+        needles.extend([bad.file_name().unwrap().to_str().unwrap(), "damaged shard file"]);
+        assert_refused(&fegpu(&["merge", s(&files[0]), s(&bad), s(&files[2])]), &needles);
+    }
+}
+
+/// Issue 25: merge's refusals read as words, not debug text (`Some(2)`, `bsample false vs
+/// null`, `backends cpu and cpu`).
+#[test]
+fn merge_refusals_read_as_words() {
+    let d = tmpdir("words");
+    let w = fixture_with_group(&d);
+    let run = |extra: &[&str], spec: &str, out: &Path| {
+        let mut a = vec![
+            "bdiff",
+            s(&w),
+            "y ~ x1 + x2 | f",
+            "--group",
+            "g",
+            "--unit",
+            "c",
+            "--reps",
+            "30",
+        ];
+        a.extend(extra);
+        a.extend(["--shard", spec, "--out", s(out)]);
+        ok(&a);
+    };
+    let (plain, bs) = (d.join("plain_1.json"), d.join("bsample_2.json"));
+    run(&[], "1/2", &plain);
+    run(&["--bsample"], "2/2", &bs);
+    let o = fegpu(&["merge", s(&plain), s(&bs)]);
+    assert_refused(&o, &["bsample_2.json was run with --bsample, ", "plain_1.json without"]);
+    let boot = d.join("boot_2.json");
+    ok(&[
+        "boot",
+        s(&w),
+        "y ~ x1 + x2 | f",
+        "--cluster",
+        "c",
+        "--reps",
+        "99",
+        "--shard",
+        "2/2",
+        "--out",
+        s(&boot),
+    ]);
+    assert_refused(
+        &fegpu(&["merge", s(&plain), s(&boot)]),
+        &[
+            "plain_1.json is a run of `fegpu bdiff`, ",
+            "boot_2.json of `fegpu boot`",
+        ],
+    );
+    // the same backend, another observed fit
+    let mut v = read_json(&bs);
+    v["spec"]["bsample"] = false.into();
+    v["part"]["observed"]["bsample"] = false.into();
+    v["part"]["observed"]["estimate_group1"][0] = 0.5.into();
+    let other = write_json(&d, "other_2.json", &v);
+    assert_refused(
+        &fegpu(&["merge", s(&plain), s(&other)]),
+        &["observed fits differ", "both ran on the cpu"],
+    );
+    let mut v = read_json(&plain);
+    v["format_version"] = 2.into();
+    let newer = write_json(&d, "newer.json", &v);
+    assert_refused(
+        &fegpu(&["merge", s(&newer)]),
+        &["newer.json: shard-file format 2; this fegpu reads shard-file format 1"],
+    );
+    for o in [
+        fegpu(&["merge", s(&plain), s(&bs)]),
+        fegpu(&["merge", s(&plain), s(&boot)]),
+        fegpu(&["merge", s(&plain), s(&other)]),
+        fegpu(&["merge", s(&newer)]),
+    ] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        for debug in ["Some(", "None", " vs null", "null vs", "cpu and cpu", "\""] {
+            assert!(!err.contains(debug), "debug text {debug:?} in: {err}");
+        }
+    }
+}
+
+/// A small xorshift generator for the random edits.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Every node of `v`, as JSON pointers.
+fn pointers(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| pointers(x, format!("{at}/{k}"), out)),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| pointers(x, format!("{at}/{i}"), out)),
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// One random edit of `v`: truncate or extend an array, change a number, delete a key, or
+/// change a value's type. Returns what was done.
+fn random_edit(v: &mut serde_json::Value, rng: &mut Rng) -> String {
+    use serde_json::{json, Value};
+    let mut all = Vec::new();
+    pointers(v, String::new(), &mut all);
+    let at = all[rng.below(all.len())].clone();
+    let node = v.pointer_mut(&at).unwrap();
+    let op = rng.below(5);
+    let numbers = [
+        json!(0),
+        json!(-1),
+        json!(1),
+        json!(2),
+        json!(-5),
+        json!(1e300),
+        json!(-0.5),
+        json!(0.5),
+        json!(1e20),
+        json!(u64::MAX),
+        json!(3),
+        json!(7),
+        json!(f64::MIN_POSITIVE),
+        json!("NaN"),
+        json!("inf"),
+    ];
+    match (op, &mut *node) {
+        (0, Value::Array(a)) if !a.is_empty() => {
+            let keep = rng.below(a.len());
+            a.truncate(keep);
+            format!("truncate {at} to {keep}")
+        }
+        (1, Value::Array(a)) => {
+            let extra = if a.is_empty() {
+                json!(1.0)
+            } else {
+                a[rng.below(a.len())].clone()
+            };
+            a.push(extra);
+            format!("extend {at}")
+        }
+        (2, Value::Object(m)) if !m.is_empty() => {
+            let k = m.keys().nth(rng.below(m.len())).unwrap().clone();
+            m.remove(&k);
+            format!("delete {at}/{k}")
+        }
+        (3, Value::Number(_)) | (0..=2, _) => {
+            let n = numbers[rng.below(numbers.len())].clone();
+            let what = format!("set {at} to {n}");
+            *node = n;
+            what
+        }
+        _ => {
+            let t = [
+                json!(null),
+                json!(true),
+                json!("x"),
+                json!([]),
+                json!({}),
+                json!([1, 2]),
+            ][rng.below(6)]
+            .clone();
+            let what = format!("set {at} to {t}");
+            *node = t;
+            what
+        }
+    }
+}
+
+/// Issue 25: random edits of valid shard files (arrays truncated or extended, numbers changed,
+/// keys deleted, types changed) never make merge panic: it merges or refuses with an error.
+/// Through the library for many edits, and through the binary (never exit 101) for some.
+#[test]
+fn randomly_edited_shard_files_never_panic_merge() {
+    use fegpu::report::Format;
+    let d = tmpdir("fuzz");
+    let w = fixture_with_group(&d);
+    let f = "y ~ x1 + x2 | f";
+    let runs = [
+        shards_of(
+            &d,
+            "bdiff",
+            &[
+                "bdiff",
+                s(&w),
+                f,
+                "--group",
+                "g",
+                "--unit",
+                "c",
+                "--bsample",
+                "--reps",
+                "30",
+            ],
+        ),
+        shards_of(
+            &d,
+            "wild",
+            &["boot", s(&w), f, "--cluster", "c", "--reps", "99", "--level", "0.9"],
+        ),
+        shards_of(
+            &d,
+            "pairs",
+            &["boot", s(&w), f, "--cluster", "c", "--kind", "pairs", "--reps", "30"],
+        ),
+    ];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut merged, mut refused) = (0, 0);
+    for round in 0..600 {
+        let files = &runs[round % runs.len()];
+        let which = rng.below(3);
+        let mut v = read_json(&files[which]);
+        let edits: Vec<String> = (0..1 + rng.below(3)).map(|_| random_edit(&mut v, &mut rng)).collect();
+        let mut paths = files.clone();
+        paths[which] = write_json(&d, "edited.json", &v);
+        let format = if round % 2 == 0 { Format::Text } else { Format::Json };
+        let got = std::panic::catch_unwind(|| fegpu::resampling::merge(&paths, format, None));
+        match got {
+            Ok(Ok(_)) => merged += 1,
+            Ok(Err(e)) => {
+                let m = e.to_string();
+                assert!(!m.contains("Some(") && !m.is_empty(), "{edits:?}: {m}");
+                refused += 1;
+            }
+            Err(_) => panic!("merge panicked after {edits:?} in shard {}", which + 1),
+        }
+        if round % 30 == 0 {
+            let mut a = vec!["merge"];
+            a.extend(paths.iter().map(|p| s(p)));
+            let o = fegpu(&a);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_ne!(o.status.code(), Some(101), "{edits:?}: {err}");
+            assert!(!err.contains("panicked"), "{edits:?}: {err}");
+        }
+    }
+    assert!(merged > 20 && refused > 100, "{merged} merged, {refused} refused");
 }

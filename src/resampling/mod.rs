@@ -5,13 +5,15 @@
 //! computes a range of replicate statistics ([`Draws`]: all of the run's replicates, or one
 //! shard's). [`finish`] turns the observed fit and *all* replicates into the result (through the
 //! engines' `assemble` functions, which hold the p-value, standard-error and interval code) and
-//! renders it (`crate::report::resampling`). A shard (`--shard I/K`) stops after the first step and writes its
-//! draws to a shard file ([`shard_file`]); `fegpu merge` reads the K files, checks that they are
-//! the K parts of one run, puts their replicates end to end and calls the same [`finish`]. The
-//! replicate draws are functions of (seed, replicate, unit) only, so the merged output is the
-//! single run's, byte for byte — except bdiff's wall-clock `seconds`, which differs between any
-//! two runs: merge reports the shards' total.
+//! renders it (`crate::report::resampling`). A shard (`--shard I/K`) stops after the first step
+//! and writes its draws to a shard file ([`shard_file`]); `fegpu merge` reads the K files (each
+//! checked field by field, `shard_check`), checks that they are the K parts of one run, puts
+//! their replicates end to end and calls the same [`finish`]. The replicate draws are functions
+//! of (seed, replicate, unit) only, so the merged output is the single run's, byte for byte —
+//! except bdiff's wall-clock `seconds`, which differs between any two runs: merge reports the
+//! shards' total.
 
+mod shard_check;
 pub mod shard_file;
 
 use std::path::{Path, PathBuf};
@@ -332,9 +334,13 @@ fn pairs_options(s: &BootSpec) -> PairsOptions {
     }
 }
 
-/// The OLS model of a resampling command, with its replicate count checked.
+/// The OLS model of a resampling command, with its replicate count checked; the formula's
+/// notes (terms used once) go to stderr.
 fn resampling_model(f: &str, reps: usize, cmd: &str) -> Result<formula::Model> {
     let model = formula::parse(f)?;
+    for n in &model.notes {
+        eprintln!("note ({f}): {n}");
+    }
     if model.iv.is_some() {
         return Err(Error::Usage(format!("fegpu {cmd} supports OLS formulas only")));
     }

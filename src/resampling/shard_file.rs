@@ -17,9 +17,12 @@
 //! the study ([`Part::Replicate`]; each test has its own span, since enumeration depends on the
 //! test); `fegpu replicate --merge` reads it through [`read_run`] and [`merge_splits`].
 //!
-//! [`merge`] refuses, naming the file and the problem: a file that is not a shard file, shards
-//! of different runs (the first differing option or the sample), a mixture of K, a shard given
-//! twice, a missing shard, and shards whose observed fits differ.
+//! [`read`] refuses, naming the file and the field, a file that is not a shard file of this
+//! format or whose fields do not fit together (arrays of the wrong length, replicates of the wrong
+//! width, a span that is not its shard's, non-finite observed values: `super::shard_check`).
+//! [`merge`] refuses, naming the files and the problem in words: shards of different runs (the
+//! first differing option, e.g. "A was run with --bsample, B without", or the sample), a mixture
+//! of K, a shard given twice, a missing shard, and shards whose observed fits differ.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Computed, Draws, Request, Spec};
+use super::{shard_check, Computed, Draws, Request, Spec};
 use crate::data::Design;
 use crate::error::{Error, Result};
 use crate::inference::bootstrap::{PairsDraws, PairsObserved};
@@ -300,12 +303,22 @@ impl Part {
         })
     }
 
-    fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Part::Bdiff { .. } => "bdiff",
             Part::Wild { .. } => "wild",
             Part::Pairs { .. } => "pairs",
             Part::Replicate { .. } => "replicate",
+        }
+    }
+
+    /// What the part holds, in words.
+    fn what(&self) -> &'static str {
+        match self {
+            Part::Bdiff { .. } => "the permutation draws of `fegpu bdiff`",
+            Part::Wild { .. } => "wild-bootstrap draws",
+            Part::Pairs { .. } => "pairs-bootstrap draws",
+            Part::Replicate { .. } => "the permutation tests of `fegpu replicate`",
         }
     }
 
@@ -437,7 +450,7 @@ impl ShardFile {
         }
         Err(Error::Usage(format!(
             "the shards come from another run than these options: {}",
-            first_difference(&self.spec, spec)
+            first_difference((&self.spec, "the shards"), (spec, "these options"))
         )))
     }
 }
@@ -490,12 +503,19 @@ pub fn read(path: &Path) -> Result<ShardFile> {
     }
     let version = v.get("format_version").and_then(|f| f.as_u64());
     if version != Some(FORMAT_VERSION as u64) {
+        let found = version.map_or("no format version".into(), |n| format!("shard-file format {n}"));
         return Err(Error::io(
             &shown,
-            format!("shard file format {version:?}, this fegpu reads format {FORMAT_VERSION}"),
+            format!(
+                "{found}; this fegpu reads shard-file format {FORMAT_VERSION} (write the shards again with this fegpu)"
+            ),
         ));
     }
-    serde_json::from_value(v).map_err(|e| Error::io(&shown, format!("damaged shard file: {e}")))
+    let damaged =
+        |b: shard_check::Bad| Error::io(&shown, format!("damaged shard file: field `{}` {}", b.field, b.problem));
+    let file: ShardFile = serde_json::from_value(v.clone()).map_err(|_| damaged(shard_check::locate(&v)))?;
+    shard_check::check(&file).map_err(damaged)?;
+    Ok(file)
 }
 
 /// The K shards of one run, combined: what [`super::finish`] needs.
@@ -596,13 +616,16 @@ fn same_run((na, a): &(String, ShardFile), (nb, b): &(String, ShardFile)) -> Res
         )))
     };
     if a.fegpu != b.fegpu {
-        return differ(format!("fegpu {} vs {}", a.fegpu, b.fegpu));
+        return differ(format!(
+            "{na} was written by fegpu {}, {nb} by fegpu {}",
+            a.fegpu, b.fegpu
+        ));
     }
     if a.spec != b.spec {
-        return differ(first_difference(&a.spec, &b.spec));
+        return differ(first_difference((&a.spec, na), (&b.spec, nb)));
     }
     if a.part.kind() != b.part.kind() {
-        return differ(format!("kind {} vs {}", a.part.kind(), b.part.kind()));
+        return differ(format!("{na} holds {}, {nb} {}", a.part.what(), b.part.what()));
     }
     if a.sample != b.sample {
         return differ(format!(
@@ -620,39 +643,86 @@ fn same_run((na, a): &(String, ShardFile), (nb, b): &(String, ShardFile)) -> Res
         ));
     }
     if a.part.observed() != b.part.observed() {
-        return differ(format!(
-            "their observed fits differ (backends {} and {}; run every shard on the same backend)",
-            a.backend, b.backend
-        ));
+        let how = if a.backend == b.backend {
+            format!(
+                "both ran on the {} backend, so the data or the fegpu build differ",
+                a.backend
+            )
+        } else {
+            format!(
+                "{na} ran on the {} backend, {nb} on {}; run every shard on the same backend",
+                a.backend, b.backend
+            )
+        };
+        return differ(format!("their observed fits differ ({how})"));
     }
     Ok(())
 }
 
-/// The first option in which two specs differ, as `name a vs b`.
-fn first_difference(a: &Spec, b: &Spec) -> String {
+/// The first option in which two specs (labelled `la`, `lb`) differ, in words: `--seed 1 vs 2`,
+/// `A was run with --bsample, B without`, `A is a run of `fegpu bdiff`, B of `fegpu boot``.
+fn first_difference((a, la): (&Spec, &str), (b, lb): (&Spec, &str)) -> String {
+    use serde_json::Value;
     let (va, vb) = (
         serde_json::to_value(a).unwrap_or_default(),
         serde_json::to_value(b).unwrap_or_default(),
     );
-    if let (Some(ma), Some(mb)) = (va.as_object(), vb.as_object()) {
-        for (k, x) in ma {
-            let y = mb.get(k).unwrap_or(&serde_json::Value::Null);
-            if x != y {
-                return format!("{k} {x} vs {y}");
-            }
-        }
+    let empty = serde_json::Map::new();
+    let (ma, mb) = (va.as_object().unwrap_or(&empty), vb.as_object().unwrap_or(&empty));
+    let command =
+        |m: &serde_json::Map<String, Value>| m.get("command").and_then(Value::as_str).unwrap_or("?").to_string();
+    if command(ma) != command(mb) {
+        return format!(
+            "{la} is a run of `fegpu {}`, {lb} of `fegpu {}`",
+            command(ma),
+            command(mb)
+        );
     }
-    format!("options {va} vs {vb}")
+    for (k, x) in ma {
+        let y = mb.get(k).unwrap_or(&Value::Null);
+        if x == y {
+            continue;
+        }
+        let flag = option_flag(k);
+        return match (x, y) {
+            (Value::Bool(_), _) | (_, Value::Bool(_)) => {
+                let (with, without) = if x == &Value::Bool(true) { (la, lb) } else { (lb, la) };
+                format!("{with} was run with {flag}, {without} without")
+            }
+            (Value::Null, _) => format!("{la} was run without {flag}, {lb} with {flag} {}", plain(y)),
+            (_, Value::Null) => format!("{la} was run with {flag} {}, {lb} without", plain(x)),
+            _ => format!("{flag} {} vs {}", plain(x), plain(y)),
+        };
+    }
+    format!("{la} and {lb} were run with different options")
+}
+
+/// The command-line name of a spec field: `--weights-type`, `the formula`, `--spec (tables)`.
+fn option_flag(field: &str) -> String {
+    match field {
+        "formula" => "the formula".into(),
+        "tables" => "--spec (the tables' specification)".into(),
+        f => format!("--{}", f.replace('_', "-")),
+    }
+}
+
+/// A JSON value as it would be typed: strings without quotes (formulas in back quotes).
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) if s.contains(' ') => format!("`{s}`"),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Indices of `files` in shard order, once each shard 1..K is present exactly once and holds
 /// the replicates its number implies.
 fn complete(files: &[(String, ShardFile)]) -> Result<Vec<usize>> {
     let k = files[0].1.shards;
-    let mut at: Vec<Option<usize>> = vec![None; k];
+    let mut at: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, (name, f)) in files.iter().enumerate() {
-        let shard = Shard::new(f.shard, k).map_err(|_| Error::io(name, format!("shard number {} of {k}", f.shard)))?;
-        if let Some(j) = at[f.shard - 1] {
+        let shard = Shard::new(f.shard, k).map_err(|e| Error::io(name, e))?;
+        if let Some(&j) = at.get(&f.shard) {
             return Err(Error::Usage(format!(
                 "shard {shard} is given twice: {} and {name}",
                 files[j].0
@@ -669,22 +739,32 @@ fn complete(files: &[(String, ShardFile)]) -> Result<Vec<usize>> {
                 ),
             ));
         }
-        at[f.shard - 1] = Some(i);
+        at.insert(f.shard, i);
     }
-    let missing: Vec<String> = (0..k)
-        .filter(|&s| at[s].is_none())
-        .map(|s| format!("{}/{k}", s + 1))
+    if at.len() < k {
+        return Err(missing_shards(&at, k, files.len()));
+    }
+    Ok(at.into_values().collect())
+}
+
+/// The error for a run of `k` shards of which only those in `at` were given (the first ten
+/// missing are named).
+fn missing_shards(at: &BTreeMap<usize, usize>, k: usize, given: usize) -> Error {
+    let absent = k - at.len();
+    let mut named: Vec<String> = (1..=k)
+        .filter(|s| !at.contains_key(s))
+        .take(10)
+        .map(|s| format!("{s}/{k}"))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "shard{} {} of the run {} missing ({} of {k} given)",
-            if missing.len() > 1 { "s" } else { "" },
-            missing.join(", "),
-            if missing.len() > 1 { "are" } else { "is" },
-            files.len()
-        )));
+    if absent > named.len() {
+        named.push(format!("and {} more", absent - named.len()));
     }
-    Ok(at.into_iter().flatten().collect())
+    Error::Usage(format!(
+        "shard{} {} of the run {} missing ({given} of {k} given)",
+        if absent > 1 { "s" } else { "" },
+        named.join(", "),
+        if absent > 1 { "are" } else { "is" },
+    ))
 }
 
 #[cfg(test)]

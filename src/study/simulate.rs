@@ -220,6 +220,41 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Data(format!("building the {what} table: {e}"))
 }
 
+/// The raw tables `simulate` writes, by stem.
+const TABLES: [&str; 8] = [
+    "firms",
+    "patents",
+    "exports",
+    "imports",
+    "countries",
+    "regions",
+    "cities",
+    "supply_chain",
+];
+
+/// Remove the tables of the other format (`.parquet` when writing CSV, `.csv` when writing
+/// Parquet) that an earlier `simulate` left in `out`: the readers take Parquet first, so a
+/// stale copy would be read beside (or instead of) the tables written now. Says so on stderr.
+fn remove_other_format(out: &Path, csv: bool) -> Result<()> {
+    let other = if csv { "parquet" } else { "csv" };
+    let mut removed = Vec::new();
+    for stem in TABLES {
+        let p = out.join(format!("{stem}.{other}"));
+        if p.is_file() {
+            std::fs::remove_file(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
+            removed.push(format!("{stem}.{other}"));
+        }
+    }
+    if !removed.is_empty() {
+        eprintln!(
+            "note: removed {} from {} (an earlier simulation in the other format), so that the raw tables are all this one's",
+            removed.join(", "),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Simulate the raw tables into `out` (Parquet, or CSV with `csv`), with `truth.json`.
 ///
 /// Data-generating process of the exports (Khandelwal–Schott–Wei demand): for firm i, HS6
@@ -241,6 +276,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 /// with the instruments (see `planted::truths`).
 pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
+    remove_other_format(out, csv)?;
     let size = scale.size();
     let n_firms = size.firms;
     let mut s = Stream::new(seed, 11);

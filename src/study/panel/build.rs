@@ -803,7 +803,7 @@ fn panel_rows(st: &State, opts: &PanelOptions, rep: &mut PanelReport) -> Result<
     rep.step(
         "panel",
         format!(
-            "{} rows, {} firms, {} columns{}; winsorised at 1%/99% ({})",
+            "{} rows, {} firms, {} columns{}; {}",
             rep.rows,
             rep.firms,
             df.width(),
@@ -813,9 +813,9 @@ fn panel_rows(st: &State, opts: &PanelOptions, rep: &mut PanelReport) -> Result<
                 String::new()
             },
             match opts.winsorize {
-                Winsorize::Pooled => "pooled",
-                Winsorize::ByYear => "by year",
-                Winsorize::None => "off",
+                Winsorize::Pooled => "winsorised at 1%/99% (pooled)",
+                Winsorize::ByYear => "winsorised at 1%/99% (by year)",
+                Winsorize::None => "not winsorised (--winsorize none)",
             }
         ),
         t0,
