@@ -305,3 +305,52 @@ fn records_that_cannot_be_split_name_their_row() {
         "{e}"
     );
 }
+
+/// `bdiff --unit VAR` counts the rows it drops for a missing unit, and reports them as `fit`
+/// reports dropped rows (`nobs_raw` and `dropped` in JSON).
+#[test]
+fn bdiff_counts_rows_with_a_missing_unit() {
+    let d = tmpdir("bdiff-unit");
+    let mut text = String::from("y,x,g,u,fe\n");
+    for i in 0..200 {
+        let u = i / 4;
+        let unit = if u == 3 || u == 7 { String::new() } else { u.to_string() };
+        let x = ((i * 37) % 101) as f64 / 10.0;
+        let y = x + ((i * 13) % 17) as f64 / 5.0;
+        text.push_str(&format!("{y},{x},{},{unit},{}\n", u % 2, i % 5));
+    }
+    let f = write(&d, "b.csv", &text);
+    let out = common::ok(&[
+        "bdiff",
+        &f,
+        "y ~ x | fe",
+        "--group",
+        "g",
+        "--unit",
+        "u",
+        "--reps",
+        "50",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let b = &v["bdiff"];
+    assert_eq!(b["nobs_raw"], 200, "{b}");
+    assert_eq!(b["dropped"]["missing"], 8, "{b}");
+    let text_out = String::from_utf8_lossy(&common::ok(&[
+        "bdiff",
+        &f,
+        "y ~ x | fe",
+        "--group",
+        "g",
+        "--unit",
+        "u",
+        "--reps",
+        "50",
+    ]))
+    .to_string();
+    assert!(
+        text_out.contains("Dropped 8 of 200 rows: 8 with a missing value"),
+        "{text_out}"
+    );
+}
