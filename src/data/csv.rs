@@ -516,62 +516,59 @@ pub fn into_series(name: &str, col: Column) -> (Series, Option<(Vec<u32>, usize)
 /// `fields` gives the column's fields from the first, each time it is called.
 pub fn from_text<'a, I: Iterator<Item = Option<&'a str>>>(fields: impl Fn() -> I, sep: u8) -> Column {
     let value = |f: Option<&'a str>| f.map(|f| trim(f.as_bytes(), sep)).filter(|f| !is_null(f));
-    let kind = fields()
-        .filter_map(value)
+    let values = || fields().map(value);
+    let missing: Vec<usize> = values()
+        .enumerate()
+        .filter(|(_, v)| v.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let float = |v: Option<&[u8]>| v.and_then(parse_float).unwrap_or(f64::NAN);
+    match narrowest_kind(values().flatten()) {
+        Kind::Int => Column::Int(values().map(|v| v.map_or(0, fitting_int)).collect(), missing),
+        Kind::Float => Column::Float(values().map(float).collect(), missing),
+        Kind::Wide => {
+            let (codes, levels) = super::factor::factorize(values().map(|v| v.map(integer_key)));
+            Column::Wide(values().map(float).collect(), missing, codes, levels)
+        }
+        Kind::Text => {
+            let (codes, levels) = text_codes(values());
+            Column::Text(codes, levels)
+        }
+    }
+}
+
+/// The narrowest kind that holds every one of (trimmed, not missing) `fields`.
+fn narrowest_kind<'a>(mut fields: impl Iterator<Item = &'a [u8]>) -> Kind {
+    fields
         .try_fold(Kind::Int, |k, f| match k.max(kind_of(f)) {
             Kind::Text => Err(()),
             k => Ok(k),
         })
-        .unwrap_or(Kind::Text);
-    let mut missing = Vec::new();
-    let mut values = fields().enumerate().map(|(i, f)| {
-        let v = value(f);
-        if v.is_none() {
-            missing.push(i);
-        }
-        v
-    });
-    let floats = |values: &mut dyn Iterator<Item = Option<&[u8]>>| -> Vec<f64> {
-        values.map(|v| v.and_then(parse_float).unwrap_or(f64::NAN)).collect()
-    };
-    match kind {
-        Kind::Int => {
-            let v = values
-                .by_ref()
-                .map(|v| match v.map(parse_int) {
-                    Some(Integer::Fits(x)) => x,
-                    _ => 0,
-                })
-                .collect();
-            drop(values);
-            Column::Int(v, missing)
-        }
-        Kind::Float => {
-            let v = floats(&mut values);
-            drop(values);
-            Column::Float(v, missing)
-        }
-        Kind::Wide => {
-            let all: Vec<Option<&[u8]>> = values.collect();
-            let (codes, levels) = super::factor::factorize(all.iter().map(|v| v.map(integer_key)));
-            let v = floats(&mut all.into_iter());
-            Column::Wide(v, missing, codes, levels)
-        }
-        Kind::Text => {
-            let mut levels: Vec<String> = Vec::new();
-            let mut dict: FastMap<&[u8], u32> = FastMap::default();
-            let codes = values
-                .map(|v| match v {
-                    None => MISSING_CODE,
-                    Some(f) => *dict.entry(f).or_insert_with(|| {
-                        levels.push(String::from_utf8_lossy(f).into_owned());
-                        levels.len() as u32 - 1
-                    }),
-                })
-                .collect();
-            Column::Text(codes, levels)
-        }
+        .unwrap_or(Kind::Text)
+}
+
+/// An integer field known to fit i64.
+fn fitting_int(field: &[u8]) -> i64 {
+    match parse_int(field) {
+        Integer::Fits(x) => x,
+        _ => 0,
     }
+}
+
+/// Codes of text fields in order of first appearance (`MISSING_CODE` for `None`) and the levels.
+fn text_codes<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> (Vec<u32>, Vec<String>) {
+    let mut levels: Vec<String> = Vec::new();
+    let mut dict: FastMap<&[u8], u32> = FastMap::default();
+    let codes = values
+        .map(|v| match v {
+            None => MISSING_CODE,
+            Some(f) => *dict.entry(f).or_insert_with(|| {
+                levels.push(String::from_utf8_lossy(f).into_owned());
+                levels.len() as u32 - 1
+            }),
+        })
+        .collect();
+    (codes, levels)
 }
 
 /// The header record at the start of `bytes`, read as RFC 4180 says: a quoted name may hold
