@@ -1,7 +1,11 @@
-//! Loading a data set: a CSV or Parquet file, or the built-in `demo` panel. Only the columns a
-//! model uses are read (projection at the reader, so a 40-column panel costs what its 5 used
-//! columns cost). Column access converts to what estimation needs: f64 values (missing = NaN)
-//! for variables, dense integer codes for fixed effects and clusters.
+//! Loading a data set: a CSV, Parquet or Stata file, or the built-in `demo` panel. Only the
+//! columns a model uses are read (projection at the reader, so a 40-column panel costs what its
+//! 5 used columns cost). A delimited file is read by the parallel reader ([`super::csv`]) or, when
+//! it declines, by the general one (polars splits the records, [`super::csv::from_text`] types
+//! the fields by the same rules); both give the same table. Column access converts to what
+//! estimation needs: f64 values (missing = NaN) for variables, dense integer codes for fixed
+//! effects and clusters — exact for integer ids of any width (i64, u64, and wider ones read
+//! from text), which are never compared through f64.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,7 +22,8 @@ pub use super::factor::{factorize, FastHasher, FastMap, MISSING_CODE};
 pub struct Table {
     df: DataFrame,
     source: String,
-    /// Codes of text columns factorised while reading ([`super::csv`]), by column name.
+    /// Codes of text and wide-integer columns factorised while reading ([`super::csv`]), by
+    /// column name.
     coded: HashMap<String, (Vec<u32>, usize)>,
 }
 
@@ -54,27 +59,20 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
             return Err(missing_column(c, source, &available));
         }
     }
-    let df = match ext.as_str() {
-        "parquet" | "pq" => return read_parquet(path, columns, source, PARQUET_BATCH),
-        "dta" => super::dta::read(source, columns)?,
-        _ => {
-            let sep = if ext == "tsv" { b'\t' } else { b',' };
-            let (header, body) = csv_header_line(path, sep == b'\t')?;
-            if let Some(cols) = super::csv::read(path, sep, &header, body, columns)? {
-                return Table::from_columns(columns, cols, source);
+    match ext.as_str() {
+        "parquet" | "pq" => read_parquet(path, columns, source, PARQUET_BATCH),
+        "dta" => {
+            let df = super::dta::read(source, columns)?;
+            if df.height() == 0 {
+                return Err(Error::io(source, "the file has no rows"));
             }
-            read_delimited_polars(path, sep, columns, source)?
+            Ok(Table::new(df, source.to_string()))
         }
-    };
-    if df.height() == 0 {
-        let what = if matches!(ext.as_str(), "parquet" | "pq" | "dta") {
-            "the file has no rows"
-        } else {
-            "the file has a header but no rows"
-        };
-        return Err(Error::io(source, what));
+        _ => match read_delimited_parallel(source, columns)? {
+            Some(t) => Ok(t),
+            None => read_delimited_general(source, columns),
+        },
     }
-    Ok(Table::new(df, source.to_string()))
 }
 
 /// Rows per read of [`read_parquet`] (whole row groups are added until a batch has this many).
@@ -165,22 +163,137 @@ fn read_parquet(path: &Path, columns: &[String], source: &str, batch_rows: usize
     Ok(Table::new(df, source.to_string()))
 }
 
-/// The general reader of delimited files: polars with the schema inferred from every row, so a
-/// number column with text anywhere is text (and [`Table::numeric`] names the row).
-fn read_delimited_polars(path: &Path, sep: u8, columns: &[String], source: &str) -> Result<DataFrame> {
-    let names: Arc<[PlSmallStr]> = columns.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
-    let parse = CsvParseOptions::default()
-        .with_separator(sep)
-        .with_null_values(Some(NullValues::AllColumns(vec!["NA".into(), ".".into()])));
+/// The field separator of a delimited file: a tab for `.tsv`, else a comma.
+fn separator(path: &Path) -> u8 {
+    let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    if tsv {
+        b'\t'
+    } else {
+        b','
+    }
+}
+
+/// `columns` of the delimited file `source` read by the parallel reader ([`super::csv::read`]);
+/// `Ok(None)` when it declines the file (then [`read_delimited_general`] reads it).
+pub fn read_delimited_parallel(source: &str, columns: &[String]) -> Result<Option<Table>> {
+    let path = Path::new(source);
+    let sep = separator(path);
+    let header = csv_header_line(path, sep)?;
+    match super::csv::read(path, sep, &header.names, header.bytes, columns)? {
+        Some(cols) => Table::from_columns(columns, cols, source).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `columns` of the delimited file `source` read by the general reader: polars splits every
+/// record into text fields (quoted line breaks, escaped quotes, any file the parallel reader
+/// declines), and [`super::csv::from_text`] types and parses them by the parallel reader's
+/// rules, so the table is the one the parallel reader gives where it reads the file.
+pub fn read_delimited_general(source: &str, columns: &[String]) -> Result<Table> {
+    use rayon::prelude::*;
+    let path = Path::new(source);
+    let sep = separator(path);
+    let header = csv_header_line(path, sep)?;
+    let size = std::fs::metadata(path).map_err(|e| Error::io(source, e))?.len();
+    if size <= header.bytes {
+        return Err(Error::io(source, "the file has a header but no rows"));
+    }
+    let positions = header_positions(&header, columns, source)?;
+    // polars does not see a record longer than the header unless it uses its last field
+    let (df, long) = rayon::join(
+        || text_fields(path, sep, &header, &positions, source),
+        || {
+            with_body(path, &header, |body| {
+                super::csv::first_long_record(body, sep, header.names.len())
+            })
+        },
+    );
+    if let Some((row, fields)) = long.flatten() {
+        let why = format!(
+            "row {row} has {fields} fields but the header has {}",
+            header.names.len()
+        );
+        return Err(Error::io(source, why));
+    }
+    let df = df?;
+    let cols: Vec<super::csv::Column> = positions
+        .par_iter()
+        .map(|&k| {
+            let text = df
+                .column(&field_name(k))
+                .and_then(|c| c.str())
+                .map_err(|e| polars_err(source, e))?;
+            Ok(super::csv::from_text(|| text.iter(), sep))
+        })
+        .collect::<Result<_>>()?;
+    Table::from_columns(columns, cols, source)
+}
+
+/// Where each of `columns` is in the header; a name that is not there, or is there twice, is an
+/// error naming it.
+fn header_positions(header: &Header, columns: &[String], source: &str) -> Result<Vec<usize>> {
+    columns
+        .iter()
+        .map(|c| {
+            let at: Vec<usize> = (0..header.names.len()).filter(|&k| header.names[k] == *c).collect();
+            match at.as_slice() {
+                [k] => Ok(*k),
+                [] => Err(missing_column(c, source, &header.names)),
+                _ => Err(Error::column(
+                    c,
+                    format!(
+                        "appears {} times in the header of {source}; rename all but one",
+                        at.len()
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The general reader's name for the field at `position` of a record.
+fn field_name(position: usize) -> PlSmallStr {
+    PlSmallStr::from(format!("f{position}"))
+}
+
+/// The fields at `positions` of every record after the header, as polars splits them, as text
+/// (missing only where a field is empty). Columns are picked by position, so polars' reading of
+/// the header never matters: it is skipped by its lines.
+fn text_fields(path: &Path, sep: u8, header: &Header, positions: &[usize], source: &str) -> Result<DataFrame> {
+    let schema: Schema = (0..header.names.len())
+        .map(|k| Field::new(field_name(k), DataType::String))
+        .collect();
+    let mut projection = positions.to_vec();
+    projection.sort_unstable();
     CsvReadOptions::default()
-        .with_has_header(true)
-        .with_columns(Some(names))
-        .with_infer_schema_length(None)
-        .with_parse_options(parse)
+        .with_has_header(false)
+        .with_skip_lines(header.lines)
+        .with_schema(Some(Arc::new(schema)))
+        .with_projection(Some(Arc::new(projection)))
+        .with_parse_options(CsvParseOptions::default().with_separator(sep))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .map_err(|e| polars_err(source, e))?
-        .finish()
-        .map_err(|e| polars_err(source, e))
+        .and_then(|r| r.finish())
+        .map_err(|e| located(path, sep, header, source).unwrap_or_else(|| polars_err(source, e)))
+}
+
+/// `f` of the bytes after the header of the delimited file at `path` (`None`: not readable).
+fn with_body<T>(path: &Path, header: &Header, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    let file = File::open(path).ok()?;
+    // Safety: read-only and dropped before returning (see `super::csv::read`).
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    map.get(header.bytes as usize..).map(f)
+}
+
+/// The error for a delimited file the general reader could not split, naming its row (and
+/// column) where [`super::csv::locate_bad_record`] finds it.
+fn located(path: &Path, sep: u8, header: &Header, source: &str) -> Option<Error> {
+    let (row, field, why) = with_body(path, header, |body| {
+        super::csv::locate_bad_record(body, sep, header.names.len())
+    })??;
+    Some(match field.and_then(|k| header.names.get(k)) {
+        Some(name) => Error::column(name, format!("row {row} of {source} {why}")),
+        None => Error::io(source, format!("row {row} {why}")),
+    })
 }
 
 /// The column names of a `.csv`/`.tsv`/`.parquet`/`.dta` file (read from its header or schema
@@ -196,7 +309,7 @@ pub fn column_names(source: &str) -> Result<Vec<String>> {
         .unwrap_or("")
         .to_ascii_lowercase();
     match ext.as_str() {
-        "csv" | "tsv" | "txt" => csv_header(path, ext == "tsv"),
+        "csv" | "tsv" | "txt" => Ok(csv_header_line(path, separator(path))?.names),
         "parquet" | "pq" => {
             let file = File::open(path).map_err(|e| Error::io(source, e))?;
             let schema = ParquetReader::new(file).schema().map_err(|e| polars_err(source, e))?;
@@ -218,34 +331,49 @@ fn missing_column(c: &str, source: &str, available: &[String]) -> Error {
     Error::column(c, format!("not found in {source} (it has: {})", shown.join(", ")))
 }
 
-/// Column names of a delimited file, from its first line.
-fn csv_header(path: &Path, tab: bool) -> Result<Vec<String>> {
-    Ok(csv_header_line(path, tab)?.0)
+/// The header record of a delimited file: its names, its length in bytes and the line breaks
+/// in it (with the one that ends it; a quoted name may hold more).
+struct Header {
+    names: Vec<String>,
+    bytes: u64,
+    lines: usize,
 }
 
-/// Column names of a delimited file and the length in bytes of its header line (with its
-/// line end).
-fn csv_header_line(path: &Path, tab: bool) -> Result<(Vec<String>, u64)> {
+/// Longest header record read: a longer one is an unterminated quote, not a header.
+const MAX_HEADER: usize = 1 << 20;
+
+/// The header record of a delimited file ([`super::csv::parse_header`]), read line by line
+/// until it ends.
+fn csv_header_line(path: &Path, sep: u8) -> Result<Header> {
     use std::io::{BufRead, BufReader};
-    let file = File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(shown(), e))?;
+    let mut reader = BufReader::new(file);
     let mut raw = Vec::new();
-    BufReader::new(file)
-        .read_until(b'\n', &mut raw)
-        .map_err(|e| Error::io(path.display().to_string(), e))?;
-    let line = String::from_utf8_lossy(&raw);
-    let line = line.trim_end_matches(['\n', '\r']).trim_start_matches('\u{feff}');
-    if line.is_empty() {
-        return Err(Error::io(
-            path.display().to_string(),
-            "the file is empty (no header line)",
-        ));
+    loop {
+        let read = reader.read_until(b'\n', &mut raw).map_err(|e| Error::io(shown(), e))?;
+        let at_end = read == 0 || raw.last() != Some(&b'\n') || raw.len() > MAX_HEADER;
+        let blank = raw
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&raw)
+            .trim_ascii()
+            .is_empty();
+        if blank {
+            return Err(Error::io(shown(), "the file is empty (no header line)"));
+        }
+        match super::csv::parse_header(&raw, sep, at_end) {
+            Ok(Some((names, len))) => {
+                let lines = memchr::memchr_iter(b'\n', &raw[..len]).count();
+                return Ok(Header {
+                    names,
+                    bytes: len as u64,
+                    lines,
+                });
+            }
+            Ok(None) => continue,
+            Err(why) => return Err(Error::io(shown(), why)),
+        }
     }
-    let sep = if tab { '\t' } else { ',' };
-    let names = line
-        .split(sep)
-        .map(|s| s.trim().trim_matches('"').to_string())
-        .collect();
-    Ok((names, raw.len() as u64))
 }
 
 impl Table {
@@ -336,7 +464,7 @@ impl Table {
         let first = text
             .iter()
             .enumerate()
-            .find(|(_, v)| v.is_some_and(|v| v.trim().parse::<f64>().is_err()));
+            .find(|(_, v)| v.is_some_and(|v| !super::csv::is_number(v)));
         match first {
             Some((row, Some(v))) => format!(
                 "must be numeric but holds text in {} (row {}: {:?})",
@@ -414,7 +542,8 @@ impl Table {
         Ok(v)
     }
 
-    /// A text column (numbers are formatted); missing values are `None`.
+    /// A text column (numbers are formatted; a wide-integer column of a delimited file is held
+    /// as f64, so its ids are formatted as those); missing values are `None`.
     pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
         let s = self.series(name)?;
         let t = s.cast(&DataType::String).map_err(|e| polars_err(name, e))?;
@@ -431,6 +560,8 @@ impl Table {
         let s = self.series(name)?;
         match s.dtype() {
             DataType::String => Ok(factorize_text(s.str().map_err(|e| polars_err(name, e))?)),
+            // above i64::MAX a cast to i64 would make the ids missing
+            DataType::UInt64 => Ok(factorize(s.u64().map_err(|e| polars_err(name, e))?.iter())),
             dt if dt.is_integer() || matches!(dt, DataType::Boolean) => {
                 let i = s.cast(&DataType::Int64).map_err(|e| polars_err(name, e))?;
                 let ca = i.i64().map_err(|e| polars_err(name, e))?;
@@ -672,9 +803,11 @@ mod tests {
         }
         std::fs::write(&path, &text).unwrap();
         let columns: Vec<String> = ["w", "dest", "y", "x", "firm"].iter().map(|c| c.to_string()).collect();
-        let fast = load(path.to_str().unwrap(), &columns).unwrap();
-        assert!(!fast.coded.is_empty(), "the parallel reader took the file");
-        let general = Table::new(read_delimited_polars(&path, b',', &columns, "t").unwrap(), "t".into());
+        let source = path.to_str().unwrap();
+        let fast = read_delimited_parallel(source, &columns)
+            .unwrap()
+            .expect("the parallel reader takes the file");
+        let general = read_delimited_general(source, &columns).unwrap();
         std::fs::remove_file(&path).ok();
         for c in ["y", "x", "w", "firm"] {
             let (a, b) = (fast.numeric(c).unwrap(), general.numeric(c).unwrap());

@@ -17,7 +17,7 @@ use crate::fe::{drop_singletons, FixedEffect};
 use crate::formula::{Factor, Func, Model, Term};
 
 /// Rows removed on the way from the raw data to the estimation sample, by cause.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dropped {
     /// A used variable (outcome, regressor, fixed effect, cluster, weight) is missing.
     pub missing: usize,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::prune::{PairPruner, PruneScratch};
 use super::replicates::{pairs_multiplicities, permutation_first_group, permutation_first_group_into, DrawScratch};
 use super::shard::{range_of, Shard};
-use crate::data::prepare::Design;
+use crate::data::prepare::{Design, Dropped};
 use crate::demean::{DemeanOptions, Demeaner};
 use crate::error::{Error, Result};
 use crate::fe::dof::effects_to_project;
@@ -66,6 +66,9 @@ pub struct BdiffResult {
     pub units_group1: usize,
     pub nobs_group1: usize,
     pub nobs_group0: usize,
+    /// Rows read, and the rows dropped on the way to the sample by cause (as `fit` reports them).
+    pub nobs_raw: usize,
+    pub dropped: Dropped,
     pub seed: u64,
     pub bsample: bool,
     /// Replicate differences, one vector per coefficient (for plots).
@@ -88,6 +91,11 @@ pub struct BdiffObserved {
     pub units_group1: usize,
     pub nobs_group1: usize,
     pub nobs_group0: usize,
+    /// Rows read and rows dropped by cause (absent from shard files of earlier versions).
+    #[serde(default)]
+    pub nobs_raw: usize,
+    #[serde(default)]
+    pub dropped: Dropped,
     pub seed: u64,
     pub bsample: bool,
 }
@@ -610,6 +618,8 @@ pub fn bdiff_draws(
         units_group1: n1,
         nobs_group1: nobs1,
         nobs_group0: nobs0,
+        nobs_raw: design.nobs_raw,
+        dropped: design.dropped.clone(),
         seed: opts.seed,
         bsample: opts.bsample,
     };
@@ -668,6 +678,8 @@ pub fn assemble(draws: &BdiffDraws) -> Result<BdiffResult> {
         units_group1: o.units_group1,
         nobs_group1: o.nobs_group1,
         nobs_group0: o.nobs_group0,
+        nobs_raw: o.nobs_raw,
+        dropped: o.dropped.clone(),
         seed: o.seed,
         bsample: o.bsample,
         differences: diffs,

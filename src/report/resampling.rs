@@ -106,6 +106,19 @@ pub fn bdiff(s: &BdiffLabels, seconds: f64, r: &BdiffResult, format: Format) -> 
         seconds,
         backend
     );
+    let d = &r.dropped;
+    if d.missing + d.nonfinite + d.zero_weight + d.singletons > 0 {
+        let _ = writeln!(
+            o,
+            "Dropped {} of {} rows: {} with a missing value, {} non-finite, {} zero weight, {} singletons.",
+            d.missing + d.nonfinite + d.zero_weight + d.singletons,
+            r.nobs_raw,
+            d.missing,
+            d.nonfinite,
+            d.zero_weight,
+            d.singletons
+        );
+    }
     o.push_str("p: share of permuted differences at least as extreme as the observed one, in its direction (bdiff); p (2-sided): |d*| >= |d|.\n");
     if r.reps_failed > 0 {
         let _ = writeln!(
