@@ -114,7 +114,7 @@ fn negative_option_values_are_read_and_checked() {
         ),
         (
             vec!["fit", f.as_str(), "y ~ x | f", "--tol", "-1"],
-            "finite positive number",
+            "between 1e-14 and 1",
         ),
         (
             vec!["boot", f.as_str(), "y ~ x", "--cluster", "f", "--reps", "-5"],

@@ -131,6 +131,12 @@ pub trait Demeaner: Send + Sync {
     fn df64_selftest(&self) -> Option<crate::gpu::selftest::Status> {
         None
     }
+    /// The relative rounding of this backend's arithmetic (f64: 2⁻⁵²; df64 on a GPU about
+    /// 2⁻⁴⁴): a column whose within part is a small fraction of its spread keeps only
+    /// `roundoff × spread / within` of itself ([`refine::precise_enough`]).
+    fn roundoff(&self) -> f64 {
+        f64::EPSILON
+    }
     /// Demean every column in `columns` (each of length `problem.nobs()`) with the method
     /// [`strategy::demean`] chooses; backends implement it as that one call.
     fn demean(&self, problem: &Absorb, columns: Vec<Vec<f64>>, opts: &DemeanOptions) -> Result<Demeaned>;

@@ -170,6 +170,15 @@ impl Preconditioner {
                     z[o..o + len].copy_from_slice(&zin[at..at + len]);
                     at += len;
                 }
+                // levels without weight under this replicate are outside its system (zero rows
+                // of D'WD): the base-built block must not move them, or the coefficients drift
+                // in the null space until they overflow. Masked, M stays symmetric positive
+                // definite on the replicate's levels (a principal block of an SPD map).
+                for (zi, d) in z.iter_mut().zip(&inv[replicate]) {
+                    if *d == 0.0 {
+                        *zi = 0.0;
+                    }
+                }
                 Ok(())
             }
         }

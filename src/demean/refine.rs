@@ -42,6 +42,18 @@ pub const ROUNDING_FLOOR: f64 = 1e-13;
 /// (fixest and pyfixest keep such regressors; their Cholesky works on the demeaned columns).
 pub const ABSORBED: f64 = 1e-10;
 
+/// The relative rounding of df64 arithmetic (pairs of f32: 48 bits, a few lost per operation).
+pub const DF64_ROUNDOFF: f64 = 5.7e-14; // 2^-44
+/// The relative accuracy a demeaned column must keep: a backend whose rounding of the column's
+/// spread exceeds this fraction of its within part hands the column to the CPU's f64.
+pub const WITHIN_ACCURACY: f64 = 1e-10;
+
+/// Whether a column with centred norm `spread` and demeaned norm `within` keeps
+/// [`WITHIN_ACCURACY`] under arithmetic of relative rounding `roundoff`.
+pub fn precise_enough(roundoff: f64, spread: f64, within: f64) -> bool {
+    roundoff * spread <= WITHIN_ACCURACY * within
+}
+
 /// Whether a regressor with demeaned weighted sum of squares `ss` and centred `raw_ss` is
 /// absorbed by the fixed effects.
 pub fn absorbed(ss: f64, raw_ss: f64) -> bool {
@@ -50,24 +62,24 @@ pub fn absorbed(ss: f64, raw_ss: f64) -> bool {
 
 /// The weighted norm ‖x − x̄‖_W of each column (the scale [`ROUNDING_FLOOR`] is relative to).
 pub fn centred_norms(w: Option<&[f64]>, columns: &[Vec<f64>]) -> Vec<f64> {
-    columns
+    columns.iter().map(|c| centred_norm(w, c)).collect()
+}
+
+/// The weighted norm ‖c − c̄‖_W of one column.
+pub fn centred_norm(w: Option<&[f64]>, c: &[f64]) -> f64 {
+    let (mut sw, mut swx) = (0.0, 0.0);
+    for (i, &x) in c.iter().enumerate() {
+        let wi = w.map_or(1.0, |w| w[i]);
+        sw += wi;
+        swx += wi * x;
+    }
+    let mean = if sw > 0.0 { swx / sw } else { 0.0 };
+    let ss: f64 = c
         .iter()
-        .map(|c| {
-            let (mut sw, mut swx) = (0.0, 0.0);
-            for (i, &x) in c.iter().enumerate() {
-                let wi = w.map_or(1.0, |w| w[i]);
-                sw += wi;
-                swx += wi * x;
-            }
-            let mean = if sw > 0.0 { swx / sw } else { 0.0 };
-            let ss: f64 = c
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| w.map_or(1.0, |w| w[i]) * (x - mean) * (x - mean))
-                .sum();
-            ss.sqrt()
-        })
-        .collect()
+        .enumerate()
+        .map(|(i, &x)| w.map_or(1.0, |w| w[i]) * (x - mean) * (x - mean))
+        .sum();
+    ss.sqrt()
 }
 
 /// `(β(u), ‖u‖_W)` of a demeaned column (see the module doc).

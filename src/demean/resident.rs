@@ -199,7 +199,10 @@ impl DeviceReplicates {
         for a in 0..m {
             let dummy: Vec<f64>;
             let col: &[f64] = if a < c {
-                columns[a]
+                // centred in f64 first (a constant is in the large effect's span): a level such
+                // as y + 1e9 would otherwise take eight of df64's digits from the within part
+                dummy = centred(columns[a], base_w);
+                &dummy
             } else {
                 let (fe, level) = dummies[a - c];
                 dummy = fe.ids.iter().map(|&l| (l == level) as u8 as f64).collect();
@@ -958,5 +961,16 @@ impl DeviceReplicates {
         let words = read_back(ctx, &gram, 0, jobs * REAL_BYTES, "residual cross products")?;
         let e2 = self.scales[0] * self.scales[0];
         Ok(self.decode(gpu, &words, 0)?.into_iter().map(|v| v * e2).collect())
+    }
+}
+
+/// `col` minus its `w`-weighted mean.
+fn centred(col: &[f64], w: &[f64]) -> Vec<f64> {
+    let sw: f64 = w.iter().sum();
+    let mean = col.iter().zip(w).map(|(v, w)| v * w).sum::<f64>() / sw;
+    if sw > 0.0 && mean.is_finite() {
+        col.iter().map(|v| v - mean).collect()
+    } else {
+        col.to_vec()
     }
 }

@@ -80,11 +80,49 @@ pub fn demean(
         columns.iter_mut().for_each(|c| centre(c, problem.weights));
     }
     let exponents: Vec<i32> = columns.iter_mut().map(|c| to_unit_scale(c)).collect();
+    let keep = (backend.roundoff() > f64::EPSILON).then(|| columns.clone());
     let mut d = demean_scaled(backend, problem, columns, opts)?;
+    if let Some(raw) = keep {
+        redo_imprecise(backend, problem, raw, &mut d, opts)?;
+    }
     for (c, &e) in d.columns.iter_mut().zip(&exponents) {
         scale_by_power_of_two(c, e);
     }
     Ok(d)
+}
+
+/// Columns whose within part is too small a fraction of their spread for `backend`'s
+/// arithmetic (df64: a between-group component 10⁶ times the within spread leaves 10⁻⁸ of
+/// it) are demeaned again from `raw` on the CPU, in f64.
+fn redo_imprecise(
+    backend: &dyn Demeaner,
+    problem: &Absorb,
+    raw: Vec<Vec<f64>>,
+    d: &mut Demeaned,
+    opts: &DemeanOptions,
+) -> Result<()> {
+    let spread = super::refine::centred_norms(problem.weights, &raw);
+    let redo: Vec<usize> = (0..raw.len())
+        .filter(|&j| {
+            let within = super::refine::between_content(problem, &d.columns[j]).1;
+            !super::refine::precise_enough(backend.roundoff(), spread[j], within)
+        })
+        .collect();
+    if redo.is_empty() {
+        return Ok(());
+    }
+    let mut raw = raw;
+    let cols = redo.iter().map(|&j| std::mem::take(&mut raw[j])).collect();
+    let exact = demean_scaled(&super::CpuDemeaner, problem, cols, opts)?;
+    for (k, (&j, col)) in redo.iter().zip(exact.columns).enumerate() {
+        d.columns[j] = col;
+        d.not_converged.retain(|&c| c != j);
+        if exact.not_converged.contains(&k) {
+            d.not_converged.push(j);
+        }
+    }
+    d.not_converged.sort_unstable();
+    Ok(())
 }
 
 /// Subtract the weighted mean of `c`.

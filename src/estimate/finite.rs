@@ -45,6 +45,20 @@ pub(crate) fn check_weights(name: Option<&str>, w: Option<&[f64]>) -> Result<()>
     }
 }
 
+/// `rss` and `tss` (computed under weights of mean one) in the user's weight units, or an error
+/// naming the weights when that product overflows: the estimates themselves do not depend on
+/// the weights' scale, but sums of squares printed as `inf` would be wrong numbers.
+pub(crate) fn in_weight_units(name: Option<&str>, scale: f64, rss: f64, tss: f64) -> Result<(f64, f64)> {
+    let (r, t) = (rss * scale, tss * scale);
+    if r.is_finite() && t.is_finite() {
+        return Ok((r, t));
+    }
+    Err(Error::Estimation(format!(
+        "weights `{}`: their mean ({scale:e}) makes the weighted sums of squares overflow (their sum overflows f64); divide the weights by a constant — the estimates do not depend on it",
+        name.unwrap_or("(weights)")
+    )))
+}
+
 /// The [`Moments`] of named columns in one pass over all of them; the first column (in order)
 /// whose `Σ w v²` is not finite is reported by `error(name, column)`.
 fn finite_moments<'a>(

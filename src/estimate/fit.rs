@@ -215,7 +215,7 @@ fn fit_columns(
     let r2 = 1.0 - rss / tss;
     let within_r2 = within_ss.map(|ss| 1.0 - rss / ss);
     // in the user's weight units (the solve ran on weights of mean one)
-    let (rss, tss) = (rss * design.weight_scale, tss * design.weight_scale);
+    let (rss, tss) = super::finite::in_weight_units(opts.weights.as_deref(), design.weight_scale, rss, tss)?;
     let adj_r2 = if centred {
         1.0 - (1.0 - r2) * (n as f64 - 1.0) / df_resid_full
     } else {

@@ -614,7 +614,7 @@ pub fn fit_iv_design(design: &Design, formula: &str, opts: &FitOptions, demeaner
     let r2 = 1.0 - rss / tss;
     let within_r2 = if has_fe { Some(1.0 - rss / dot(&y, &y)) } else { None };
     // in the user's weight units (the solve ran on weights of mean one)
-    let (rss, tss) = (rss * design.weight_scale, tss * design.weight_scale);
+    let (rss, tss) = super::finite::in_weight_units(opts.weights.as_deref(), design.weight_scale, rss, tss)?;
     let own = Own {
         nobs: n,
         coefficients,

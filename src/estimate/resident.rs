@@ -61,6 +61,11 @@ pub(crate) fn solve(
         a: (0..k * k).map(|ab| model.at(1 + ab / k, 1 + ab % k)).collect(),
     };
     let xty: Vec<f64> = (0..k).map(|j| model.at(1 + j, 0)).collect();
+    if !precise_enough(demeaner, design, y, raw_ss, &gram, &model, c) {
+        // a column's within part is too small a part of its spread for the device's
+        // arithmetic: the host path hands such columns to the CPU
+        return Ok(None);
+    }
     let est = ols::solve_cross_products_checked(&design.x_names, &xtx, &xty, Some(raw_ss), opts.collin_tol)?;
     crate::timing::lap("estimate");
     let mut notes = Vec::new();
@@ -254,4 +259,28 @@ fn variance(
         }
     };
     Ok((v, rss))
+}
+
+/// Whether every column's within part (its diagonal in the partialled Gram) keeps enough
+/// digits under the device's rounding ([`crate::demean::refine::precise_enough`]): against its
+/// centred spread (the device's pass over the large effect), and — squared, since the dummies
+/// are partialled out of sums of squares — against its diagonal before the dummies.
+fn precise_enough(
+    demeaner: &dyn Demeaner,
+    design: &Design,
+    y: &[f64],
+    raw_ss: &[f64],
+    full: &Packed,
+    model: &Owned,
+    c: usize,
+) -> bool {
+    use crate::demean::refine::precise_enough as keeps;
+    let w = design.weights.as_deref();
+    let y_ss = crate::demean::refine::centred_norm(w, y).powi(2);
+    let spread = std::iter::once(y_ss).chain(raw_ss.iter().copied());
+    let eps = demeaner.roundoff();
+    spread.take(c).enumerate().all(|(j, ss)| {
+        let within = model.at(j, j).max(0.0);
+        keeps(eps, ss.sqrt(), within.sqrt()) && keeps(eps, full.at(j, j), within)
+    })
 }

@@ -630,6 +630,13 @@ impl Demeaner for GpuDemeaner {
         super::strategy::demean(self, problem, columns, opts)
     }
 
+    fn roundoff(&self) -> f64 {
+        match self.precision {
+            Precision::Df64 => super::refine::DF64_ROUNDOFF,
+            Precision::F64 => f64::EPSILON,
+        }
+    }
+
     fn one_pass(&self, problem: &Absorb, columns: &mut [Vec<f64>]) -> Result<()> {
         let mut out = self.alternating(problem, columns.to_vec(), &DemeanOptions::default())?;
         for (c, d) in columns.iter_mut().zip(out.columns.drain(..)) {
