@@ -105,7 +105,8 @@ pub struct Demeaned {
     /// What solved it.
     pub method: Method,
     /// Largest final relative normal-equation residual ‖D'W(v − Dα)‖ / ‖D'Wv‖ over the
-    /// columns (0 for the exact paths; NaN where the method does not measure it).
+    /// columns, `v` centred (0 for the exact paths; NaN where the method does not measure it);
+    /// of the first solve when [`refine`] solved a column again.
     pub residual: f64,
 }
 
