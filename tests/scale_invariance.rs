@@ -267,17 +267,70 @@ fn gpu_answers_do_not_depend_on_levels_spreads_or_units() {
     }
 }
 
-/// The first example, as a user meets it: `fegpu demo --design difficult --rows 5000`,
-/// then y + 1e6 must not move x1 (it moved from 3.00172 to 2.97641 with `converged: true`).
+/// The first examples, as a user meets them: `fegpu demo --design difficult --rows
+/// 5000`, then y + 1e6 (x1 moved by half a standard error in the run; on this machine
+/// the landed code kept it to 1e-11) and x1 plus a firm-level component 1e5 times its spread
+/// (the landed code dropped x1 "collinear with the fixed effects"; pyfixest keeps it).
 #[test]
-fn shifting_y_by_a_million_leaves_the_difficult_fit_unchanged() {
-    let p = hard(5000, fegpu::data::demo::DEMO_SEED);
-    let base = run(&p, THREE, &VcovSpec::Iid, false, &CpuDemeaner);
-    let mut q = p.clone();
-    q.col("y").iter_mut().for_each(|v| *v += 1e6);
-    let r = run(&q, THREE, &VcovSpec::Iid, false, &CpuDemeaner);
-    let (a, b) = (base.coefficients[0].estimate, r.coefficients[0].estimate);
-    assert!(close(a, b, 1e-9), "x1 {a} vs {b} after y + 1e6");
+fn shifting_y_or_adding_firm_spread_to_x1_leaves_the_difficult_fit_unchanged() {
+    let dir = common::tmpdir("shift", "demo");
+    let a = dir.join("a.csv");
+    common::ok(&[
+        "demo",
+        "--design",
+        "difficult",
+        "--rows",
+        "5000",
+        "--out",
+        common::s(&a),
+    ]);
+    let text = std::fs::read_to_string(&a).unwrap();
+    let header = text.lines().next().unwrap();
+    let col = |name: &str| header.split(',').position(|h| h == name).unwrap();
+    let (y, x1, firm) = (col("y"), col("x1"), col("id_firm"));
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let x1s: Vec<f64> = rows.iter().map(|r| r[x1].parse().unwrap()).collect();
+    let sd = spread(&x1s);
+    let write = |name: &str, edit: &dyn Fn(&mut Vec<String>)| {
+        let mut out = format!("{header}\n");
+        for r in &rows {
+            let mut r = r.clone();
+            edit(&mut r);
+            out += &(r.join(",") + "\n");
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, out).unwrap();
+        p
+    };
+    let b = write("b.csv", &|r| {
+        r[y] = format!("{:.17e}", r[y].parse::<f64>().unwrap() + 1e6)
+    });
+    let c = write("c.csv", &|r| {
+        let g: f64 = r[firm].parse().unwrap();
+        r[x1] = format!("{:.17e}", r[x1].parse::<f64>().unwrap() + 1e5 * sd * (1.7 * g).sin());
+    });
+    let fit = |file: &std::path::Path| -> Vec<(String, f64)> {
+        let fml = "y ~ x1 + x2 | id_indiv + id_firm + id_year";
+        let out = common::ok(&["fit", common::s(file), fml, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let coefs = v["models"][0]["coefficients"].as_array().unwrap().clone();
+        coefs
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap().to_string(), c["estimate"].as_f64().unwrap()))
+            .collect()
+    };
+    let base = fit(&a);
+    for (what, file) in [("y + 1e6", &b), ("x1 + 1e5·sd at the firm level", &c)] {
+        let got = fit(file);
+        assert_eq!(got.len(), base.len(), "{what}: {got:?}");
+        for ((n, e), (m, f)) in base.iter().zip(&got) {
+            assert!(n == m && close(*e, *f, 1e-8), "{what}: {n} {e} vs {m} {f}");
+        }
+    }
 }
 
 /// A tolerance below what f64 can reach is refused before any work (with --tol 1e-17 CG once
@@ -361,10 +414,10 @@ fn gpu_resampling_on_three_effects_matches_the_cpu() {
     let f = common::tmp_file("gpu3", "panel.csv");
     let mut s = Stream::new(11, 3);
     let mut text = String::from("y,x1,x2,a,b,c,g\n");
-    for _ in 0..240 {
-        let a = s.below(48);
-        let b = (a / 4 + s.below(5)).min(14);
-        let c = s.below(6);
+    for _ in 0..500 {
+        let a = s.below(100);
+        let b = (a / 4 + s.below(6)).min(30);
+        let c = s.below(8);
         let (x1, x2) = (s.normal() + 0.1 * a as f64, s.normal());
         let y = 1.5 * x1 - 0.5 * x2 + 0.05 * a as f64 + 0.1 * b as f64 + s.normal();
         text += &format!("{y},{x1},{x2},{a},{b},{c},{}\n", a % 2);
