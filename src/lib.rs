@@ -6,7 +6,8 @@
 //! the fixed effects, behind the [`demean::Demeaner`] trait) → [`estimate`] (OLS, variance,
 //! small-sample conventions) → [`report`] (text, Markdown, LaTeX, CSV, JSON tables).
 //! The demeaning method is chosen once above the backends ([`demean::strategy`]: exact passes,
-//! or preconditioned conjugate gradients written once in [`demean::krylov`]); the kernels run on
+//! or preconditioned conjugate gradients written once in [`demean::krylov`], refined until each
+//! demeaned column is accurate relative to itself, [`demean::refine`]); the kernels run on
 //! the CPU ([`demean::CpuDemeaner`], exact f64) or on any Vulkan, Metal or DX12 GPU
 //! ([`demean::GpuDemeaner`], WGSL kernels in `shaders/`), chosen once by [`backend`].
 //! The resampling commands (`bdiff`, `boot`, and `merge` of their shards) are library functions

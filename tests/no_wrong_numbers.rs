@@ -190,3 +190,36 @@ fn build_panel_says_when_winsorising_is_off() {
     assert!(!err.contains("winsorised at"), "{err}");
     assert!(err.contains("not winsorised"), "{err}");
 }
+
+/// `boot --kind pairs` names the regressor that makes the full-sample model collinear (it said
+/// only "the model is collinear"), and GPU failures suggest the CPU or f64 (issue 25, smaller
+/// items).
+#[test]
+fn pairs_bootstrap_names_the_collinear_regressor() {
+    let f = common::tmp_file("pairs-collinear", "panel.csv");
+    let mut text = String::from("y,x1,x2,firm,year\n");
+    for i in 0..120 {
+        let (firm, year) = (i % 12, i / 12);
+        let x1 = ((i * 37) % 17) as f64 * 0.3;
+        let y = 0.5 * x1 + ((i * 11) % 7) as f64 * 0.2 + firm as f64 * 0.1;
+        text += &format!("{y},{x1},{},{firm},{year}\n", firm as f64 * 2.0 + 1.0);
+    }
+    std::fs::write(&*f, text).unwrap();
+    let o = common::fegpu(&[
+        "boot",
+        common::s(&f),
+        "y ~ x1 + x2 | firm + year",
+        "--cluster",
+        "firm",
+        "--kind",
+        "pairs",
+        "--reps",
+        "19",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected a refusal: {err}");
+    assert!(
+        err.contains("`x2`") && err.contains("collinear with the fixed effects"),
+        "{err}"
+    );
+}

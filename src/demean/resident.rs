@@ -568,7 +568,7 @@ impl DeviceReplicates {
             .collect();
         if let Some(pq) = g.iter().position(|v| !v.is_finite()) {
             return Err(Error::Gpu(format!(
-                "the GPU returned a non-finite cross product (weight vector {v}, pair {pq}): the computation did not complete; no results were used"
+                "the GPU returned a non-finite cross product (weight vector {v}, pair {pq}): the computation did not complete; no results were used — rerun with `--backend cpu` (exact f64) or `--precision f64`"
             )));
         }
         Ok(g)
@@ -902,7 +902,7 @@ impl DeviceReplicates {
             .collect();
         if out.iter().flatten().any(|v| !v.is_finite()) {
             return Err(Error::Gpu(
-                "the GPU returned a non-finite residual sum: the computation did not complete; no results were used"
+                "the GPU returned a non-finite residual sum: the computation did not complete; no results were used — rerun with `--backend cpu` (exact f64) or `--precision f64`"
                     .into(),
             ));
         }

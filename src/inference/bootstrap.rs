@@ -99,10 +99,12 @@ pub fn pairs_draws(
     let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
     let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let fit = |ws: &[Vec<f64>]| shared.betas(ws, demeaner);
-    let estimate = fit(std::slice::from_ref(base_w))?
-        .pop()
-        .flatten()
-        .ok_or_else(|| Error::Estimation("the model is collinear".into()))?;
+    let estimate = fit(std::slice::from_ref(base_w))?.pop().flatten().ok_or_else(|| {
+        Error::Estimation(format!(
+            "the pairs bootstrap needs every regressor: {}",
+            super::collinear_reason(design, &opts.demean, demeaner)
+        ))
+    })?;
     let unit_stats = super::permutation::UnitStats::build(design, &cl.ids, g, demeaner, &opts.demean)?;
     let device_draws = shared.on_device() && unit_stats.is_none();
     let per_rep = if device_draws {

@@ -398,3 +398,24 @@ pub fn replicate_betas(
         })
         .collect()
 }
+
+/// Why the full-sample model of `design` cannot be estimated, in words: the regressors a fit
+/// drops, named with the reason (fixest's rules, [`crate::estimate::fit_design`]).
+pub(crate) fn collinear_reason(design: &Design, demean: &DemeanOptions, demeaner: &dyn Demeaner) -> String {
+    let opts = crate::estimate::FitOptions {
+        demean: *demean,
+        ..Default::default()
+    };
+    match crate::estimate::fit_design(design, "", &opts, demeaner) {
+        Ok(r) if !r.collinear.is_empty() => {
+            let named: Vec<String> = r
+                .collinear
+                .iter()
+                .map(|d| format!("`{}` is {}", d.name, d.reason))
+                .collect();
+            format!("{}; remove it from the formula", named.join(", "))
+        }
+        Ok(_) => "the model is collinear".into(),
+        Err(e) => e.to_string(),
+    }
+}

@@ -296,7 +296,7 @@ impl<'g> GpuOps<'g> {
             let s = self.scales[l % self.cols];
             if let Some(i) = lane.iter().position(|v| !v.is_finite()) {
                 return Err(Error::Gpu(format!(
-                    "the GPU returned a non-finite value (lane {l}, observation {i}): the computation did not complete; no results were used"
+                    "the GPU returned a non-finite value (lane {l}, observation {i}): the computation did not complete; no results were used — rerun with `--backend cpu` (exact f64) or `--precision f64`"
                 )));
             }
             out.push(lane.iter().map(|v| v * s).collect());

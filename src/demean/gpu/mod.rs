@@ -537,7 +537,7 @@ impl GpuDemeaner {
                         * scales[qi];
                     if !v.is_finite() {
                         return Err(Error::Gpu(format!(
-                            "the GPU returned a non-finite cross product (replicate {r}, pair {pq}): the computation did not complete; no results were used"
+                            "the GPU returned a non-finite cross product (replicate {r}, pair {pq}): the computation did not complete; no results were used — rerun with `--backend cpu` (exact f64) or `--precision f64`"
                         )));
                     }
                     g.push(v);
@@ -584,7 +584,7 @@ impl GpuDemeaner {
             .map(|(r, cols)| {
                 let cols = cols.map_err(|(lane, obs)| {
                     Error::Gpu(format!(
-                        "the GPU returned a non-finite value (lane {lane}, observation {obs}): the computation did not complete; no results were used"
+                        "the GPU returned a non-finite value (lane {lane}, observation {obs}): the computation did not complete; no results were used — rerun with `--backend cpu` (exact f64) or `--precision f64`"
                     ))
                 })?;
                 let lane_iters = (0..c).map(|j| 1 + it[r * c + j] as usize).max().unwrap_or(1);
