@@ -223,3 +223,38 @@ fn pairs_bootstrap_names_the_collinear_regressor() {
         "{err}"
     );
 }
+
+/// bdiff names the regressor that is collinear within a group, and says when a group is left
+/// with no rows once its singletons are dropped (both read "a regressor is collinear within one
+/// of the groups").
+#[test]
+fn bdiff_names_what_fails_within_a_group() {
+    let f = common::tmp_file("bdiff-collinear", "panel.csv");
+    let mut text = String::from("y,x1,x2,firm,year,g\n");
+    for i in 0..160 {
+        let (firm, year) = (i % 16, i / 16);
+        let g = firm % 2;
+        let x1 = ((i * 37) % 17) as f64 * 0.3;
+        // within group 1, x2 varies by firm only: absorbed by the firm effect there
+        let x2 = if g == 1 {
+            firm as f64 * 0.5
+        } else {
+            ((i * 13) % 11) as f64 * 0.4
+        };
+        let y = 0.5 * x1 + 0.2 * x2 + ((i * 11) % 7) as f64 * 0.2;
+        text += &format!("{y},{x1},{x2},{firm},{year},{g}\n");
+    }
+    std::fs::write(&*f, text).unwrap();
+    let o = common::fegpu(&[
+        "bdiff",
+        common::s(&f),
+        "y ~ x1 + x2 | firm + year",
+        "--group",
+        "g",
+        "--reps",
+        "19",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected a refusal: {err}");
+    assert!(err.contains("in group 1") && err.contains("`x2`"), "{err}");
+}

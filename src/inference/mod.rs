@@ -402,6 +402,12 @@ pub fn replicate_betas(
 /// Why the full-sample model of `design` cannot be estimated, in words: the regressors a fit
 /// drops, named with the reason (fixest's rules, [`crate::estimate::fit_design`]).
 pub(crate) fn collinear_reason(design: &Design, demean: &DemeanOptions, demeaner: &dyn Demeaner) -> String {
+    collinear_problem(design, demean, demeaner).unwrap_or_else(|| "the model is collinear".into())
+}
+
+/// The regressors a fit of `design` drops, named with the reason, or the fit's error; `None`
+/// when every regressor is estimated.
+pub(crate) fn collinear_problem(design: &Design, demean: &DemeanOptions, demeaner: &dyn Demeaner) -> Option<String> {
     let opts = crate::estimate::FitOptions {
         demean: *demean,
         ..Default::default()
@@ -413,9 +419,9 @@ pub(crate) fn collinear_reason(design: &Design, demean: &DemeanOptions, demeaner
                 .iter()
                 .map(|d| format!("`{}` is {}", d.name, d.reason))
                 .collect();
-            format!("{}; remove it from the formula", named.join(", "))
+            Some(format!("{}; remove it from the formula", named.join(", ")))
         }
-        Ok(_) => "the model is collinear".into(),
-        Err(e) => e.to_string(),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
     }
 }

@@ -509,6 +509,15 @@ pub fn bdiff_draws(
     let nobs1 = obs_w[0].iter().filter(|&&w| w > 0.0).count();
     let nobs0 = obs_w[1].iter().filter(|&&w| w > 0.0).count();
     let obs_first: Vec<bool> = (0..n_units).map(|u| unit_group[u] == 1.0).collect();
+    // a regressor absorbed by the fixed effects within a group is pure rounding in the engines'
+    // cross products (no raw spread to judge it by there): the groups' own fits decide first
+    for (label, w) in [("1", &obs_w[0]), ("0", &obs_w[1])] {
+        if let Some(why) = group_problem(design, w, label, &opts.demean, demeaner) {
+            return Err(Error::Estimation(format!(
+                "{why}; the groups' coefficients cannot be compared"
+            )));
+        }
+    }
     let obs = if streamed {
         fit_pair(&obs_first, None, &mut PairScratch::default()).to_vec()
     } else {
@@ -517,9 +526,18 @@ pub fn bdiff_draws(
     let (b1, b0) = match (&obs[0], &obs[1]) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {
-            return Err(Error::Estimation(
-                "a regressor is collinear within one of the groups; the groups' coefficients cannot be compared".into(),
-            ))
+            let why: Vec<String> = [("1", &obs[0], &obs_w[0]), ("0", &obs[1], &obs_w[1])]
+                .into_iter()
+                .filter(|(_, fit, _)| fit.is_none())
+                .map(|(label, _, w)| {
+                    group_problem(design, w, label, &opts.demean, demeaner)
+                        .unwrap_or_else(|| format!("a regressor is collinear within group {label}"))
+                })
+                .collect();
+            return Err(Error::Estimation(format!(
+                "{}; the groups' coefficients cannot be compared",
+                why.join("; ")
+            )));
         }
     };
 
@@ -780,4 +798,39 @@ mod tests {
         assert_eq!(binomial(6, 3), 20);
         assert_eq!(binomial(70, 35), u128::MAX);
     }
+}
+
+/// What stops group `label` (its rows: weight `w > 0`) from being estimated on its own, in
+/// words — no rows left once its singletons are dropped, or regressors its own fit drops
+/// (absorbed by the fixed effects within the group, or collinear) — or `None`.
+fn group_problem(
+    design: &Design,
+    w: &[f64],
+    label: &str,
+    opts: &DemeanOptions,
+    demeaner: &dyn Demeaner,
+) -> Option<String> {
+    let rows: Vec<usize> = (0..w.len()).filter(|&i| w[i] > 0.0).collect();
+    if rows.is_empty() {
+        return Some(format!(
+            "group {label} has no observations once its singletons are dropped (each of its rows is alone in a level of a fixed effect within the group)"
+        ));
+    }
+    let take = |v: &[f64]| rows.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let codes = |f: &FixedEffect| rows.iter().map(|&i| f.ids[i]).collect::<Vec<u32>>();
+    let group = Design {
+        y: take(&design.y),
+        x: design.x.iter().map(|c| take(c)).collect(),
+        weights: Some(take(w)),
+        fes: design
+            .fes
+            .iter()
+            .map(|f| FixedEffect::from_codes(&f.name, &codes(f)))
+            .collect(),
+        clusters: vec![],
+        extra: vec![],
+        nobs_raw: rows.len(),
+        ..design.clone()
+    };
+    super::collinear_problem(&group, opts, demeaner).map(|why| format!("in group {label}, {why}"))
 }
