@@ -320,9 +320,9 @@ fn bdiff_counts_rows_with_a_missing_unit() {
         text.push_str(&format!("{y},{x},{},{unit},{}\n", u % 2, i % 5));
     }
     let f = write(&d, "b.csv", &text);
-    let out = common::ok(&[
+    let args = [
         "bdiff",
-        &f,
+        f.as_str(),
         "y ~ x | fe",
         "--group",
         "g",
@@ -330,25 +330,13 @@ fn bdiff_counts_rows_with_a_missing_unit() {
         "u",
         "--reps",
         "50",
-        "--format",
-        "json",
-    ]);
+    ];
+    let out = common::ok(&[&args[..], &["--format", "json"]].concat());
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let b = &v["bdiff"];
     assert_eq!(b["nobs_raw"], 200, "{b}");
     assert_eq!(b["dropped"]["missing"], 8, "{b}");
-    let text_out = String::from_utf8_lossy(&common::ok(&[
-        "bdiff",
-        &f,
-        "y ~ x | fe",
-        "--group",
-        "g",
-        "--unit",
-        "u",
-        "--reps",
-        "50",
-    ]))
-    .to_string();
+    let text_out = String::from_utf8_lossy(&common::ok(&args)).to_string();
     assert!(
         text_out.contains("Dropped 8 of 200 rows: 8 with a missing value"),
         "{text_out}"

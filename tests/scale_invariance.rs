@@ -163,8 +163,12 @@ fn transformations(p: &Panel, effect: &str) -> Vec<(String, Panel, Expect)> {
         let mut q = p.clone();
         q.col("x1").iter_mut().for_each(|v| *v *= c);
         out.push((format!("x1 × 1e{k}"), q, vec![("x1", 1.0 / c)]));
+    }
+    // the weights also at the scales that broke them (× 1e160 lost an effect, × 1e-200 gave
+    // zero standard errors): they are divided by their mean first
+    for k in [-200, -150, -30, 30, 150, 160] {
         let mut q = p.clone();
-        q.col("w").iter_mut().for_each(|v| *v *= c);
+        q.col("w").iter_mut().for_each(|v| *v *= 10f64.powi(k));
         out.push((format!("w × 1e{k}"), q, vec![]));
     }
     out
@@ -174,15 +178,7 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs())
 }
 
-/// Relative tolerances (coefficients, standard errors) for the between-spread cases: strict in
-/// f64; df64 (about 48 bits) keeps the within part of a column whose between-group spread is
-/// 1e6 times larger only to about 1e-8 of itself.
-#[derive(Clone, Copy)]
-struct SpreadTol(f64, f64);
-
-const STRICT: SpreadTol = SpreadTol(1e-8, 1e-6);
-
-fn check(d: &dyn Demeaner, what: &str, p: &Panel, f: &str, effect: &str, vcov: &VcovSpec, spread: SpreadTol) {
+fn check(d: &dyn Demeaner, what: &str, p: &Panel, f: &str, effect: &str, vcov: &VcovSpec) {
     let base = run(p, f, vcov, true, d);
     assert!(
         base.converged && base.collinear.is_empty(),
@@ -190,69 +186,62 @@ fn check(d: &dyn Demeaner, what: &str, p: &Panel, f: &str, effect: &str, vcov: &
         base.notes
     );
     for (name, q, expect) in transformations(p, effect) {
-        let (tol_b, tol_se) = if name.contains("level") {
-            (spread.0, spread.1)
-        } else {
-            (1e-8, 1e-6)
-        };
         let r = run(&q, f, vcov, true, d);
         assert!(r.converged, "{what} {f} {name}: not converged {:?}", r.notes);
         assert!(r.collinear.is_empty(), "{what} {f} {name}: dropped {:?}", r.collinear);
-        for (b, c) in base.coefficients.iter().zip(&r.coefficients) {
-            let factor = expect.iter().find(|e| e.0 == b.name).map_or(1.0, |e| e.1);
-            assert!(
-                close(b.estimate * factor, c.estimate, tol_b),
-                "{what} {f} {name}: {} {} vs {} (×{factor:e})",
-                b.name,
-                b.estimate,
-                c.estimate
-            );
-            assert!(
-                close(b.std_error * factor, c.std_error, tol_se),
-                "{what} {f} {name}: se({}) {} vs {} (×{factor:e}); solver {} / {}, rss {} / {}",
-                b.name,
-                b.std_error,
-                c.std_error,
-                base.solver,
-                r.solver,
-                base.rss,
-                r.rss
-            );
-        }
+        same_estimates(&format!("{what} {f} {name}"), &base, &r, &expect);
+    }
+}
+
+/// `r`'s coefficients are `base`'s times the factors in `expect` (1 for the others) to 1e-8
+/// relative, and its standard errors to 1e-6.
+fn same_estimates(what: &str, base: &FitResult, r: &FitResult, expect: &Expect) {
+    for (b, c) in base.coefficients.iter().zip(&r.coefficients) {
+        let factor = expect.iter().find(|e| e.0 == b.name).map_or(1.0, |e| e.1);
+        assert!(
+            close(b.estimate * factor, c.estimate, 1e-8),
+            "{what}: {} {} vs {} (×{factor:e})",
+            b.name,
+            b.estimate,
+            c.estimate
+        );
+        assert!(
+            close(b.std_error * factor, c.std_error, 1e-6),
+            "{what}: se({}) {} vs {} (×{factor:e}); solver {} / {}, rss {} / {}",
+            b.name,
+            b.std_error,
+            c.std_error,
+            base.solver,
+            r.solver,
+            base.rss,
+            r.rss
+        );
     }
 }
 
 const TWO: &str = "y ~ x1 + x2 | id_indiv + id_firm";
 const THREE: &str = "y ~ x1 + x2 | id_indiv + id_firm + id_year";
 
-fn all(d: &dyn Demeaner, what: &str, rows: usize, spread: SpreadTol) {
+fn all(d: &dyn Demeaner, what: &str, rows: usize) {
     let cluster = VcovSpec::Cluster(vec!["id_firm".into()]);
     for seed in [1, 2] {
         let (h, e) = (hard(rows, seed), easy(rows, seed));
-        check(
-            d,
-            &format!("{what} hard"),
-            &h,
-            THREE,
-            "id_firm",
-            &VcovSpec::Hetero,
-            spread,
-        );
-        check(d, &format!("{what} hard"), &h, TWO, "id_firm", &cluster, spread);
-        check(d, &format!("{what} easy"), &e, THREE, "id_indiv", &cluster, spread);
-        check(d, &format!("{what} easy"), &e, TWO, "id_firm", &VcovSpec::Iid, spread);
+        check(d, &format!("{what} hard"), &h, THREE, "id_firm", &VcovSpec::Hetero);
+        check(d, &format!("{what} hard"), &h, TWO, "id_firm", &cluster);
+        check(d, &format!("{what} easy"), &e, THREE, "id_indiv", &cluster);
+        check(d, &format!("{what} easy"), &e, TWO, "id_firm", &VcovSpec::Iid);
     }
 }
 
 #[test]
 fn cpu_answers_do_not_depend_on_levels_spreads_or_units() {
-    all(&CpuDemeaner, "cpu", 4000, STRICT);
+    all(&CpuDemeaner, "cpu", 4000);
 }
 
 #[test]
 fn gpu_answers_do_not_depend_on_levels_spreads_or_units() {
     match GpuDemeaner::new(Precision::Df64) {
-        Ok(g) => all(&g, "gpu df64", 1500, STRICT),
+        Ok(g) => all(&g, "gpu df64", 1500),
         Err(e) => {
             let msg = e.to_string();
             if std::env::var_os("CI").is_some() || !msg.contains("no GPU adapter") {
@@ -261,9 +250,9 @@ fn gpu_answers_do_not_depend_on_levels_spreads_or_units() {
             eprintln!("skipping the GPU scale-invariance check: {msg}");
         }
     }
-    // native f64 on the device, where the adapter has it (lavapipe does): strict everywhere
+    // and native f64 on the device, where the adapter has it (lavapipe does)
     if let Ok(g) = GpuDemeaner::new(Precision::F64) {
-        all(&g, "gpu f64", 1500, STRICT);
+        all(&g, "gpu f64", 1500);
     }
 }
 
@@ -381,22 +370,7 @@ fn gpu_hc1_and_cluster_variances_survive_tiny_residuals() {
             let mut q = p.clone();
             q.col("y").iter_mut().for_each(|v| *v *= 10f64.powi(k));
             let (cpu, gpu) = (run(&q, f, &vcov, true, &CpuDemeaner), run(&q, f, &vcov, true, &g));
-            for (a, b) in cpu.coefficients.iter().zip(&gpu.coefficients) {
-                assert!(
-                    close(a.estimate, b.estimate, 1e-8),
-                    "{vcov:?} y×1e{k}: {} {} vs {}",
-                    a.name,
-                    a.estimate,
-                    b.estimate
-                );
-                assert!(
-                    close(a.std_error, b.std_error, 1e-6),
-                    "{vcov:?} y×1e{k}: se({}) {} vs {}",
-                    a.name,
-                    a.std_error,
-                    b.std_error
-                );
-            }
+            same_estimates(&format!("{vcov:?} y×1e{k}"), &cpu, &gpu, &vec![]);
         }
     }
 }

@@ -60,26 +60,14 @@ pub fn absorbed(ss: f64, raw_ss: f64) -> bool {
     raw_ss == 0.0 || ss <= ABSORBED * ABSORBED * raw_ss
 }
 
-/// The weighted norm ‖x − x̄‖_W of each column (the scale [`ROUNDING_FLOOR`] is relative to).
+/// The weighted norm ‖x − x̄‖_W of each column (the scale [`ROUNDING_FLOOR`] is relative to),
+/// from [`crate::linalg::passes::moments`].
 pub fn centred_norms(w: Option<&[f64]>, columns: &[Vec<f64>]) -> Vec<f64> {
-    columns.iter().map(|c| centred_norm(w, c)).collect()
-}
-
-/// The weighted norm ‖c − c̄‖_W of one column.
-pub fn centred_norm(w: Option<&[f64]>, c: &[f64]) -> f64 {
-    let (mut sw, mut swx) = (0.0, 0.0);
-    for (i, &x) in c.iter().enumerate() {
-        let wi = w.map_or(1.0, |w| w[i]);
-        sw += wi;
-        swx += wi * x;
-    }
-    let mean = if sw > 0.0 { swx / sw } else { 0.0 };
-    let ss: f64 = c
+    let refs: Vec<&[f64]> = columns.iter().map(|c| c.as_slice()).collect();
+    crate::linalg::passes::moments(&refs, w)
         .iter()
-        .enumerate()
-        .map(|(i, &x)| w.map_or(1.0, |w| w[i]) * (x - mean) * (x - mean))
-        .sum();
-    ss.sqrt()
+        .map(|m| m.centred_ss.sqrt())
+        .collect()
 }
 
 /// `(β(u), ‖u‖_W)` of a demeaned column (see the module doc).

@@ -964,13 +964,9 @@ impl DeviceReplicates {
     }
 }
 
-/// `col` minus its `w`-weighted mean.
+/// `col` minus its `w`-weighted mean ([`crate::linalg::passes::moments`]).
 fn centred(col: &[f64], w: &[f64]) -> Vec<f64> {
-    let sw: f64 = w.iter().sum();
-    let mean = col.iter().zip(w).map(|(v, w)| v * w).sum::<f64>() / sw;
-    if sw > 0.0 && mean.is_finite() {
-        col.iter().map(|v| v - mean).collect()
-    } else {
-        col.to_vec()
-    }
+    let mean = crate::linalg::passes::moments(&[col], Some(w))[0].mean;
+    let mean = if mean.is_finite() { mean } else { 0.0 };
+    col.iter().map(|v| v - mean).collect()
 }

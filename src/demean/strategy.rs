@@ -80,10 +80,11 @@ pub fn demean(
         columns.iter_mut().for_each(|c| centre(c, problem.weights));
     }
     let exponents: Vec<i32> = columns.iter_mut().map(|c| to_unit_scale(c)).collect();
+    let spread = super::refine::centred_norms(problem.weights, &columns);
     let keep = (backend.roundoff() > f64::EPSILON).then(|| columns.clone());
-    let mut d = demean_scaled(backend, problem, columns, opts)?;
+    let mut d = demean_scaled(backend, problem, columns, &spread, opts)?;
     if let Some(raw) = keep {
-        redo_imprecise(backend, problem, raw, &mut d, opts)?;
+        redo_imprecise(backend, problem, raw, &spread, &mut d, opts)?;
     }
     for (c, &e) in d.columns.iter_mut().zip(&exponents) {
         scale_by_power_of_two(c, e);
@@ -93,15 +94,15 @@ pub fn demean(
 
 /// Columns whose within part is too small a fraction of their spread for `backend`'s
 /// arithmetic (df64: a between-group component 10⁶ times the within spread leaves 10⁻⁸ of
-/// it) are demeaned again from `raw` on the CPU, in f64.
+/// it) are demeaned again from `raw` (centred norms `spread`) on the CPU, in f64.
 fn redo_imprecise(
     backend: &dyn Demeaner,
     problem: &Absorb,
     raw: Vec<Vec<f64>>,
+    spread: &[f64],
     d: &mut Demeaned,
     opts: &DemeanOptions,
 ) -> Result<()> {
-    let spread = super::refine::centred_norms(problem.weights, &raw);
     let redo: Vec<usize> = (0..raw.len())
         .filter(|&j| {
             let within = super::refine::between_content(problem, &d.columns[j]).1;
@@ -113,7 +114,8 @@ fn redo_imprecise(
     }
     let mut raw = raw;
     let cols = redo.iter().map(|&j| std::mem::take(&mut raw[j])).collect();
-    let exact = demean_scaled(&super::CpuDemeaner, problem, cols, opts)?;
+    let sub: Vec<f64> = redo.iter().map(|&j| spread[j]).collect();
+    let exact = demean_scaled(&super::CpuDemeaner, problem, cols, &sub, opts)?;
     for (k, (&j, col)) in redo.iter().zip(exact.columns).enumerate() {
         d.columns[j] = col;
         d.not_converged.retain(|&c| c != j);
@@ -161,10 +163,12 @@ fn scale_by_power_of_two(c: &mut [f64], e: i32) {
     c.iter_mut().for_each(|x| *x = *x * fa * fb);
 }
 
+/// [`demean`]'s method on centred, unit-scale columns whose centred norms are `scale`.
 fn demean_scaled(
     backend: &dyn Demeaner,
     problem: &Absorb,
     mut columns: Vec<Vec<f64>>,
+    scale: &[f64],
     opts: &DemeanOptions,
 ) -> Result<Demeaned> {
     match problem.fes.len() {
@@ -185,7 +189,6 @@ fn demean_scaled(
             ));
         }
     }
-    let scale = super::refine::centred_norms(problem.weights, &columns);
     if opts.solver == Solver::Ap {
         // keep the raw columns to measure the result on the normal equations, as CG is
         let raw = columns.clone();

@@ -276,7 +276,7 @@ fn precise_enough(
 ) -> bool {
     use crate::demean::refine::precise_enough as keeps;
     let w = design.weights.as_deref();
-    let y_ss = crate::demean::refine::centred_norm(w, y).powi(2);
+    let y_ss = super::common::weighted_centred_ss(y, w, true);
     let spread = std::iter::once(y_ss).chain(raw_ss.iter().copied());
     let eps = demeaner.roundoff();
     spread.take(c).enumerate().all(|(j, ss)| {
