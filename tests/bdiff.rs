@@ -440,3 +440,112 @@ fn complement_gram_equals_the_direct_level_sums() {
     let mostly_out: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { base[i] } else { 0.0 }).collect();
     assert!(!totals.prefers_complement(&mostly_out));
 }
+
+/// The block product (one matrix product over a block of replicates, gram_product) equals the
+/// direct level-sum Gram of every weight vector to rounding: general weights (multiplicities,
+/// zeros, whole runs emptied) and permutation pairs whose second group is the complement less
+/// rows in neither group (pruned singletons), with two few-level effects and non-integer base
+/// weights.
+#[test]
+fn block_product_grams_equal_the_direct_level_sums() {
+    use fegpu::inference::complement::LevelTotals;
+    use fegpu::inference::fwl::{LevelRuns, Scratch};
+    use fegpu::inference::gram_product::GramProduct;
+    use fegpu::linalg::partial_out_last;
+    let mut s = Stream::new(78, 4);
+    let n = 2_500;
+    let mut large = Vec::with_capacity(n);
+    let mut g = 0u32;
+    while large.len() < n {
+        let len = 1 + s.below(8) as usize;
+        large.extend(std::iter::repeat(g).take(len.min(n - large.len())));
+        g += 1;
+    }
+    let fe = |name: &str, ids: Vec<u32>| FixedEffect::from_codes(name, &ids);
+    let big = fe("cell", large);
+    let year = fe("year", (0..n).map(|_| s.below(6)).collect());
+    let sector = fe("sector", (0..n).map(|_| s.below(3)).collect());
+    let fes = vec![&big, &year, &sector];
+    let runs = LevelRuns::new(&fes, 0, &[1, 2]).expect("contiguous runs");
+    let base: Vec<f64> = (0..n)
+        .map(|i| if i % 17 == 0 { 0.0 } else { 0.5 + s.uniform() })
+        .collect();
+    let cols: Vec<Vec<f64>> = (0..4)
+        .map(|c| {
+            (0..n)
+                .map(|i| s.normal() + (big.ids[i] % 5) as f64 * c as f64)
+                .collect()
+        })
+        .collect();
+    let (c, m) = (cols.len(), cols.len() + 5 + 2);
+    let totals = LevelTotals::new(&runs, &cols, &base);
+    let product = GramProduct::new(&runs, &totals);
+    let mut scratch = Scratch::default();
+    let close = |what: &str, direct: &[f64], mine: &[f64]| {
+        let scale = direct.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+        for (a, b) in direct.iter().zip(mine) {
+            assert!((a - b).abs() <= 1e-11 * scale, "{what}: direct {a} vs block {b}");
+        }
+    };
+    // general weights: base × a multiplicity 0..3, some whole runs emptied
+    let ws: Vec<Vec<f64>> = (0..11)
+        .map(|_| {
+            (0..n)
+                .map(|i| {
+                    if big.ids[i] % 7 == 0 {
+                        0.0
+                    } else {
+                        base[i] * s.below(4) as f64
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f64]> = ws.iter().map(|w| w.as_slice()).collect();
+    let block = product.grams(&refs, None);
+    assert_eq!(block.first.len(), ws.len());
+    for (j, w) in ws.iter().enumerate() {
+        let direct = runs.gram(&mut scratch, &cols, w);
+        close(
+            &format!("weights {j}"),
+            &direct,
+            &partial_out_last(&block.first[j], c, m),
+        );
+    }
+    // permutation pairs: group 1 a random share, group 0 the rest less rows in neither
+    for share in [0.5, 0.2, 0.9] {
+        let mut pairs = Vec::new();
+        for _ in 0..7 {
+            let first: Vec<f64> = (0..n)
+                .map(|i| if s.uniform() < share { base[i] } else { 0.0 })
+                .collect();
+            let neither: Vec<u32> = (0..n)
+                .filter(|&i| base[i] > 0.0 && s.uniform() < 0.03)
+                .map(|i| i as u32)
+                .collect();
+            let mut second: Vec<f64> = (0..n).map(|i| if first[i] > 0.0 { 0.0 } else { base[i] }).collect();
+            let mut first = first;
+            for &i in &neither {
+                first[i as usize] = 0.0;
+                second[i as usize] = 0.0;
+            }
+            pairs.push((first, second, neither));
+        }
+        let refs: Vec<&[f64]> = pairs.iter().map(|p| p.0.as_slice()).collect();
+        let lists: Vec<&[u32]> = pairs.iter().map(|p| p.2.as_slice()).collect();
+        let block = product.grams(&refs, Some(&lists));
+        for (j, (first, second, _)) in pairs.iter().enumerate() {
+            let what = format!("share {share}, pair {j}");
+            close(
+                &format!("{what}, first"),
+                &runs.gram(&mut scratch, &cols, first),
+                &partial_out_last(&block.first[j], c, m),
+            );
+            close(
+                &format!("{what}, second"),
+                &runs.gram(&mut scratch, &cols, second),
+                &partial_out_last(&block.second[j], c, m),
+            );
+        }
+    }
+}

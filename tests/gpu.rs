@@ -523,3 +523,95 @@ fn device_permutations_break_ties_at_the_threshold_in_unit_order() {
         }
     }
 }
+
+/// A state–year panel (48 states × 17 years, 816 rows, four regressors): the shape on which
+/// `bdiff --reps 1000 --backend gpu` asked lavapipe for a 262,144,000-byte key histogram
+/// (65,536 buckets × 4 bytes per replicate in one batch) and stopped. Batches are now sized
+/// from every buffer against the adapter's binding limit.
+fn state_year_panel() -> Design {
+    let mut s = Stream::new(816, 3);
+    let (states, years) = (48u32, 17u32);
+    let n = (states * years) as usize;
+    let state: Vec<u32> = (0..n as u32).map(|i| i / years).collect();
+    let year: Vec<u32> = (0..n as u32).map(|i| i % years).collect();
+    let x: Vec<Vec<f64>> = (0..4)
+        .map(|j| (0..n).map(|i| s.normal() + 0.2 * (state[i] % (3 + j)) as f64).collect())
+        .collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| 0.5 * x[0][i] - x[1][i] + 0.3 * x[2][i] + 0.1 * x[3][i] + 0.05 * year[i] as f64 + s.normal())
+        .collect();
+    let mut d = problem(1, n, 1, false, false).design;
+    d.y = y;
+    d.x_names = (1..=4).map(|j| format!("x{j}")).collect();
+    d.x = x;
+    d.fes = vec![fe("state", state.clone()), fe("year", year)];
+    d.clusters[0] = fegpu::data::prepare::ClusterVar {
+        name: "state".into(),
+        ids: state,
+        levels: states as usize,
+    };
+    d
+}
+
+#[test]
+fn a_thousand_replicates_fit_the_adapters_binding_limit() {
+    use fegpu::inference::bootstrap::{pairs_bootstrap, PairsOptions};
+    use fegpu::inference::permutation::{bdiff, BdiffOptions};
+    let Some(mut g) = gpu(Precision::Df64) else { return };
+    let d = state_year_panel();
+    let group: Vec<f64> = (0..d.nobs()).map(|i| (d.fes[0].ids[i] % 2) as f64).collect();
+    let demean = DemeanOptions {
+        tol: 1e-11,
+        max_iter: 100_000,
+        ..Default::default()
+    };
+    let bd = BdiffOptions {
+        reps: 1000,
+        seed: 5,
+        bsample: false,
+        demean,
+        memory_budget: 512 << 20,
+        progress: false,
+    };
+    let pairs = PairsOptions {
+        reps: 1000,
+        seed: 5,
+        level: 0.95,
+        demean,
+        memory_budget: 512 << 20,
+        progress: false,
+    };
+    let cpu_b = bdiff(&d, &group, None, &bd, &CpuDemeaner).unwrap();
+    let cpu_p = pairs_bootstrap(&d, &pairs, &CpuDemeaner).unwrap();
+    // the adapter's own limit (lavapipe: 128 MiB), then one that splits every buffer further
+    for limit in [g.binding_limit, 3 << 20] {
+        g.binding_limit = limit;
+        let b = bdiff(&d, &group, None, &bd, &g)
+            .unwrap_or_else(|e| panic!("bdiff, 1000 replicates, binding limit {limit}: {e}"));
+        assert_eq!(b.reps_used, 1000, "binding limit {limit}");
+        let p = pairs_bootstrap(&d, &pairs, &g)
+            .unwrap_or_else(|e| panic!("pairs, 1000 replicates, binding limit {limit}: {e}"));
+        for (what, got, want) in [
+            ("bdiff", &b.differences, &cpu_b.differences),
+            ("pairs", &p.draws, &cpu_p.draws),
+        ] {
+            for (c, (a, e)) in got.iter().zip(want.iter()).enumerate() {
+                assert_eq!(a.len(), e.len(), "{what}: replicates of coefficient {c}");
+                let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                for (r, (x, y)) in a.iter().zip(e).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-7 * scale,
+                        "{what}, binding limit {limit}: replicate {r} of coefficient {c}: gpu {x} cpu {y}"
+                    );
+                }
+            }
+        }
+        for (c, (a, e)) in b.coefficients.iter().zip(&cpu_b.coefficients).enumerate() {
+            assert_eq!(
+                (a.p, a.p_two_sided),
+                (e.p, e.p_two_sided),
+                "bdiff p-values of coefficient {c}"
+            );
+        }
+    }
+}

@@ -166,6 +166,10 @@ const TILED_COLUMNS: usize = 32;
 /// Batch size limits: weight vectors per batch.
 const MAX_VECTORS: usize = 4096;
 
+/// Buckets of a permutation replicate's key histogram (the radix select of draws.wgsl looks at
+/// 16 bits of the Philox keys at a time).
+const HISTOGRAM_BUCKETS: u64 = 65_536;
+
 impl DeviceReplicates {
     /// Upload `columns` (y first) and the projected effects' structure, or `None` when the
     /// structure is not one this engine solves exactly.
@@ -192,6 +196,11 @@ impl DeviceReplicates {
             .flat_map(|&s| (1..fes[s].levels as u32).map(move |level| (fes[s], level)))
             .collect();
         let m = c + dummies.len();
+        if m as u64 * n as u64 * REAL_BYTES > gpu.binding_limit {
+            // the columns must sit in one binding: the batched solvers, which split the
+            // columns into groups, take the model instead
+            return Ok(None);
+        }
         // one column at a time through the queue: the host never holds more than one encoded
         let src = scratch(ctx, "resident columns", m as u64 * n as u64 * REAL_BYTES)?;
         let mut scales = Vec::with_capacity(m);
@@ -236,11 +245,8 @@ impl DeviceReplicates {
     /// The cross products (y first, dummies partialled out; [`crate::demean::pair_of`] order)
     /// of every weight vector `draws` makes, in order.
     pub fn grams(&self, gpu: &GpuDemeaner, draws: &Draws) -> Result<Vec<Vec<f64>>> {
-        let per_vector = self.bytes_per_vector();
-        let fit = ((gpu.memory_budget / per_vector.max(1)) as usize).clamp(2, MAX_VECTORS);
         let total = draws.vectors();
-        // permutation vectors come in pairs: keep a replicate's two in one batch
-        let step = fit - fit % 2;
+        let step = self.vectors_per_batch(gpu, draws)?;
         let t0 = Instant::now();
         let work = self.work(gpu, draws, step.min(total))?;
         self.times.lock().unwrap().upload += t0.elapsed().as_secs_f64();
@@ -255,48 +261,94 @@ impl DeviceReplicates {
         Ok(out)
     }
 
-    /// Work buffers for batches of up to `vectors` weight vectors (allocated once per call).
-    fn work(&self, gpu: &GpuDemeaner, draws: &Draws, vectors: usize) -> Result<Work> {
-        let ctx = gpu.context();
-        let (lv, seg, m, v) = (
+    /// Weight vectors per batch: the most (even, so that a permutation replicate's two vectors
+    /// share a batch; at most [`MAX_VECTORS`]) for which every work buffer fits one binding of
+    /// the adapter and all of them the memory budget. An error, naming the buffer, only when
+    /// not even one replicate's buffers fit a binding.
+    fn vectors_per_batch(&self, gpu: &GpuDemeaner, draws: &Draws) -> Result<usize> {
+        let sizes = |v: usize| self.work_sizes(draws, v as u64);
+        let binds = |v: usize| sizes(v).iter().all(|&(_, b)| b <= gpu.binding_limit);
+        let budget = |v: usize| sizes(v).iter().map(|&(_, b)| b).sum::<u64>() <= gpu.memory_budget;
+        if let Some(&(label, bytes)) = sizes(2).iter().find(|&&(_, b)| b > gpu.binding_limit) {
+            return Err(Error::Gpu(format!(
+                "buffer `{label}` needs {bytes} bytes for a single replicate, more than this adapter binds ({} bytes); use --backend cpu",
+                gpu.binding_limit
+            )));
+        }
+        // the sizes grow with v: bisect on even counts for the largest that binds (and fits
+        // the budget, which never goes below one replicate)
+        let (mut lo, mut hi) = (1, MAX_VECTORS / 2);
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2;
+            if binds(2 * mid) && budget(2 * mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(2 * lo)
+    }
+
+    /// The work buffers of a batch of `v` weight vectors, with their sizes in bytes (what
+    /// [`DeviceReplicates::work`] allocates and [`DeviceReplicates::batch`] adds).
+    fn work_sizes(&self, draws: &Draws, v: u64) -> [(&'static str, u64); 10] {
+        let (lv, seg, m, n) = (
             self.large.levels as u64,
             self.large.n_seg as u64,
             self.m as u64,
-            vectors as u64,
+            self.n as u64,
         );
         let n_chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
-        let (units, n_units): (&[u32], usize) = match draws {
-            Draws::Base | Draws::Given(_) => (&[], 0),
-            Draws::Permutation { units, n_units, .. } => (units, *n_units),
-            Draws::Pairs {
-                clusters, n_clusters, ..
-            } => (clusters, *n_clusters),
+        let n_units = match draws {
+            Draws::Base | Draws::Given(_) => 0,
+            Draws::Permutation { n_units, .. } => *n_units as u64,
+            Draws::Pairs { n_clusters, .. } => *n_clusters as u64,
         };
         let permutation = matches!(draws, Draws::Permutation { .. });
-        Ok(Work {
-            // every word of a batch's weights is written (by the host or make_weights)
-            w: scratch(ctx, "weights", v * self.n as u64 * REAL_BYTES)?,
-            inv_w: scratch(ctx, "inverse level weights", v * lv * REAL_BYTES)?,
-            partial: scratch(ctx, "segment sums", v * m * seg * REAL_BYTES)?,
-            mean: scratch(ctx, "level means", v * m * lv * REAL_BYTES)?,
-            active: storage(ctx, "lane state", &vec![1u32; (v * m) as usize])?,
-            gpart: scratch(
-                ctx,
-                "cross-product partials",
-                v * m * (m + 1) / 2 * n_chunks * REAL_BYTES,
-            )?,
-            unit_of: storage(ctx, "units", units)?,
-            cut: scratch(ctx, "selection", v * 16)?,
-            counts: scratch(ctx, "multiplicities", v * n_units as u64 * 4)?,
-            hist: scratch(ctx, "key histograms", if permutation { v / 2 * 65_536 * 4 } else { 4 })?,
-        })
+        let pairs = m * (m + 1) / 2;
+        [
+            ("weights", v * n * REAL_BYTES),
+            ("inverse level weights", v * lv * REAL_BYTES),
+            ("segment sums", v * m * seg * REAL_BYTES),
+            ("level means", v * m * lv * REAL_BYTES),
+            ("lane state", v * m * 4),
+            ("cross-product partials", v * pairs * n_chunks * REAL_BYTES),
+            ("selection", v * 16),
+            ("multiplicities", v * n_units * 4),
+            (
+                "key histograms",
+                if permutation {
+                    v.div_ceil(2) * HISTOGRAM_BUCKETS * 4
+                } else {
+                    4
+                },
+            ),
+            ("cross products", v * pairs * REAL_BYTES),
+        ]
     }
 
-    fn bytes_per_vector(&self) -> u64 {
-        let (lv, seg) = (self.large.levels as u64, self.large.n_seg as u64);
-        let pairs = (self.m * (self.m + 1) / 2) as u64;
-        let chunks = self.n.div_ceil(REDUCE_CHUNK as usize) as u64;
-        REAL_BYTES * (self.n as u64 + lv + self.m as u64 * (seg + lv) + pairs * (chunks + 1)) + 65_536 * 4
+    /// Work buffers for batches of up to `vectors` weight vectors (allocated once per call).
+    fn work(&self, gpu: &GpuDemeaner, draws: &Draws, vectors: usize) -> Result<Work> {
+        let ctx = gpu.context();
+        let units: &[u32] = match draws {
+            Draws::Base | Draws::Given(_) => &[],
+            Draws::Permutation { units, .. } => units,
+            Draws::Pairs { clusters, .. } => clusters,
+        };
+        let [w, inv_w, partial, mean, active, gpart, cut, counts, hist, _] = self.work_sizes(draws, vectors as u64);
+        Ok(Work {
+            // every word of a batch's weights is written (by the host or make_weights)
+            w: scratch(ctx, w.0, w.1)?,
+            inv_w: scratch(ctx, inv_w.0, inv_w.1)?,
+            partial: scratch(ctx, partial.0, partial.1)?,
+            mean: scratch(ctx, mean.0, mean.1)?,
+            active: storage(ctx, active.0, &vec![1u32; (active.1 / 4) as usize])?,
+            gpart: scratch(ctx, gpart.0, gpart.1)?,
+            unit_of: storage(ctx, "units", units)?,
+            cut: scratch(ctx, cut.0, cut.1)?,
+            counts: scratch(ctx, counts.0, counts.1)?,
+            hist: scratch(ctx, hist.0, hist.1)?,
+        })
     }
 }
 

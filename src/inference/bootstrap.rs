@@ -96,7 +96,10 @@ pub fn pairs_draws(
     let n = design.nobs();
     let g = cl.levels;
     let k = design.x.len();
-    let shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    let mut shared = super::Replicates::new(design, &opts.demean, demeaner)?;
+    // the full-sample sums of the block product (level-sum path)
+    shared.prepare_complement();
+    let shared = shared;
     let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let fit = |ws: &[Vec<f64>]| shared.betas(ws, demeaner);
     let estimate = fit(std::slice::from_ref(base_w))?.pop().flatten().ok_or_else(|| {

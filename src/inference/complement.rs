@@ -53,26 +53,26 @@ fn swap_outer(g: &mut [f64], v: &[f64], s: f64, x: &[f64], t: f64) {
 
 /// The full-sample sums a complement Gram starts from, under the base weights.
 pub struct LevelTotals {
-    base: Vec<f64>,
+    pub(super) base: Vec<f64>,
     /// Variables of the Gram: columns, then dummies.
-    c: usize,
-    m: usize,
+    pub(super) c: usize,
+    pub(super) m: usize,
     /// u of every row, row-major (m entries each): the columns, then 0/1 dummies.
-    u: Vec<f64>,
+    pub(super) u: Vec<f64>,
     /// Σ b u u' over the rows with base weight (packed m×m).
-    raw: Vec<f64>,
+    pub(super) raw: Vec<f64>,
     /// Σ_runs S S' / W over the full sample (packed m×m).
-    between: Vec<f64>,
+    pub(super) between: Vec<f64>,
     /// Run index of every row, and each run's first row (plus the end).
-    run_of: Vec<u32>,
-    run_start: Vec<usize>,
+    pub(super) run_of: Vec<u32>,
+    pub(super) run_start: Vec<usize>,
     /// S (m entries) and W of every run.
-    run_sums: Vec<f64>,
-    run_weight: Vec<f64>,
+    pub(super) run_sums: Vec<f64>,
+    pub(super) run_weight: Vec<f64>,
     /// Rows with base weight in every run.
-    run_rows: Vec<u32>,
+    pub(super) run_rows: Vec<u32>,
     /// The full sample's Gram before the dummies are partialled out: raw − between.
-    full: Vec<f64>,
+    pub(super) full: Vec<f64>,
 }
 
 /// Per-thread buffers of the complement paths.

@@ -58,6 +58,11 @@ impl<'a> LevelRuns<'a> {
         })
     }
 
+    /// Number of few-level effects (each gives a row at most one dummy).
+    pub(super) fn small_effects(&self) -> usize {
+        self.small.len()
+    }
+
     /// Row `i`'s dummy positions in a Gram whose first `c` variables are the columns (ascending:
     /// the small effects' dummies are laid out in effect order).
     pub(super) fn dummies_of(&self, c: usize, i: usize, out: &mut Vec<usize>) {

@@ -8,6 +8,7 @@ pub mod bootstrap;
 
 pub mod complement;
 pub mod fwl;
+pub mod gram_product;
 pub mod permutation;
 pub mod prune;
 pub mod replicates;
@@ -213,10 +214,22 @@ impl<'a> Replicates<'a> {
         Some([self.level_beta(&w[0], scratch)?, self.level_beta(&w[1], scratch)?])
     }
 
+    /// The block product of the CPU's level-sum path ([`gram_product`]), once the full-sample
+    /// sums are formed ([`Replicates::prepare_complement`]).
+    pub fn product(&self) -> Option<gram_product::GramProduct<'_>> {
+        match self.level.as_ref()? {
+            (runs, Some(totals)) => Some(gram_product::GramProduct::new(runs, totals)),
+            _ => None,
+        }
+    }
+
     /// β of every weight vector (see [`replicate_betas`]).
     pub fn betas(&self, weights: &[Vec<f64>], demeaner: &dyn Demeaner) -> Result<Vec<Option<Vec<f64>>>> {
         if self.device.is_some() {
             return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
+        }
+        if let Some(product) = self.product().filter(|_| weights.len() >= BLOCK_FROM) {
+            return Ok(product.betas(weights, BLOCK_MEMORY));
         }
         if self.level.is_some() {
             return Ok(weights
@@ -230,6 +243,13 @@ impl<'a> Replicates<'a> {
         replicate_betas(&self.fes, &self.columns, weights, &self.opts, demeaner)
     }
 }
+
+/// Weight vectors from which [`Replicates::betas`] runs the block product: fewer fill a block
+/// too little to pay for its pass over every row.
+const BLOCK_FROM: usize = 8;
+
+/// Bytes of weights a block of the product holds (by replicate and by row).
+const BLOCK_MEMORY: u64 = 256 << 20;
 
 /// Whether replicates of `design` run on the device engine ([`crate::demean::resident`]): a structure it
 /// solves exactly (one effect to project, or one large beside few-level ones, under
@@ -301,7 +321,9 @@ fn shared_cg_betas(
             let mut cols = columns.to_vec();
             let mut ops = CpuOps::new(fes, Some(w), &mut cols);
             let mut alpha = ops.zeros()?;
+            let t0 = std::time::Instant::now();
             let o = pcg(&mut ops, m, &mut alpha, opts.tol, opts.max_iter, None)?;
+            if std::env::var_os("FEGPU_TIMING").is_some() { eprintln!("rep cg {:?} {:.3}s", o.iterations, t0.elapsed().as_secs_f64()); }
             if o.converged.iter().any(|&c| !c) {
                 return Err(crate::Error::Estimation(format!(
                     "a replicate's demeaning did not converge in {} iterations (tolerance {:e}); no resampling result is reported",

@@ -428,10 +428,8 @@ pub fn bdiff_draws(
         ));
     }
     let mut shared = super::Replicates::new(design, &opts.demean, demeaner)?;
-    if !opts.bsample {
-        // the groups split the sample: the larger one's Gram by complement
-        shared.prepare_complement();
-    }
+    // the full-sample sums: the larger group's Gram by complement, and the block product
+    shared.prepare_complement();
     let shared = shared;
     let (all_fes, base_w) = (&shared.all_fes, &shared.base_w);
     let k = design.x.len();
@@ -566,6 +564,34 @@ pub fn bdiff_draws(
             permutation_first_group_into(opts.seed, r as u32, n_units, n1, order, first);
         }
     };
+    // Pairs without resampling as blocks of one dense product when the cost model says so
+    // (balanced groups; gram_product), else one replicate at a time on per-thread buffers.
+    let smaller = nobs1.min(nobs0);
+    let product = shared
+        .product()
+        .filter(|p| streamed && !opts.bsample && super::gram_product::block_pays(n, smaller, p.shape()));
+    let blocks = |reps: std::ops::Range<usize>, product: &super::gram_product::GramProduct| -> Vec<Option<Vec<f64>>> {
+        let made: Vec<(Vec<f64>, Vec<u32>)> = reps
+            .into_par_iter()
+            .map_init(
+                || (DrawScratch::default(), Vec::new(), PairScratch::default()),
+                |(order, first, s), r| {
+                    assign(r, order, first);
+                    group_weights(&unit_ids, base_w, &|u| first[u], None, &mut s.w);
+                    match &pruner {
+                        Some(p) => p.prune(&mut s.w, &mut s.prune),
+                        None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
+                    }
+                    let neither: Vec<u32> = (0..n)
+                        .filter(|&i| base_w[i] > 0.0 && s.w[0][i] == 0.0 && s.w[1][i] == 0.0)
+                        .map(|i| i as u32)
+                        .collect();
+                    (s.w[0].clone(), neither)
+                },
+            )
+            .collect();
+        product.pair_betas(&made, opts.memory_budget / 2)
+    };
     let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
         reps.into_par_iter()
             .map_init(
@@ -596,6 +622,8 @@ pub fn bdiff_draws(
                 key_mask: u32::MAX,
             };
             shared.drawn_betas(&draws, demeaner)?
+        } else if let Some(p) = &product {
+            blocks(r0..r1, p)
         } else if streamed && !device_draws {
             stream(r0..r1)
         } else {

@@ -228,13 +228,7 @@ impl GpuDemeaner {
             }
             return Ok(BatchOut::Columns(merged));
         }
-        // per replicate: the lanes, two Irons–Tuck copies, the weights, segment sums and means
-        let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap_or(0) as u64;
-        let max_levels = dev_fes.iter().map(|f| f.levels).max().unwrap_or(0) as u64;
-        let per_rep = lane_bytes * (3 * c as u64 + 1) + c as u64 * (max_seg + max_levels) * REAL_BYTES;
-        let reps_budget = (self.memory_budget / per_rep).max(1);
-        let reps_binding = (max_binding / (lane_bytes * c as u64)).max(1);
-        let reps_per_batch = reps_budget.min(reps_binding).min(65_535 / c as u64).max(1) as usize;
+        let reps_per_batch = self.replicates_per_batch(&dev_fes, n, c, grams)?;
 
         let mut cols = Vec::new();
         let mut gram = Vec::new();
@@ -249,6 +243,42 @@ impl GpuDemeaner {
         } else {
             BatchOut::Columns(cols)
         })
+    }
+
+    /// Replicates per batch: as many as keep every buffer of [`Self::run_batch`] within one
+    /// binding of the adapter and all of them within the memory budget (and the lanes within
+    /// one dispatch dimension). An error, naming the buffer, only when one replicate's share
+    /// does not fit a binding.
+    fn replicates_per_batch(&self, dev_fes: &[DeviceFe], n: usize, c: usize, grams: bool) -> Result<usize> {
+        let (n, c) = (n as u64, c as u64);
+        let max_seg = dev_fes.iter().map(|f| f.n_seg).max().unwrap_or(0) as u64;
+        let max_levels = dev_fes.iter().map(|f| f.levels).max().unwrap_or(0) as u64;
+        let n_chunks = n.div_ceil(REDUCE_CHUNK as u64);
+        let pairs = if grams { c * (c + 1) / 2 } else { 0 };
+        // bytes per replicate of each buffer
+        let per_rep = [
+            ("lanes", c * n * REAL_BYTES),
+            ("x0", c * n * REAL_BYTES),
+            ("x1", c * n * REAL_BYTES),
+            ("weights", n * REAL_BYTES),
+            ("inverse weights", max_levels * REAL_BYTES),
+            ("segment sums", c * max_seg * REAL_BYTES),
+            ("level means", c * max_levels * REAL_BYTES),
+            ("reduction partials", c * n_chunks * 16),
+            ("cross-product partials", pairs * n_chunks * REAL_BYTES),
+            ("cross products", pairs * REAL_BYTES),
+        ];
+        let mut reps = (self.memory_budget / per_rep.iter().map(|&(_, b)| b).sum::<u64>().max(1)).max(1);
+        for (label, bytes) in per_rep {
+            if bytes > self.binding_limit {
+                return Err(Error::Gpu(format!(
+                    "buffer `{label}` needs {bytes} bytes for one replicate, more than this adapter binds ({} bytes); use --backend cpu",
+                    self.binding_limit
+                )));
+            }
+            reps = reps.min(self.binding_limit / bytes.max(1));
+        }
+        Ok(reps.min(65_535 / c).max(1) as usize)
     }
 
     fn run_batch(
