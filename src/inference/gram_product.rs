@@ -329,12 +329,26 @@ pub fn beta_of(g: &[f64], c: usize, m: usize) -> Option<Vec<f64>> {
 /// 2-core reference machine (README, "Resampling engines"): a multiply-add inside faer's
 /// product costs 1, in an axpy over the block 2.5, and a row of per-row bookkeeping 200.
 pub fn block_pays(n: usize, small: usize, shape: Shape) -> bool {
+    if let Some(block) = forced_block() {
+        return block;
+    }
     let (n, small) = (n as f64, small as f64);
     let (c, m, ns, runs) = (shape.c as f64, shape.m as f64, shape.nsmall as f64, shape.runs as f64);
     let pair = small * (2.0 * m * m + 200.0);
     let row_axpys = c + 1.0 + ns * (1.0 + c + ns);
     let block = n * (c * (c + 1.0) / 2.0 + 2.5 * row_axpys) + runs * 2.5 * (c + 2.0 * ns) * (c + 2.0 * ns + 1.0);
     block < pair
+}
+
+/// The engine `FEGPU_ENGINE` forces (`block` or `single`, one replicate at a time), for the
+/// tests that hold the engines to each other and for benchmarks; `None` lets the cost model
+/// choose.
+pub fn forced_block() -> Option<bool> {
+    match std::env::var("FEGPU_ENGINE").ok()?.as_str() {
+        "block" => Some(true),
+        "single" => Some(false),
+        _ => None,
+    }
 }
 
 /// The sizes [`block_pays`] weighs.

@@ -228,7 +228,10 @@ impl<'a> Replicates<'a> {
         if self.device.is_some() {
             return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
         }
-        if let Some(product) = self.product().filter(|_| weights.len() >= BLOCK_FROM) {
+        if let Some(product) = self
+            .product()
+            .filter(|_| gram_product::forced_block().unwrap_or(weights.len() >= BLOCK_FROM))
+        {
             return Ok(product.betas(weights, BLOCK_MEMORY));
         }
         if self.level.is_some() {
