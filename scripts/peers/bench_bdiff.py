@@ -33,19 +33,27 @@ def main():
     ap.add_argument("--py-reps", type=int, default=10)
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--unit", choices=["obs", "firm"], default="obs")
+    # c39: industry C39 (about 14% of rows); odd: odd-numbered firms (balanced, about 50%)
+    ap.add_argument("--group", choices=["c39", "odd"], default="c39")
+    ap.add_argument("--engine", default="", help="FEGPU_ENGINE for fegpu (single|block; empty: cost model)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="fegpu-bdiff-")
     raw = os.path.join(d, "demo.parquet")
     subprocess.run([a.fegpu, "demo", "--out", raw], check=True, capture_output=True)
     df = pd.read_parquet(raw)
-    df["c39"] = (df.industry == "C39").astype(int)
+    if a.group == "odd":
+        df["c39"] = (pd.factorize(df.firm, sort=True)[0] % 2 == 1).astype(int)
+    else:
+        df["c39"] = (df.industry == "C39").astype(int)
     path = os.path.join(d, "demo_g.parquet")
     df.to_parquet(path)
 
     t = time.perf_counter()
     unit = ["--unit", "firm"] if a.unit == "firm" else []
+    env = dict(os.environ, FEGPU_ENGINE=a.engine) if a.engine else None
     out = subprocess.run([a.fegpu, "bdiff", path, F, "--group", "c39", *unit, "--reps", str(a.reps),
-                          "--backend", a.backend, "--format", "json"], check=True, capture_output=True, text=True)
+                          "--backend", a.backend, "--format", "json"], check=True, capture_output=True, text=True,
+                         env=env)
     fe_wall = time.perf_counter() - t
     res = json.loads(out.stdout)
 
@@ -69,7 +77,7 @@ def main():
         times.append(time.perf_counter() - t)
     per_rep = statistics.median(times)
     py_total = per_rep * a.reps
-    print(f"unit: {a.unit}")
+    print(f"unit: {a.unit}, group: {a.group} ({df.c39.mean():.1%} of rows), engine: {a.engine or 'cost model'}")
     print(f"fegpu bdiff ({res['backend']}): {a.reps} replicates in {res['seconds']:.1f} s (process {fe_wall:.1f} s)")
     print(f"pyfixest loop: {per_rep:.3f} s per replicate (median of {a.py_reps}) -> {py_total:.0f} s for {a.reps} (extrapolated)")
     print(f"ratio: {py_total / res['seconds']:.1f}x")

@@ -232,7 +232,8 @@ impl<'a> Replicates<'a> {
             .product()
             .filter(|_| gram_product::forced_block().unwrap_or(weights.len() >= BLOCK_FROM))
         {
-            return Ok(product.betas(weights, BLOCK_MEMORY));
+            let refs: Vec<&[f64]> = weights.iter().map(|w| w.as_slice()).collect();
+            return Ok(product.betas(&refs, BLOCK_MEMORY));
         }
         if self.level.is_some() {
             return Ok(weights
@@ -307,8 +308,8 @@ fn shared_preconditioner(
     Ok(Some(Preconditioner::factored(kind, fes, Some(w), &[Some(w)])?))
 }
 
-/// β of every weight vector by CG over the full rows (zero weights kept, so the level
-/// structure and the shared preconditioner `m` apply unchanged), replicates in parallel.
+/// β of every weight vector by CG over its rows with weight (the level numbering kept, so the
+/// shared preconditioner `m` applies unchanged), replicates in parallel.
 fn shared_cg_betas(
     fes: &[&FixedEffect],
     columns: &[Vec<f64>],
@@ -321,12 +322,29 @@ fn shared_cg_betas(
     weights
         .par_iter()
         .map(|w| {
-            let mut cols = columns.to_vec();
-            let mut ops = CpuOps::new(fes, Some(w), &mut cols);
+            // the rows with weight only (a permutation group, the clusters a bootstrap drew):
+            // the levels keep their numbers, so the shared preconditioner applies unchanged,
+            // and each pass over the data reads only those rows
+            // (`FEGPU_ENGINE=single`: every row, as before issue 26, for the benchmarks)
+            let all_rows = gram_product::forced_block() == Some(false);
+            let rows: Vec<usize> = (0..w.len()).filter(|&i| all_rows || w[i] > 0.0).collect();
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let sub_fes: Vec<FixedEffect> = fes
+                .iter()
+                .map(|f| FixedEffect {
+                    name: f.name.clone(),
+                    ids: rows.iter().map(|&i| f.ids[i]).collect(),
+                    levels: f.levels,
+                })
+                .collect();
+            let sub_refs: Vec<&FixedEffect> = sub_fes.iter().collect();
+            let w: Vec<f64> = rows.iter().map(|&i| w[i]).collect();
+            let mut cols: Vec<Vec<f64>> = columns.iter().map(|c| rows.iter().map(|&i| c[i]).collect()).collect();
+            let mut ops = CpuOps::new(&sub_refs, Some(&w), &mut cols);
             let mut alpha = ops.zeros()?;
-            let t0 = std::time::Instant::now();
             let o = pcg(&mut ops, m, &mut alpha, opts.tol, opts.max_iter, None)?;
-            if std::env::var_os("FEGPU_TIMING").is_some() { eprintln!("rep cg {:?} {:.3}s", o.iterations, t0.elapsed().as_secs_f64()); }
             if o.converged.iter().any(|&c| !c) {
                 return Err(crate::Error::Estimation(format!(
                     "a replicate's demeaning did not converge in {} iterations (tolerance {:e}); no resampling result is reported",
@@ -335,7 +353,7 @@ fn shared_cg_betas(
             }
             ops.finish(&alpha)?;
             drop(ops);
-            Ok(wls(&cols[0], &cols[1..], w))
+            Ok(wls(&cols[0], &cols[1..], &w))
         })
         .collect()
 }
@@ -400,7 +418,9 @@ pub fn replicate_betas(
     weights
         .par_iter()
         .map(|w| {
-            let rows: Vec<usize> = (0..w.len()).filter(|&i| w[i] > 0.0).collect();
+            // (`FEGPU_ENGINE=single`: every row, as before issue 26, for the benchmarks)
+            let all_rows = gram_product::forced_block() == Some(false);
+            let rows: Vec<usize> = (0..w.len()).filter(|&i| all_rows || w[i] > 0.0).collect();
             if rows.is_empty() {
                 return Ok(None);
             }

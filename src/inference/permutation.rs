@@ -571,7 +571,7 @@ pub fn bdiff_draws(
         .product()
         .filter(|p| streamed && !opts.bsample && super::gram_product::block_pays(n, smaller, p.shape()));
     let blocks = |reps: std::ops::Range<usize>, product: &super::gram_product::GramProduct| -> Vec<Option<Vec<f64>>> {
-        let made: Vec<(Vec<f64>, Vec<u32>)> = reps
+        let made: Vec<[Vec<f64>; 2]> = reps
             .into_par_iter()
             .map_init(
                 || (DrawScratch::default(), Vec::new(), PairScratch::default()),
@@ -582,15 +582,12 @@ pub fn bdiff_draws(
                         Some(p) => p.prune(&mut s.w, &mut s.prune),
                         None => s.w.iter_mut().for_each(|w| drop_weighted_singletons(all_fes, w)),
                     }
-                    let neither: Vec<u32> = (0..n)
-                        .filter(|&i| base_w[i] > 0.0 && s.w[0][i] == 0.0 && s.w[1][i] == 0.0)
-                        .map(|i| i as u32)
-                        .collect();
-                    (s.w[0].clone(), neither)
+                    s.w.clone()
                 },
             )
             .collect();
-        product.pair_betas(&made, opts.memory_budget / 2)
+        let ws: Vec<&[f64]> = made.iter().flatten().map(|w| w.as_slice()).collect();
+        product.betas(&ws, opts.memory_budget / 2)
     };
     let stream = |reps: std::ops::Range<usize>| -> Vec<Option<Vec<f64>>> {
         reps.into_par_iter()
