@@ -11,6 +11,10 @@
 //!   once (`x:x` is `x`, `x:y:x` is `x:y`, so `x*x` is `x`; a note says so, since no power is
 //!   formed), and a term written twice after expansion (`x + x`, `x*y + x`, `x:y + y:x`) is used
 //!   once, where it first appears, with a note. Names keep the factors' first-appearance order.
+//! * categorical terms (expanded into columns by [`crate::terms`], which decides from the data
+//!   whether a bare variable is numeric or text): `factor(x)` reads a numeric variable as
+//!   categories; `i(f)`, `i(f, ref = v)`, `i(f, x)`, `i(f, x, ref = c(v1, v2))`, `i(f, i.g)`,
+//!   `keep = …` (fixest's `i()`: values are numbers, possibly negative, or quoted texts).
 //! * later parts without `~`: fixed effects, `+`-separated; `a^b` is the interacted effect
 //!   (one level per observed (a, b) pair, fixest's `^`). A lone `0` means none.
 //! * a part with `~` is the IV part: endogenous regressors `~` excluded instruments. It must come
@@ -43,6 +47,78 @@ impl Func {
 pub enum Factor {
     Var(String),
     Call(Func, Box<Factor>),
+    /// `factor(x)`: the values of `x` as categories (numbers sorted numerically).
+    AsFactor(String),
+    /// fixest's `i()`.
+    I(Box<IFactor>),
+}
+
+/// A value written in a formula (`ref = -1`, `keep = "A"`): a number or a quoted text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// The number and how it was written.
+    Num(f64, String),
+    Text(String),
+}
+
+impl Value {
+    pub fn written(&self) -> String {
+        match self {
+            Value::Num(_, w) => w.clone(),
+            Value::Text(t) => format!("\"{t}\""),
+        }
+    }
+}
+
+/// The second argument of `i(f, …)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IWith {
+    /// `i(f, x)`: a slope on `x` per level of `f` (a text `x` is read as categories, as fixest).
+    Var(String),
+    /// `i(f, i.g)`: the interaction of the categories of `f` and `g`.
+    Factor(String),
+}
+
+/// `i(var, with, ref = …, keep = …, ref2 = …, keep2 = …)` (fixest's `i()`, `R/miscfuns.R`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFactor {
+    pub var: String,
+    pub with: Option<IWith>,
+    /// Levels of `var` left out (`ref`); empty: fixest's automatic reference.
+    pub refs: Vec<Value>,
+    /// Levels of `var` kept (`keep`); empty: all.
+    pub keep: Vec<Value>,
+    /// `ref2`, `keep2`: the same for the levels of `g` in `i(f, i.g)`.
+    pub refs2: Vec<Value>,
+    pub keep2: Vec<Value>,
+}
+
+impl IFactor {
+    /// The call as written canonically (`i(t, d, ref = c(-1, -1000))`).
+    pub fn name(&self) -> String {
+        let mut parts = vec![self.var.clone()];
+        match &self.with {
+            Some(IWith::Var(x)) => parts.push(x.clone()),
+            Some(IWith::Factor(g)) => parts.push(format!("i.{g}")),
+            None => {}
+        }
+        for (arg, values) in [
+            ("ref", &self.refs),
+            ("keep", &self.keep),
+            ("ref2", &self.refs2),
+            ("keep2", &self.keep2),
+        ] {
+            match values.as_slice() {
+                [] => {}
+                [v] => parts.push(format!("{arg} = {}", v.written())),
+                vs => parts.push(format!(
+                    "{arg} = c({})",
+                    vs.iter().map(Value::written).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+        format!("i({})", parts.join(", "))
+    }
 }
 
 impl Factor {
@@ -50,12 +126,21 @@ impl Factor {
         match self {
             Factor::Var(v) => v.clone(),
             Factor::Call(f, a) => format!("{}({})", f.name(), a.name()),
+            Factor::AsFactor(v) => format!("factor({v})"),
+            Factor::I(i) => i.name(),
         }
     }
     fn collect_vars(&self, out: &mut Vec<String>) {
         match self {
-            Factor::Var(v) => push_unique(out, v),
+            Factor::Var(v) | Factor::AsFactor(v) => push_unique(out, v),
             Factor::Call(_, a) => a.collect_vars(out),
+            Factor::I(i) => {
+                push_unique(out, &i.var);
+                match &i.with {
+                    Some(IWith::Var(x)) | Some(IWith::Factor(x)) => push_unique(out, x),
+                    None => {}
+                }
+            }
         }
     }
 }
@@ -189,6 +274,10 @@ enum Tok {
     Caret,
     LParen,
     RParen,
+    Comma,
+    Equals,
+    /// A quoted text (`"A"` or `'A'`).
+    Str(String),
     End,
 }
 
@@ -205,6 +294,9 @@ fn describe(t: &Tok) -> String {
         Tok::Caret => "`^`".into(),
         Tok::LParen => "`(`".into(),
         Tok::RParen => "`)`".into(),
+        Tok::Comma => "`,`".into(),
+        Tok::Equals => "`=`".into(),
+        Tok::Str(s) => format!("\"{s}\""),
         Tok::End => "the end of the formula".into(),
     }
 }
@@ -247,11 +339,24 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
             '^' => Some(Tok::Caret),
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
+            ',' => Some(Tok::Comma),
+            '=' => Some(Tok::Equals),
             _ => None,
         };
         if let Some(t) = single {
             out.push((t, pos));
             k += 1;
+        } else if c == '"' || c == '\'' {
+            let start = k + 1;
+            let mut j = start;
+            while j < chars.len() && chars[j].1 != c {
+                j += 1;
+            }
+            if j >= chars.len() {
+                return Err(err(pos, format!("unterminated text: no closing {c}")));
+            }
+            out.push((Tok::Str(chars[start..j].iter().map(|(_, c)| *c).collect()), pos));
+            k = j + 1;
         } else if c == '`' {
             // Back-quoted names allow any character except the back quote.
             let start = k + 1;
@@ -577,7 +682,22 @@ impl<'a> Parser<'a> {
                         "log" | "ln" => Func::Log,
                         "exp" => Func::Exp,
                         "sqrt" => Func::Sqrt,
-                        _ => return Err(self.err_at(pos, format!("unknown function `{name}` (known: log, exp, sqrt)"))),
+                        "factor" | "as.factor" => {
+                            self.bump();
+                            let var = self.variable("a variable name in `factor()`")?;
+                            self.expect(Tok::RParen, "`)` after the variable of `factor()`")?;
+                            return Ok(Factor::AsFactor(var));
+                        }
+                        "i" => {
+                            self.bump();
+                            return self.i_call(pos);
+                        }
+                        _ => {
+                            return Err(self.err_at(
+                                pos,
+                                format!("unknown function `{name}` (known: log, exp, sqrt, factor, i)"),
+                            ))
+                        }
                     };
                     self.bump();
                     let arg = self.factor()?;
@@ -588,6 +708,120 @@ impl<'a> Parser<'a> {
                 }
             }
             _ => Err(self.unexpected("a variable name")),
+        }
+    }
+
+    /// A variable name.
+    fn variable(&mut self, wanted: &str) -> Result<String> {
+        match self.peek().clone() {
+            Tok::Ident(v) => {
+                self.bump();
+                Ok(v)
+            }
+            _ => Err(self.unexpected(wanted)),
+        }
+    }
+
+    /// The arguments of `i(` up to its `)`: a variable, optionally a second variable (`x`, or
+    /// `i.g` for categories), then named arguments `ref`, `keep`, `ref2`, `keep2`.
+    fn i_call(&mut self, call: usize) -> Result<Factor> {
+        let var = self.variable("the variable of `i()`")?;
+        let mut i = IFactor {
+            var,
+            with: None,
+            refs: Vec::new(),
+            keep: Vec::new(),
+            refs2: Vec::new(),
+            keep2: Vec::new(),
+        };
+        let mut named: Vec<String> = Vec::new();
+        while *self.peek() == Tok::Comma {
+            self.bump();
+            let pos = self.pos();
+            let name = self.variable("an argument of `i()`")?;
+            if *self.peek() != Tok::Equals {
+                if i.with.is_some() || !named.is_empty() {
+                    return Err(self.err_at(
+                        pos,
+                        "`i()` takes one variable besides its first; name the other arguments (`ref = …`, `keep = …`)",
+                    ));
+                }
+                i.with = Some(match name.strip_prefix("i.") {
+                    Some(g) if !g.is_empty() => IWith::Factor(g.to_string()),
+                    _ => IWith::Var(name),
+                });
+                continue;
+            }
+            self.bump();
+            if named.contains(&name) {
+                return Err(self.err_at(pos, format!("`{name}` is given twice in `i()`")));
+            }
+            let values = self.values()?;
+            match name.as_str() {
+                "ref" => i.refs = values,
+                "keep" => i.keep = values,
+                "ref2" | "keep2" if !matches!(i.with, Some(IWith::Factor(_))) => {
+                    return Err(self.err_at(
+                        pos,
+                        format!("`{name}` applies to the second factor of `i(f, i.g)`, and this `i()` has none"),
+                    ))
+                }
+                "ref2" => i.refs2 = values,
+                "keep2" => i.keep2 = values,
+                _ => {
+                    return Err(self.err_at(
+                        pos,
+                        format!("unknown argument `{name}` of `i()` (known: ref, keep, ref2, keep2)"),
+                    ))
+                }
+            }
+            named.push(name);
+        }
+        self.expect(Tok::RParen, "`,` or `)` in `i()`")?;
+        if matches!(&i.with, Some(IWith::Var(x)) | Some(IWith::Factor(x)) if *x == i.var) {
+            return Err(self.err_at(call, format!("`i()` interacts `{}` with itself", i.var)));
+        }
+        Ok(Factor::I(Box::new(i)))
+    }
+
+    /// One value or `c(value, …)`; a value is a number (possibly negative) or a quoted text.
+    fn values(&mut self) -> Result<Vec<Value>> {
+        if let Tok::Ident(c) = self.peek().clone() {
+            if c == "c" {
+                self.bump();
+                self.expect(Tok::LParen, "`(` after `c`")?;
+                let mut out = vec![self.value()?];
+                while *self.peek() == Tok::Comma {
+                    self.bump();
+                    out.push(self.value()?);
+                }
+                self.expect(Tok::RParen, "`,` or `)` in `c()`")?;
+                return Ok(out);
+            }
+        }
+        Ok(vec![self.value()?])
+    }
+
+    fn value(&mut self) -> Result<Value> {
+        let pos = self.pos();
+        let negative = *self.peek() == Tok::Minus;
+        if negative {
+            self.bump();
+        }
+        match self.peek().clone() {
+            Tok::Num(n) => {
+                self.bump();
+                let written = if negative { format!("-{n}") } else { n };
+                let v: f64 = written
+                    .parse()
+                    .map_err(|_| self.err_at(pos, format!("`{written}` is not a number")))?;
+                Ok(Value::Num(v, written))
+            }
+            Tok::Str(t) if !negative => {
+                self.bump();
+                Ok(Value::Text(t))
+            }
+            _ => Err(self.unexpected("a number or a quoted text")),
         }
     }
 

@@ -310,6 +310,12 @@ struct FitArgs {
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
+    /// Use only the rows where EXPR holds, decided before missing values and factor references
+    /// (fixest's `subset`): comparisons of a column with a number or a quoted text (`==`, `!=`,
+    /// `<`, `<=`, `>`, `>=`), `col in (a, b)`, joined by `&`, `|` and parentheses, e.g.
+    /// `--subset 'year >= 2000 & industry != "B"'`.
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    subset: Option<String>,
     #[command(flatten)]
     device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
@@ -413,6 +419,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         fegpu::report::output_target(p)?;
     }
     let mut models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
+    let subset = a.subset.as_deref().map(fegpu::data::Subset::parse).transpose()?;
     if a.stage == Stage::First {
         if !models.iter().any(|m| m.iv.is_some()) {
             return Err(Error::Usage(
@@ -425,6 +432,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let needs = fegpu::data::PrepareOptions {
         weights: a.weights.clone(),
         clusters: vcov.cluster_vars().to_vec(),
+        subset: subset.clone(),
         ..Default::default()
     };
     let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
@@ -440,6 +448,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
             solver: a.solver,
         },
         keep_singletons: a.keep_singletons,
+        subset,
         ..FitOptions::default()
     };
     let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {

@@ -55,8 +55,11 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         .unwrap_or("")
         .to_ascii_lowercase();
     for c in columns {
-        if !available.iter().any(|a| a == c) {
-            return Err(missing_column(c, source, &available));
+        let at: Vec<usize> = (0..available.len()).filter(|&k| available[k] == *c).collect();
+        match at.as_slice() {
+            [] => return Err(missing_column(c, source, &available)),
+            [_] => {}
+            _ => return Err(duplicated_column(c, source, &at)),
         }
     }
     match ext.as_str() {
@@ -239,13 +242,7 @@ fn header_positions(header: &Header, columns: &[String], source: &str) -> Result
             match at.as_slice() {
                 [k] => Ok(*k),
                 [] => Err(missing_column(c, source, &header.names)),
-                _ => Err(Error::column(
-                    c,
-                    format!(
-                        "appears {} times in the header of {source}; rename all but one",
-                        at.len()
-                    ),
-                )),
+                _ => Err(duplicated_column(c, source, &at)),
             }
         })
         .collect()
@@ -321,6 +318,20 @@ pub fn column_names(source: &str) -> Result<Vec<String>> {
             "unknown file type: expected .csv, .tsv, .parquet or .dta",
         )),
     }
+}
+
+/// The error for a used column whose name the file gives to several columns (at 0-based
+/// `positions`): which one is meant is ambiguous.
+fn duplicated_column(c: &str, source: &str, positions: &[usize]) -> Error {
+    let shown: Vec<String> = positions.iter().map(|k| (k + 1).to_string()).collect();
+    Error::column(
+        c,
+        format!(
+            "{source} has {} columns of this name (columns {}, counted from 1); which one is meant is ambiguous: rename all but one",
+            positions.len(),
+            shown.join(" and ")
+        ),
+    )
 }
 
 fn missing_column(c: &str, source: &str, available: &[String]) -> Error {
