@@ -11,7 +11,7 @@ mod model_language;
 
 use common::{fegpu, s, tmp_file};
 use fegpu::rng::Stream;
-use model_language::{assert_same, coefficients, dummy, fit, times};
+use model_language::{assert_same, cells, coefficients, dummy, fit, fit_error, times, write_csv};
 
 /// A small panel with a text industry whose byte order (`B` < `Z` < `a` < `b`) differs from its
 /// order of first appearance and from a case-blind order, numeric years whose numeric order
@@ -205,4 +205,31 @@ fn categorical_misuse_is_an_error_naming_the_term() {
         assert!(err.contains(needle), "{formula}: {err}");
         assert!(!err.contains("panicked"), "{formula}: {err}");
     }
+    // a column of numbers with one text cell is a typo more likely than categories: used bare
+    // it is an error naming the cell; factor() makes it categories on purpose
+    let code: Vec<String> = (0..p.n)
+        .map(|i| if i == 7 { "3x".into() } else { (i % 3).to_string() })
+        .collect();
+    let data = write_csv(
+        "mixed.csv",
+        &[
+            ("y".into(), cells(&p.y)),
+            ("x".into(), cells(&p.x)),
+            ("code".into(), code.clone()),
+        ],
+    );
+    let err = fit_error(&data, "y ~ x + code", &[]);
+    assert!(
+        err.contains("`code`") && err.contains("row 8") && err.contains("\"3x\"") && err.contains("factor("),
+        "{err}"
+    );
+    let names: Vec<String> = coefficients(&fit(&data, "y ~ x + factor(code)", &[]))
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    // text levels in byte order: "0" < "1" < "2" < "3x"
+    assert_eq!(
+        names,
+        ["(Intercept)", "x", "factor(code)1", "factor(code)2", "factor(code)3x"]
+    );
 }

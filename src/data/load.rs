@@ -327,7 +327,7 @@ fn duplicated_column(c: &str, source: &str, positions: &[usize]) -> Error {
     Error::column(
         c,
         format!(
-            "{source} has {} columns of this name (columns {}, counted from 1); which one is meant is ambiguous: rename all but one",
+            "appears {} times in the header of {source} (columns {}, counted from 1), so which one is meant is ambiguous: rename all but one",
             positions.len(),
             shown.join(" and ")
         ),
@@ -478,10 +478,15 @@ impl Table {
             .find(|(_, v)| v.is_some_and(|v| !super::csv::is_number(v)));
         match first {
             Some((row, Some(v))) => format!(
-                "must be numeric but holds text in {} (row {}: {:?})",
+                "must be numeric but holds text in {} (row {}: {:?}){}",
                 self.source,
                 row + 1,
-                v.chars().take(40).collect::<String>()
+                v.chars().take(40).collect::<String>(),
+                if text.iter().flatten().any(super::csv::is_number) {
+                    "; if its values are categories, write `factor(...)` around it"
+                } else {
+                    ""
+                }
             ),
             _ => format!("must be numeric but was read as text in {}", self.source),
         }

@@ -71,6 +71,30 @@ pub fn is_text(table: &Table, var: &str) -> Result<bool> {
     Ok(matches!(column.dtype(), DataType::String))
 }
 
+/// Whether the text column `var` mixes cells that read as numbers with cells that do not (a
+/// numeric column with a typo, `1.5x`): used bare, such a column is ambiguous and is read as
+/// numbers, so the error names the first bad cell; `factor(var)` uses it as categories.
+pub fn is_mixed_text(table: &Table, var: &str) -> Result<bool> {
+    let column = table
+        .frame()
+        .column(var)
+        .map_err(|_| Error::column(var, format!("not found in {}", table.source())))?
+        .as_materialized_series();
+    let Ok(ca) = column.str() else { return Ok(false) };
+    let (mut number, mut text) = (false, false);
+    for v in ca.iter().flatten() {
+        if crate::data::csv::is_number(v) {
+            number = true;
+        } else {
+            text = true;
+        }
+        if number && text {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The categories of `var`: text columns by their text, numeric and boolean columns by their
 /// value (NaN is missing; -0 and 0 are one level).
 pub fn categories(table: &Table, var: &str) -> Result<Categories> {

@@ -11,6 +11,9 @@
 //! Conventions followed (fixest 0.12, which builds non-`i()` terms with R's `model.matrix`):
 //! * **Levels**: those observed in the estimation sample, text in byte order, numbers
 //!   numerically ([`levels`]).
+//! * **Text columns** are factors, except one that mixes numbers with text (`1.5x` among
+//!   numbers: a typo more likely than categories), which is read as numbers so that the error
+//!   names the bad cell; `factor(x)` makes any column categorical.
 //! * **Plain factors** (`industry`, `factor(year)`, `f:x`, `f*x`): R's coding rule (Chambers &
 //!   Hastie 1992, `model.matrix`): a factor F of term T is coded by *contrasts* (its first level
 //!   dropped) when the margin T∖F is in the model, else by *indicators* (every level). The empty
@@ -148,7 +151,8 @@ enum Kind {
 
 fn kind(table: &Table, f: &Factor) -> Result<Kind> {
     Ok(match f {
-        Factor::Var(v) if is_text(table, v)? => Kind::Plain(v.clone(), v.clone()),
+        // a text column is a factor, unless some of its cells are numbers (see `is_mixed_text`)
+        Factor::Var(v) if is_text(table, v)? && !levels::is_mixed_text(table, v)? => Kind::Plain(v.clone(), v.clone()),
         Factor::Var(_) => Kind::Numeric(f.clone()),
         Factor::Call(func, arg) => {
             if let Some(v) = arg_text_var(table, arg)? {
