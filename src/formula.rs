@@ -20,9 +20,14 @@
 //! * a part with `~` is the IV part: endogenous regressors `~` excluded instruments. It must come
 //!   last (fixest: `y ~ x | fe | endo ~ inst`).
 //!
+//! * several estimations: `sw()`, `sw0()`, `csw()`, `csw0()` and `c(y1, y2) ~` are expanded into
+//!   ordinary formulas by [`multiple`] ([`parse_all`]).
+//!
 //! Errors carry the character offset of the offending token so the CLI can point at it.
 
 use crate::error::{Error, Result};
+
+pub mod multiple;
 
 /// A transformation applied to one variable.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,6 +408,12 @@ fn char_pos(src: &str, byte: usize) -> usize {
     src[..byte.min(src.len())].chars().count()
 }
 
+/// Every model of a formula that may ask for several estimations (`sw()`, `csw()`, `c(y1, y2)`;
+/// see [`multiple`]), in fixest's order.
+pub fn parse_all(src: &str) -> Result<Vec<Model>> {
+    multiple::expand(src)?.iter().map(|f| parse(f)).collect()
+}
+
 /// Parse a fixest-style formula.
 pub fn parse(src: &str) -> Result<Model> {
     let toks = tokenize(src)?;
@@ -691,6 +702,12 @@ impl<'a> Parser<'a> {
                         "i" => {
                             self.bump();
                             return self.i_call(pos);
+                        }
+                        "sw" | "sw0" | "csw" | "csw0" => {
+                            return Err(self.err_at(
+                                pos,
+                                format!("`{name}()` asks for several estimations; only `fegpu fit` runs them"),
+                            ))
                         }
                         _ => {
                             return Err(self.err_at(

@@ -418,7 +418,15 @@ fn run_fit(a: FitArgs) -> Result<()> {
     if let Some(p) = &a.output {
         fegpu::report::output_target(p)?;
     }
-    let mut models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
+    // one formula may stand for several (fixest's sw(), csw(), c(y1, y2))
+    let mut models: Vec<formula::Model> = a
+        .formulas
+        .iter()
+        .map(|f| formula::parse_all(f))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     let subset = a.subset.as_deref().map(fegpu::data::Subset::parse).transpose()?;
     if a.stage == Stage::First {
         if !models.iter().any(|m| m.iv.is_some()) {
