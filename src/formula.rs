@@ -56,6 +56,50 @@ pub enum Factor {
     AsFactor(String),
     /// fixest's `i()`.
     I(Box<IFactor>),
+    /// A panel lag, lead or difference (`l(x, k)`, `f(x, k)`, `d(x, k)`; needs `--panel`).
+    Lag(Lag),
+}
+
+/// Which panel operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagOp {
+    /// `l(x, k)`: the value k periods before.
+    Lag,
+    /// `f(x, k)`: the value k periods after.
+    Lead,
+    /// `d(x, k)`: x − l(x, k).
+    Diff,
+}
+
+/// `l(x, k)`, `f(x, k)`, `d(x, k)` (fixest `R/panel.R`); `ks` holds several orders while
+/// parsing `l(x, 0:2)`, one after the term is expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    pub op: LagOp,
+    pub var: String,
+    pub ks: Vec<i64>,
+}
+
+impl Lag {
+    /// fixest's name: `l(x, 1)`, `f(x, 2)`, `d(x, 1)` (`l(x, 0)` is `x` itself).
+    pub fn name(&self) -> String {
+        let f = match self.op {
+            LagOp::Lag => "l",
+            LagOp::Lead => "f",
+            LagOp::Diff => "d",
+        };
+        match self.ks.as_slice() {
+            [k] => format!("{f}({}, {k})", self.var),
+            ks => format!("{f}({}, {}:{})", self.var, ks[0], ks[ks.len() - 1]),
+        }
+    }
+    /// The periods back the value is taken from (a lead is a negative lag).
+    pub fn shift(&self) -> i64 {
+        match self.op {
+            LagOp::Lead => -self.ks[0],
+            _ => self.ks[0],
+        }
+    }
 }
 
 /// A value written in a formula (`ref = -1`, `keep = "A"`): a number or a quoted text.
@@ -133,12 +177,20 @@ impl Factor {
             Factor::Call(f, a) => format!("{}({})", f.name(), a.name()),
             Factor::AsFactor(v) => format!("factor({v})"),
             Factor::I(i) => i.name(),
+            Factor::Lag(l) => l.name(),
         }
     }
-    fn collect_vars(&self, out: &mut Vec<String>) {
+    /// The variables the factor reads; with `row_only`, those whose own row value it uses (not
+    /// the argument of a lag, whose value comes from another row).
+    fn collect_vars(&self, out: &mut Vec<String>, row_only: bool) {
         match self {
             Factor::Var(v) | Factor::AsFactor(v) => push_unique(out, v),
-            Factor::Call(_, a) => a.collect_vars(out),
+            Factor::Lag(l) => {
+                if !row_only {
+                    push_unique(out, &l.var)
+                }
+            }
+            Factor::Call(_, a) => a.collect_vars(out, row_only),
             Factor::I(i) => {
                 push_unique(out, &i.var);
                 match &i.with {
@@ -183,9 +235,50 @@ impl Term {
     pub fn vars(&self) -> Vec<String> {
         let mut v = Vec::new();
         for f in &self.factors {
-            f.collect_vars(&mut v);
+            f.collect_vars(&mut v, false);
         }
         v
+    }
+    /// [`Term::vars`] without the arguments of lags (a row's own missing value there does not
+    /// make the lag missing).
+    pub fn row_vars(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for f in &self.factors {
+            f.collect_vars(&mut v, true);
+        }
+        v
+    }
+    /// Whether the term uses a panel operator.
+    pub fn has_lag(&self) -> bool {
+        self.factors.iter().any(|f| matches!(f, Factor::Lag(_)))
+    }
+    /// The term once per order of a lag range (`l(x, 0:2)` → `x`, `l(x, 1)`, `l(x, 2)`).
+    fn lag_orders(self) -> Vec<Term> {
+        let Some(at) = self
+            .factors
+            .iter()
+            .position(|f| matches!(f, Factor::Lag(l) if l.ks.len() > 1))
+        else {
+            return vec![self];
+        };
+        let Factor::Lag(lag) = &self.factors[at] else {
+            unreachable!("a lag")
+        };
+        lag.ks
+            .iter()
+            .flat_map(|&k| {
+                let mut t = self.clone();
+                t.factors[at] = match (lag.op, k) {
+                    (LagOp::Lag | LagOp::Lead, 0) => Factor::Var(lag.var.clone()),
+                    _ => Factor::Lag(Lag {
+                        op: lag.op,
+                        var: lag.var.clone(),
+                        ks: vec![k],
+                    }),
+                };
+                t.lag_orders()
+            })
+            .collect()
     }
 }
 
@@ -490,6 +583,12 @@ impl<'a> Parser<'a> {
         }
         let mut extras = SumExtras::default();
         let lhs = extras.collapse(lhs_terms.into_iter().next().unwrap());
+        if lhs.clone().lag_orders().len() > 1 {
+            return Err(self.err_at(
+                lhs_pos,
+                "the dependent variable must be a single term, not a range of lags",
+            ));
+        }
         let tilde = self.pos();
         self.expect(Tok::Tilde, "`~` after the dependent variable")?;
         let mut notes = sum_notes("dependent variable", &extras);
@@ -633,7 +732,7 @@ impl<'a> Parser<'a> {
             if negate {
                 return Err(self.err_at(pos, "only `-1` may be subtracted (to drop the intercept)"));
             }
-            for t in self.product_term()? {
+            for t in self.product_term()?.into_iter().flat_map(Term::lag_orders) {
                 let t = extras.collapse(t);
                 if let Some(o) = terms.iter().find(|o| o.same_as(&t)) {
                     let first = o.name();
@@ -702,6 +801,10 @@ impl<'a> Parser<'a> {
                         "i" => {
                             self.bump();
                             return self.i_call(pos);
+                        }
+                        "l" | "f" | "d" => {
+                            self.bump();
+                            return self.lag_call(&name);
                         }
                         "sw" | "sw0" | "csw" | "csw0" => {
                             return Err(self.err_at(
@@ -799,6 +902,53 @@ impl<'a> Parser<'a> {
             return Err(self.err_at(call, format!("`i()` interacts `{}` with itself", i.var)));
         }
         Ok(Factor::I(Box::new(i)))
+    }
+
+    /// The arguments of `l(`, `f(` or `d(` up to its `)`: a variable and an order (default 1),
+    /// a whole number or a range `a:b`.
+    fn lag_call(&mut self, name: &str) -> Result<Factor> {
+        let op = match name {
+            "l" => LagOp::Lag,
+            "f" => LagOp::Lead,
+            _ => LagOp::Diff,
+        };
+        let var = self.variable(&format!("the variable of `{name}()`"))?;
+        let mut ks = vec![1];
+        if *self.peek() == Tok::Comma {
+            self.bump();
+            let from = self.whole()?;
+            ks = vec![from];
+            if *self.peek() == Tok::Colon {
+                self.bump();
+                let to = self.whole()?;
+                ks = if from <= to {
+                    (from..=to).collect()
+                } else {
+                    (to..=from).rev().collect()
+                };
+            }
+        }
+        self.expect(Tok::RParen, &format!("`)` closing `{name}(`"))?;
+        Ok(Factor::Lag(Lag { op, var, ks }))
+    }
+
+    /// A whole number, possibly negative.
+    fn whole(&mut self) -> Result<i64> {
+        let pos = self.pos();
+        let negative = *self.peek() == Tok::Minus;
+        if negative {
+            self.bump();
+        }
+        match self.peek().clone() {
+            Tok::Num(n) => {
+                self.bump();
+                let v: i64 = n
+                    .parse()
+                    .map_err(|_| self.err_at(pos, format!("`{n}` is not a whole number of periods")))?;
+                Ok(if negative { -v } else { v })
+            }
+            _ => Err(self.unexpected("a whole number of periods")),
+        }
     }
 
     /// One value or `c(value, …)`; a value is a number (possibly negative) or a quoted text.

@@ -316,6 +316,10 @@ struct FitArgs {
     /// `--subset 'year >= 2000 & industry != "B"'`.
     #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
     subset: Option<String>,
+    /// The panel's unit and time variables, for the lag operators `l(x, k)`, `f(x, k)`,
+    /// `d(x, k)` (time in whole numbers; one period is the GCD of its gaps).
+    #[arg(long, value_name = "ID,TIME")]
+    panel: Option<String>,
     #[command(flatten)]
     device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
@@ -428,6 +432,21 @@ fn run_fit(a: FitArgs) -> Result<()> {
         .flatten()
         .collect();
     let subset = a.subset.as_deref().map(fegpu::data::Subset::parse).transpose()?;
+    let panel = match a
+        .panel
+        .as_deref()
+        .map(|p| p.split(',').map(str::trim).collect::<Vec<_>>())
+    {
+        None => None,
+        Some(parts) if parts.len() == 2 && parts.iter().all(|p| !p.is_empty()) => {
+            Some((parts[0].to_string(), parts[1].to_string()))
+        }
+        Some(_) => {
+            return Err(Error::Usage(
+                "--panel takes the unit and the time variable separated by a comma: --panel firm,year".into(),
+            ))
+        }
+    };
     if a.stage == Stage::First {
         if !models.iter().any(|m| m.iv.is_some()) {
             return Err(Error::Usage(
@@ -441,6 +460,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         weights: a.weights.clone(),
         clusters: vcov.cluster_vars().to_vec(),
         subset: subset.clone(),
+        panel: panel.clone(),
         ..Default::default()
     };
     let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
@@ -457,6 +477,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         },
         keep_singletons: a.keep_singletons,
         subset,
+        panel,
         ..FitOptions::default()
     };
     let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {

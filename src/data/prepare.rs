@@ -46,6 +46,8 @@ pub struct PrepareOptions {
     pub extra: Vec<String>,
     /// Only the rows where this holds are used (`--subset`; applied before anything else).
     pub subset: Option<super::subset::Subset>,
+    /// The unit and time variables of the panel operators `l()`, `f()`, `d()` (`--panel`).
+    pub panel: Option<(String, String)>,
 }
 
 /// The columns to read for `models` under `opts`: every variable of the formulas, the weights,
@@ -63,7 +65,8 @@ pub fn used_columns(models: &[&Model], opts: &PrepareOptions) -> Vec<String> {
         .chain(opts.weights.iter().cloned())
         .chain(clusters)
         .chain(opts.extra.iter().cloned())
-        .chain(opts.subset.iter().flat_map(|s| s.columns()));
+        .chain(opts.subset.iter().flat_map(|s| s.columns()))
+        .chain(opts.panel.iter().flat_map(|(i, t)| [i.clone(), t.clone()]));
     for v in names {
         if !out.contains(&v) {
             out.push(v);
@@ -120,6 +123,8 @@ struct Columns<'a> {
     /// Borrowed from the table where its column is already one f64 buffer without missing values.
     numeric: HashMap<String, Cow<'a, [f64]>>,
     codes: HashMap<String, (Vec<u32>, usize)>,
+    /// The panel index of the lags (built when a term has one).
+    panel: Option<terms::panel::Panel>,
 }
 
 impl<'a> Columns<'a> {
@@ -135,6 +140,18 @@ impl<'a> Columns<'a> {
         match f {
             // a bare variable is the cached column itself (see `term`); here it is an argument
             Factor::Var(v) => Ok(self.numeric(v)?.to_vec()),
+            Factor::Lag(lag) => {
+                let x = self.numeric(&lag.var)?.to_vec();
+                let panel = self
+                    .panel
+                    .as_ref()
+                    .ok_or_else(|| Error::Usage(format!("`{}` needs the panel: give --panel ID,TIME", lag.name())))?;
+                let shifted = panel.lag(&x, lag.shift());
+                Ok(match lag.op {
+                    crate::formula::LagOp::Diff => x.iter().zip(shifted).map(|(a, b)| a - b).collect(),
+                    _ => shifted,
+                })
+            }
             // the term layer never puts a categorical factor in a numeric product
             Factor::AsFactor(_) | Factor::I(_) => Err(Error::Usage(format!(
                 "`{}` is categorical and cannot be transformed or multiplied as a number",
@@ -306,14 +323,24 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
         table,
         numeric: HashMap::new(),
         codes: HashMap::new(),
+        panel: None,
     };
 
     // What each term means as columns (numeric, or categories times a numeric part).
     let plan = terms::plan(table, model)?;
     // Raw variables: a NaN there means the value is missing.
     let mut missing = vec![false; n];
+    if let Some(t) = plan.lagged() {
+        let Some((id, time)) = &opts.panel else {
+            return Err(Error::Usage(format!(
+                "`{}` uses a panel operator: give the panel's unit and time as --panel ID,TIME",
+                t.name()
+            )));
+        };
+        cols.panel = Some(terms::panel::Panel::new(table, id, time)?);
+    }
     let raw_vars: Vec<String> = {
-        let mut v: Vec<String> = plan.numeric_vars();
+        let mut v: Vec<String> = plan.numeric_row_vars();
         v.extend(opts.weights.iter().cloned());
         v.extend(opts.extra.iter().cloned());
         v.dedup();

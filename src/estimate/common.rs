@@ -25,6 +25,8 @@ pub struct FitOptions {
     pub keep_singletons: bool,
     /// Only the rows where this holds are used (`--subset`, fixest's `subset`).
     pub subset: Option<crate::data::Subset>,
+    /// The unit and time of the panel operators (`--panel ID,TIME`).
+    pub panel: Option<(String, String)>,
 }
 
 impl Default for FitOptions {
@@ -37,6 +39,7 @@ impl Default for FitOptions {
             collin_tol: 1e-10,
             keep_singletons: false,
             subset: None,
+            panel: None,
         }
     }
 }

@@ -46,6 +46,7 @@ fn prepare_options(opts: &FitOptions) -> PrepareOptions {
         clusters: opts.vcov.cluster_vars().to_vec(),
         keep_singletons: opts.keep_singletons,
         subset: opts.subset.clone(),
+        panel: opts.panel.clone(),
         ..Default::default()
     }
 }

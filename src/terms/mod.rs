@@ -31,10 +31,14 @@
 //!   (observed) level or combination, `i(f, x)` with a numeric `x` drops none. A `ref` or `keep`
 //!   value that is not an observed level is an error naming it. Only observed combinations of
 //!   `i(f, i.g)` become columns, ordered by `f` and then `g`.
+//! * **Panel operators** `l(x, k)`, `f(x, k)`, `d(x, k)` are numeric factors computed over
+//!   `--panel ID,TIME` ([`panel`]); a lag's argument missing on the row itself does not drop
+//!   the row (its value is read on another row).
 //! * Collinear columns are not removed here: the estimator drops the later ones in formula
 //!   order and says so ([`crate::estimate`]).
 
 pub mod levels;
+pub mod panel;
 
 use crate::data::factor::MISSING_CODE;
 use crate::data::Table;
@@ -129,6 +133,23 @@ impl Plan {
         out
     }
 
+    /// [`Plan::numeric_vars`] whose own row's value is used (missing there drops the row; the
+    /// argument of a lag is read on other rows).
+    pub fn numeric_row_vars(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for v in self.all().filter_map(|p| p.numeric.as_ref()).flat_map(Term::row_vars) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// The first term with a panel operator (`l()`, `f()`, `d()`), if any.
+    pub fn lagged(&self) -> Option<&Term> {
+        self.all().map(|p| &p.term).find(|t| t.has_lag())
+    }
+
     /// The variables read as categories, each once.
     pub fn categorical_vars(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -169,6 +190,7 @@ fn kind(table: &Table, f: &Factor) -> Result<Kind> {
         }
         Factor::AsFactor(v) => Kind::Plain(v.clone(), f.name()),
         Factor::I(i) => Kind::I((**i).clone()),
+        Factor::Lag(_) => Kind::Numeric(f.clone()),
     })
 }
 
@@ -177,7 +199,7 @@ fn arg_text_var(table: &Table, f: &Factor) -> Result<Option<String>> {
     match f {
         Factor::Var(v) => Ok(is_text(table, v)?.then(|| v.clone())),
         Factor::Call(_, a) => arg_text_var(table, a),
-        Factor::AsFactor(_) | Factor::I(_) => Ok(None),
+        Factor::AsFactor(_) | Factor::I(_) | Factor::Lag(_) => Ok(None),
     }
 }
 
