@@ -320,6 +320,10 @@ struct FitArgs {
     /// `d(x, k)` (time in whole numbers; one period is the GCD of its gaps).
     #[arg(long, value_name = "ID,TIME")]
     panel: Option<String>,
+    /// Draw the first model's i() coefficients against their level with 95% confidence
+    /// intervals, the reference at zero (fixest's iplot; the event-study picture), as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    iplot: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
@@ -422,6 +426,9 @@ fn run_fit(a: FitArgs) -> Result<()> {
     if let Some(p) = &a.output {
         fegpu::report::output_target(p)?;
     }
+    if let Some(p) = &a.iplot {
+        fegpu::report::iplot::check_path(p)?;
+    }
     // one formula may stand for several (fixest's sw(), csw(), c(y1, y2))
     let mut models: Vec<formula::Model> = a
         .formulas
@@ -431,6 +438,19 @@ fn run_fit(a: FitArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .collect();
+    if a.iplot.is_some() {
+        let has_i = |m: &formula::Model| {
+            m.rhs
+                .iter()
+                .any(|t| matches!(t.factors.as_slice(), [formula::Factor::I(_)]))
+        };
+        if !models.iter().any(has_i) {
+            return Err(Error::Usage(format!(
+                "--iplot: no formula has an i() term to plot ({})",
+                a.formulas.join("; ")
+            )));
+        }
+    }
     let subset = a.subset.as_deref().map(fegpu::data::Subset::parse).transpose()?;
     let panel = match a
         .panel
@@ -495,6 +515,13 @@ fn run_fit(a: FitArgs) -> Result<()> {
             eprintln!("note ({}): {n}", m.formula);
         }
         results.push(r);
+    }
+    if let Some(p) = &a.iplot {
+        // the first model whose i() term can be drawn (else the first model's error says why)
+        let k = (0..models.len())
+            .find(|&k| fegpu::report::iplot::points(&models[k], &results[k], 0.95).is_ok())
+            .unwrap_or(0);
+        fegpu::report::iplot::write(p, &models[k], &results[k])?;
     }
     fegpu::timing::lap("report");
     let text = render(&results, a.format, a.stat, fegpu::timing::snapshot().as_ref())?;
