@@ -11,14 +11,23 @@
 //!   once (`x:x` is `x`, `x:y:x` is `x:y`, so `x*x` is `x`; a note says so, since no power is
 //!   formed), and a term written twice after expansion (`x + x`, `x*y + x`, `x:y + y:x`) is used
 //!   once, where it first appears, with a note. Names keep the factors' first-appearance order.
+//! * categorical terms (expanded into columns by [`crate::terms`], which decides from the data
+//!   whether a bare variable is numeric or text): `factor(x)` reads a numeric variable as
+//!   categories; `i(f)`, `i(f, ref = v)`, `i(f, x)`, `i(f, x, ref = c(v1, v2))`, `i(f, i.g)`,
+//!   `keep = …` (fixest's `i()`: values are numbers, possibly negative, or quoted texts).
 //! * later parts without `~`: fixed effects, `+`-separated; `a^b` is the interacted effect
 //!   (one level per observed (a, b) pair, fixest's `^`). A lone `0` means none.
 //! * a part with `~` is the IV part: endogenous regressors `~` excluded instruments. It must come
 //!   last (fixest: `y ~ x | fe | endo ~ inst`).
 //!
+//! * several estimations: `sw()`, `sw0()`, `csw()`, `csw0()` and `c(y1, y2) ~` are expanded into
+//!   ordinary formulas by [`multiple`] ([`parse_all`]).
+//!
 //! Errors carry the character offset of the offending token so the CLI can point at it.
 
 use crate::error::{Error, Result};
+
+pub mod multiple;
 
 /// A transformation applied to one variable.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +52,122 @@ impl Func {
 pub enum Factor {
     Var(String),
     Call(Func, Box<Factor>),
+    /// `factor(x)`: the values of `x` as categories (numbers sorted numerically).
+    AsFactor(String),
+    /// fixest's `i()`.
+    I(Box<IFactor>),
+    /// A panel lag, lead or difference (`l(x, k)`, `f(x, k)`, `d(x, k)`; needs `--panel`).
+    Lag(Lag),
+}
+
+/// Which panel operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagOp {
+    /// `l(x, k)`: the value k periods before.
+    Lag,
+    /// `f(x, k)`: the value k periods after.
+    Lead,
+    /// `d(x, k)`: x − l(x, k).
+    Diff,
+}
+
+/// `l(x, k)`, `f(x, k)`, `d(x, k)` (fixest `R/panel.R`); `ks` holds several orders while
+/// parsing `l(x, 0:2)`, one after the term is expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    pub op: LagOp,
+    pub var: String,
+    pub ks: Vec<i64>,
+}
+
+impl Lag {
+    /// fixest's name: `l(x, 1)`, `f(x, 2)`, `d(x, 1)` (`l(x, 0)` is `x` itself).
+    pub fn name(&self) -> String {
+        let f = match self.op {
+            LagOp::Lag => "l",
+            LagOp::Lead => "f",
+            LagOp::Diff => "d",
+        };
+        match self.ks.as_slice() {
+            [k] => format!("{f}({}, {k})", self.var),
+            ks => format!("{f}({}, {}:{})", self.var, ks[0], ks[ks.len() - 1]),
+        }
+    }
+    /// The periods back the value is taken from (a lead is a negative lag).
+    pub fn shift(&self) -> i64 {
+        match self.op {
+            LagOp::Lead => -self.ks[0],
+            _ => self.ks[0],
+        }
+    }
+}
+
+/// A value written in a formula (`ref = -1`, `keep = "A"`): a number or a quoted text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// The number and how it was written.
+    Num(f64, String),
+    Text(String),
+}
+
+impl Value {
+    pub fn written(&self) -> String {
+        match self {
+            Value::Num(_, w) => w.clone(),
+            Value::Text(t) => format!("\"{t}\""),
+        }
+    }
+}
+
+/// The second argument of `i(f, …)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IWith {
+    /// `i(f, x)`: a slope on `x` per level of `f` (a text `x` is read as categories, as fixest).
+    Var(String),
+    /// `i(f, i.g)`: the interaction of the categories of `f` and `g`.
+    Factor(String),
+}
+
+/// `i(var, with, ref = …, keep = …, ref2 = …, keep2 = …)` (fixest's `i()`, `R/miscfuns.R`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFactor {
+    pub var: String,
+    pub with: Option<IWith>,
+    /// Levels of `var` left out (`ref`); empty: fixest's automatic reference.
+    pub refs: Vec<Value>,
+    /// Levels of `var` kept (`keep`); empty: all.
+    pub keep: Vec<Value>,
+    /// `ref2`, `keep2`: the same for the levels of `g` in `i(f, i.g)`.
+    pub refs2: Vec<Value>,
+    pub keep2: Vec<Value>,
+}
+
+impl IFactor {
+    /// The call as written canonically (`i(t, d, ref = c(-1, -1000))`).
+    pub fn name(&self) -> String {
+        let mut parts = vec![self.var.clone()];
+        match &self.with {
+            Some(IWith::Var(x)) => parts.push(x.clone()),
+            Some(IWith::Factor(g)) => parts.push(format!("i.{g}")),
+            None => {}
+        }
+        for (arg, values) in [
+            ("ref", &self.refs),
+            ("keep", &self.keep),
+            ("ref2", &self.refs2),
+            ("keep2", &self.keep2),
+        ] {
+            match values.as_slice() {
+                [] => {}
+                [v] => parts.push(format!("{arg} = {}", v.written())),
+                vs => parts.push(format!(
+                    "{arg} = c({})",
+                    vs.iter().map(Value::written).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+        format!("i({})", parts.join(", "))
+    }
 }
 
 impl Factor {
@@ -50,12 +175,29 @@ impl Factor {
         match self {
             Factor::Var(v) => v.clone(),
             Factor::Call(f, a) => format!("{}({})", f.name(), a.name()),
+            Factor::AsFactor(v) => format!("factor({v})"),
+            Factor::I(i) => i.name(),
+            Factor::Lag(l) => l.name(),
         }
     }
-    fn collect_vars(&self, out: &mut Vec<String>) {
+    /// The variables the factor reads; with `row_only`, those whose own row value it uses (not
+    /// the argument of a lag, whose value comes from another row).
+    fn collect_vars(&self, out: &mut Vec<String>, row_only: bool) {
         match self {
-            Factor::Var(v) => push_unique(out, v),
-            Factor::Call(_, a) => a.collect_vars(out),
+            Factor::Var(v) | Factor::AsFactor(v) => push_unique(out, v),
+            Factor::Lag(l) => {
+                if !row_only {
+                    push_unique(out, &l.var)
+                }
+            }
+            Factor::Call(_, a) => a.collect_vars(out, row_only),
+            Factor::I(i) => {
+                push_unique(out, &i.var);
+                match &i.with {
+                    Some(IWith::Var(x)) | Some(IWith::Factor(x)) => push_unique(out, x),
+                    None => {}
+                }
+            }
         }
     }
 }
@@ -93,9 +235,50 @@ impl Term {
     pub fn vars(&self) -> Vec<String> {
         let mut v = Vec::new();
         for f in &self.factors {
-            f.collect_vars(&mut v);
+            f.collect_vars(&mut v, false);
         }
         v
+    }
+    /// [`Term::vars`] without the arguments of lags (a row's own missing value there does not
+    /// make the lag missing).
+    pub fn row_vars(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for f in &self.factors {
+            f.collect_vars(&mut v, true);
+        }
+        v
+    }
+    /// Whether the term uses a panel operator.
+    pub fn has_lag(&self) -> bool {
+        self.factors.iter().any(|f| matches!(f, Factor::Lag(_)))
+    }
+    /// The term once per order of a lag range (`l(x, 0:2)` → `x`, `l(x, 1)`, `l(x, 2)`).
+    fn lag_orders(self) -> Vec<Term> {
+        let Some(at) = self
+            .factors
+            .iter()
+            .position(|f| matches!(f, Factor::Lag(l) if l.ks.len() > 1))
+        else {
+            return vec![self];
+        };
+        let Factor::Lag(lag) = &self.factors[at] else {
+            unreachable!("a lag")
+        };
+        lag.ks
+            .iter()
+            .flat_map(|&k| {
+                let mut t = self.clone();
+                t.factors[at] = match (lag.op, k) {
+                    (LagOp::Lag | LagOp::Lead, 0) => Factor::Var(lag.var.clone()),
+                    _ => Factor::Lag(Lag {
+                        op: lag.op,
+                        var: lag.var.clone(),
+                        ks: vec![k],
+                    }),
+                };
+                t.lag_orders()
+            })
+            .collect()
     }
 }
 
@@ -189,6 +372,10 @@ enum Tok {
     Caret,
     LParen,
     RParen,
+    Comma,
+    Equals,
+    /// A quoted text (`"A"` or `'A'`).
+    Str(String),
     End,
 }
 
@@ -205,6 +392,9 @@ fn describe(t: &Tok) -> String {
         Tok::Caret => "`^`".into(),
         Tok::LParen => "`(`".into(),
         Tok::RParen => "`)`".into(),
+        Tok::Comma => "`,`".into(),
+        Tok::Equals => "`=`".into(),
+        Tok::Str(s) => format!("\"{s}\""),
         Tok::End => "the end of the formula".into(),
     }
 }
@@ -247,11 +437,24 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
             '^' => Some(Tok::Caret),
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
+            ',' => Some(Tok::Comma),
+            '=' => Some(Tok::Equals),
             _ => None,
         };
         if let Some(t) = single {
             out.push((t, pos));
             k += 1;
+        } else if c == '"' || c == '\'' {
+            let start = k + 1;
+            let mut j = start;
+            while j < chars.len() && chars[j].1 != c {
+                j += 1;
+            }
+            if j >= chars.len() {
+                return Err(err(pos, format!("unterminated text: no closing {c}")));
+            }
+            out.push((Tok::Str(chars[start..j].iter().map(|(_, c)| *c).collect()), pos));
+            k = j + 1;
         } else if c == '`' {
             // Back-quoted names allow any character except the back quote.
             let start = k + 1;
@@ -296,6 +499,12 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
 /// Byte offset → character offset (the error type counts characters).
 fn char_pos(src: &str, byte: usize) -> usize {
     src[..byte.min(src.len())].chars().count()
+}
+
+/// Every model of a formula that may ask for several estimations (`sw()`, `csw()`, `c(y1, y2)`;
+/// see [`multiple`]), in fixest's order.
+pub fn parse_all(src: &str) -> Result<Vec<Model>> {
+    multiple::expand(src)?.iter().map(|f| parse(f)).collect()
 }
 
 /// Parse a fixest-style formula.
@@ -374,6 +583,12 @@ impl<'a> Parser<'a> {
         }
         let mut extras = SumExtras::default();
         let lhs = extras.collapse(lhs_terms.into_iter().next().unwrap());
+        if lhs.clone().lag_orders().len() > 1 {
+            return Err(self.err_at(
+                lhs_pos,
+                "the dependent variable must be a single term, not a range of lags",
+            ));
+        }
         let tilde = self.pos();
         self.expect(Tok::Tilde, "`~` after the dependent variable")?;
         let mut notes = sum_notes("dependent variable", &extras);
@@ -517,7 +732,7 @@ impl<'a> Parser<'a> {
             if negate {
                 return Err(self.err_at(pos, "only `-1` may be subtracted (to drop the intercept)"));
             }
-            for t in self.product_term()? {
+            for t in self.product_term()?.into_iter().flat_map(Term::lag_orders) {
                 let t = extras.collapse(t);
                 if let Some(o) = terms.iter().find(|o| o.same_as(&t)) {
                     let first = o.name();
@@ -577,7 +792,32 @@ impl<'a> Parser<'a> {
                         "log" | "ln" => Func::Log,
                         "exp" => Func::Exp,
                         "sqrt" => Func::Sqrt,
-                        _ => return Err(self.err_at(pos, format!("unknown function `{name}` (known: log, exp, sqrt)"))),
+                        "factor" | "as.factor" => {
+                            self.bump();
+                            let var = self.variable("a variable name in `factor()`")?;
+                            self.expect(Tok::RParen, "`)` after the variable of `factor()`")?;
+                            return Ok(Factor::AsFactor(var));
+                        }
+                        "i" => {
+                            self.bump();
+                            return self.i_call(pos);
+                        }
+                        "l" | "f" | "d" => {
+                            self.bump();
+                            return self.lag_call(&name);
+                        }
+                        "sw" | "sw0" | "csw" | "csw0" => {
+                            return Err(self.err_at(
+                                pos,
+                                format!("`{name}()` asks for several estimations; only `fegpu fit` runs them"),
+                            ))
+                        }
+                        _ => {
+                            return Err(self.err_at(
+                                pos,
+                                format!("unknown function `{name}` (known: log, exp, sqrt, factor, i)"),
+                            ))
+                        }
                     };
                     self.bump();
                     let arg = self.factor()?;
@@ -588,6 +828,167 @@ impl<'a> Parser<'a> {
                 }
             }
             _ => Err(self.unexpected("a variable name")),
+        }
+    }
+
+    /// A variable name.
+    fn variable(&mut self, wanted: &str) -> Result<String> {
+        match self.peek().clone() {
+            Tok::Ident(v) => {
+                self.bump();
+                Ok(v)
+            }
+            _ => Err(self.unexpected(wanted)),
+        }
+    }
+
+    /// The arguments of `i(` up to its `)`: a variable, optionally a second variable (`x`, or
+    /// `i.g` for categories), then named arguments `ref`, `keep`, `ref2`, `keep2`.
+    fn i_call(&mut self, call: usize) -> Result<Factor> {
+        let var = self.variable("the variable of `i()`")?;
+        let mut i = IFactor {
+            var,
+            with: None,
+            refs: Vec::new(),
+            keep: Vec::new(),
+            refs2: Vec::new(),
+            keep2: Vec::new(),
+        };
+        let mut named: Vec<String> = Vec::new();
+        while *self.peek() == Tok::Comma {
+            self.bump();
+            let pos = self.pos();
+            let name = self.variable("an argument of `i()`")?;
+            if *self.peek() != Tok::Equals {
+                if i.with.is_some() || !named.is_empty() {
+                    return Err(self.err_at(
+                        pos,
+                        "`i()` takes one variable besides its first; name the other arguments (`ref = …`, `keep = …`)",
+                    ));
+                }
+                i.with = Some(match name.strip_prefix("i.") {
+                    Some(g) if !g.is_empty() => IWith::Factor(g.to_string()),
+                    _ => IWith::Var(name),
+                });
+                continue;
+            }
+            self.bump();
+            if named.contains(&name) {
+                return Err(self.err_at(pos, format!("`{name}` is given twice in `i()`")));
+            }
+            let values = self.values()?;
+            match name.as_str() {
+                "ref" => i.refs = values,
+                "keep" => i.keep = values,
+                "ref2" | "keep2" if !matches!(i.with, Some(IWith::Factor(_))) => {
+                    return Err(self.err_at(
+                        pos,
+                        format!("`{name}` applies to the second factor of `i(f, i.g)`, and this `i()` has none"),
+                    ))
+                }
+                "ref2" => i.refs2 = values,
+                "keep2" => i.keep2 = values,
+                _ => {
+                    return Err(self.err_at(
+                        pos,
+                        format!("unknown argument `{name}` of `i()` (known: ref, keep, ref2, keep2)"),
+                    ))
+                }
+            }
+            named.push(name);
+        }
+        self.expect(Tok::RParen, "`,` or `)` in `i()`")?;
+        if matches!(&i.with, Some(IWith::Var(x)) | Some(IWith::Factor(x)) if *x == i.var) {
+            return Err(self.err_at(call, format!("`i()` interacts `{}` with itself", i.var)));
+        }
+        Ok(Factor::I(Box::new(i)))
+    }
+
+    /// The arguments of `l(`, `f(` or `d(` up to its `)`: a variable and an order (default 1),
+    /// a whole number or a range `a:b`.
+    fn lag_call(&mut self, name: &str) -> Result<Factor> {
+        let op = match name {
+            "l" => LagOp::Lag,
+            "f" => LagOp::Lead,
+            _ => LagOp::Diff,
+        };
+        let var = self.variable(&format!("the variable of `{name}()`"))?;
+        let mut ks = vec![1];
+        if *self.peek() == Tok::Comma {
+            self.bump();
+            let from = self.whole()?;
+            ks = vec![from];
+            if *self.peek() == Tok::Colon {
+                self.bump();
+                let to = self.whole()?;
+                ks = if from <= to {
+                    (from..=to).collect()
+                } else {
+                    (to..=from).rev().collect()
+                };
+            }
+        }
+        self.expect(Tok::RParen, &format!("`)` closing `{name}(`"))?;
+        Ok(Factor::Lag(Lag { op, var, ks }))
+    }
+
+    /// A whole number, possibly negative.
+    fn whole(&mut self) -> Result<i64> {
+        let pos = self.pos();
+        let negative = *self.peek() == Tok::Minus;
+        if negative {
+            self.bump();
+        }
+        match self.peek().clone() {
+            Tok::Num(n) => {
+                self.bump();
+                let v: i64 = n
+                    .parse()
+                    .map_err(|_| self.err_at(pos, format!("`{n}` is not a whole number of periods")))?;
+                Ok(if negative { -v } else { v })
+            }
+            _ => Err(self.unexpected("a whole number of periods")),
+        }
+    }
+
+    /// One value or `c(value, …)`; a value is a number (possibly negative) or a quoted text.
+    fn values(&mut self) -> Result<Vec<Value>> {
+        if let Tok::Ident(c) = self.peek().clone() {
+            if c == "c" {
+                self.bump();
+                self.expect(Tok::LParen, "`(` after `c`")?;
+                let mut out = vec![self.value()?];
+                while *self.peek() == Tok::Comma {
+                    self.bump();
+                    out.push(self.value()?);
+                }
+                self.expect(Tok::RParen, "`,` or `)` in `c()`")?;
+                return Ok(out);
+            }
+        }
+        Ok(vec![self.value()?])
+    }
+
+    fn value(&mut self) -> Result<Value> {
+        let pos = self.pos();
+        let negative = *self.peek() == Tok::Minus;
+        if negative {
+            self.bump();
+        }
+        match self.peek().clone() {
+            Tok::Num(n) => {
+                self.bump();
+                let written = if negative { format!("-{n}") } else { n };
+                let v: f64 = written
+                    .parse()
+                    .map_err(|_| self.err_at(pos, format!("`{written}` is not a number")))?;
+                Ok(Value::Num(v, written))
+            }
+            Tok::Str(t) if !negative => {
+                self.bump();
+                Ok(Value::Text(t))
+            }
+            _ => Err(self.unexpected("a number or a quoted text")),
         }
     }
 

@@ -2,7 +2,8 @@
 //! kernels behind one solver.
 //!
 //! Data flows one way: [`data::load`] (CSV/Parquet through polars, only the used columns) →
-//! [`data::prepare`] (formula terms, missing values, singletons) → [`demean`] (partialling out
+//! [`terms`] (each formula term as named columns: numeric, factors, `i()`) → [`data::prepare`]
+//! (missing values, singletons) → [`demean`] (partialling out
 //! the fixed effects, behind the [`demean::Demeaner`] trait) → [`estimate`] (OLS, variance,
 //! small-sample conventions) → [`report`] (text, Markdown, LaTeX, CSV, JSON tables).
 //! The demeaning method is chosen once above the backends ([`demean::strategy`]: exact passes,
@@ -33,6 +34,7 @@ pub mod resampling;
 pub mod rng;
 pub mod stats;
 pub mod study;
+pub mod terms;
 pub use study::replicate;
 pub mod timing;
 

@@ -310,6 +310,20 @@ struct FitArgs {
     /// Keep singleton observations (reghdfe's keepsingletons).
     #[arg(long)]
     keep_singletons: bool,
+    /// Use only the rows where EXPR holds, decided before missing values and factor references
+    /// (fixest's `subset`): comparisons of a column with a number or a quoted text (`==`, `!=`,
+    /// `<`, `<=`, `>`, `>=`), `col in (a, b)`, joined by `&`, `|` and parentheses, e.g.
+    /// `--subset 'year >= 2000 & industry != "B"'`.
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    subset: Option<String>,
+    /// The panel's unit and time variables, for the lag operators `l(x, k)`, `f(x, k)`,
+    /// `d(x, k)` (time in whole numbers; one period is the GCD of its gaps).
+    #[arg(long, value_name = "ID,TIME")]
+    panel: Option<String>,
+    /// Draw the first model's i() coefficients against their level with 95% confidence
+    /// intervals, the reference at zero (fixest's iplot; the event-study picture), as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    iplot: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
@@ -412,7 +426,47 @@ fn run_fit(a: FitArgs) -> Result<()> {
     if let Some(p) = &a.output {
         fegpu::report::output_target(p)?;
     }
-    let mut models: Vec<formula::Model> = a.formulas.iter().map(|f| formula::parse(f)).collect::<Result<_>>()?;
+    if let Some(p) = &a.iplot {
+        fegpu::report::iplot::check_path(p)?;
+    }
+    // one formula may stand for several (fixest's sw(), csw(), c(y1, y2))
+    let mut models: Vec<formula::Model> = a
+        .formulas
+        .iter()
+        .map(|f| formula::parse_all(f))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    if a.iplot.is_some() {
+        let has_i = |m: &formula::Model| {
+            m.rhs
+                .iter()
+                .any(|t| matches!(t.factors.as_slice(), [formula::Factor::I(_)]))
+        };
+        if !models.iter().any(has_i) {
+            return Err(Error::Usage(format!(
+                "--iplot: no formula has an i() term to plot ({})",
+                a.formulas.join("; ")
+            )));
+        }
+    }
+    let subset = a.subset.as_deref().map(fegpu::data::Subset::parse).transpose()?;
+    let panel = match a
+        .panel
+        .as_deref()
+        .map(|p| p.split(',').map(str::trim).collect::<Vec<_>>())
+    {
+        None => None,
+        Some(parts) if parts.len() == 2 && parts.iter().all(|p| !p.is_empty()) => {
+            Some((parts[0].to_string(), parts[1].to_string()))
+        }
+        Some(_) => {
+            return Err(Error::Usage(
+                "--panel takes the unit and the time variable separated by a comma: --panel firm,year".into(),
+            ))
+        }
+    };
     if a.stage == Stage::First {
         if !models.iter().any(|m| m.iv.is_some()) {
             return Err(Error::Usage(
@@ -425,6 +479,8 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let needs = fegpu::data::PrepareOptions {
         weights: a.weights.clone(),
         clusters: vcov.cluster_vars().to_vec(),
+        subset: subset.clone(),
+        panel: panel.clone(),
         ..Default::default()
     };
     let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
@@ -440,6 +496,8 @@ fn run_fit(a: FitArgs) -> Result<()> {
             solver: a.solver,
         },
         keep_singletons: a.keep_singletons,
+        subset,
+        panel,
         ..FitOptions::default()
     };
     let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {
@@ -457,6 +515,13 @@ fn run_fit(a: FitArgs) -> Result<()> {
             eprintln!("note ({}): {n}", m.formula);
         }
         results.push(r);
+    }
+    if let Some(p) = &a.iplot {
+        // the first model whose i() term can be drawn (else the first model's error says why)
+        let k = (0..models.len())
+            .find(|&k| fegpu::report::iplot::points(&models[k], &results[k], 0.95).is_ok())
+            .unwrap_or(0);
+        fegpu::report::iplot::write(p, &models[k], &results[k])?;
     }
     fegpu::timing::lap("report");
     let text = render(&results, a.format, a.stat, fegpu::timing::snapshot().as_ref())?;

@@ -55,8 +55,11 @@ pub fn load(source: &str, columns: &[String]) -> Result<Table> {
         .unwrap_or("")
         .to_ascii_lowercase();
     for c in columns {
-        if !available.iter().any(|a| a == c) {
-            return Err(missing_column(c, source, &available));
+        let at: Vec<usize> = (0..available.len()).filter(|&k| available[k] == *c).collect();
+        match at.as_slice() {
+            [] => return Err(missing_column(c, source, &available)),
+            [_] => {}
+            _ => return Err(duplicated_column(c, source, &at)),
         }
     }
     match ext.as_str() {
@@ -239,13 +242,7 @@ fn header_positions(header: &Header, columns: &[String], source: &str) -> Result
             match at.as_slice() {
                 [k] => Ok(*k),
                 [] => Err(missing_column(c, source, &header.names)),
-                _ => Err(Error::column(
-                    c,
-                    format!(
-                        "appears {} times in the header of {source}; rename all but one",
-                        at.len()
-                    ),
-                )),
+                _ => Err(duplicated_column(c, source, &at)),
             }
         })
         .collect()
@@ -321,6 +318,20 @@ pub fn column_names(source: &str) -> Result<Vec<String>> {
             "unknown file type: expected .csv, .tsv, .parquet or .dta",
         )),
     }
+}
+
+/// The error for a used column whose name the file gives to several columns (at 0-based
+/// `positions`): which one is meant is ambiguous.
+fn duplicated_column(c: &str, source: &str, positions: &[usize]) -> Error {
+    let shown: Vec<String> = positions.iter().map(|k| (k + 1).to_string()).collect();
+    Error::column(
+        c,
+        format!(
+            "appears {} times in the header of {source} (columns {}, counted from 1), so which one is meant is ambiguous: rename all but one",
+            positions.len(),
+            shown.join(" and ")
+        ),
+    )
 }
 
 fn missing_column(c: &str, source: &str, available: &[String]) -> Error {
@@ -467,10 +478,15 @@ impl Table {
             .find(|(_, v)| v.is_some_and(|v| !super::csv::is_number(v)));
         match first {
             Some((row, Some(v))) => format!(
-                "must be numeric but holds text in {} (row {}: {:?})",
+                "must be numeric but holds text in {} (row {}: {:?}){}",
                 self.source,
                 row + 1,
-                v.chars().take(40).collect::<String>()
+                v.chars().take(40).collect::<String>(),
+                if text.iter().flatten().any(super::csv::is_number) {
+                    "; if its values are categories, write `factor(...)` around it"
+                } else {
+                    ""
+                }
             ),
             _ => format!("must be numeric but was read as text in {}", self.source),
         }

@@ -11,6 +11,8 @@ pub mod hard;
 pub mod load;
 pub mod prepare;
 pub mod scan;
+pub mod subset;
 
 pub use load::{load, Table};
 pub use prepare::{prepare, prepare_taking, used_columns, Design, Dropped, PrepareOptions};
+pub use subset::Subset;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::fe::index::{compact, interact, sort_rows_by};
 use crate::fe::{drop_singletons, FixedEffect};
 use crate::formula::{Factor, Func, Model, Term};
+use crate::terms::{self, Categories, Plan, TermPlan};
 
 /// Rows removed on the way from the raw data to the estimation sample, by cause.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +28,9 @@ pub struct Dropped {
     pub zero_weight: usize,
     /// Singletons, removed iteratively (reghdfe).
     pub singletons: usize,
+    /// Outside `--subset` (counted first: the other causes count rows inside it).
+    #[serde(default)]
+    pub subset: usize,
 }
 
 /// What `prepare` needs besides the model.
@@ -40,6 +44,10 @@ pub struct PrepareOptions {
     /// Further numeric columns carried along row by row (e.g. the group of `bdiff`); rows where
     /// they are missing are dropped like any other used variable.
     pub extra: Vec<String>,
+    /// Only the rows where this holds are used (`--subset`; applied before anything else).
+    pub subset: Option<super::subset::Subset>,
+    /// The unit and time variables of the panel operators `l()`, `f()`, `d()` (`--panel`).
+    pub panel: Option<(String, String)>,
 }
 
 /// The columns to read for `models` under `opts`: every variable of the formulas, the weights,
@@ -56,7 +64,9 @@ pub fn used_columns(models: &[&Model], opts: &PrepareOptions) -> Vec<String> {
         .flat_map(|m| m.variables())
         .chain(opts.weights.iter().cloned())
         .chain(clusters)
-        .chain(opts.extra.iter().cloned());
+        .chain(opts.extra.iter().cloned())
+        .chain(opts.subset.iter().flat_map(|s| s.columns()))
+        .chain(opts.panel.iter().flat_map(|(i, t)| [i.clone(), t.clone()]));
     for v in names {
         if !out.contains(&v) {
             out.push(v);
@@ -113,6 +123,8 @@ struct Columns<'a> {
     /// Borrowed from the table where its column is already one f64 buffer without missing values.
     numeric: HashMap<String, Cow<'a, [f64]>>,
     codes: HashMap<String, (Vec<u32>, usize)>,
+    /// The panel index of the lags (built when a term has one).
+    panel: Option<terms::panel::Panel>,
 }
 
 impl<'a> Columns<'a> {
@@ -128,6 +140,23 @@ impl<'a> Columns<'a> {
         match f {
             // a bare variable is the cached column itself (see `term`); here it is an argument
             Factor::Var(v) => Ok(self.numeric(v)?.to_vec()),
+            Factor::Lag(lag) => {
+                let x = self.numeric(&lag.var)?.to_vec();
+                let panel = self
+                    .panel
+                    .as_ref()
+                    .ok_or_else(|| Error::Usage(format!("`{}` needs the panel: give --panel ID,TIME", lag.name())))?;
+                let shifted = panel.lag(&x, lag.shift());
+                Ok(match lag.op {
+                    crate::formula::LagOp::Diff => x.iter().zip(shifted).map(|(a, b)| a - b).collect(),
+                    _ => shifted,
+                })
+            }
+            // the term layer never puts a categorical factor in a numeric product
+            Factor::AsFactor(_) | Factor::I(_) => Err(Error::Usage(format!(
+                "`{}` is categorical and cannot be transformed or multiplied as a number",
+                f.name()
+            ))),
             Factor::Call(func, arg) => {
                 let mut v = self.factor(arg)?;
                 for x in v.iter_mut() {
@@ -232,14 +261,6 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The endogenous regressors and instruments of the IV part, if any.
-fn iv_terms(model: &Model) -> impl Iterator<Item = &Term> {
-    model
-        .iv
-        .iter()
-        .flat_map(|iv| iv.endogenous.iter().chain(iv.instruments.iter()))
-}
-
 /// Build the estimation sample of `model` from `table`.
 pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
     let sample = select(table, model, opts)?;
@@ -259,6 +280,10 @@ pub fn prepare_taking(table: &mut Table, model: &Model, opts: &PrepareOptions) -
 struct Sample {
     /// Kept rows in the order the sample uses (see `sort_rows_by`).
     rows: Vec<usize>,
+    /// The model's terms as columns ([`terms::plan`]).
+    plan: Plan,
+    /// The categories of the categorical variables over all raw rows, by variable.
+    categories: HashMap<String, Categories>,
     /// Columns computed or converted while selecting (terms such as `log(x)`, columns that
     /// needed a copy), over all raw rows, by term or variable name.
     owned: HashMap<String, Vec<f64>>,
@@ -298,16 +323,24 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
         table,
         numeric: HashMap::new(),
         codes: HashMap::new(),
+        panel: None,
     };
 
+    // What each term means as columns (numeric, or categories times a numeric part).
+    let plan = terms::plan(table, model)?;
     // Raw variables: a NaN there means the value is missing.
     let mut missing = vec![false; n];
+    if let Some(t) = plan.lagged() {
+        let Some((id, time)) = &opts.panel else {
+            return Err(Error::Usage(format!(
+                "`{}` uses a panel operator: give the panel's unit and time as --panel ID,TIME",
+                t.name()
+            )));
+        };
+        cols.panel = Some(terms::panel::Panel::new(table, id, time)?);
+    }
     let raw_vars: Vec<String> = {
-        let mut v: Vec<String> = std::iter::once(&model.lhs)
-            .chain(&model.rhs)
-            .chain(iv_terms(model))
-            .flat_map(|t| t.vars())
-            .collect();
+        let mut v: Vec<String> = plan.numeric_row_vars();
         v.extend(opts.weights.iter().cloned());
         v.extend(opts.extra.iter().cloned());
         v.dedup();
@@ -317,6 +350,17 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
     for v in &raw_vars {
         for (m, x) in missing.iter_mut().zip(cols.numeric(v)?) {
             *m |= x.is_nan();
+        }
+    }
+    // Categorical variables: a missing category is a missing value.
+    let categories: HashMap<String, Categories> = plan
+        .categorical_vars()
+        .par_iter()
+        .map(|v| terms::categories(table, v).map(|c| (v.clone(), c)))
+        .collect::<Result<_>>()?;
+    for c in categories.values() {
+        for (m, &code) in missing.iter_mut().zip(&c.codes) {
+            *m |= code == MISSING_CODE;
         }
     }
     let specs: Vec<String> = model
@@ -335,19 +379,32 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
 
     // Terms; a non-finite value on a row with no missing input is a "non-finite" drop.
     // Computed terms are materialised once; bare variables stay in the cache and are read there.
-    for t in std::iter::once(&model.lhs).chain(&model.rhs).chain(iv_terms(model)) {
-        if !matches!(t.factors.as_slice(), [Factor::Var(_)]) {
+    // (The numeric part of a categorical term, `x` in `industry:x`, is checked like a term.)
+    for t in plan.all().filter_map(|p| p.numeric.as_ref()) {
+        if !matches!(t.factors.as_slice(), [Factor::Var(_)]) && !cols.numeric.contains_key(&t.name()) {
             let v = cols.term(t)?.into_owned();
             cols.numeric.insert(t.name(), Cow::Owned(v));
         }
     }
     let column_of = |t: &Term| -> &[f64] { &cols.numeric[&key(t)] };
-    let y = column_of(&model.lhs);
-    let x_raw: Vec<&[f64]> = model.rhs.iter().map(column_of).collect();
-    let iv_raw: Vec<&[f64]> = iv_terms(model).map(column_of).collect();
-    // keep: no missing input and every term finite (chunks of rows in parallel)
+    let y = column_of(plan.lhs.numeric.as_ref().expect("a numeric outcome"));
+    let x_raw: Vec<&[f64]> = plan
+        .all()
+        .skip(1)
+        .filter_map(|p| p.numeric.as_ref())
+        .map(column_of)
+        .collect();
+    // keep: inside the subset, no missing input and every term finite (chunks of rows in
+    // parallel)
+    let inside = opts.subset.as_ref().map(|s| s.rows(table)).transpose()?;
     let mut keep = vec![true; n];
     let mut dropped = Dropped::default();
+    if let Some(inside) = &inside {
+        for (k, &i) in keep.iter_mut().zip(inside) {
+            *k = i;
+        }
+        dropped.subset = inside.iter().filter(|&&i| !i).count();
+    }
     let chunk = 1 << 16;
     let counts: Vec<(usize, usize)> = keep
         .par_chunks_mut(chunk)
@@ -356,10 +413,12 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
             let (mut miss, mut nonfinite) = (0, 0);
             for (k, kept) in part.iter_mut().enumerate() {
                 let i = c * chunk + k;
-                if missing[i] {
+                if !*kept {
+                    // outside the subset
+                } else if missing[i] {
                     *kept = false;
                     miss += 1;
-                } else if !y[i].is_finite() || x_raw.iter().chain(&iv_raw).any(|col| !col[i].is_finite()) {
+                } else if !y[i].is_finite() || x_raw.iter().any(|col| !col[i].is_finite()) {
                     *kept = false;
                     nonfinite += 1;
                 }
@@ -400,8 +459,12 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
     let nobs = keep.iter().filter(|&&k| k).count();
     if nobs == 0 {
         return Err(Error::NoObservations(format!(
-            "all {n} rows of {} were dropped ({} with a missing value, {} non-finite, {} zero weight, {} singletons)",
+            "all {n} rows of {} were dropped ({}{} with a missing value, {} non-finite, {} zero weight, {} singletons)",
             table.source(),
+            match dropped.subset {
+                0 => String::new(),
+                k => format!("{k} outside --subset, "),
+            },
             dropped.missing,
             dropped.nonfinite,
             dropped.zero_weight,
@@ -451,6 +514,8 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
         .collect();
     Ok(Sample {
         rows,
+        plan,
+        categories,
         owned,
         fes,
         clusters,
@@ -468,13 +533,13 @@ impl Sample {
         opts: &PrepareOptions,
         mut fetch: impl FnMut(&str) -> Result<Cow<'t, [f64]>>,
     ) -> Result<Design> {
-        let endog: Vec<&Term> = model.iv.iter().flat_map(|iv| &iv.endogenous).collect();
-        let inst: Vec<&Term> = model.iv.iter().flat_map(|iv| &iv.instruments).collect();
-        // every slot of the design by key, in design order
-        let slots: Vec<String> = std::iter::once(&model.lhs)
-            .chain(&model.rhs)
-            .chain(endog.iter().copied())
-            .chain(inst.iter().copied())
+        let plan = self.plan;
+        // every slot of the design by key, in design order: the numeric column (or numeric
+        // part) of each term
+        let numeric_parts = |ps: &[TermPlan]| ps.iter().filter(|p| p.numeric.is_some()).count();
+        let slots: Vec<String> = plan
+            .all()
+            .filter_map(|p| p.numeric.as_ref())
             .map(key)
             .chain(opts.weights.iter().cloned())
             .chain(opts.extra.iter().cloned())
@@ -512,16 +577,44 @@ impl Sample {
         let mut columns = columns.into_iter();
         let mut next = |count: usize| -> Vec<Vec<f64>> { columns.by_ref().take(count).collect() };
         let y = next(1).pop().expect("the outcome");
+        let rhs_parts = next(numeric_parts(&plan.rhs));
+        let endog_parts = next(numeric_parts(&plan.endogenous));
+        let inst_parts = next(numeric_parts(&plan.instruments));
         let mut x_names = Vec::new();
         let mut x = Vec::new();
         if model.intercept {
             x_names.push("(Intercept)".to_string());
             x.push(vec![1.0; self.rows.len()]);
         }
-        x_names.extend(model.rhs.iter().map(Term::name));
-        x.extend(next(model.rhs.len()));
-        let endog_cols = next(endog.len());
-        let inst_cols = next(inst.len());
+        let rows = &self.rows;
+        let categories = &self.categories;
+        let columns_of = |ps: &[TermPlan], parts: Vec<Vec<f64>>| -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+            let mut parts = parts.into_iter();
+            let (mut names, mut cols) = (Vec::new(), Vec::new());
+            for p in ps {
+                let part = if p.numeric.is_some() { parts.next() } else { None };
+                if p.is_numeric() {
+                    names.push(p.term.name());
+                    cols.push(part.expect("a numeric term's column"));
+                    continue;
+                }
+                let cats: Vec<&Categories> = p.codings.iter().map(|c| &categories[&c.var]).collect();
+                let codes: Vec<Vec<u32>> = cats
+                    .iter()
+                    .map(|c| rows.iter().map(|&i| c.codes[i]).collect())
+                    .collect();
+                for (name, col) in terms::expand(p, &cats, &codes, part.as_deref())? {
+                    names.push(name);
+                    cols.push(col);
+                }
+            }
+            Ok((names, cols))
+        };
+        let (names, cols) = columns_of(&plan.rhs, rhs_parts)?;
+        x_names.extend(names);
+        x.extend(cols);
+        let (endog_names, endog_cols) = columns_of(&plan.endogenous, endog_parts)?;
+        let (inst_names, inst_cols) = columns_of(&plan.instruments, inst_parts)?;
         let (weights, weight_scale) = match opts.weights {
             Some(_) => {
                 let (w, scale) = normalised(next(1).pop().expect("the weights"));
@@ -533,9 +626,9 @@ impl Sample {
         Ok(Design {
             y_name: model.lhs.name(),
             y,
-            endog_names: endog.iter().map(|t| t.name()).collect(),
+            endog_names,
             endog: endog_cols,
-            inst_names: inst.iter().map(|t| t.name()).collect(),
+            inst_names,
             inst: inst_cols,
             x_names,
             x,

@@ -23,6 +23,10 @@ pub struct FitOptions {
     /// fixest's `collin.tol`.
     pub collin_tol: f64,
     pub keep_singletons: bool,
+    /// Only the rows where this holds are used (`--subset`, fixest's `subset`).
+    pub subset: Option<crate::data::Subset>,
+    /// The unit and time of the panel operators (`--panel ID,TIME`).
+    pub panel: Option<(String, String)>,
 }
 
 impl Default for FitOptions {
@@ -34,6 +38,8 @@ impl Default for FitOptions {
             demean: DemeanOptions::default(),
             collin_tol: 1e-10,
             keep_singletons: false,
+            subset: None,
+            panel: None,
         }
     }
 }

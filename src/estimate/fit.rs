@@ -45,6 +45,8 @@ fn prepare_options(opts: &FitOptions) -> PrepareOptions {
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),
         keep_singletons: opts.keep_singletons,
+        subset: opts.subset.clone(),
+        panel: opts.panel.clone(),
         ..Default::default()
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod axis;
 pub mod directory;
+pub mod iplot;
 pub mod plot;
 pub mod resampling;
 pub mod table;
