@@ -52,21 +52,21 @@ fn small_scale_matching_and_patents_recover_the_truth() {
         "digtech_in",
         "digtech2",
         "degree",
-        "constraint",
+        "ci",
         "digtech_l1",
         "digtech_l2",
     ] {
         assert!(df.column(col).is_ok(), "patent table lacks {col}");
     }
-    // a firm with a co-applicant firm on a digital patent has a tie; one without has none
+    // a firm with a co-applied digital patent is in the network; one with only single-applicant
+    // digital patents is outside it
     let with_partner = fy
         .values()
-        .find(|e| e.digital > 0 && !e.partners.is_empty())
+        .find(|e| e.digital_co > 0)
         .expect("some co-applied digital patent");
-    assert!(with_partner.degree > 0.0 && with_partner.constraint.is_finite());
-    let alone = fy.values().find(|e| e.digital > 0 && e.partners.is_empty()).unwrap();
-    assert_eq!(alone.degree, 0.0);
-    assert!(alone.constraint.is_nan());
+    assert!(with_partner.degree >= 1.0 && with_partner.holes.is_finite());
+    let alone = fy.values().find(|e| e.digital > 0 && e.digital_co == 0).unwrap();
+    assert!(alone.degree.is_nan() && alone.holes.is_nan());
     // the other raw tables exist
     for t in ["imports", "countries", "regions", "cities"] {
         assert!(dir.join(format!("{t}.parquet")).exists(), "{t}");
@@ -228,7 +228,7 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
     );
     assert!(get("digtech_l2_on_qua") > 0.001 && get("digtech_l1_on_qua") > 0.0);
     assert!((0.02..0.04).contains(&get("supplier_digtech_on_qua")));
-    assert!(get("degree_on_qua") > 0.0 && get("ci_on_qua") < 0.0);
+    assert!(get("degree_on_qua") > 0.0 && get("ci_on_qua") > 0.0);
     assert!(get("digtech_x_dig_kinds_on_qua") > 0.0);
     // Table 10: new products' planted premium over kept ones is the planted constant (their r-Qua
     // is λ over the product's spread, QUA_TO_LOG), and new beat dropped

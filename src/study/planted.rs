@@ -53,12 +53,11 @@ pub const LAG1: f64 = 0.0014;
 pub const LAG2: f64 = 0.0029;
 /// Table 13 (3): the supplier's Digtech on the client's Qua.
 pub const SUPPLIER: f64 = 0.0291;
-/// Table 13 (1): per co-applicant tie (the paper's 0.0009 fits a raw count; our Degree is
-/// normalised, so its coefficient is this times the year's network size less one).
+/// Table 13 (1): per co-applicant (Degree counts a firm's distinct co-applicants).
 pub const DEGREE_PER_TIE: f64 = 0.0009;
-/// Table 13 (2): per unit of Burt's constraint; negative because the paper reads its positive CI
-/// coefficient as "structural holes help" and higher constraint means fewer holes.
-pub const CONSTRAINT: f64 = -0.0076;
+/// Table 13 (2): per unit of structural holes, CI = 1 − Burt's constraint (higher is better
+/// placed, as the paper reads its positive CI coefficient).
+pub const HOLES: f64 = 0.0076;
 /// Table 12 (2): dig_kinds and its interaction with Digtech on Qua.
 pub const DIG_KINDS: f64 = 0.0112;
 pub const DIG_KINDS_X_DIGTECH: f64 = 0.0005;
@@ -374,7 +373,7 @@ fn constants() -> Vec<(String, f64)> {
         ("plant_lag2", LAG2),
         ("plant_supplier", SUPPLIER),
         ("plant_degree_per_tie", DEGREE_PER_TIE),
-        ("plant_constraint", CONSTRAINT),
+        ("plant_holes", HOLES),
         ("plant_dig_kinds", DIG_KINDS),
         ("plant_dig_kinds_x_digtech", DIG_KINDS_X_DIGTECH),
         ("plant_new_product", NEW_PRODUCT),

@@ -716,7 +716,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 dig_l2: digtech(f.id, year - 2),
                 dig_sup: supplier.map_or(0.0, |j| digtech(j, year)),
                 ties: pm.ties(f.id, year),
-                constraint: pm.constraint(f.id, year),
+                holes: pm.holes(f.id, year),
                 dig_kinds: dig_kinds.get(&(f.id, year)).copied().unwrap_or(0.0),
             };
             let common = x.effect();
@@ -938,10 +938,10 @@ struct Channels {
     dig_l1: f64,
     dig_l2: f64,
     dig_sup: f64,
-    /// Co-applicant ties (Degree × (network size − 1)) less the network mean; 0 outside.
+    /// Co-applicants (Degree) less the network mean; 0 outside.
     ties: f64,
-    /// Burt's constraint less the network mean; 0 outside the network.
-    constraint: f64,
+    /// Structural holes (CI = 1 − Burt's constraint) less the network mean; 0 outside.
+    holes: f64,
     dig_kinds: f64,
 }
 
@@ -952,21 +952,19 @@ impl Channels {
             + planted::LAG2 * self.dig_l2
             + planted::SUPPLIER * self.dig_sup
             + planted::DEGREE_PER_TIE * self.ties
-            + planted::CONSTRAINT * self.constraint
+            + planted::HOLES * self.holes
             + planted::DIG_KINDS * self.dig_kinds
             + planted::DIG_KINDS_X_DIGTECH * self.dig * self.dig_kinds
     }
 }
 
 /// What the panel will measure from the simulated patents (read back from `out` with the
-/// pipeline's own code): per firm-year counts and network position, the network's size per
-/// year, and per firm whether its patent quality (mean Digtech2) is above the median over
-/// exporters (Table 6's split).
+/// pipeline's own code): per firm-year counts and network position, and per firm whether its
+/// patent quality (mean Digtech2) is above the median over exporters (Table 6's split).
 struct PatentMeasures {
     fy: std::collections::BTreeMap<(i64, i64), crate::study::patents::FirmYear>,
-    size: HashMap<i64, usize>,
     pq_high: HashMap<i64, bool>,
-    /// Mean ties and constraint over the network's firm-years: the planted network effects are
+    /// Mean Degree and CI over the network's firm-years: the planted network effects are
     /// deviations from them, so that joining the network (which needs a digital patent) does not
     /// itself move quality and bias every Digtech estimate.
     centre: (f64, f64),
@@ -975,12 +973,8 @@ struct PatentMeasures {
 impl PatentMeasures {
     fn read(out: &Path, firms: &[Firm]) -> Result<PatentMeasures> {
         let fy = crate::study::patents::firm_year_patents(out)?;
-        let mut size: HashMap<i64, usize> = HashMap::new();
         let mut breadth: HashMap<i64, (f64, usize)> = HashMap::new();
-        for ((f, y), e) in &fy {
-            if e.digital > 0 {
-                *size.entry(*y).or_default() += 1;
-            }
+        for ((f, _), e) in &fy {
             let b = crate::study::ipc::knowledge_breadth(&e.codes);
             if b.is_finite() {
                 let x = breadth.entry(*f).or_default();
@@ -999,14 +993,13 @@ impl PatentMeasures {
         let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
         let mut pm = PatentMeasures {
             fy,
-            size,
             pq_high,
             centre: (0.0, 0.0),
         };
         let (mut t, mut c, mut n) = (0.0, 0.0, 0usize);
         for &(f, y) in pm.fy.keys() {
             if pm.ci(f, y).is_finite() {
-                t += pm.raw_ties(f, y);
+                t += pm.degree(f, y);
                 c += pm.ci(f, y);
                 n += 1;
             }
@@ -1015,35 +1008,28 @@ impl PatentMeasures {
         Ok(pm)
     }
 
-    fn get(&self, f: i64, y: i64) -> Option<&crate::study::patents::FirmYear> {
-        self.fy.get(&(f, y)).filter(|e| e.digital > 0)
-    }
-
     /// Degree as the panel has it (NaN outside the network).
     fn degree(&self, f: i64, y: i64) -> f64 {
-        self.get(f, y).map_or(f64::NAN, |e| e.degree)
+        self.fy.get(&(f, y)).map_or(f64::NAN, |e| e.degree)
     }
 
+    /// CI as the panel has it (NaN outside the network).
     fn ci(&self, f: i64, y: i64) -> f64 {
-        self.get(f, y).map_or(f64::NAN, |e| e.constraint)
+        self.fy.get(&(f, y)).map_or(f64::NAN, |e| e.holes)
     }
 
-    fn raw_ties(&self, f: i64, y: i64) -> f64 {
-        let n = *self.size.get(&y).unwrap_or(&1) as f64;
-        self.degree(f, y) * (n - 1.0)
-    }
-
-    /// Ties and constraint as deviations from the network's means, for the planted effects: 0
-    /// outside the network (where the constraint is undefined).
+    /// Degree and CI as deviations from the network's means, for the planted effects: 0 outside
+    /// the network (where both are undefined).
     fn ties(&self, f: i64, y: i64) -> f64 {
-        if self.ci(f, y).is_finite() {
-            self.raw_ties(f, y) - self.centre.0
+        let d = self.degree(f, y);
+        if d.is_finite() {
+            d - self.centre.0
         } else {
             0.0
         }
     }
 
-    fn constraint(&self, f: i64, y: i64) -> f64 {
+    fn holes(&self, f: i64, y: i64) -> f64 {
         let c = self.ci(f, y);
         if c.is_finite() {
             c - self.centre.1
@@ -1223,8 +1209,8 @@ fn linked_firms(out: &Path, links: &[(String, i64, i64)]) -> Result<HashMap<(i64
 /// measure them and the planted part of Qua: λ̂ is demeaned within its (product, destination,
 /// year) cell and divided by its product's range before it is value-weighted over the row's
 /// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g, and each
-/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's simple means of
-/// kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
+/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's value-weighted
+/// means of kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
 fn truth_rows(
     flows: &[Flow],
     meta: &HashMap<(usize, usize, i64), Traits>,
@@ -1246,7 +1232,7 @@ fn truth_rows(
     // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v; and each product's planted r-Qua
     // (Table 10's quality of kept, new and dropped products)
     let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
-    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, f64>> = HashMap::new();
+    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, (f64, f64)>> = HashMap::new();
     for f in flows {
         let n = cells[&(f.product, f.country, f.year)].1 as f64;
         let r = range[f.product].1 - range[f.product].0;
@@ -1258,7 +1244,9 @@ fn truth_rows(
         by_product
             .entry((f.firm, f.country, f.year))
             .or_default()
-            .insert(f.product as u32, f.effect * scale);
+            .entry(f.product as u32)
+            .or_insert((f.effect * scale, 0.0))
+            .1 += f.value;
     }
     let (continuing, vol_high) = pair_flags(&acc);
     let seen: Vec<(i64, &Flow)> = flows

@@ -526,7 +526,7 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
 /// Digital patents, digital imports and supplier links of the firms.
 struct FirmLinks {
     patents: BTreeMap<(i64, i64), FirmYear>,
-    /// Firm mean knowledge breadth (Digtech2) over its firm-years with patents.
+    /// Firm mean knowledge breadth (Digtech2) over its firm-years with digital patents.
     breadth: HashMap<i64, f64>,
     /// Median of `breadth` over exporting firms (patent quality split).
     median_breadth: f64,
@@ -574,7 +574,7 @@ fn firm_links(
     })
 }
 
-/// Firm mean knowledge breadth over its firm-years with patents.
+/// Firm mean knowledge breadth over its firm-years with digital patents (Table 6).
 fn firm_breadth(patents: &BTreeMap<(i64, i64), FirmYear>) -> HashMap<i64, f64> {
     let mut sums: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
     for ((f, _), e) in patents {
@@ -1000,7 +1000,7 @@ impl Row<'_> {
         );
         let e = self.patents().filter(|e| e.digital > 0);
         c.f("degree", e.map_or(f64::NAN, |e| e.degree));
-        c.f("ci", e.map_or(f64::NAN, |e| e.constraint));
+        c.f("ci", e.map_or(f64::NAN, |e| e.holes));
         let supplier = self.st.links.supplier.get(&(f, y));
         c.f("digtech_supplier", supplier.map_or(f64::NAN, |&s| self.digtech(s, y)));
     }

@@ -201,7 +201,9 @@ pub fn winsorize(v: &mut [f64], groups: Option<&[i64]>) {
 
 /// Product dynamics of one firm-destination between t−1 and t (Table 10): counts of kept, new
 /// and dropped HS6 products, the transition rate (new + dropped)/(products at t + at t−1), and
-/// the mean standardised quality of each set (kept and new at t, dropped at t−1).
+/// the quality of each set measured as Qua is (eq. 8; the paper: "使用已建立的出口产品质量评估
+/// 方法"): r-Qua weighted by export value, kept and new products with their values at t, dropped
+/// products with their values at t−1, their last year.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dynamics {
     pub keep: f64,
@@ -214,26 +216,31 @@ pub struct Dynamics {
 }
 
 impl Dynamics {
-    pub fn between(prev: &BTreeMap<u32, f64>, now: &BTreeMap<u32, f64>) -> Dynamics {
-        let mean = |v: Vec<f64>| {
-            let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-            if v.is_empty() {
-                f64::NAN
+    /// `prev` and `now` map each HS6 product to its (r-Qua, export value) in t−1 and t.
+    pub fn between(prev: &BTreeMap<u32, (f64, f64)>, now: &BTreeMap<u32, (f64, f64)>) -> Dynamics {
+        // Σ v r / Σ v over the products with a standardised quality
+        let weighted = |v: Vec<(f64, f64)>| {
+            let (wq, w) = v
+                .iter()
+                .filter(|(r, _)| r.is_finite())
+                .fold((0.0, 0.0), |(a, b), (r, x)| (a + x * r, b + x));
+            if w > 0.0 {
+                wq / w
             } else {
-                v.iter().sum::<f64>() / v.len() as f64
+                f64::NAN
             }
         };
-        let kept: Vec<f64> = now
+        let kept: Vec<(f64, f64)> = now
             .iter()
             .filter(|(g, _)| prev.contains_key(g))
             .map(|(_, q)| *q)
             .collect();
-        let added: Vec<f64> = now
+        let added: Vec<(f64, f64)> = now
             .iter()
             .filter(|(g, _)| !prev.contains_key(g))
             .map(|(_, q)| *q)
             .collect();
-        let dropped: Vec<f64> = prev
+        let dropped: Vec<(f64, f64)> = prev
             .iter()
             .filter(|(g, _)| !now.contains_key(g))
             .map(|(_, q)| *q)
@@ -244,9 +251,9 @@ impl Dynamics {
             added: a,
             dropped: d,
             trans: (a + d) / (now.len() + prev.len()) as f64,
-            qual_keep: mean(kept),
-            qual_in: mean(added),
-            qual_out: mean(dropped),
+            qual_keep: weighted(kept),
+            qual_in: weighted(added),
+            qual_out: weighted(dropped),
         }
     }
 
@@ -448,8 +455,8 @@ pub struct Destination {
     pub core_q: f64,
     non_wq: f64,
     non_v: f64,
-    /// HS6 product → r-Qua.
-    pub products: BTreeMap<u32, f64>,
+    /// HS6 product → (r-Qua, export value).
+    pub products: BTreeMap<u32, (f64, f64)>,
 }
 
 impl Destination {
@@ -472,7 +479,7 @@ impl Destination {
     pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, core: bool) {
         self.value += v;
         self.wp += v * rel_price;
-        self.products.insert(g, r);
+        self.products.insert(g, (r, v));
         if r.is_finite() {
             self.wq += v * r;
             self.wq_v += v;
@@ -559,8 +566,13 @@ mod tests {
 
     #[test]
     fn product_dynamics_on_a_hand_made_sequence() {
-        let prev: BTreeMap<u32, f64> = [(1, 0.2), (2, 0.4), (3, 0.9)].into_iter().collect();
-        let now: BTreeMap<u32, f64> = [(2, 0.5), (4, 0.8), (5, 0.6)].into_iter().collect();
+        // equal values: the value-weighted means are simple means here
+        let prev: BTreeMap<u32, (f64, f64)> = [(1, (0.2, 1.0)), (2, (0.4, 1.0)), (3, (0.9, 1.0))]
+            .into_iter()
+            .collect();
+        let now: BTreeMap<u32, (f64, f64)> = [(2, (0.5, 1.0)), (4, (0.8, 1.0)), (5, (0.6, 1.0))]
+            .into_iter()
+            .collect();
         let d = Dynamics::between(&prev, &now);
         assert_eq!((d.keep, d.added, d.dropped), (1.0, 2.0, 2.0));
         assert!((d.trans - 4.0 / 6.0).abs() < 1e-12);

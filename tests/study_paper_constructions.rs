@@ -1,0 +1,125 @@
+//! The study's constructions as the paper states them (issue 30), each on a small hand-made
+//! raw data set whose answer is worked out by hand in the comments.
+
+use std::path::{Path, PathBuf};
+
+use fegpu::study::patents::firm_year_patents;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+/// A fresh raw directory holding the given CSV files.
+fn raw_dir(tag: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fegpu-study-paper-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+const FIRMS: &str = "firm_id,name\n1,甲科技有限公司\n2,乙电子有限公司\n3,丙机械有限公司\n";
+
+/// G06F 17/30 is in the CNIPA 2023 digital table (G06F17*); A01B, F16H and B65D are not.
+const PATENTS: &str = "\
+application_year,grant_year,applicants,ipc
+2010,2011,甲科技有限公司;清华大学,G06F 17/30
+2010,,甲科技有限公司;乙电子有限公司,G06F 17/30; A01B 1/00
+2010,,乙电子有限公司,G06F 17/30
+2010,,乙电子有限公司;丙机械有限公司,A01B 1/00
+2010,,甲科技有限公司;乙电子有限公司;北京数字研究院,G06F 17/30
+2010,,甲科技有限公司,A01B 1/00; F16H 1/00; B65D 1/00
+2011,,丙机械有限公司,G06F 17/30
+";
+
+fn patents_dir(tag: &str) -> PathBuf {
+    raw_dir(tag, &[("firms.csv", FIRMS), ("patents.csv", PATENTS)])
+}
+
+fn cleanup(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Table 13: the 2010 network is built from every applicant of the co-applied digital patents
+/// (rows 1, 2 and 5), the university and the institute outside the survey included; the
+/// non-digital joint patent of 乙 and 丙 (row 4) adds nothing. Ties: 甲–清华 1, 甲–乙 2, 甲–研究院 1,
+/// 乙–研究院 1.
+///
+/// 甲: Degree 3. p(甲,·) = ¼, ½, ¼ for 清华, 乙, 研究院; p(乙,甲) = ⅔, p(乙,研) = ⅓, p(研,·) = ½.
+/// Constraint = (¼)² + (½ + ¼·½)² + (¼ + ½·⅓)² = 1/16 + 25/64 + 25/144, CI = 1 − that.
+/// 乙: Degree 2; constraint = (⅔ + ⅓·½)² + (⅓ + ⅔·¼)² = 25/36 + 9/36, CI = 1/18.
+/// 丙 is in no co-applied digital patent in 2010 or 2011: outside the network (NaN).
+///
+/// The old construction (ties only between surveyed firms, degree over the year's network
+/// size − 1, Burt's constraint printed as CI) gives 甲 a single tie to 乙: degree 1, CI 1.
+#[test]
+fn co_applicant_network_uses_every_applicant_and_reads_ci_as_structural_holes() {
+    let dir = patents_dir("network");
+    let fy = firm_year_patents(&dir).unwrap();
+    cleanup(&dir);
+    let a = &fy[&(1, 2010)];
+    assert_eq!(a.degree, 3.0, "甲's co-applicants: 清华大学, 乙, 北京数字研究院");
+    let ci_a = 1.0 - (1.0 / 16.0 + 25.0 / 64.0 + 25.0 / 144.0);
+    assert!(close(a.holes, ci_a), "甲's CI {} vs {ci_a}", a.holes);
+    let b = &fy[&(2, 2010)];
+    assert_eq!(b.degree, 2.0);
+    assert!(close(b.holes, 1.0 / 18.0), "乙's CI {} vs 1/18", b.holes);
+    // a better-spanning position reads higher, as the paper's CI
+    assert!(a.holes > b.holes);
+    for k in [(3, 2010), (3, 2011)] {
+        assert!(fy[&k].degree.is_nan() && fy[&k].holes.is_nan(), "丙 {k:?} is outside");
+    }
+    // the co-applied / single counts are unchanged: 甲 3 co-applied digital, 乙 2 + 1 single
+    assert_eq!((a.digital, a.digital_co, a.digital_single), (3, 3, 0));
+    assert_eq!((b.digital, b.digital_co, b.digital_single), (3, 2, 1));
+}
+
+/// Table 6: Digtech2 is the knowledge breadth of the firm's digital patents. 甲's 2010 digital
+/// patents carry G06F17 three times and A01B1 once (the non-digital code of a digital patent
+/// counts: it is that patent's breadth): 1 − (¾)² − (¼)² = 0.375. Its non-digital patent (row 6)
+/// is left out; the old construction counted its three codes too: 1 − (3² + 2² + 1 + 1)/7² =
+/// 34/49. 丙, with only a non-digital patent in 2010, has no Digtech2 (the old one gave 0) and so
+/// no patent-quality class.
+#[test]
+fn patent_quality_is_the_breadth_of_digital_patents_only() {
+    let dir = patents_dir("breadth");
+    let fy = firm_year_patents(&dir).unwrap();
+    cleanup(&dir);
+    let breadth = |k: (i64, i64)| fegpu::study::ipc::knowledge_breadth(&fy[&k].codes);
+    assert!(close(breadth((1, 2010)), 0.375), "甲 {}", breadth((1, 2010)));
+    // 乙: G06F17 in rows 2, 3 and 5, A01B1 in row 2; its non-digital row 4 (A01B1) is left out:
+    // 0.375 again (the old construction: G06F17 ×3, A01B1 ×2 → 1 − 13/25)
+    assert!(close(breadth((2, 2010)), 0.375), "乙 {}", breadth((2, 2010)));
+    assert!(breadth((3, 2010)).is_nan());
+    assert_eq!(breadth((3, 2011)), 0.0);
+}
+
+/// Table 10: the quality of kept, new and dropped products is measured as Qua is, weighted by
+/// export value (kept and new with their values at t, dropped with theirs at t−1).
+/// t−1: product 1 (r 0.2, value 100), 2 (0.4, 50), 3 (0.9, 300);
+/// t:   product 2 (0.5, 200), 4 (0.8, 100), 5 (0.6, 300), 6 (no spread: no r-Qua, value 1000).
+/// kept {2}: 0.5; new {4, 5, 6}: (80 + 180)/400 = 0.65 (6 has no quality and no weight);
+/// dropped {1, 3}: (20 + 270)/400 = 0.725; so the new products are worse: qual_sub1 = 0,
+/// qual_sub2 = −0.075. Simple means (the old construction) give 0.7 and 0.55, qual_sub1 = 1.
+#[test]
+fn product_dynamics_quality_is_value_weighted() {
+    use std::collections::BTreeMap;
+    let prev: BTreeMap<u32, (f64, f64)> = [(1, (0.2, 100.0)), (2, (0.4, 50.0)), (3, (0.9, 300.0))].into();
+    let now: BTreeMap<u32, (f64, f64)> = [
+        (2, (0.5, 200.0)),
+        (4, (0.8, 100.0)),
+        (5, (0.6, 300.0)),
+        (6, (f64::NAN, 1000.0)),
+    ]
+    .into();
+    let d = fegpu::study::panel::Dynamics::between(&prev, &now);
+    assert_eq!((d.keep, d.added, d.dropped), (1.0, 3.0, 2.0));
+    assert!(close(d.qual_keep, 0.5));
+    assert!(close(d.qual_in, 0.65), "qual_in {}", d.qual_in);
+    assert!(close(d.qual_out, 0.725), "qual_out {}", d.qual_out);
+    let (sub1, sub2) = d.substitution();
+    assert_eq!(sub1, 0.0);
+    assert!(close(sub2, -0.075), "qual_sub2 {sub2}");
+}
