@@ -31,7 +31,7 @@ application_year,grant_year,applicants,ipc
 2010,,乙电子有限公司;丙机械有限公司,A01B 1/00
 2010,,甲科技有限公司;乙电子有限公司;北京数字研究院,G06F 17/30
 2010,,甲科技有限公司,A01B 1/00; F16H 1/00; B65D 1/00
-2011,,丙机械有限公司,G06F 17/30
+2011,2013,丙机械有限公司,G06F 17/30
 ";
 
 fn patents_dir(tag: &str) -> PathBuf {
@@ -122,4 +122,63 @@ fn product_dynamics_quality_is_value_weighted() {
     let (sub1, sub2) = d.substitution();
     assert_eq!(sub1, 0.0);
     assert!(close(sub2, -0.075), "qual_sub2 {sub2}");
+}
+
+/// Table 5: industries are split on 2017 divisions, C39 against C35–C38 and C40, every other
+/// industry in neither group; survey codes up to 2011 are GB/T 4754-2002 and are mapped first.
+/// Eight hand-made survey records (code, year) and their group by hand:
+/// 4041 (2002: computers) 2010 → C39 digital; 3911 (2002: generators) 2010 → C38 digitalising;
+/// 3911 (2011 classification: computers) 2013 → C39 digital; 3511 (2002: general machinery) 2009
+/// → C34, neither; 4155 (2002: office machinery) 2011 → C34, neither; 4111 (2002: instruments)
+/// 2011 → C40 digitalising; 3725 (2002: motor-vehicle parts) 2008 → C36 digitalising; 1810
+/// (clothing) 2012 → neither. So 2 digital, 3 digitalising, 3 in neither: the groups cover 5/8.
+/// Reading every code as a 2017 one (the old construction, which knew only "C35"–"C40") puts
+/// 4041 in C40, 3911 of 2010 in C39, 3511 in C35 and 4111 in neither.
+#[test]
+fn industry_split_maps_2002_codes_to_2017_divisions() {
+    use fegpu::study::industry::{digital_industry, division_2017};
+    let records = [
+        ("4041", 2010, Some(true)),
+        ("3911", 2010, Some(false)),
+        ("3911", 2013, Some(true)),
+        ("3511", 2009, None),
+        ("4155", 2011, None),
+        ("4111", 2011, Some(false)),
+        ("3725", 2008, Some(false)),
+        ("1810", 2012, None),
+    ];
+    let group = |code: &str, year: i64| division_2017(code, year).and_then(|d| digital_industry(&d));
+    for (code, year, want) in records {
+        assert_eq!(group(code, year), want, "{code} in {year}");
+    }
+    let covered = records.iter().filter(|(c, y, _)| group(c, *y).is_some()).count();
+    assert_eq!(covered, 5);
+    // the section letter and short codes are read alike; a non-manufacturing code has no division
+    assert_eq!(division_2017("C4041", 2010).as_deref(), Some("C39"));
+    assert_eq!(division_2017("40", 2010).as_deref(), Some("C39"));
+    assert_eq!(division_2017("3731", 2014).as_deref(), Some("C37"));
+    assert_eq!(division_2017("0511", 2014), None);
+}
+
+/// Table 3's Digtech_A counts digital patents granted (the paper's 授权量) in the year of the
+/// grant, and its column keeps the firms with a grant. 甲's patent applied for in 2010 is granted
+/// in 2011: one grant in 2011, none in 2010 (the old construction dated it 2010, the application
+/// year). 乙 has no grant: outside the Digtech_A sample (the old construction kept it with
+/// Digtech_A = 0). 丙's 2011 application is granted in 2013: in the sample over 2008–2014, not
+/// over 2008–2012.
+#[test]
+fn granted_patents_are_dated_by_grant_and_keep_the_granted_firms() {
+    use fegpu::study::patents::granted_firms;
+    let dir = patents_dir("granted");
+    let fy = firm_year_patents(&dir).unwrap();
+    cleanup(&dir);
+    assert_eq!(fy[&(1, 2010)].digital_granted, 0);
+    assert_eq!(fy[&(1, 2011)].digital_granted, 1);
+    assert_eq!(fy[&(3, 2013)].digital_granted, 1);
+    assert_eq!(fy[&(3, 2011)].digital_granted, 0);
+    assert!(fy.iter().filter(|(k, _)| k.0 == 2).all(|(_, e)| e.digital_granted == 0));
+    let all: Vec<i64> = granted_firms(&fy, 2008..=2014).into_iter().collect();
+    assert_eq!(all, vec![1, 3]);
+    let early: Vec<i64> = granted_firms(&fy, 2008..=2012).into_iter().collect();
+    assert_eq!(early, vec![1]);
 }

@@ -69,6 +69,8 @@ pub const NEW_PRODUCT: f64 = 0.0048;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Traits {
     pub c39: bool,
+    /// In C35–C38 or C40 (Table 5's digitalising side; firms of other industries are in neither).
+    pub digitalising: bool,
     pub weak_ipr: bool,
     pub nri_top: bool,
     /// Patent quality class as the panel measures it (`None`: no patents).
@@ -278,7 +280,7 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     put("digtech_l2_on_qua", &|_| true, qua, &[|r| r.dig_l2]);
     put("digtech_on_qua_continuing", &|r| r.continuing, qua, &[dig]);
     put("digtech_on_qua_c39", &|r| r.traits.c39, qua, &[dig]);
-    put("digtech_on_qua_digitalising", &|r| !r.traits.c39, qua, &[dig]);
+    put("digtech_on_qua_digitalising", &|r| r.traits.digitalising, qua, &[dig]);
     put("digtech_on_qua_strong_ipr", &|r| !r.traits.weak_ipr, qua, &[dig]);
     put("digtech_on_qua_weak_ipr", &|r| r.traits.weak_ipr, qua, &[dig]);
     put("digtech_on_qua_nri_top10", &|r| r.traits.nri_top, qua, &[dig]);
@@ -341,6 +343,11 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     let share = |f: fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count() as f64 / rows.len().max(1) as f64;
     out.insert("share_rows_continuing".into(), share(|r| r.continuing));
     out.insert("share_rows_weak_ipr".into(), share(|r| r.traits.weak_ipr));
+    out.insert("share_rows_digtech_a".into(), share(|r| r.dig_a.is_finite()));
+    out.insert(
+        "share_rows_industry_groups".into(),
+        share(|r| r.traits.c39 || r.traits.digitalising),
+    );
     out.insert("share_rows_digital_importers".into(), share(|r| r.dig_kinds > 0.0));
     out.insert("share_rows_nri_top10".into(), share(|r| r.traits.nri_top));
     for (k, v) in constants() {

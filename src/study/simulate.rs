@@ -62,14 +62,39 @@ const SYLLABLES: [&str; 24] = [
     "华", "强", "新", "宏", "盛", "达", "科", "通", "瑞", "丰", "源", "海", "天", "泰", "恒", "宇", "光", "明", "信",
     "和", "力", "佳", "美", "鑫",
 ];
-const INDUSTRIES: [(&str, &str); 6] = [
-    ("C35", "机械设备"),
-    ("C36", "汽车配件"),
-    ("C37", "船舶装备"),
-    ("C38", "电气"),
-    ("C39", "电子科技"),
-    ("C40", "仪器仪表"),
+/// Survey industries: (GB/T 4754-2002 class, the survey's code up to 2011; GB/T 4754-2011
+/// class, its code from 2012; 2017 division; word in the firm's name). The first six are Table
+/// 5's groups (C35–C40), the others are in neither; read as 2017 codes, several 2002 codes would
+/// land in the wrong group (4041 electronics in C40, 3911 generators in C39, 3511 general
+/// machinery in C35), so the panel must map them ([`crate::study::industry`]).
+const INDUSTRIES: [(&str, &str, &str, &str); 12] = [
+    ("3699", "3599", "C35", "机械设备"),
+    ("3725", "3660", "C36", "汽车配件"),
+    ("3751", "3731", "C37", "船舶装备"),
+    ("3911", "3811", "C38", "电气"),
+    ("4041", "3911", "C39", "电子科技"),
+    ("4111", "4011", "C40", "仪器仪表"),
+    ("3511", "3411", "C34", "通用机械"),
+    ("3411", "3311", "C33", "五金制品"),
+    ("3060", "2929", "C29", "塑料制品"),
+    ("1810", "1810", "C18", "服装"),
+    ("2614", "2614", "C26", "化工"),
+    ("4155", "3474", "C34", "办公设备"),
 ];
+/// Per cent of firms in Table 5's industries (the first six of [`INDUSTRIES`]): the paper's two
+/// groups hold 69% of its rows.
+const SPLIT_INDUSTRIES_PCT: u32 = 69;
+
+/// A firm's industry: one draw, the split industries with [`SPLIT_INDUSTRIES_PCT`]% of firms,
+/// each side's industries equally likely.
+fn draw_industry(s: &mut Stream) -> usize {
+    let u = s.below(100);
+    if u < SPLIT_INDUSTRIES_PCT {
+        (u * 6 / SPLIT_INDUSTRIES_PCT) as usize
+    } else {
+        6 + ((u - SPLIT_INDUSTRIES_PCT) * (INDUSTRIES.len() as u32 - 6) / (100 - SPLIT_INDUSTRIES_PCT)) as usize
+    }
+}
 const COUNTRIES: [&str; 40] = [
     "USA", "JPN", "KOR", "DEU", "GBR", "FRA", "AUS", "SGP", "IND", "BRA", "RUS", "VNM", "CAN", "MEX", "ITA", "ESP",
     "NLD", "BEL", "THA", "MYS", "IDN", "PHL", "ARE", "SAU", "TUR", "POL", "ZAF", "NGA", "EGY", "CHL", "ARG", "PER",
@@ -131,7 +156,7 @@ fn firm_name(s: &mut Stream, city: usize, industry: usize) -> String {
     let brand: String = (0..3)
         .map(|_| SYLLABLES[s.below(SYLLABLES.len() as u32) as usize])
         .collect();
-    format!("{}{}{}有限公司", CITIES[city].0, brand, INDUSTRIES[industry].1)
+    format!("{}{}{}有限公司", CITIES[city].0, brand, INDUSTRIES[industry].3)
 }
 
 /// A customs spelling of a survey name that normalises to the same key.
@@ -291,7 +316,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             return Err(Error::Estimation("could not draw enough distinct firm names".into()));
         }
         let city = draw_city(&mut s);
-        let industry = s.below(INDUSTRIES.len() as u32) as usize;
+        let industry = draw_industry(&mut s);
         let name = firm_name(&mut s, city, industry);
         if !seen.insert(normalise_name(&name)) {
             continue;
@@ -340,7 +365,12 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 f_post.push(f.postcode.clone());
                 f_prov.push(CITIES[f.city].1);
                 f_city.push(CITIES[f.city].0);
-                f_ind.push(INDUSTRIES[f.industry].0);
+                let (code_2002, code_2011, ..) = INDUSTRIES[f.industry];
+                f_ind.push(if year <= crate::study::industry::LAST_YEAR_OF_2002_CODES {
+                    code_2002
+                } else {
+                    code_2011
+                });
                 f_year.push(year);
                 f_found.push(f.founded);
                 f_assets.push(assets);
@@ -734,7 +764,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 let prev = last[d].take();
                 let active = product_set(&mut s, &portfolio, prev.as_deref(), dig);
                 let traits = Traits {
-                    c39: INDUSTRIES[f.industry].0 == "C39",
+                    c39: INDUSTRIES[f.industry].2 == "C39",
+                    digitalising: matches!(INDUSTRIES[f.industry].2, "C35" | "C36" | "C37" | "C38" | "C40"),
                     weak_ipr: weak_ipr.contains(&(CITIES[f.city].1, year)),
                     nri_top: nri_top.contains(&(c, year)),
                     pq_high: pm.pq_high.get(&f.id).copied(),
@@ -964,6 +995,8 @@ impl Channels {
 struct PatentMeasures {
     fy: std::collections::BTreeMap<(i64, i64), crate::study::patents::FirmYear>,
     pq_high: HashMap<i64, bool>,
+    /// Firms with a digital patent granted in the panel's years (Table 3's Digtech_A sample).
+    granted: std::collections::BTreeSet<i64>,
     /// Mean Degree and CI over the network's firm-years: the planted network effects are
     /// deviations from them, so that joining the network (which needs a digital patent) does not
     /// itself move quality and bias every Digtech estimate.
@@ -991,9 +1024,11 @@ impl PatentMeasures {
         of_exporters.sort_by(f64::total_cmp);
         let median = crate::study::panel::quantile(&of_exporters, 0.5);
         let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
+        let granted = crate::study::patents::granted_firms(&fy, YEARS);
         let mut pm = PatentMeasures {
             fy,
             pq_high,
+            granted,
             centre: (0.0, 0.0),
         };
         let (mut t, mut c, mut n) = (0.0, 0.0, 0usize);
@@ -1038,12 +1073,14 @@ impl PatentMeasures {
         }
     }
 
-    /// ln(1 + count) of granted, co-applied and single-applicant digital patents.
+    /// ln(1 + count) of granted (by grant year; NaN for a firm without grants, as the panel),
+    /// co-applied and single-applicant digital patents.
     fn counts(&self, f: i64, y: i64) -> [f64; 3] {
         let ln1 = |c: u32| (1.0 + c as f64).ln();
-        self.fy.get(&(f, y)).map_or([0.0; 3], |e| {
+        let [a, co, single] = self.fy.get(&(f, y)).map_or([0.0; 3], |e| {
             [ln1(e.digital_granted), ln1(e.digital_co), ln1(e.digital_single)]
-        })
+        });
+        [if self.granted.contains(&f) { a } else { f64::NAN }, co, single]
     }
 }
 

@@ -534,6 +534,8 @@ struct FirmLinks {
     imports: HashMap<(i64, i64), (BTreeSet<String>, BTreeSet<String>, f64)>,
     /// The supplier firm of a client firm-year.
     supplier: HashMap<(i64, i64), i64>,
+    /// Firms with a digital patent granted in the panel's years (Table 3's Digtech_A sample).
+    granted: BTreeSet<i64>,
 }
 
 /// Step 7: patents, digital imports and the supply chain. Every raw table is required: a
@@ -548,6 +550,9 @@ fn firm_links(
 ) -> Result<FirmLinks> {
     let t0 = Instant::now();
     let breadth = firm_breadth(&patents);
+    let years = fyd.keys().map(|k| k.1);
+    let (first, last) = (years.clone().min().unwrap_or(0), years.max().unwrap_or(-1));
+    let granted = crate::study::patents::granted_firms(&patents, first..=last);
     let median_breadth = {
         let exporters: BTreeSet<i64> = fyd.keys().map(|k| k.0).collect();
         let mut b: Vec<f64> = exporters.iter().filter_map(|f| breadth.get(f).copied()).collect();
@@ -571,6 +576,7 @@ fn firm_links(
         median_breadth,
         imports,
         supplier,
+        granted,
     })
 }
 
@@ -873,7 +879,10 @@ impl Row<'_> {
         c.i("year", y);
         c.s("country", self.destination().to_string());
         c.s("province", self.r.province.clone());
-        c.s("industry", self.r.industry.clone());
+        // the 2017 division (survey codes of 2008-2011 are GB/T 4754-2002), so that the
+        // industry split and year × industry effects read one classification
+        let division = crate::study::industry::division_2017(&self.r.industry, self.key.1);
+        c.s("industry", division.unwrap_or_else(|| self.r.industry.clone()));
         c.f("qua", a.qua());
         c.f("price", a.price());
         c.f("value", a.value);
@@ -887,7 +896,13 @@ impl Row<'_> {
         let e = self.patents();
         c.f("digquantity", e.map_or(0.0, |e| e.digital as f64));
         c.f("digtech", self.digtech(f, y));
-        c.f("digtech_a", e.map_or(0.0, |e| ln1(e.digital_granted)));
+        // granted digital patents by grant year, for the firms with a grant (Table 3)
+        let digtech_a = if self.st.links.granted.contains(&f) {
+            e.map_or(0.0, |e| ln1(e.digital_granted))
+        } else {
+            f64::NAN
+        };
+        c.f("digtech_a", digtech_a);
         c.f("digtech_co", e.map_or(0.0, |e| ln1(e.digital_co)));
         c.f("digtech_in", e.map_or(0.0, |e| ln1(e.digital_single)));
         let breadth = e.map_or(f64::NAN, |e| crate::study::ipc::knowledge_breadth(&e.codes));
@@ -918,11 +933,9 @@ impl Row<'_> {
     /// The split variables of Tables 3, 5–9.
     fn heterogeneity(&self, c: &mut Cols) {
         let ((f, y, d), sp) = (self.key, &self.st.splits);
-        let dig_industry = match self.r.industry.get(..3) {
-            Some("C39") => 1.0,
-            Some("C35" | "C36" | "C37" | "C38" | "C40") => 0.0,
-            _ => f64::NAN,
-        };
+        let dig_industry = crate::study::industry::division_2017(&self.r.industry, y)
+            .and_then(|d| crate::study::industry::digital_industry(&d))
+            .map_or(f64::NAN, |b| b as u8 as f64);
         c.f("dig_industry", dig_industry);
         let flag = |b: bool| b as u8 as f64;
         let ipr = match (self.region(y), sp.ipr_mean.get(&y)) {
