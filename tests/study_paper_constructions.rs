@@ -182,3 +182,64 @@ fn granted_patents_are_dated_by_grant_and_keep_the_granted_firms() {
     let early: Vec<i64> = granted_firms(&fy, 2008..=2012).into_iter().collect();
     assert_eq!(early, vec![1]);
 }
+
+/// Table 12: digital imports are the lines whose name holds one of the 26 keywords, less those
+/// wrongly classed as digital (HS code outside chapters 84, 85 and 90), merged with the OECD ICT
+/// goods. A hand-made ICT list {847170, 851762, 854231} and seven import lines:
+/// 85423190 集成电路处理器: keyword, chapter 85 → digital;
+/// 39269090 集成电路用塑料托盘: keyword but plastics (39) → excluded (the old 10-keyword rule: digital);
+/// 49019900 数字电路教材: keyword but a book (49) → excluded (old: digital);
+/// 84717000 硬盘驱动器: no keyword, ICT code 847170 → digital;
+/// 90138030 液晶显示板: keyword 液晶 (not among the old 10), chapter 90 → digital (old: not);
+/// 85176299 路由器: keyword and ICT code → digital;
+/// 61091000 棉制T恤: neither → not digital.
+/// So 4 digital lines of 7 (the old rule: 5, a different set).
+#[test]
+fn digital_imports_use_26_keywords_less_the_misclassified_and_the_ict_goods() {
+    use fegpu::study::panel::{is_digital_import, DIGITAL_KEYWORDS};
+    use std::collections::HashSet;
+    let ict: HashSet<String> = ["847170", "851762", "854231"].iter().map(|s| s.to_string()).collect();
+    let lines = [
+        ("85423190", "集成电路处理器", true),
+        ("39269090", "集成电路用塑料托盘", false),
+        ("49019900", "数字电路教材", false),
+        ("84717000", "硬盘驱动器", true),
+        ("90138030", "液晶显示板", true),
+        ("85176299", "路由器", true),
+        ("61091000", "棉制T恤", false),
+    ];
+    for (hs8, name, want) in lines {
+        assert_eq!(is_digital_import(hs8, name, &ict), want, "{hs8} {name}");
+    }
+    assert_eq!(lines.iter().filter(|l| is_digital_import(l.0, l.1, &ict)).count(), 4);
+    assert_eq!(DIGITAL_KEYWORDS.len(), 26);
+}
+
+/// Winsorising: the paper cuts all numeric variables at 1%/99%. Every panel column that is a
+/// numeric measure (by its unit in data/panel_schema.csv: not an identifier, year, code, name,
+/// 0/1 indicator or category) is winsorised, and no indicator is. The old list held only Qua,
+/// the price, the eleven controls and Vol, so Digtech, its variants, the mechanism, network and
+/// supplier variables kept their tails.
+#[test]
+fn every_numeric_panel_variable_is_winsorised_and_no_indicator() {
+    use fegpu::study::panel::{schema, WINSORIZED};
+    let not_measures = ["id", "year", "code", "name", "0/1", "category"];
+    let mut numeric = 0;
+    for [name, _, _, unit] in schema() {
+        let measure = !not_measures.contains(&unit.as_str());
+        assert_eq!(
+            WINSORIZED.contains(&name.as_str()),
+            measure,
+            "{name} ({unit}) should {}be winsorised",
+            if measure { "" } else { "not " }
+        );
+        numeric += measure as usize;
+    }
+    assert_eq!(WINSORIZED.len(), numeric);
+    // winsorising clamps, it does not drop: 0, 1, …, 99 and one outlier 1e3 (101 values) keep
+    // their 101 rows, with p1 = the 2nd value = 1 and p99 = the 100th value = 99
+    let mut v: Vec<f64> = (0..100).map(f64::from).chain([1e3]).collect();
+    fegpu::study::panel::winsorize(&mut v, None);
+    assert_eq!(v.len(), 101);
+    assert!(close(v[0], 1.0) && close(v[100], 99.0) && v[50] == 50.0);
+}

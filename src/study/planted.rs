@@ -120,8 +120,9 @@ pub struct Row {
     /// `iv_telephone`).
     pub iv_post: f64,
     pub iv_telephone: f64,
-    /// Table 10's planted quality of the products kept and added since t−1 (simple means of
-    /// their planted r-Qua) and new less dropped; NaN where the pair was not exported in t−1.
+    /// Table 10's planted quality of the products kept and added since t−1 (value-weighted
+    /// means of their planted r-Qua) and new less dropped; NaN where the pair was not exported
+    /// in t−1.
     pub qual_keep: f64,
     pub qual_in: f64,
     pub qual_sub2: f64,
@@ -137,6 +138,33 @@ pub struct Row {
     /// Planted part of Qua and of the log unit price.
     pub qua: f64,
     pub price: f64,
+}
+
+/// The regressors winsorised at their pooled 1st/99th percentiles over the rows, as the panel
+/// winsorises its columns (the planted parts of the outcomes keep the values the data were
+/// generated from): the truths are the regressions on the regressors the panel measures.
+pub fn winsorize_regressors(rows: &mut [Row]) {
+    let fields: [fn(&mut Row) -> &mut f64; 12] = [
+        |r| &mut r.dig,
+        |r| &mut r.dig_l1,
+        |r| &mut r.dig_l2,
+        |r| &mut r.dig_a,
+        |r| &mut r.dig_co,
+        |r| &mut r.dig_in,
+        |r| &mut r.degree,
+        |r| &mut r.ci,
+        |r| &mut r.dig_kinds,
+        |r| &mut r.dig_sup,
+        |r| &mut r.iv_post,
+        |r| &mut r.iv_telephone,
+    ];
+    for field in fields {
+        let mut v: Vec<f64> = rows.iter_mut().map(|r| *field(r)).collect();
+        crate::study::panel::winsorize(&mut v, None);
+        for (r, x) in rows.iter_mut().zip(v) {
+            *field(r) = x;
+        }
+    }
 }
 
 /// The coefficients of `y` on `xs` over the rows `keep` selects, after removing firm-destination

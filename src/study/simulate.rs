@@ -912,7 +912,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         places: &places,
         linked: &linked,
     };
-    let rows = truth_rows(&flows, &meta, size.products, &ctx);
+    let mut rows = truth_rows(&flows, &meta, size.products, &ctx);
+    planted::winsorize_regressors(&mut rows);
     let mut seen = std::collections::BTreeSet::new();
     truth.strategies = rows
         .iter()
@@ -1168,7 +1169,15 @@ fn digital_imports(
                         DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
                     )
                 } else {
-                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
+                    // plastics; a quarter named after the chips they carry, which the keyword
+                    // step would take for digital products and the HS-chapter step excludes
+                    let code = 39_000_000 + s.below(999_999);
+                    let name = if code % 4 == 0 {
+                        "集成电路包装用塑料托盘"
+                    } else {
+                        "塑料制品"
+                    };
+                    (format!("{code:08}"), name)
                 };
                 if digital {
                     kinds.entry((f.id, year)).or_default().insert(hs.clone());

@@ -414,23 +414,55 @@ fn firm_controls(r: &FirmRecord, year: i64) -> [f64; 7] {
     ]
 }
 
-/// Digital-product keywords in Chinese customs product names.
-pub const DIGITAL_KEYWORDS: [&str; 10] = [
+/// Table 12's 26 keywords for tangible digital products in Chinese customs product names. The
+/// paper selects 26 "representative tangible product keywords" after OECD (2020) and CAICT's
+/// digital-economy white papers without listing them; these are ours, chosen the same way:
+/// chips and components, computers and their peripherals, communication equipment, displays,
+/// sensors and digital imaging.
+pub const DIGITAL_KEYWORDS: [&str; 26] = [
     "集成电路",
-    "计算机",
-    "通信",
-    "数字",
-    "传感器",
     "芯片",
     "半导体",
-    "电子计算",
+    "晶体管",
+    "二极管",
+    "处理器",
+    "存储器",
+    "印刷电路",
+    "计算机",
     "服务器",
-    "数据",
+    "显示器",
+    "液晶",
+    "触摸屏",
+    "打印机",
+    "扫描仪",
+    "路由器",
+    "交换机",
+    "调制解调器",
+    "通信",
+    "手机",
+    "基站",
+    "光纤",
+    "传感器",
+    "摄像",
+    "数码",
+    "数字",
 ];
 
-/// Is an imported HS8 line a digital product (OECD/UNCTAD ICT HS6 code or a digital keyword)?
+/// HS chapters where the tariff nomenclature (《进出口税则商品及品目注释》) classes tangible digital
+/// goods: 84 (computers and office machines), 85 (electronic and communication equipment,
+/// components) and 90 (optical, measuring and sensing instruments, displays).
+pub const DIGITAL_HS_CHAPTERS: [&str; 3] = ["84", "85", "90"];
+
+/// Is an imported HS8 line a digital product? As the paper (§四(五)3): a line whose product name
+/// holds one of [`DIGITAL_KEYWORDS`], less the lines wrongly classed as digital by their name —
+/// those whose HS code lies outside [`DIGITAL_HS_CHAPTERS`] (a plastic tray "for integrated
+/// circuits" in chapter 39, a textbook on "digital" circuits in chapter 49) — merged with the
+/// OECD ICT goods (HS6 code in `ict`).
 pub fn is_digital_import(hs8: &str, name: &str, ict: &HashSet<String>) -> bool {
-    hs8.get(..6).is_some_and(|h| ict.contains(h)) || DIGITAL_KEYWORDS.iter().any(|k| name.contains(k))
+    let by_code = hs8.get(..6).is_some_and(|h| ict.contains(h));
+    let by_name = DIGITAL_KEYWORDS.iter().any(|k| name.contains(k))
+        && hs8.get(..2).is_some_and(|c| DIGITAL_HS_CHAPTERS.contains(&c));
+    by_code || by_name
 }
 
 fn ict_codes() -> HashSet<String> {
@@ -522,11 +554,58 @@ impl Default for Destination {
     }
 }
 
-/// Continuous variables clamped at their 1st/99th percentiles (Digtech and its variants are
-/// counts in logs and are not winsorised, nor are shares, dummies and counts).
+/// The numeric variables winsorised at their 1st/99th percentiles: every continuous or count
+/// variable — outcomes, Digtech and its variants, controls, instruments, mechanism and network
+/// variables — as the paper (§三: "对所有数值型变量进行了1%至99%分位数的截尾处理"). Identifiers,
+/// years, 0/1 indicators and category codes are not numeric measures and are left as they are
+/// (clamping an indicator with under 1% of ones would turn them all into zeros). 截尾 is read as
+/// winsorising, not as dropping the tails: the paper loses only 10 of 129,843 rows between
+/// Table 1's columns (1) and (2), singletons, where trimming 2% of each variable would have
+/// dropped thousands.
 pub const WINSORIZED: &[&str] = &[
-    "qua", "price", "age", "finance", "profit", "klratio", "turnover", "lnlp", "lev", "open", "market", "lnpergdp",
-    "xr", "vol",
+    "qua",
+    "price",
+    "value",
+    "n_products",
+    "qua_core",
+    "qua_noncore",
+    "digquantity",
+    "digtech",
+    "digtech_a",
+    "digtech_co",
+    "digtech_in",
+    "digtech2",
+    "digtech_l1",
+    "digtech_l2",
+    "age",
+    "finance",
+    "profit",
+    "klratio",
+    "turnover",
+    "lnlp",
+    "lev",
+    "open",
+    "market",
+    "lnpergdp",
+    "xr",
+    "iv_post",
+    "iv_telephone",
+    "quant_keep",
+    "quant_in",
+    "quant_out",
+    "trans",
+    "qual_keep",
+    "qual_in",
+    "qual_out",
+    "qual_sub2",
+    "vol",
+    "vol2",
+    "dig_kinds",
+    "dig_counties",
+    "dig_value",
+    "degree",
+    "ci",
+    "digtech_supplier",
 ];
 
 #[cfg(test)]
@@ -660,8 +739,11 @@ mod tests {
         let ict = ict_codes();
         let code = ict.iter().next().unwrap().clone();
         assert!(is_digital_import(&format!("{code}00"), "塑料制品", &ict));
-        assert!(is_digital_import("39000000", "集成电路板", &ict));
+        assert!(is_digital_import("85340090", "印刷电路板", &ict));
+        // a keyword outside the digital goods' chapters is excluded
+        assert!(!is_digital_import("39000000", "集成电路板", &ict));
         assert!(!is_digital_import("39000000", "塑料制品", &ict));
+        assert_eq!(DIGITAL_KEYWORDS.len(), 26);
     }
 
     #[test]
