@@ -243,3 +243,30 @@ fn every_numeric_panel_variable_is_winsorised_and_no_indicator() {
     assert_eq!(v.len(), 101);
     assert!(close(v[0], 1.0) && close(v[100], 99.0) && v[50] == 50.0);
 }
+
+/// Table 3's unit price is aggregated as Qua is: each flow's unit price standardised within its
+/// HS6 product (min-max of ln p, as r-Qua), then weighted by export value to firm-year-destination.
+/// Product 0 is sold at unit prices 1, e and e² (ln p 0, 1, 2 → r-Price 0, ½, 1); product 1 at
+/// e³ and e⁵ (ln p 3, 5 → 0, 1); product 2 at one price only (no spread: no r-Price).
+/// One firm-year-destination ships product 0 at e (value 100), product 1 at e⁵ (value 300) and
+/// product 2 (value 600): Price = (100·½ + 300·1)/400 = 0.875. The old construction (value-weighted
+/// ln p less the product-year mean: 0 for product 0, +1 for product 1, 0 for product 2, over all
+/// 1000 of value) gives 0.3.
+#[test]
+fn unit_price_is_standardised_within_product_and_value_weighted() {
+    use fegpu::study::panel::{standardised_prices, Destination};
+    let ln_p = [0.0, 1.0, 2.0, 3.0, 5.0, 4.0, 4.0];
+    let product = [0, 0, 0, 1, 1, 2, 2];
+    let r = standardised_prices(&ln_p, &product);
+    for (got, want) in r.iter().zip([0.0, 0.5, 1.0, 0.0, 1.0]) {
+        assert!(close(*got, want), "{r:?}");
+    }
+    assert!(r[5].is_nan() && r[6].is_nan());
+    let mut d = Destination::new();
+    // (product, value, r-Qua, ln p less its product-year mean, r-Price, core)
+    d.add(0, 100.0, 0.5, 0.0, r[1], false);
+    d.add(1, 300.0, 0.5, 1.0, r[4], true);
+    d.add(2, 600.0, 0.5, 0.0, r[5], false);
+    assert!(close(d.price(), 0.875), "Price {}", d.price());
+    assert!(close(d.rel_log_price(), 0.3));
+}

@@ -135,7 +135,7 @@ pub struct Row {
     /// panel's `strategy`; None: too few destinations). Table 8's columns run on these groups,
     /// which mix the planted ones (`traits.strategy`), so its planted values are over them.
     pub strategy: Option<u8>,
-    /// Planted part of Qua and of the log unit price.
+    /// Planted part of Qua and of Table 3's standardised unit price.
     pub qua: f64,
     pub price: f64,
 }

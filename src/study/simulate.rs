@@ -1277,6 +1277,21 @@ fn truth_rows(
     }
     // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v; and each product's planted r-Qua
     // (Table 10's quality of kept, new and dropped products)
+    // Table 3's price: ln p min-max standardised within product, so a flow's planted part is
+    // half its planted λ (prices rise by half the quality) over the product's ln-price range
+    let mut prange = vec![(f64::INFINITY, f64::NEG_INFINITY); products];
+    for f in flows {
+        prange[f.product] = (prange[f.product].0.min(f.ln_price), prange[f.product].1.max(f.ln_price));
+    }
+    let mut price_acc: HashMap<(usize, usize, i64), (f64, f64)> = HashMap::new();
+    for f in flows {
+        let r = prange[f.product].1 - prange[f.product].0;
+        if r > 1e-12 * (1.0 + prange[f.product].1.abs()) {
+            let e = price_acc.entry((f.firm, f.country, f.year)).or_default();
+            e.0 += f.value * 0.5 * f.effect / r;
+            e.1 += f.value;
+        }
+    }
     let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
     let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, (f64, f64)>> = HashMap::new();
     for f in flows {
@@ -1285,7 +1300,6 @@ fn truth_rows(
         let scale = if r > 0.0 { (1.0 - 1.0 / n) / r } else { 0.0 };
         let e = acc.entry((f.firm, f.country, f.year)).or_default();
         e[0] += f.value * f.effect * scale;
-        e[1] += f.value * f.effect;
         e[2] += f.value;
         by_product
             .entry((f.firm, f.country, f.year))
@@ -1345,8 +1359,7 @@ fn truth_rows(
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),
                 qua: v[0] / v[2],
-                // the log price rises by half the quality (relative to its product-year mean)
-                price: 0.5 * v[1] / v[2],
+                price: price_acc.get(&(k, c, y)).map_or(f64::NAN, |(p, w)| p / w),
             }
         })
         .collect()

@@ -478,8 +478,9 @@ fn quality_inputs(
     (keys, keep_rows, flows, no_region)
 }
 
-/// Step 6: flows aggregated to firm-year-destination: value-weighted standardised quality,
-/// unit price relative to the product-year mean, core product (largest value of the firm-year).
+/// Step 6: flows aggregated to firm-year-destination: value-weighted standardised quality and
+/// standardised unit price (Table 3), log unit price relative to the product-year mean (Table 7),
+/// core product (largest value of the firm-year).
 fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTreeMap<Key3, Destination> {
     let t0 = Instant::now();
     let flow = |j: usize| priced.keys[priced.keep_rows[j]];
@@ -507,6 +508,8 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
             )
         })
         .collect();
+    // Table 3's price: each flow's unit price standardised within its product, as quality
+    let r_price = super::standardised_prices(&priced.flows.ln_p, &priced.flows.product);
     let mut fyd: BTreeMap<Key3, Destination> = BTreeMap::new();
     for j in 0..n {
         let (firm, g, d, y) = flow(j);
@@ -516,6 +519,7 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
             exports.flows[&flow(j)].0,
             priced.quality.standardised[j],
             priced.flows.ln_p[j] - ps / pn as f64,
+            r_price[j],
             core[&(firm, y)] == g,
         );
     }
@@ -660,9 +664,10 @@ fn competition_strategies(
         let m = |k: usize| vals.iter().map(|v| v[k].ln()).sum::<f64>() / vals.len() as f64;
         (!vals.is_empty()).then(|| [m(3), m(0), m(1)])
     };
-    let strategies: HashMap<i64, u8> = firm_strategies(fyd.iter().map(|((f, _, d), a)| (*f, *d, a.price())), place)
-        .into_iter()
-        .collect();
+    let strategies: HashMap<i64, u8> =
+        firm_strategies(fyd.iter().map(|((f, _, d), a)| (*f, *d, a.rel_log_price())), place)
+            .into_iter()
+            .collect();
     let mut counts = [0usize; 5];
     for c in strategies.values() {
         counts[*c as usize] += 1;

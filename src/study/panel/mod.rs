@@ -483,6 +483,8 @@ pub struct Destination {
     wq: f64,
     wq_v: f64,
     wp: f64,
+    wr: f64,
+    wr_v: f64,
     /// r-Qua of the firm's core product here (NaN if not exported here).
     pub core_q: f64,
     non_wq: f64,
@@ -498,6 +500,8 @@ impl Destination {
             wq: 0.0,
             wq_v: 0.0,
             wp: 0.0,
+            wr: 0.0,
+            wr_v: 0.0,
             core_q: f64::NAN,
             non_wq: 0.0,
             non_v: 0.0,
@@ -506,11 +510,16 @@ impl Destination {
     }
 
     /// Add product `g` with export value `v`, standardised quality `r` (NaN when its product
-    /// has no spread), log price relative to its product-year mean, and whether it is the
+    /// has no spread), log price relative to its product-year mean (Table 7), standardised unit
+    /// price `r_price` ([`standardised_prices`]; NaN without spread), and whether it is the
     /// firm's core product that year.
-    pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, core: bool) {
+    pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, r_price: f64, core: bool) {
         self.value += v;
         self.wp += v * rel_price;
+        if r_price.is_finite() {
+            self.wr += v * r_price;
+            self.wr_v += v;
+        }
         self.products.insert(g, (r, v));
         if r.is_finite() {
             self.wq += v * r;
@@ -533,8 +542,19 @@ impl Destination {
         }
     }
 
-    /// Value-weighted relative log unit price.
+    /// Table 3's Price: Σ_g (v_g / Σ v) r-Price_g over products with a standardised price, as
+    /// Qua ("以产品出口金额为权重，将出口产品单位价格累加至企业—年份—目的国层面").
     pub fn price(&self) -> f64 {
+        if self.wr_v > 0.0 {
+            self.wr / self.wr_v
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Value-weighted log unit price relative to each product's mean that year (Table 7's
+    /// competition strategy regressions).
+    pub fn rel_log_price(&self) -> f64 {
         self.wp / self.value
     }
 
@@ -552,6 +572,15 @@ impl Default for Destination {
     fn default() -> Self {
         Destination::new()
     }
+}
+
+/// Table 3's unit price of each flow standardised within its HS6 product as quality is (the
+/// paper prices "with the logic of the quality measure"): r-Price = (ln p − min_g)/(max_g −
+/// min_g) over the product's flows, unit-free (products are priced per kilogram, per piece, …)
+/// and in [0, 1]; NaN for a product with a single price. `product` indexes products from 0.
+pub fn standardised_prices(ln_p: &[f64], product: &[u32]) -> Vec<f64> {
+    let groups = product.iter().max().map_or(0, |m| *m as usize + 1);
+    super::quality::min_max_within(ln_p, product, groups)
 }
 
 /// The numeric variables winsorised at their 1st/99th percentiles: every continuous or count
@@ -615,11 +644,12 @@ mod tests {
     #[test]
     fn quality_is_value_weighted_over_products() {
         let mut d = Destination::new();
-        d.add(1, 300.0, 0.9, 0.2, true);
-        d.add(2, 100.0, 0.1, -0.2, false);
-        d.add(3, 100.0, f64::NAN, 0.0, false); // a product without spread: no quality
+        d.add(1, 300.0, 0.9, 0.2, 0.5, true);
+        d.add(2, 100.0, 0.1, -0.2, 1.0, false);
+        d.add(3, 100.0, f64::NAN, 0.0, f64::NAN, false); // a product without spread
         assert!((d.qua() - (300.0 * 0.9 + 100.0 * 0.1) / 400.0).abs() < 1e-12);
-        assert!((d.price() - (300.0 * 0.2 - 100.0 * 0.2) / 500.0).abs() < 1e-12);
+        assert!((d.rel_log_price() - (300.0 * 0.2 - 100.0 * 0.2) / 500.0).abs() < 1e-12);
+        assert!((d.price() - (300.0 * 0.5 + 100.0 * 1.0) / 400.0).abs() < 1e-12);
         assert_eq!(d.core_q, 0.9);
         assert!((d.qua_noncore() - 0.1).abs() < 1e-12);
         assert_eq!(d.products.len(), 3);
