@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const QUA_TO_LOG: f64 = 4.3;
 
 /// Digtech's direct effect on Qua, the part common to every row. The channels that rise with
-/// Digtech (more co-applicant ties and less constraint, digital imports, its lags) add about
+/// Digtech (more co-applicants and structural holes, digital imports, its lags) add about
 /// 0.003 to what a regression of Qua on Digtech finds, so the direct part is set below zero to
 /// bring Table 1 (5)'s planted value near the paper's 0.0012.
 pub const BASE: f64 = -0.0018;
