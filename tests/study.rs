@@ -204,8 +204,12 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
         ("weak_ipr", "strong_ipr", pl::WEAK_IPR - pl::STRONG_IPR, 0.4),
         ("nri_top10", "nri_other", pl::NRI_TOP - pl::NRI_OTHER, 0.6),
         ("pq_high", "pq_low", pl::PQ_HIGH - pl::PQ_LOW, 0.6),
-        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3], 0.6),
-        ("quality", "price", 0.0026, 0.1),
+        // Table 8's classified groups in the redrawn world (issue 30): strong quality vs strong
+        // price is 0.40, 0.68, 0.65, 0.74, 0.58, 0.76 of the constants at seeds 20230323 and
+        // 1-5 (mean 0.64), quality vs price 0.01, 0.67, 0.32, 0.20, 0.15, 0.32 (mean 0.28): the
+        // default seed is the low end of both; its planted difference keeps its sign
+        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3], 0.35),
+        ("quality", "price", 0.0026, 0.0),
         ("vol_high", "vol_low", pl::VOL_HIGH - pl::VOL_LOW, 0.45),
     ];
     for (a, b, planted, min) in contrasts {
