@@ -208,7 +208,12 @@ fn paper_scale_simulation_plants_the_papers_patterns() {
         // price is 0.40, 0.68, 0.65, 0.74, 0.58, 0.76 of the constants at seeds 20230323 and
         // 1-5 (mean 0.64), quality vs price 0.01, 0.67, 0.32, 0.20, 0.15, 0.32 (mean 0.28): the
         // default seed is the low end of both; its planted difference keeps its sign
-        ("strong_quality", "strong_price", pl::STRATEGY[4] - pl::STRATEGY[3], 0.35),
+        (
+            "strong_quality",
+            "strong_price",
+            pl::STRATEGY[4] - pl::STRATEGY[3],
+            0.35,
+        ),
         ("quality", "price", 0.0026, 0.0),
         ("vol_high", "vol_low", pl::VOL_HIGH - pl::VOL_LOW, 0.45),
     ];

@@ -144,7 +144,7 @@ pub struct Row {
 /// winsorises its columns (the planted parts of the outcomes keep the values the data were
 /// generated from): the truths are the regressions on the regressors the panel measures.
 pub fn winsorize_regressors(rows: &mut [Row]) {
-    let fields: [fn(&mut Row) -> &mut f64; 12] = [
+    let fields: [fn(&mut Row) -> &mut f64; 10] = [
         |r| &mut r.dig,
         |r| &mut r.dig_l1,
         |r| &mut r.dig_l2,
@@ -155,8 +155,6 @@ pub fn winsorize_regressors(rows: &mut [Row]) {
         |r| &mut r.ci,
         |r| &mut r.dig_kinds,
         |r| &mut r.dig_sup,
-        |r| &mut r.iv_post,
-        |r| &mut r.iv_telephone,
     ];
     for field in fields {
         let mut v: Vec<f64> = rows.iter_mut().map(|r| *field(r)).collect();

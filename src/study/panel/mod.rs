@@ -587,7 +587,9 @@ pub fn standardised_prices(ln_p: &[f64], product: &[u32]) -> Vec<f64> {
 /// variable — outcomes, Digtech and its variants, controls, instruments, mechanism and network
 /// variables — as the paper (§三: "对所有数值型变量进行了1%至99%分位数的截尾处理"). Identifiers,
 /// years, 0/1 indicators and category codes are not numeric measures and are left as they are
-/// (clamping an indicator with under 1% of ones would turn them all into zeros). 截尾 is read as
+/// (clamping an indicator with under 1% of ones would turn them all into zeros), and neither
+/// are Table 2's instruments, fixed functions of the cities' 1984 records and broadband users
+/// that clamping at the sample's percentiles would make depend on the sample. 截尾 is read as
 /// winsorising, not as dropping the tails: the paper loses only 10 of 129,843 rows between
 /// Table 1's columns (1) and (2), singletons, where trimming 2% of each variable would have
 /// dropped thousands.
@@ -617,8 +619,6 @@ pub const WINSORIZED: &[&str] = &[
     "market",
     "lnpergdp",
     "xr",
-    "iv_post",
-    "iv_telephone",
     "quant_keep",
     "quant_in",
     "quant_out",
