@@ -385,11 +385,11 @@ fn table13_common_network_sample(json: &Value) {
             "{names:?}"
         );
         assert_eq!(col["param"], x);
-        assert_eq!(col["sample"], "degree >= 0 & ci >= 0");
+        assert_eq!(col["sample"], "degree >= 1");
     }
     let note = table(json, "13")["note"].as_str().unwrap();
     assert!(
-        note.contains("Burt") && note.contains("FEWER structural holes"),
+        note.contains("1 - Burt's constraint") && note.contains("every applicant"),
         "{note}"
     );
 }

@@ -45,6 +45,11 @@ impl Graph {
         }
     }
 
+    /// Number of distinct neighbours (Freeman's degree).
+    pub fn degree(&self, i: usize) -> usize {
+        self.adj[i].len()
+    }
+
     pub fn degree_centrality(&self, i: usize) -> f64 {
         if self.n() <= 1 {
             return 1.0;

@@ -2,9 +2,16 @@
 //! Applicants are mapped to survey firms by normalised name; each digital patent (any IPC code
 //! in the CNIPA 2023 table, see [`super::ipc`]) counts once for every applicant firm, in its
 //! application year. Variables (STUDY.md): Digquantity (digital applications), Digtech =
-//! ln(1 + Digquantity), Digtech_A (digital applications later granted), Digtech_co / Digtech_in
-//! (with several applicants / one), Digtech2 = 1 − Σ_g α_g² over the main groups of the firm's
-//! IPC codes that year, and Digtech lagged one and two years.
+//! ln(1 + Digquantity), Digtech_A = ln(1 + digital patents granted that year, dated by grant
+//! year: the paper's 授权量; Table 3 keeps the firms with a grant, [`granted_firms`]), Digtech_co / Digtech_in
+//! (with several applicants / one), Digtech2 = 1 − Σ_g α_g² over the main groups of the IPC
+//! codes of the firm's digital patents that year, and Digtech lagged one and two years.
+//!
+//! Table 13's co-applicant network (paper §四(六)1: "通过申请人大于1的数字技术专利中的申请人关系
+//! 构建创新网络") is built per application year from every applicant of the digital patents with
+//! more than one applicant — universities, institutes and firms outside the survey included —
+//! with one tie of weight 1 per joint patent between each pair of its applicants; surveyed firms
+//! read their position off that network ([`network_positions`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,13 +27,15 @@ use crate::error::{Error, Result};
 /// Counts of one firm-year.
 #[derive(Debug, Clone, Default)]
 pub struct FirmYear {
-    /// Position in that year's co-applicant network of digital patents (Table 13): degree
-    /// centrality and Burt's constraint (NaN for a firm without co-applicant ties).
+    /// Position in that year's co-applicant network of digital patents (Table 13), NaN for a
+    /// firm outside it (no co-applied digital patent that year): Degree, the number of distinct
+    /// co-applicants (the paper's 点度中心度, Freeman's degree, not divided by the network size,
+    /// which changes from year to year); and CI, the structural holes index 1 − Burt's
+    /// constraint, so that higher means a better-placed firm, as the paper reads CI.
     pub degree: f64,
-    pub constraint: f64,
-    /// Surveyed co-applicant firms of this firm's digital patents this year (with repeats).
-    pub partners: Vec<i64>,
+    pub holes: f64,
     pub digital: u32,
+    /// Digital patents granted to the firm in this year (whatever their application year).
     pub digital_granted: u32,
     pub digital_co: u32,
     pub digital_single: u32,
@@ -61,6 +70,8 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
         patents.strings("ipc")?,
     );
     let mut out: BTreeMap<(i64, i64), FirmYear> = BTreeMap::new();
+    // per year, the normalised applicants of each co-applied digital patent (Table 13)
+    let mut joint: BTreeMap<i64, Vec<Vec<String>>> = BTreeMap::new();
     let mut firm_of_applicant: crate::data::load::FastMap<&str, Option<i64>> = Default::default();
     for i in 0..patents.nrows() {
         if !years[i].is_finite() {
@@ -89,23 +100,35 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
                     .or_insert_with(|| firm_of.get(&normalise_name(n)).copied())
             })
             .collect();
+        if is_digital && names.len() > 1 {
+            let mut who: Vec<String> = names.iter().map(|n| normalise_name(n)).collect();
+            who.sort_unstable();
+            who.dedup();
+            if who.len() > 1 {
+                joint.entry(year).or_default().push(who);
+            }
+        }
         let mut firms_here: Vec<i64> = ids.iter().flatten().copied().collect();
         firms_here.sort_unstable();
         firms_here.dedup();
+        // the grant year, if any (an all-empty column reads as text, so parse)
+        let granted = grants[i]
+            .as_deref()
+            .and_then(|g| g.trim().parse::<f64>().ok())
+            .filter(|g| g.is_finite())
+            .map(|g| g as i64);
+        for &f in &firms_here {
+            if let (true, Some(g)) = (is_digital, granted) {
+                out.entry((f, g)).or_default().digital_granted += 1;
+            }
+        }
         for f in firms_here {
             let e = out.entry((f, year)).or_default();
-            e.codes.extend(codes.iter().cloned());
             if is_digital {
-                e.partners.extend(ids.iter().flatten().copied().filter(|&g| g != f));
+                // Digtech2 is the breadth of the firm's digital patents (Table 6: "企业数字技术
+                // 专利质量均值"), so only their codes count
+                e.codes.extend(codes.iter().cloned());
                 e.digital += 1;
-                // granted: any grant year present (an all-empty column reads as text, so parse)
-                if grants[i]
-                    .as_deref()
-                    .and_then(|g| g.trim().parse::<f64>().ok())
-                    .is_some()
-                {
-                    e.digital_granted += 1;
-                }
                 if names.len() > 1 {
                     e.digital_co += 1;
                 } else {
@@ -114,36 +137,61 @@ pub fn firm_year_patents(raw: &Path) -> Result<BTreeMap<(i64, i64), FirmYear>> {
             }
         }
     }
-    network_positions(&mut out);
+    network_positions(&mut out, &joint, &firm_of);
     Ok(out)
 }
 
-/// Degree centrality and constraint of every firm in each year's co-applicant network of
-/// digital patents (nodes: firms with a digital patent that year; tie weight: joint patents).
-fn network_positions(fy: &mut BTreeMap<(i64, i64), FirmYear>) {
-    let years: std::collections::BTreeSet<i64> = fy.keys().map(|k| k.1).collect();
-    for year in years {
-        let nodes: Vec<i64> = fy
-            .iter()
-            .filter(|(k, e)| k.1 == year && e.digital > 0)
-            .map(|(k, _)| k.0)
-            .collect();
-        let index: HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, f)| (*f, i)).collect();
-        let mut g = super::network::Graph::new(nodes.len());
-        for &f in &nodes {
-            for p in &fy[&(f, year)].partners {
-                if let Some(&j) = index.get(p) {
-                    // each joint patent is listed by both partners: half a tie from each side
-                    g.add_edge(index[&f], j, 0.5);
+/// Degree and structural holes (1 − constraint) of every surveyed firm in each year's
+/// co-applicant network. `joint` holds, per year, the distinct normalised applicants of each
+/// digital patent with more than one applicant; each such patent adds a tie of weight 1 between
+/// every pair of its applicants. `firm_of` maps a normalised name to its survey firm. Firm-years
+/// outside the network keep NaN.
+fn network_positions(
+    fy: &mut BTreeMap<(i64, i64), FirmYear>,
+    joint: &BTreeMap<i64, Vec<Vec<String>>>,
+    firm_of: &HashMap<String, i64>,
+) {
+    for e in fy.values_mut() {
+        e.degree = f64::NAN;
+        e.holes = f64::NAN;
+    }
+    for (&year, patents) in joint {
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for who in patents {
+            for n in who {
+                let k = index.len();
+                index.entry(n.as_str()).or_insert(k);
+            }
+        }
+        let mut g = super::network::Graph::new(index.len());
+        for who in patents {
+            for (a, u) in who.iter().enumerate() {
+                for v in &who[a + 1..] {
+                    g.add_edge(index[u.as_str()], index[v.as_str()], 1.0);
                 }
             }
         }
-        for (i, f) in nodes.iter().enumerate() {
-            let e = fy.get_mut(&(*f, year)).unwrap();
-            e.degree = g.degree_centrality(i);
-            e.constraint = g.constraint(i);
+        for (name, &i) in &index {
+            if let Some(&f) = firm_of.get(*name) {
+                let e = fy.entry((f, year)).or_default();
+                e.degree = g.degree(i) as f64;
+                e.holes = 1.0 - g.constraint(i);
+            }
         }
     }
+}
+
+/// Table 3's Digtech_A sample: the firms with at least one digital patent granted in `years`
+/// (the paper's column keeps 69% of its rows, N 89,488 of 129,833; a firm never granted a
+/// digital patent has no granted-patent measure of its innovation).
+pub fn granted_firms(
+    fy: &BTreeMap<(i64, i64), FirmYear>,
+    years: std::ops::RangeInclusive<i64>,
+) -> std::collections::BTreeSet<i64> {
+    fy.iter()
+        .filter(|((_, y), e)| years.contains(y) && e.digital_granted > 0)
+        .map(|((f, _), _)| *f)
+        .collect()
 }
 
 /// The firm-year variables as a table (firms without patents in a year are absent: zero).
@@ -168,7 +216,7 @@ pub fn patent_frame(fy: &BTreeMap<(i64, i64), FirmYear>) -> Result<DataFrame> {
                 rows.iter().map(|(_, e)| knowledge_breadth(&e.codes)).collect(),
             ),
             col_f("degree", rows.iter().map(|(_, e)| e.degree).collect()),
-            col_f("constraint", rows.iter().map(|(_, e)| e.constraint).collect()),
+            col_f("ci", rows.iter().map(|(_, e)| e.holes).collect()),
             Column::new(
                 "digtech_l1".into(),
                 rows.iter()

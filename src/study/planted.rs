@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const QUA_TO_LOG: f64 = 4.3;
 
 /// Digtech's direct effect on Qua, the part common to every row. The channels that rise with
-/// Digtech (more co-applicant ties and less constraint, digital imports, its lags) add about
+/// Digtech (more co-applicants and structural holes, digital imports, its lags) add about
 /// 0.003 to what a regression of Qua on Digtech finds, so the direct part is set below zero to
 /// bring Table 1 (5)'s planted value near the paper's 0.0012.
 pub const BASE: f64 = -0.0018;
@@ -53,12 +53,11 @@ pub const LAG1: f64 = 0.0014;
 pub const LAG2: f64 = 0.0029;
 /// Table 13 (3): the supplier's Digtech on the client's Qua.
 pub const SUPPLIER: f64 = 0.0291;
-/// Table 13 (1): per co-applicant tie (the paper's 0.0009 fits a raw count; our Degree is
-/// normalised, so its coefficient is this times the year's network size less one).
+/// Table 13 (1): per co-applicant (Degree counts a firm's distinct co-applicants).
 pub const DEGREE_PER_TIE: f64 = 0.0009;
-/// Table 13 (2): per unit of Burt's constraint; negative because the paper reads its positive CI
-/// coefficient as "structural holes help" and higher constraint means fewer holes.
-pub const CONSTRAINT: f64 = -0.0076;
+/// Table 13 (2): per unit of structural holes, CI = 1 − Burt's constraint (higher is better
+/// placed, as the paper reads its positive CI coefficient).
+pub const HOLES: f64 = 0.0076;
 /// Table 12 (2): dig_kinds and its interaction with Digtech on Qua.
 pub const DIG_KINDS: f64 = 0.0112;
 pub const DIG_KINDS_X_DIGTECH: f64 = 0.0005;
@@ -70,6 +69,8 @@ pub const NEW_PRODUCT: f64 = 0.0048;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Traits {
     pub c39: bool,
+    /// In C35–C38 or C40 (Table 5's digitalising side; firms of other industries are in neither).
+    pub digitalising: bool,
     pub weak_ipr: bool,
     pub nri_top: bool,
     /// Patent quality class as the panel measures it (`None`: no patents).
@@ -119,8 +120,9 @@ pub struct Row {
     /// `iv_telephone`).
     pub iv_post: f64,
     pub iv_telephone: f64,
-    /// Table 10's planted quality of the products kept and added since t−1 (simple means of
-    /// their planted r-Qua) and new less dropped; NaN where the pair was not exported in t−1.
+    /// Table 10's planted quality of the products kept and added since t−1 (value-weighted
+    /// means of their planted r-Qua) and new less dropped; NaN where the pair was not exported
+    /// in t−1.
     pub qual_keep: f64,
     pub qual_in: f64,
     pub qual_sub2: f64,
@@ -133,9 +135,34 @@ pub struct Row {
     /// panel's `strategy`; None: too few destinations). Table 8's columns run on these groups,
     /// which mix the planted ones (`traits.strategy`), so its planted values are over them.
     pub strategy: Option<u8>,
-    /// Planted part of Qua and of the log unit price.
+    /// Planted part of Qua and of Table 3's standardised unit price.
     pub qua: f64,
     pub price: f64,
+}
+
+/// The regressors winsorised at their pooled 1st/99th percentiles over the rows, as the panel
+/// winsorises its columns (the planted parts of the outcomes keep the values the data were
+/// generated from): the truths are the regressions on the regressors the panel measures.
+pub fn winsorize_regressors(rows: &mut [Row]) {
+    let fields: [fn(&mut Row) -> &mut f64; 10] = [
+        |r| &mut r.dig,
+        |r| &mut r.dig_l1,
+        |r| &mut r.dig_l2,
+        |r| &mut r.dig_a,
+        |r| &mut r.dig_co,
+        |r| &mut r.dig_in,
+        |r| &mut r.degree,
+        |r| &mut r.ci,
+        |r| &mut r.dig_kinds,
+        |r| &mut r.dig_sup,
+    ];
+    for field in fields {
+        let mut v: Vec<f64> = rows.iter_mut().map(|r| *field(r)).collect();
+        crate::study::panel::winsorize(&mut v, None);
+        for (r, x) in rows.iter_mut().zip(v) {
+            *field(r) = x;
+        }
+    }
 }
 
 /// The coefficients of `y` on `xs` over the rows `keep` selects, after removing firm-destination
@@ -279,7 +306,7 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     put("digtech_l2_on_qua", &|_| true, qua, &[|r| r.dig_l2]);
     put("digtech_on_qua_continuing", &|r| r.continuing, qua, &[dig]);
     put("digtech_on_qua_c39", &|r| r.traits.c39, qua, &[dig]);
-    put("digtech_on_qua_digitalising", &|r| !r.traits.c39, qua, &[dig]);
+    put("digtech_on_qua_digitalising", &|r| r.traits.digitalising, qua, &[dig]);
     put("digtech_on_qua_strong_ipr", &|r| !r.traits.weak_ipr, qua, &[dig]);
     put("digtech_on_qua_weak_ipr", &|r| r.traits.weak_ipr, qua, &[dig]);
     put("digtech_on_qua_nri_top10", &|r| r.traits.nri_top, qua, &[dig]);
@@ -342,6 +369,11 @@ pub fn truths(rows: &[Row]) -> BTreeMap<String, f64> {
     let share = |f: fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count() as f64 / rows.len().max(1) as f64;
     out.insert("share_rows_continuing".into(), share(|r| r.continuing));
     out.insert("share_rows_weak_ipr".into(), share(|r| r.traits.weak_ipr));
+    out.insert("share_rows_digtech_a".into(), share(|r| r.dig_a.is_finite()));
+    out.insert(
+        "share_rows_industry_groups".into(),
+        share(|r| r.traits.c39 || r.traits.digitalising),
+    );
     out.insert("share_rows_digital_importers".into(), share(|r| r.dig_kinds > 0.0));
     out.insert("share_rows_nri_top10".into(), share(|r| r.traits.nri_top));
     for (k, v) in constants() {
@@ -374,7 +406,7 @@ fn constants() -> Vec<(String, f64)> {
         ("plant_lag2", LAG2),
         ("plant_supplier", SUPPLIER),
         ("plant_degree_per_tie", DEGREE_PER_TIE),
-        ("plant_constraint", CONSTRAINT),
+        ("plant_holes", HOLES),
         ("plant_dig_kinds", DIG_KINDS),
         ("plant_dig_kinds_x_digtech", DIG_KINDS_X_DIGTECH),
         ("plant_new_product", NEW_PRODUCT),

@@ -62,14 +62,39 @@ const SYLLABLES: [&str; 24] = [
     "华", "强", "新", "宏", "盛", "达", "科", "通", "瑞", "丰", "源", "海", "天", "泰", "恒", "宇", "光", "明", "信",
     "和", "力", "佳", "美", "鑫",
 ];
-const INDUSTRIES: [(&str, &str); 6] = [
-    ("C35", "机械设备"),
-    ("C36", "汽车配件"),
-    ("C37", "船舶装备"),
-    ("C38", "电气"),
-    ("C39", "电子科技"),
-    ("C40", "仪器仪表"),
+/// Survey industries: (GB/T 4754-2002 class, the survey's code up to 2011; GB/T 4754-2011
+/// class, its code from 2012; 2017 division; word in the firm's name). The first six are Table
+/// 5's groups (C35–C40), the others are in neither; read as 2017 codes, several 2002 codes would
+/// land in the wrong group (4041 electronics in C40, 3911 generators in C39, 3511 general
+/// machinery in C35), so the panel must map them ([`crate::study::industry`]).
+const INDUSTRIES: [(&str, &str, &str, &str); 12] = [
+    ("3699", "3599", "C35", "机械设备"),
+    ("3725", "3660", "C36", "汽车配件"),
+    ("3751", "3731", "C37", "船舶装备"),
+    ("3911", "3811", "C38", "电气"),
+    ("4041", "3911", "C39", "电子科技"),
+    ("4111", "4011", "C40", "仪器仪表"),
+    ("3511", "3411", "C34", "通用机械"),
+    ("3411", "3311", "C33", "五金制品"),
+    ("3060", "2929", "C29", "塑料制品"),
+    ("1810", "1810", "C18", "服装"),
+    ("2614", "2614", "C26", "化工"),
+    ("4155", "3474", "C34", "办公设备"),
 ];
+/// Per cent of firms in Table 5's industries (the first six of [`INDUSTRIES`]): the paper's two
+/// groups hold 69% of its rows.
+const SPLIT_INDUSTRIES_PCT: u32 = 69;
+
+/// A firm's industry: one draw, the split industries with [`SPLIT_INDUSTRIES_PCT`]% of firms,
+/// each side's industries equally likely.
+fn draw_industry(s: &mut Stream) -> usize {
+    let u = s.below(100);
+    if u < SPLIT_INDUSTRIES_PCT {
+        (u * 6 / SPLIT_INDUSTRIES_PCT) as usize
+    } else {
+        6 + ((u - SPLIT_INDUSTRIES_PCT) * (INDUSTRIES.len() as u32 - 6) / (100 - SPLIT_INDUSTRIES_PCT)) as usize
+    }
+}
 const COUNTRIES: [&str; 40] = [
     "USA", "JPN", "KOR", "DEU", "GBR", "FRA", "AUS", "SGP", "IND", "BRA", "RUS", "VNM", "CAN", "MEX", "ITA", "ESP",
     "NLD", "BEL", "THA", "MYS", "IDN", "PHL", "ARE", "SAU", "TUR", "POL", "ZAF", "NGA", "EGY", "CHL", "ARG", "PER",
@@ -131,7 +156,7 @@ fn firm_name(s: &mut Stream, city: usize, industry: usize) -> String {
     let brand: String = (0..3)
         .map(|_| SYLLABLES[s.below(SYLLABLES.len() as u32) as usize])
         .collect();
-    format!("{}{}{}有限公司", CITIES[city].0, brand, INDUSTRIES[industry].1)
+    format!("{}{}{}有限公司", CITIES[city].0, brand, INDUSTRIES[industry].3)
 }
 
 /// A customs spelling of a survey name that normalises to the same key.
@@ -291,7 +316,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
             return Err(Error::Estimation("could not draw enough distinct firm names".into()));
         }
         let city = draw_city(&mut s);
-        let industry = s.below(INDUSTRIES.len() as u32) as usize;
+        let industry = draw_industry(&mut s);
         let name = firm_name(&mut s, city, industry);
         if !seen.insert(normalise_name(&name)) {
             continue;
@@ -340,7 +365,12 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 f_post.push(f.postcode.clone());
                 f_prov.push(CITIES[f.city].1);
                 f_city.push(CITIES[f.city].0);
-                f_ind.push(INDUSTRIES[f.industry].0);
+                let (code_2002, code_2011, ..) = INDUSTRIES[f.industry];
+                f_ind.push(if year <= crate::study::industry::LAST_YEAR_OF_2002_CODES {
+                    code_2002
+                } else {
+                    code_2011
+                });
                 f_year.push(year);
                 f_found.push(f.founded);
                 f_assets.push(assets);
@@ -716,7 +746,7 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 dig_l2: digtech(f.id, year - 2),
                 dig_sup: supplier.map_or(0.0, |j| digtech(j, year)),
                 ties: pm.ties(f.id, year),
-                constraint: pm.constraint(f.id, year),
+                holes: pm.holes(f.id, year),
                 dig_kinds: dig_kinds.get(&(f.id, year)).copied().unwrap_or(0.0),
             };
             let common = x.effect();
@@ -734,7 +764,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
                 let prev = last[d].take();
                 let active = product_set(&mut s, &portfolio, prev.as_deref(), dig);
                 let traits = Traits {
-                    c39: INDUSTRIES[f.industry].0 == "C39",
+                    c39: INDUSTRIES[f.industry].2 == "C39",
+                    digitalising: matches!(INDUSTRIES[f.industry].2, "C35" | "C36" | "C37" | "C38" | "C40"),
                     weak_ipr: weak_ipr.contains(&(CITIES[f.city].1, year)),
                     nri_top: nri_top.contains(&(c, year)),
                     pq_high: pm.pq_high.get(&f.id).copied(),
@@ -881,7 +912,8 @@ pub fn simulate(out: &Path, seed: u64, scale: Scale, csv: bool) -> Result<Truth>
         places: &places,
         linked: &linked,
     };
-    let rows = truth_rows(&flows, &meta, size.products, &ctx);
+    let mut rows = truth_rows(&flows, &meta, size.products, &ctx);
+    planted::winsorize_regressors(&mut rows);
     let mut seen = std::collections::BTreeSet::new();
     truth.strategies = rows
         .iter()
@@ -938,10 +970,10 @@ struct Channels {
     dig_l1: f64,
     dig_l2: f64,
     dig_sup: f64,
-    /// Co-applicant ties (Degree × (network size − 1)) less the network mean; 0 outside.
+    /// Co-applicants (Degree) less the network mean; 0 outside.
     ties: f64,
-    /// Burt's constraint less the network mean; 0 outside the network.
-    constraint: f64,
+    /// Structural holes (CI = 1 − Burt's constraint) less the network mean; 0 outside.
+    holes: f64,
     dig_kinds: f64,
 }
 
@@ -952,21 +984,21 @@ impl Channels {
             + planted::LAG2 * self.dig_l2
             + planted::SUPPLIER * self.dig_sup
             + planted::DEGREE_PER_TIE * self.ties
-            + planted::CONSTRAINT * self.constraint
+            + planted::HOLES * self.holes
             + planted::DIG_KINDS * self.dig_kinds
             + planted::DIG_KINDS_X_DIGTECH * self.dig * self.dig_kinds
     }
 }
 
 /// What the panel will measure from the simulated patents (read back from `out` with the
-/// pipeline's own code): per firm-year counts and network position, the network's size per
-/// year, and per firm whether its patent quality (mean Digtech2) is above the median over
-/// exporters (Table 6's split).
+/// pipeline's own code): per firm-year counts and network position, and per firm whether its
+/// patent quality (mean Digtech2) is above the median over exporters (Table 6's split).
 struct PatentMeasures {
     fy: std::collections::BTreeMap<(i64, i64), crate::study::patents::FirmYear>,
-    size: HashMap<i64, usize>,
     pq_high: HashMap<i64, bool>,
-    /// Mean ties and constraint over the network's firm-years: the planted network effects are
+    /// Firms with a digital patent granted in the panel's years (Table 3's Digtech_A sample).
+    granted: std::collections::BTreeSet<i64>,
+    /// Mean Degree and CI over the network's firm-years: the planted network effects are
     /// deviations from them, so that joining the network (which needs a digital patent) does not
     /// itself move quality and bias every Digtech estimate.
     centre: (f64, f64),
@@ -975,12 +1007,8 @@ struct PatentMeasures {
 impl PatentMeasures {
     fn read(out: &Path, firms: &[Firm]) -> Result<PatentMeasures> {
         let fy = crate::study::patents::firm_year_patents(out)?;
-        let mut size: HashMap<i64, usize> = HashMap::new();
         let mut breadth: HashMap<i64, (f64, usize)> = HashMap::new();
-        for ((f, y), e) in &fy {
-            if e.digital > 0 {
-                *size.entry(*y).or_default() += 1;
-            }
+        for ((f, _), e) in &fy {
             let b = crate::study::ipc::knowledge_breadth(&e.codes);
             if b.is_finite() {
                 let x = breadth.entry(*f).or_default();
@@ -997,16 +1025,17 @@ impl PatentMeasures {
         of_exporters.sort_by(f64::total_cmp);
         let median = crate::study::panel::quantile(&of_exporters, 0.5);
         let pq_high = breadth.keys().map(|f| (*f, mean(f).unwrap() > median)).collect();
+        let granted = crate::study::patents::granted_firms(&fy, YEARS);
         let mut pm = PatentMeasures {
             fy,
-            size,
             pq_high,
+            granted,
             centre: (0.0, 0.0),
         };
         let (mut t, mut c, mut n) = (0.0, 0.0, 0usize);
         for &(f, y) in pm.fy.keys() {
             if pm.ci(f, y).is_finite() {
-                t += pm.raw_ties(f, y);
+                t += pm.degree(f, y);
                 c += pm.ci(f, y);
                 n += 1;
             }
@@ -1015,35 +1044,28 @@ impl PatentMeasures {
         Ok(pm)
     }
 
-    fn get(&self, f: i64, y: i64) -> Option<&crate::study::patents::FirmYear> {
-        self.fy.get(&(f, y)).filter(|e| e.digital > 0)
-    }
-
     /// Degree as the panel has it (NaN outside the network).
     fn degree(&self, f: i64, y: i64) -> f64 {
-        self.get(f, y).map_or(f64::NAN, |e| e.degree)
+        self.fy.get(&(f, y)).map_or(f64::NAN, |e| e.degree)
     }
 
+    /// CI as the panel has it (NaN outside the network).
     fn ci(&self, f: i64, y: i64) -> f64 {
-        self.get(f, y).map_or(f64::NAN, |e| e.constraint)
+        self.fy.get(&(f, y)).map_or(f64::NAN, |e| e.holes)
     }
 
-    fn raw_ties(&self, f: i64, y: i64) -> f64 {
-        let n = *self.size.get(&y).unwrap_or(&1) as f64;
-        self.degree(f, y) * (n - 1.0)
-    }
-
-    /// Ties and constraint as deviations from the network's means, for the planted effects: 0
-    /// outside the network (where the constraint is undefined).
+    /// Degree and CI as deviations from the network's means, for the planted effects: 0 outside
+    /// the network (where both are undefined).
     fn ties(&self, f: i64, y: i64) -> f64 {
-        if self.ci(f, y).is_finite() {
-            self.raw_ties(f, y) - self.centre.0
+        let d = self.degree(f, y);
+        if d.is_finite() {
+            d - self.centre.0
         } else {
             0.0
         }
     }
 
-    fn constraint(&self, f: i64, y: i64) -> f64 {
+    fn holes(&self, f: i64, y: i64) -> f64 {
         let c = self.ci(f, y);
         if c.is_finite() {
             c - self.centre.1
@@ -1052,12 +1074,14 @@ impl PatentMeasures {
         }
     }
 
-    /// ln(1 + count) of granted, co-applied and single-applicant digital patents.
+    /// ln(1 + count) of granted (by grant year; NaN for a firm without grants, as the panel),
+    /// co-applied and single-applicant digital patents.
     fn counts(&self, f: i64, y: i64) -> [f64; 3] {
         let ln1 = |c: u32| (1.0 + c as f64).ln();
-        self.fy.get(&(f, y)).map_or([0.0; 3], |e| {
+        let [a, co, single] = self.fy.get(&(f, y)).map_or([0.0; 3], |e| {
             [ln1(e.digital_granted), ln1(e.digital_co), ln1(e.digital_single)]
-        })
+        });
+        [if self.granted.contains(&f) { a } else { f64::NAN }, co, single]
     }
 }
 
@@ -1145,7 +1169,15 @@ fn digital_imports(
                         DIGITAL_PRODUCTS[s.below(DIGITAL_PRODUCTS.len() as u32) as usize],
                     )
                 } else {
-                    (format!("{:08}", 39_000_000 + s.below(999_999)), "塑料制品")
+                    // plastics; a quarter named after the chips they carry, which the keyword
+                    // step would take for digital products and the HS-chapter step excludes
+                    let code = 39_000_000 + s.below(999_999);
+                    let name = if code % 4 == 0 {
+                        "集成电路包装用塑料托盘"
+                    } else {
+                        "塑料制品"
+                    };
+                    (format!("{code:08}"), name)
                 };
                 if digital {
                     kinds.entry((f.id, year)).or_default().insert(hs.clone());
@@ -1223,8 +1255,8 @@ fn linked_firms(out: &Path, links: &[(String, i64, i64)]) -> Result<HashMap<(i64
 /// measure them and the planted part of Qua: λ̂ is demeaned within its (product, destination,
 /// year) cell and divided by its product's range before it is value-weighted over the row's
 /// products, so a row's planted Qua is Σ_g s_g (1 − 1/n_cell) effect_g / range_g, and each
-/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's simple means of
-/// kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
+/// product's planted r-Qua (1 − 1/n_cell) effect_g / range_g enters Table 10's value-weighted
+/// means of kept, new and dropped products as the panel forms them ([`Dynamics::between`]).
 fn truth_rows(
     flows: &[Flow],
     meta: &HashMap<(usize, usize, i64), Traits>,
@@ -1245,20 +1277,36 @@ fn truth_rows(
     }
     // per row: Σ v·effect on Qua, Σ v·effect on λ, Σ v; and each product's planted r-Qua
     // (Table 10's quality of kept, new and dropped products)
+    // Table 3's price: ln p min-max standardised within product, so a flow's planted part is
+    // half its planted λ (prices rise by half the quality) over the product's ln-price range
+    let mut prange = vec![(f64::INFINITY, f64::NEG_INFINITY); products];
+    for f in flows {
+        prange[f.product] = (prange[f.product].0.min(f.ln_price), prange[f.product].1.max(f.ln_price));
+    }
+    let mut price_acc: HashMap<(usize, usize, i64), (f64, f64)> = HashMap::new();
+    for f in flows {
+        let r = prange[f.product].1 - prange[f.product].0;
+        if r > 1e-12 * (1.0 + prange[f.product].1.abs()) {
+            let e = price_acc.entry((f.firm, f.country, f.year)).or_default();
+            e.0 += f.value * 0.5 * f.effect / r;
+            e.1 += f.value;
+        }
+    }
     let mut acc: std::collections::BTreeMap<(usize, usize, i64), [f64; 3]> = Default::default();
-    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, f64>> = HashMap::new();
+    let mut by_product: HashMap<(usize, usize, i64), BTreeMap<u32, (f64, f64)>> = HashMap::new();
     for f in flows {
         let n = cells[&(f.product, f.country, f.year)].1 as f64;
         let r = range[f.product].1 - range[f.product].0;
         let scale = if r > 0.0 { (1.0 - 1.0 / n) / r } else { 0.0 };
         let e = acc.entry((f.firm, f.country, f.year)).or_default();
         e[0] += f.value * f.effect * scale;
-        e[1] += f.value * f.effect;
         e[2] += f.value;
         by_product
             .entry((f.firm, f.country, f.year))
             .or_default()
-            .insert(f.product as u32, f.effect * scale);
+            .entry(f.product as u32)
+            .or_insert((f.effect * scale, 0.0))
+            .1 += f.value;
     }
     let (continuing, vol_high) = pair_flags(&acc);
     let seen: Vec<(i64, &Flow)> = flows
@@ -1311,8 +1359,7 @@ fn truth_rows(
                 continuing: continuing.contains(&(k, c)),
                 vol_high: vol_high.get(&(k, c, y)).copied(),
                 qua: v[0] / v[2],
-                // the log price rises by half the quality (relative to its product-year mean)
-                price: 0.5 * v[1] / v[2],
+                price: price_acc.get(&(k, c, y)).map_or(f64::NAN, |(p, w)| p / w),
             }
         })
         .collect()

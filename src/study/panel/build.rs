@@ -478,8 +478,9 @@ fn quality_inputs(
     (keys, keep_rows, flows, no_region)
 }
 
-/// Step 6: flows aggregated to firm-year-destination: value-weighted standardised quality,
-/// unit price relative to the product-year mean, core product (largest value of the firm-year).
+/// Step 6: flows aggregated to firm-year-destination: value-weighted standardised quality and
+/// standardised unit price (Table 3), log unit price relative to the product-year mean (Table 7),
+/// core product (largest value of the firm-year).
 fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTreeMap<Key3, Destination> {
     let t0 = Instant::now();
     let flow = |j: usize| priced.keys[priced.keep_rows[j]];
@@ -507,6 +508,8 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
             )
         })
         .collect();
+    // Table 3's price: each flow's unit price standardised within its product, as quality
+    let r_price = super::standardised_prices(&priced.flows.ln_p, &priced.flows.product);
     let mut fyd: BTreeMap<Key3, Destination> = BTreeMap::new();
     for j in 0..n {
         let (firm, g, d, y) = flow(j);
@@ -516,6 +519,7 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
             exports.flows[&flow(j)].0,
             priced.quality.standardised[j],
             priced.flows.ln_p[j] - ps / pn as f64,
+            r_price[j],
             core[&(firm, y)] == g,
         );
     }
@@ -526,7 +530,7 @@ fn aggregate(exports: &Exports, priced: &Priced, rep: &mut PanelReport) -> BTree
 /// Digital patents, digital imports and supplier links of the firms.
 struct FirmLinks {
     patents: BTreeMap<(i64, i64), FirmYear>,
-    /// Firm mean knowledge breadth (Digtech2) over its firm-years with patents.
+    /// Firm mean knowledge breadth (Digtech2) over its firm-years with digital patents.
     breadth: HashMap<i64, f64>,
     /// Median of `breadth` over exporting firms (patent quality split).
     median_breadth: f64,
@@ -534,6 +538,8 @@ struct FirmLinks {
     imports: HashMap<(i64, i64), (BTreeSet<String>, BTreeSet<String>, f64)>,
     /// The supplier firm of a client firm-year.
     supplier: HashMap<(i64, i64), i64>,
+    /// Firms with a digital patent granted in the panel's years (Table 3's Digtech_A sample).
+    granted: BTreeSet<i64>,
 }
 
 /// Step 7: patents, digital imports and the supply chain. Every raw table is required: a
@@ -548,6 +554,9 @@ fn firm_links(
 ) -> Result<FirmLinks> {
     let t0 = Instant::now();
     let breadth = firm_breadth(&patents);
+    let years = fyd.keys().map(|k| k.1);
+    let (first, last) = (years.clone().min().unwrap_or(0), years.max().unwrap_or(-1));
+    let granted = crate::study::patents::granted_firms(&patents, first..=last);
     let median_breadth = {
         let exporters: BTreeSet<i64> = fyd.keys().map(|k| k.0).collect();
         let mut b: Vec<f64> = exporters.iter().filter_map(|f| breadth.get(f).copied()).collect();
@@ -571,10 +580,11 @@ fn firm_links(
         median_breadth,
         imports,
         supplier,
+        granted,
     })
 }
 
-/// Firm mean knowledge breadth over its firm-years with patents.
+/// Firm mean knowledge breadth over its firm-years with digital patents (Table 6).
 fn firm_breadth(patents: &BTreeMap<(i64, i64), FirmYear>) -> HashMap<i64, f64> {
     let mut sums: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
     for ((f, _), e) in patents {
@@ -654,9 +664,10 @@ fn competition_strategies(
         let m = |k: usize| vals.iter().map(|v| v[k].ln()).sum::<f64>() / vals.len() as f64;
         (!vals.is_empty()).then(|| [m(3), m(0), m(1)])
     };
-    let strategies: HashMap<i64, u8> = firm_strategies(fyd.iter().map(|((f, _, d), a)| (*f, *d, a.price())), place)
-        .into_iter()
-        .collect();
+    let strategies: HashMap<i64, u8> =
+        firm_strategies(fyd.iter().map(|((f, _, d), a)| (*f, *d, a.rel_log_price())), place)
+            .into_iter()
+            .collect();
     let mut counts = [0usize; 5];
     for c in strategies.values() {
         counts[*c as usize] += 1;
@@ -873,7 +884,10 @@ impl Row<'_> {
         c.i("year", y);
         c.s("country", self.destination().to_string());
         c.s("province", self.r.province.clone());
-        c.s("industry", self.r.industry.clone());
+        // the 2017 division (survey codes of 2008-2011 are GB/T 4754-2002), so that the
+        // industry split and year × industry effects read one classification
+        let division = crate::study::industry::division_2017(&self.r.industry, self.key.1);
+        c.s("industry", division.unwrap_or_else(|| self.r.industry.clone()));
         c.f("qua", a.qua());
         c.f("price", a.price());
         c.f("value", a.value);
@@ -887,7 +901,13 @@ impl Row<'_> {
         let e = self.patents();
         c.f("digquantity", e.map_or(0.0, |e| e.digital as f64));
         c.f("digtech", self.digtech(f, y));
-        c.f("digtech_a", e.map_or(0.0, |e| ln1(e.digital_granted)));
+        // granted digital patents by grant year, for the firms with a grant (Table 3)
+        let digtech_a = if self.st.links.granted.contains(&f) {
+            e.map_or(0.0, |e| ln1(e.digital_granted))
+        } else {
+            f64::NAN
+        };
+        c.f("digtech_a", digtech_a);
         c.f("digtech_co", e.map_or(0.0, |e| ln1(e.digital_co)));
         c.f("digtech_in", e.map_or(0.0, |e| ln1(e.digital_single)));
         let breadth = e.map_or(f64::NAN, |e| crate::study::ipc::knowledge_breadth(&e.codes));
@@ -918,11 +938,9 @@ impl Row<'_> {
     /// The split variables of Tables 3, 5–9.
     fn heterogeneity(&self, c: &mut Cols) {
         let ((f, y, d), sp) = (self.key, &self.st.splits);
-        let dig_industry = match self.r.industry.get(..3) {
-            Some("C39") => 1.0,
-            Some("C35" | "C36" | "C37" | "C38" | "C40") => 0.0,
-            _ => f64::NAN,
-        };
+        let dig_industry = crate::study::industry::division_2017(&self.r.industry, y)
+            .and_then(|d| crate::study::industry::digital_industry(&d))
+            .map_or(f64::NAN, |b| b as u8 as f64);
         c.f("dig_industry", dig_industry);
         let flag = |b: bool| b as u8 as f64;
         let ipr = match (self.region(y), sp.ipr_mean.get(&y)) {
@@ -1000,7 +1018,7 @@ impl Row<'_> {
         );
         let e = self.patents().filter(|e| e.digital > 0);
         c.f("degree", e.map_or(f64::NAN, |e| e.degree));
-        c.f("ci", e.map_or(f64::NAN, |e| e.constraint));
+        c.f("ci", e.map_or(f64::NAN, |e| e.holes));
         let supplier = self.st.links.supplier.get(&(f, y));
         c.f("digtech_supplier", supplier.map_or(f64::NAN, |&s| self.digtech(s, y)));
     }

@@ -201,7 +201,9 @@ pub fn winsorize(v: &mut [f64], groups: Option<&[i64]>) {
 
 /// Product dynamics of one firm-destination between t−1 and t (Table 10): counts of kept, new
 /// and dropped HS6 products, the transition rate (new + dropped)/(products at t + at t−1), and
-/// the mean standardised quality of each set (kept and new at t, dropped at t−1).
+/// the quality of each set measured as Qua is (eq. 8; the paper: "使用已建立的出口产品质量评估
+/// 方法"): r-Qua weighted by export value, kept and new products with their values at t, dropped
+/// products with their values at t−1, their last year.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dynamics {
     pub keep: f64,
@@ -214,26 +216,31 @@ pub struct Dynamics {
 }
 
 impl Dynamics {
-    pub fn between(prev: &BTreeMap<u32, f64>, now: &BTreeMap<u32, f64>) -> Dynamics {
-        let mean = |v: Vec<f64>| {
-            let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-            if v.is_empty() {
-                f64::NAN
+    /// `prev` and `now` map each HS6 product to its (r-Qua, export value) in t−1 and t.
+    pub fn between(prev: &BTreeMap<u32, (f64, f64)>, now: &BTreeMap<u32, (f64, f64)>) -> Dynamics {
+        // Σ v r / Σ v over the products with a standardised quality
+        let weighted = |v: Vec<(f64, f64)>| {
+            let (wq, w) = v
+                .iter()
+                .filter(|(r, _)| r.is_finite())
+                .fold((0.0, 0.0), |(a, b), (r, x)| (a + x * r, b + x));
+            if w > 0.0 {
+                wq / w
             } else {
-                v.iter().sum::<f64>() / v.len() as f64
+                f64::NAN
             }
         };
-        let kept: Vec<f64> = now
+        let kept: Vec<(f64, f64)> = now
             .iter()
             .filter(|(g, _)| prev.contains_key(g))
             .map(|(_, q)| *q)
             .collect();
-        let added: Vec<f64> = now
+        let added: Vec<(f64, f64)> = now
             .iter()
             .filter(|(g, _)| !prev.contains_key(g))
             .map(|(_, q)| *q)
             .collect();
-        let dropped: Vec<f64> = prev
+        let dropped: Vec<(f64, f64)> = prev
             .iter()
             .filter(|(g, _)| !now.contains_key(g))
             .map(|(_, q)| *q)
@@ -244,9 +251,9 @@ impl Dynamics {
             added: a,
             dropped: d,
             trans: (a + d) / (now.len() + prev.len()) as f64,
-            qual_keep: mean(kept),
-            qual_in: mean(added),
-            qual_out: mean(dropped),
+            qual_keep: weighted(kept),
+            qual_in: weighted(added),
+            qual_out: weighted(dropped),
         }
     }
 
@@ -407,23 +414,55 @@ fn firm_controls(r: &FirmRecord, year: i64) -> [f64; 7] {
     ]
 }
 
-/// Digital-product keywords in Chinese customs product names.
-pub const DIGITAL_KEYWORDS: [&str; 10] = [
+/// Table 12's 26 keywords for tangible digital products in Chinese customs product names. The
+/// paper selects 26 "representative tangible product keywords" after OECD (2020) and CAICT's
+/// digital-economy white papers without listing them; these are ours, chosen the same way:
+/// chips and components, computers and their peripherals, communication equipment, displays,
+/// sensors and digital imaging.
+pub const DIGITAL_KEYWORDS: [&str; 26] = [
     "集成电路",
-    "计算机",
-    "通信",
-    "数字",
-    "传感器",
     "芯片",
     "半导体",
-    "电子计算",
+    "晶体管",
+    "二极管",
+    "处理器",
+    "存储器",
+    "印刷电路",
+    "计算机",
     "服务器",
-    "数据",
+    "显示器",
+    "液晶",
+    "触摸屏",
+    "打印机",
+    "扫描仪",
+    "路由器",
+    "交换机",
+    "调制解调器",
+    "通信",
+    "手机",
+    "基站",
+    "光纤",
+    "传感器",
+    "摄像",
+    "数码",
+    "数字",
 ];
 
-/// Is an imported HS8 line a digital product (OECD/UNCTAD ICT HS6 code or a digital keyword)?
+/// HS chapters where the tariff nomenclature (《进出口税则商品及品目注释》) classes tangible digital
+/// goods: 84 (computers and office machines), 85 (electronic and communication equipment,
+/// components) and 90 (optical, measuring and sensing instruments, displays).
+pub const DIGITAL_HS_CHAPTERS: [&str; 3] = ["84", "85", "90"];
+
+/// Is an imported HS8 line a digital product? As the paper (§四(五)3): a line whose product name
+/// holds one of [`DIGITAL_KEYWORDS`], less the lines wrongly classed as digital by their name —
+/// those whose HS code lies outside [`DIGITAL_HS_CHAPTERS`] (a plastic tray "for integrated
+/// circuits" in chapter 39, a textbook on "digital" circuits in chapter 49) — merged with the
+/// OECD ICT goods (HS6 code in `ict`).
 pub fn is_digital_import(hs8: &str, name: &str, ict: &HashSet<String>) -> bool {
-    hs8.get(..6).is_some_and(|h| ict.contains(h)) || DIGITAL_KEYWORDS.iter().any(|k| name.contains(k))
+    let by_code = hs8.get(..6).is_some_and(|h| ict.contains(h));
+    let by_name = DIGITAL_KEYWORDS.iter().any(|k| name.contains(k))
+        && hs8.get(..2).is_some_and(|c| DIGITAL_HS_CHAPTERS.contains(&c));
+    by_code || by_name
 }
 
 fn ict_codes() -> HashSet<String> {
@@ -444,12 +483,14 @@ pub struct Destination {
     wq: f64,
     wq_v: f64,
     wp: f64,
+    wr: f64,
+    wr_v: f64,
     /// r-Qua of the firm's core product here (NaN if not exported here).
     pub core_q: f64,
     non_wq: f64,
     non_v: f64,
-    /// HS6 product → r-Qua.
-    pub products: BTreeMap<u32, f64>,
+    /// HS6 product → (r-Qua, export value).
+    pub products: BTreeMap<u32, (f64, f64)>,
 }
 
 impl Destination {
@@ -459,6 +500,8 @@ impl Destination {
             wq: 0.0,
             wq_v: 0.0,
             wp: 0.0,
+            wr: 0.0,
+            wr_v: 0.0,
             core_q: f64::NAN,
             non_wq: 0.0,
             non_v: 0.0,
@@ -467,12 +510,17 @@ impl Destination {
     }
 
     /// Add product `g` with export value `v`, standardised quality `r` (NaN when its product
-    /// has no spread), log price relative to its product-year mean, and whether it is the
+    /// has no spread), log price relative to its product-year mean (Table 7), standardised unit
+    /// price `r_price` ([`standardised_prices`]; NaN without spread), and whether it is the
     /// firm's core product that year.
-    pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, core: bool) {
+    pub fn add(&mut self, g: u32, v: f64, r: f64, rel_price: f64, r_price: f64, core: bool) {
         self.value += v;
         self.wp += v * rel_price;
-        self.products.insert(g, r);
+        if r_price.is_finite() {
+            self.wr += v * r_price;
+            self.wr_v += v;
+        }
+        self.products.insert(g, (r, v));
         if r.is_finite() {
             self.wq += v * r;
             self.wq_v += v;
@@ -494,8 +542,19 @@ impl Destination {
         }
     }
 
-    /// Value-weighted relative log unit price.
+    /// Table 3's Price: Σ_g (v_g / Σ v) r-Price_g over products with a standardised price, as
+    /// Qua ("以产品出口金额为权重，将出口产品单位价格累加至企业—年份—目的国层面").
     pub fn price(&self) -> f64 {
+        if self.wr_v > 0.0 {
+            self.wr / self.wr_v
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Value-weighted log unit price relative to each product's mean that year (Table 7's
+    /// competition strategy regressions).
+    pub fn rel_log_price(&self) -> f64 {
         self.wp / self.value
     }
 
@@ -515,11 +574,67 @@ impl Default for Destination {
     }
 }
 
-/// Continuous variables clamped at their 1st/99th percentiles (Digtech and its variants are
-/// counts in logs and are not winsorised, nor are shares, dummies and counts).
+/// Table 3's unit price of each flow standardised within its HS6 product as quality is (the
+/// paper prices "with the logic of the quality measure"): r-Price = (ln p − min_g)/(max_g −
+/// min_g) over the product's flows, unit-free (products are priced per kilogram, per piece, …)
+/// and in [0, 1]; NaN for a product with a single price. `product` indexes products from 0.
+pub fn standardised_prices(ln_p: &[f64], product: &[u32]) -> Vec<f64> {
+    let groups = product.iter().max().map_or(0, |m| *m as usize + 1);
+    super::quality::min_max_within(ln_p, product, groups)
+}
+
+/// The numeric variables winsorised at their 1st/99th percentiles: every continuous or count
+/// variable — outcomes, Digtech and its variants, controls, instruments, mechanism and network
+/// variables — as the paper (§三: "对所有数值型变量进行了1%至99%分位数的截尾处理"). Identifiers,
+/// years, 0/1 indicators and category codes are not numeric measures and are left as they are
+/// (clamping an indicator with under 1% of ones would turn them all into zeros), and neither
+/// are Table 2's instruments, fixed functions of the cities' 1984 records and broadband users
+/// that clamping at the sample's percentiles would make depend on the sample. 截尾 is read as
+/// winsorising, not as dropping the tails: the paper loses only 10 of 129,843 rows between
+/// Table 1's columns (1) and (2), singletons, where trimming 2% of each variable would have
+/// dropped thousands.
 pub const WINSORIZED: &[&str] = &[
-    "qua", "price", "age", "finance", "profit", "klratio", "turnover", "lnlp", "lev", "open", "market", "lnpergdp",
-    "xr", "vol",
+    "qua",
+    "price",
+    "value",
+    "n_products",
+    "qua_core",
+    "qua_noncore",
+    "digquantity",
+    "digtech",
+    "digtech_a",
+    "digtech_co",
+    "digtech_in",
+    "digtech2",
+    "digtech_l1",
+    "digtech_l2",
+    "age",
+    "finance",
+    "profit",
+    "klratio",
+    "turnover",
+    "lnlp",
+    "lev",
+    "open",
+    "market",
+    "lnpergdp",
+    "xr",
+    "quant_keep",
+    "quant_in",
+    "quant_out",
+    "trans",
+    "qual_keep",
+    "qual_in",
+    "qual_out",
+    "qual_sub2",
+    "vol",
+    "vol2",
+    "dig_kinds",
+    "dig_counties",
+    "dig_value",
+    "degree",
+    "ci",
+    "digtech_supplier",
 ];
 
 #[cfg(test)]
@@ -529,11 +644,12 @@ mod tests {
     #[test]
     fn quality_is_value_weighted_over_products() {
         let mut d = Destination::new();
-        d.add(1, 300.0, 0.9, 0.2, true);
-        d.add(2, 100.0, 0.1, -0.2, false);
-        d.add(3, 100.0, f64::NAN, 0.0, false); // a product without spread: no quality
+        d.add(1, 300.0, 0.9, 0.2, 0.5, true);
+        d.add(2, 100.0, 0.1, -0.2, 1.0, false);
+        d.add(3, 100.0, f64::NAN, 0.0, f64::NAN, false); // a product without spread
         assert!((d.qua() - (300.0 * 0.9 + 100.0 * 0.1) / 400.0).abs() < 1e-12);
-        assert!((d.price() - (300.0 * 0.2 - 100.0 * 0.2) / 500.0).abs() < 1e-12);
+        assert!((d.rel_log_price() - (300.0 * 0.2 - 100.0 * 0.2) / 500.0).abs() < 1e-12);
+        assert!((d.price() - (300.0 * 0.5 + 100.0 * 1.0) / 400.0).abs() < 1e-12);
         assert_eq!(d.core_q, 0.9);
         assert!((d.qua_noncore() - 0.1).abs() < 1e-12);
         assert_eq!(d.products.len(), 3);
@@ -559,8 +675,13 @@ mod tests {
 
     #[test]
     fn product_dynamics_on_a_hand_made_sequence() {
-        let prev: BTreeMap<u32, f64> = [(1, 0.2), (2, 0.4), (3, 0.9)].into_iter().collect();
-        let now: BTreeMap<u32, f64> = [(2, 0.5), (4, 0.8), (5, 0.6)].into_iter().collect();
+        // equal values: the value-weighted means are simple means here
+        let prev: BTreeMap<u32, (f64, f64)> = [(1, (0.2, 1.0)), (2, (0.4, 1.0)), (3, (0.9, 1.0))]
+            .into_iter()
+            .collect();
+        let now: BTreeMap<u32, (f64, f64)> = [(2, (0.5, 1.0)), (4, (0.8, 1.0)), (5, (0.6, 1.0))]
+            .into_iter()
+            .collect();
         let d = Dynamics::between(&prev, &now);
         assert_eq!((d.keep, d.added, d.dropped), (1.0, 2.0, 2.0));
         assert!((d.trans - 4.0 / 6.0).abs() < 1e-12);
@@ -648,8 +769,11 @@ mod tests {
         let ict = ict_codes();
         let code = ict.iter().next().unwrap().clone();
         assert!(is_digital_import(&format!("{code}00"), "塑料制品", &ict));
-        assert!(is_digital_import("39000000", "集成电路板", &ict));
+        assert!(is_digital_import("85340090", "印刷电路板", &ict));
+        // a keyword outside the digital goods' chapters is excluded
+        assert!(!is_digital_import("39000000", "集成电路板", &ict));
         assert!(!is_digital_import("39000000", "塑料制品", &ict));
+        assert_eq!(DIGITAL_KEYWORDS.len(), 26);
     }
 
     #[test]
