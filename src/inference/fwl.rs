@@ -132,13 +132,7 @@ impl<'a> LevelRuns<'a> {
         }
         let (rows, ws, starts, demeaned, weighted) = (&*rows, &*ws, &*starts, &demeaned[..c], &weighted[..c]);
         let mut g = vec![0.0; m * (m + 1) / 2];
-        let tri = |p: usize, q: usize| {
-            if p >= q {
-                p * (p + 1) / 2 + q
-            } else {
-                q * (q + 1) / 2 + p
-            }
-        };
+        let tri = crate::linalg::packed;
         for p in 0..c {
             for q in 0..=p {
                 g[tri(p, q)] = dot(&weighted[p], &demeaned[q]);
@@ -161,13 +155,7 @@ impl<'a> LevelRuns<'a> {
         starts: &[usize],
         weighted: &[Vec<f64>],
     ) {
-        let tri = |p: usize, q: usize| {
-            if p >= q {
-                p * (p + 1) / 2 + q
-            } else {
-                q * (q + 1) / 2 + p
-            }
-        };
+        let tri = crate::linalg::packed;
         let dummy_of = |k: usize, i: usize| -> Option<usize> {
             let l = self.small[k].ids[i] as usize;
             (l > 0).then(|| c + self.dummy_offset[k] + l - 1)

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 
 use super::complement::LevelTotals;
 use super::fwl::LevelRuns;
+use crate::linalg::packed as tri;
 
 /// Rows whose products `u_p u_q` are formed at once for the matrix product (a slab of Q in
 /// cache, 4096 rows × the column pairs).
@@ -48,16 +49,6 @@ pub struct GramProduct<'t> {
     totals: &'t LevelTotals,
     nsmall: usize,
     dummies: Vec<u32>,
-}
-
-/// The index of (p, q) in a packed lower triangle (row by row).
-#[inline]
-fn tri(p: usize, q: usize) -> usize {
-    if p >= q {
-        p * (p + 1) / 2 + q
-    } else {
-        q * (q + 1) / 2 + p
-    }
 }
 
 /// y[..] += a · x[..]

@@ -228,10 +228,8 @@ impl<'a> Replicates<'a> {
         if self.device.is_some() {
             return self.drawn_betas(&crate::demean::resident::Draws::Given(weights), demeaner);
         }
-        if let Some(product) = self
-            .product()
-            .filter(|_| gram_product::forced_block().unwrap_or(weights.len() >= BLOCK_FROM))
-        {
+        let block = gram_product::forced_block().unwrap_or(weights.len() >= BLOCK_FROM);
+        if let Some(product) = block.then(|| self.product()).flatten() {
             let refs: Vec<&[f64]> = weights.iter().map(|w| w.as_slice()).collect();
             return Ok(product.betas(&refs, BLOCK_MEMORY));
         }
@@ -340,8 +338,8 @@ fn shared_cg_betas(
                 })
                 .collect();
             let sub_refs: Vec<&FixedEffect> = sub_fes.iter().collect();
-            let w: Vec<f64> = rows.iter().map(|&i| w[i]).collect();
-            let mut cols: Vec<Vec<f64>> = columns.iter().map(|c| rows.iter().map(|&i| c[i]).collect()).collect();
+            let w = take(w, &rows);
+            let mut cols: Vec<Vec<f64>> = columns.iter().map(|c| take(c, &rows)).collect();
             let mut ops = CpuOps::new(&sub_refs, Some(&w), &mut cols);
             let mut alpha = ops.zeros()?;
             let o = pcg(&mut ops, m, &mut alpha, opts.tol, opts.max_iter, None)?;
@@ -356,6 +354,11 @@ fn shared_cg_betas(
             Ok(wls(&cols[0], &cols[1..], &w))
         })
         .collect()
+}
+
+/// The entries of `v` at `rows`.
+fn take(v: &[f64], rows: &[usize]) -> Vec<f64> {
+    rows.iter().map(|&i| v[i]).collect()
 }
 
 /// [`wls`] from the weighted cross products of (y, x…) (lower triangle, see
@@ -418,9 +421,7 @@ pub fn replicate_betas(
     weights
         .par_iter()
         .map(|w| {
-            // (`FEGPU_ENGINE=single`: every row, as before issue 26, for the benchmarks)
-            let all_rows = gram_product::forced_block() == Some(false);
-            let rows: Vec<usize> = (0..w.len()).filter(|&i| all_rows || w[i] > 0.0).collect();
+            let rows: Vec<usize> = (0..w.len()).filter(|&i| w[i] > 0.0).collect();
             if rows.is_empty() {
                 return Ok(None);
             }
@@ -435,8 +436,8 @@ pub fn replicate_betas(
                     }
                 })
                 .collect();
-            let sub_w: Vec<f64> = rows.iter().map(|&i| w[i]).collect();
-            let sub_cols: Vec<Vec<f64>> = columns.iter().map(|c| rows.iter().map(|&i| c[i]).collect()).collect();
+            let sub_w = take(w, &rows);
+            let sub_cols: Vec<Vec<f64>> = columns.iter().map(|c| take(c, &rows)).collect();
             let refs: Vec<&FixedEffect> = sub_fes.iter().collect();
             let d = demeaner.demean(&Absorb::new(refs, Some(&sub_w)), sub_cols, opts)?;
             Ok(wls(&d.columns[0], &d.columns[1..], &sub_w))

@@ -197,6 +197,16 @@ pub fn lstsq_qr(x_cols: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
     Some((0..k).map(|j| *beta.get(j, 0)).collect())
 }
 
+/// The index of (p, q) in a packed lower triangle stored row by row (either order).
+#[inline]
+pub fn packed(p: usize, q: usize) -> usize {
+    if p >= q {
+        p * (p + 1) / 2 + q
+    } else {
+        q * (q + 1) / 2 + p
+    }
+}
+
 /// The c×c block of the packed Gram `g` (m×m) after partialling out its last m − c
 /// variables, in packed lower-triangle order.
 pub fn partial_out_last(g: &[f64], c: usize, m: usize) -> Vec<f64> {
