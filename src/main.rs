@@ -330,6 +330,27 @@ struct FitArgs {
     /// as a table, one column per endogenous regressor).
     #[arg(long, value_enum, default_value = "second")]
     stage: Stage,
+    /// The model: gaussian (OLS), poisson (PPML, log link; y ≥ 0) or logit (y ∈ {0, 1}),
+    /// the GLMs estimated by IRLS with separated observations removed first.
+    #[arg(long, default_value = "gaussian")]
+    family: String,
+    /// GLM: a column added to the linear predictor with coefficient 1 (fixest's `offset`).
+    #[arg(long, value_name = "VAR")]
+    offset: Option<String>,
+    /// GLM: a positive column whose log is added to the linear predictor (ppmlhdfe's `exposure`).
+    #[arg(long, value_name = "VAR")]
+    exposure: Option<String>,
+    /// GLM: IRLS stops when the deviance changes by less than TOL relative (fixest's glm.tol).
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true, value_parser = positive_tol)]
+    glm_tol: f64,
+    /// GLM: IRLS iteration limit (non-convergence is a WARNING and `converged: false`).
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = whole::<usize>)]
+    glm_iter: usize,
+    /// GLM: separation checks before the fit: fe (fixed-effect levels with all-zero — logit:
+    /// all-equal — outcomes, recursively), relu (Poisson: the iterative rectifier for
+    /// separation by regressors and effects together), `fe,relu` (default) or none.
+    #[arg(long, default_value = "fe,relu")]
+    separation: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -475,17 +496,16 @@ fn run_fit(a: FitArgs) -> Result<()> {
         }
         models = models.iter().flat_map(first_stage_models).collect();
     }
-    // Read only the columns some model, the weights or the clusters use.
-    let needs = fegpu::data::PrepareOptions {
-        weights: a.weights.clone(),
-        clusters: vcov.cluster_vars().to_vec(),
-        subset: subset.clone(),
-        panel: panel.clone(),
-        ..Default::default()
-    };
-    let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
-    let table = load(&a.data, &columns)?;
-    fegpu::timing::lap("read");
+    let family = fegpu::estimate::glm::Family::parse(&a.family)?;
+    if family == fegpu::estimate::glm::Family::Gaussian && (a.offset.is_some() || a.exposure.is_some()) {
+        return Err(Error::Usage(
+            "--offset and --exposure belong to a GLM: add --family poisson or --family logit".into(),
+        ));
+    }
+    if a.glm_iter == 0 {
+        return Err(Error::Usage("--glm-iter 0: IRLS needs at least one iteration".into()));
+    }
+    let separation = fegpu::estimate::glm::SeparationChecks::parse(&a.separation)?;
     let opts = FitOptions {
         vcov,
         weights: a.weights.clone(),
@@ -498,8 +518,19 @@ fn run_fit(a: FitArgs) -> Result<()> {
         keep_singletons: a.keep_singletons,
         subset,
         panel,
+        family,
+        offset: a.offset.clone(),
+        exposure: a.exposure.clone(),
+        glm_tol: a.glm_tol,
+        glm_iter: a.glm_iter,
+        separation,
         ..FitOptions::default()
     };
+    // Read only the columns some model, the weights, the clusters or the offsets use.
+    let needs = fegpu::estimate::fit::prepare_options(&opts);
+    let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
+    let table = load(&a.data, &columns)?;
+    fegpu::timing::lap("read");
     let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {
         eprintln!("note: {n}")
     })?;

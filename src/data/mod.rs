@@ -10,6 +10,7 @@ pub mod factor;
 pub mod hard;
 pub mod load;
 pub mod prepare;
+mod retain;
 pub mod scan;
 pub mod subset;
 

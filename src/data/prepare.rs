@@ -31,6 +31,11 @@ pub struct Dropped {
     /// Outside `--subset` (counted first: the other causes count rows inside it).
     #[serde(default)]
     pub subset: usize,
+    /// Separated observations of a Poisson or logit model: fixed-effect groups whose outcomes
+    /// pin the mean at a bound, and observations separated by the regressors and effects
+    /// together (see `estimate::glm::separation`).
+    #[serde(default)]
+    pub separated: usize,
 }
 
 /// What `prepare` needs besides the model.
@@ -48,6 +53,32 @@ pub struct PrepareOptions {
     pub subset: Option<super::subset::Subset>,
     /// The unit and time variables of the panel operators `l()`, `f()`, `d()` (`--panel`).
     pub panel: Option<(String, String)>,
+    /// What the outcome must be on the sample's rows (a GLM's family); a row that breaks it is
+    /// an error naming it.
+    pub outcome: OutcomeRule,
+    /// Columns (among `extra`) that must be positive on the sample's rows (`--exposure`).
+    pub positive: Vec<String>,
+}
+
+/// The values an outcome may take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutcomeRule {
+    #[default]
+    Any,
+    /// y ≥ 0 (Poisson).
+    NonNegative,
+    /// y ∈ {0, 1} (logit).
+    Binary,
+}
+
+impl OutcomeRule {
+    fn broken_by(self, y: f64) -> Option<&'static str> {
+        match self {
+            OutcomeRule::NonNegative if y < 0.0 => Some("must be non-negative (a Poisson outcome)"),
+            OutcomeRule::Binary if y != 0.0 && y != 1.0 => Some("must be 0 or 1 (a logit outcome)"),
+            _ => None,
+        }
+    }
 }
 
 /// The columns to read for `models` under `opts`: every variable of the formulas, the weights,
@@ -449,6 +480,8 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
         }
     }
 
+    check_values(&cols, (&model.lhs.name(), y), &keep, opts)?;
+
     if !opts.keep_singletons && !fe_codes.is_empty() {
         // A row with a MISSING_CODE is not kept (see `missing`), and `drop_singletons` reads the
         // codes of kept rows only, so the codes are passed as they are.
@@ -522,6 +555,35 @@ fn select(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Sample>
         nobs_raw: n,
         dropped,
     })
+}
+
+/// The outcome meets `opts.outcome` and the `opts.positive` columns are positive on every kept
+/// row; otherwise an error naming the column, the first row (1-based, as in the file) and its
+/// value.
+fn check_values(cols: &Columns, (y_name, y): (&str, &[f64]), keep: &[bool], opts: &PrepareOptions) -> Result<()> {
+    let first_bad = |v: &[f64], bad: &dyn Fn(f64) -> bool| (0..v.len()).find(|&i| keep[i] && bad(v[i]));
+    if opts.outcome != OutcomeRule::Any {
+        if let Some(i) = first_bad(y, &|v| opts.outcome.broken_by(v).is_some()) {
+            let rule = opts.outcome.broken_by(y[i]).unwrap_or_default();
+            return Err(Error::column(
+                y_name,
+                format!("the outcome {rule}; row {} has {}", i + 1, y[i]),
+            ));
+        }
+    }
+    for name in &opts.positive {
+        let v = cols
+            .numeric
+            .get(name.as_str())
+            .expect("positive columns are loaded as extra columns");
+        if let Some(i) = first_bad(v, &|x| !(x > 0.0)) {
+            return Err(Error::column(
+                name,
+                format!("must be positive (an exposure is logged); row {} has {}", i + 1, v[i]),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Sample {

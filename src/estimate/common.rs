@@ -27,6 +27,16 @@ pub struct FitOptions {
     pub subset: Option<crate::data::Subset>,
     /// The unit and time of the panel operators (`--panel ID,TIME`).
     pub panel: Option<(String, String)>,
+    /// `--family`: gaussian (OLS), poisson or logit (IRLS, [`super::glm`]).
+    pub family: super::glm::Family,
+    /// A GLM's offset column (on the linear predictor's scale) and exposure column (logged).
+    pub offset: Option<String>,
+    pub exposure: Option<String>,
+    /// IRLS: tolerance on the relative change of the deviance, and the iteration limit.
+    pub glm_tol: f64,
+    pub glm_iter: usize,
+    /// Which separation checks run before a Poisson or logit fit.
+    pub separation: super::glm::SeparationChecks,
 }
 
 impl Default for FitOptions {
@@ -40,6 +50,12 @@ impl Default for FitOptions {
             keep_singletons: false,
             subset: None,
             panel: None,
+            family: Default::default(),
+            offset: None,
+            exposure: None,
+            glm_tol: 1e-8,
+            glm_iter: 100,
+            separation: Default::default(),
         }
     }
 }
@@ -236,5 +252,7 @@ pub(crate) fn assemble(
         notes: own.notes,
         seconds: run.t0.elapsed().as_secs_f64(),
         iv: own.iv,
+        family: opts.family,
+        glm: None,
     }
 }

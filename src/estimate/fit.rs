@@ -40,14 +40,24 @@ pub fn fit_last(table: Table, model: &Model, opts: &FitOptions, demeaner: &dyn D
     estimate_prepared(design, model, opts, demeaner, t0)
 }
 
-fn prepare_options(opts: &FitOptions) -> PrepareOptions {
+/// What the sample of a fit under `opts` needs: for a GLM also its outcome rule and the
+/// offset and exposure columns (as extra columns, in that order).
+pub fn prepare_options(opts: &FitOptions) -> PrepareOptions {
+    use super::glm::Family;
+    use crate::data::prepare::OutcomeRule;
     PrepareOptions {
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),
         keep_singletons: opts.keep_singletons,
         subset: opts.subset.clone(),
         panel: opts.panel.clone(),
-        ..Default::default()
+        extra: opts.offset.iter().chain(&opts.exposure).cloned().collect(),
+        positive: opts.exposure.iter().cloned().collect(),
+        outcome: match opts.family {
+            Family::Gaussian => OutcomeRule::Any,
+            Family::Poisson => OutcomeRule::NonNegative,
+            Family::Logit => OutcomeRule::Binary,
+        },
     }
 }
 
@@ -59,7 +69,9 @@ fn estimate_prepared(
     t0: Instant,
 ) -> Result<FitResult> {
     crate::timing::lap("prepare");
-    let mut r = if model.iv.is_some() {
+    let mut r = if opts.family != super::glm::Family::Gaussian {
+        super::glm::fit_glm(design, &model.formula, opts, demeaner)?
+    } else if model.iv.is_some() {
         super::iv::fit_iv_design(&design, &model.formula, opts, demeaner)?
     } else {
         // the design's own y and x are demeaned in place of copies

@@ -7,6 +7,7 @@
 mod common;
 pub(crate) mod finite;
 pub mod fit;
+pub mod glm;
 pub mod iv;
 pub mod ols;
 pub mod resident;

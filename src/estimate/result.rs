@@ -92,6 +92,12 @@ pub struct FitResult {
     /// IV-2SLS diagnostics (first stages, weak identification, overidentification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iv: Option<IvDiagnostics>,
+    /// `gaussian` (OLS), `poisson` or `logit` (`--family`).
+    pub family: crate::estimate::glm::Family,
+    /// A GLM's deviance, log-likelihoods, pseudo R², separated observations and iterations
+    /// (keys at the model's top level; absent for OLS).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub glm: Option<crate::estimate::glm::GlmStats>,
 }
 
 /// The per-effect absorbed-dof table as reported.

@@ -180,6 +180,18 @@ pub fn compute(spec: &VcovSpec, inp: &VcovInput, clusters: &[ClusterVar]) -> Res
     }
 }
 
+/// The model-based variance of a GLM with known dispersion (Poisson, logit):
+/// `(N − 1)/df · B`, df the residual degrees of freedom of the convention in force (fixest's
+/// `N − K` makes it fepois's iid variance; `N − 1` leaves `B`). Normal p-values.
+pub fn model_based(bread: &Mat, n: usize, df_resid: f64) -> Vcov {
+    Vcov {
+        matrix: bread.clone().scale((n as f64 - 1.0) / df_resid),
+        df_t: f64::INFINITY,
+        n_clusters: vec![],
+        eigen_fixed: false,
+    }
+}
+
 /// Residual degrees of freedom are left.
 pub fn check_df(n: usize, df_resid: f64) -> Result<()> {
     if df_resid <= 0.0 {

@@ -1,0 +1,215 @@
+//! Iteratively reweighted least squares with fixed effects, written once above the backends:
+//! each iteration is one weighted demeaning of the working variable and the regressors through
+//! the shared [`Demeaner`] (every structure, exact passes or CG, CPU or GPU) and one least
+//! squares solve ([`crate::estimate::ols`]).
+//!
+//! * Working weight `W = w · V(μ)` and variable `z = ξ + (y − μ)/V(μ)` (canonical link).
+//! * Warm starts: any column `v` with `v − z ∈ span(D)` demeans to the same `M_W z` whatever
+//!   the weights, so iteration t demeans `z̃_{t−1} + (z_t − z_{t−1})` and the previous demeaned
+//!   regressors — both nearly demeaned already (fixest, ppmlhdfe, pyfixest do the same).
+//! * Inner tolerance: loose (1e-4) at first and tightened to a tenth of the outer criterion as it
+//!   falls, down to the target; convergence is only declared at the target (ppmlhdfe's rule).
+//!   The regressors are demeaned at the target from the first iteration, so that a regressor
+//!   absorbed by the fixed effects is recognised as such.
+//! * Stopping: `|Δdev| / (0.1 + |dev|) < tol` (fixest's `glm.tol`); step-halving while the
+//!   deviance rises or is not finite.
+
+use crate::data::prepare::Design;
+use crate::demean::{Absorb, DemeanOptions, Demeaned, Demeaner};
+use crate::error::{Error, Result};
+use crate::estimate::ols::{self, DroppedRegressor, Ols};
+use crate::fe::dof::effects_to_project;
+use crate::fe::FixedEffect;
+
+use super::family::Family;
+
+/// How to iterate.
+#[derive(Debug, Clone, Copy)]
+pub struct IrlsOptions {
+    pub family: Family,
+    /// Outer tolerance on the relative change of the deviance (fixest's `glm.tol`).
+    pub tol: f64,
+    pub max_iter: usize,
+    /// The demeaning's target tolerance and method.
+    pub demean: DemeanOptions,
+    pub collin_tol: f64,
+}
+
+/// The loosest inner tolerance of the first iterations.
+const FIRST_INNER_TOL: f64 = 1e-4;
+/// Step-halvings per iteration before giving up.
+const MAX_HALVINGS: usize = 40;
+
+/// The converged (or last) iteration.
+pub struct Irls {
+    /// The last weighted least squares solve: β, the bread, the working residuals.
+    pub est: Ols,
+    /// The regressors demeaned under the last weights (indexed like `design.x`; only the kept
+    /// ones are filled).
+    pub xt: Vec<Vec<f64>>,
+    /// The last working weights `w · V(μ)`.
+    pub weights: Vec<f64>,
+    /// `ξ` and `μ` after the last update.
+    pub xi: Vec<f64>,
+    pub mu: Vec<f64>,
+    pub deviance: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    /// The demeaning run behind the last iteration (method, iterations, residual).
+    pub last_demean: Option<Demeaned>,
+    /// Regressors removed (absorbed by the effects or collinear), in formula order.
+    pub dropped: Vec<DroppedRegressor>,
+    /// How many means sat at the family's bound at the end.
+    pub at_bound: usize,
+}
+
+/// The family's mean with η clamped so that μ and V(μ) stay positive and finite (R's
+/// binomial clamps η to ±30 the same way); `at_bound` counts where the clamp acted.
+fn clamped_mean(family: Family, eta: f64) -> (f64, bool) {
+    let (lo, hi) = match family {
+        Family::Poisson => (-700.0, 700.0),
+        Family::Logit => (-30.0, 30.0),
+        Family::Gaussian => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let e = eta.clamp(lo, hi);
+    (family.mean(e), e != eta || (family == Family::Poisson && eta < -36.0))
+}
+
+fn deviance(family: Family, y: &[f64], mu: &[f64], w: Option<&[f64]>) -> f64 {
+    use rayon::prelude::*;
+    (0..y.len())
+        .into_par_iter()
+        .map(|i| w.map_or(1.0, |w| w[i]) * family.unit_deviance(y[i], mu[i]))
+        .sum()
+}
+
+/// Fit `design` (its rows already free of separated observations) by IRLS.
+pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: &dyn Demeaner) -> Result<Irls> {
+    let (y, w) = (&design.y, design.weights.as_deref());
+    let n = y.len();
+    let family = o.family;
+    let off = |i: usize| offset.map_or(0.0, |o| o[i]);
+    let mut mu: Vec<f64> = y.iter().map(|&v| family.start(v)).collect();
+    let mut xi: Vec<f64> = (0..n).map(|i| family.link(mu[i]) - off(i)).collect();
+    let mut dev = deviance(family, y, &mu, w);
+    let project: Vec<&FixedEffect> = effects_to_project(&design.fes)
+        .into_iter()
+        .map(|k| &design.fes[k])
+        .collect();
+    let has_fe = !project.is_empty();
+
+    let mut names: Vec<String> = design.x_names.clone();
+    let mut x_in: Vec<Vec<f64>> = design.x.clone();
+    let mut x_index: Vec<usize> = (0..names.len()).collect();
+    let mut dropped: Vec<DroppedRegressor> = Vec::new();
+    let mut prev: Option<(Vec<f64>, Vec<f64>)> = None; // (z, z̃) of the last iteration
+    let mut inner = FIRST_INNER_TOL.max(o.demean.tol);
+    let mut last_demean = None;
+    for iter in 1..=o.max_iter {
+        let weights: Vec<f64> = (0..n)
+            .map(|i| w.map_or(1.0, |w| w[i]) * family.variance(mu[i]))
+            .collect();
+        let z: Vec<f64> = (0..n)
+            .map(|i| xi[i] + (y[i] - mu[i]) / family.variance(mu[i]))
+            .collect();
+        let z_in = match &prev {
+            Some((zp, ztp)) => (0..n).map(|i| ztp[i] + (z[i] - zp[i])).collect(),
+            None => z.clone(),
+        };
+        let (zt, xt) = if has_fe {
+            let absorb = Absorb::new(project.clone(), Some(&weights));
+            let at = |tol: f64| DemeanOptions { tol, ..o.demean };
+            let x_dm = demeaner.demean(
+                &absorb,
+                std::mem::take(&mut x_in),
+                &at(if iter == 1 { o.demean.tol } else { inner }),
+            )?;
+            let z_dm = demeaner.demean(&absorb, vec![z_in], &at(inner))?;
+            let mut zt = z_dm.columns;
+            last_demean = Some(Demeaned {
+                columns: vec![],
+                iterations: x_dm.iterations.max(z_dm.iterations),
+                not_converged: if x_dm.not_converged.is_empty() && z_dm.not_converged.is_empty() {
+                    vec![]
+                } else {
+                    vec![0]
+                },
+                residual: x_dm.residual.max(z_dm.residual),
+                method: x_dm.method,
+            });
+            (zt.pop().expect("z"), x_dm.columns)
+        } else {
+            (z_in, std::mem::take(&mut x_in))
+        };
+        let raw_ss = (iter == 1 && has_fe).then(|| {
+            let cols: Vec<&[f64]> = design.x.iter().map(|c| c.as_slice()).collect();
+            crate::linalg::passes::moments(&cols, Some(&weights))
+                .iter()
+                .map(|m| m.centred_ss)
+                .collect::<Vec<_>>()
+        });
+        let mut est = ols::solve_checked(&names, &xt, &zt, Some(&weights), raw_ss.as_deref(), o.collin_tol)?;
+        // the kept regressors only, from now on
+        if est.kept.len() < names.len() {
+            dropped.extend(est.dropped.iter().cloned());
+            let keep = est.kept.clone();
+            names = keep.iter().map(|&j| names[j].clone()).collect();
+            x_index = keep.iter().map(|&j| x_index[j]).collect();
+            est.kept = (0..keep.len()).collect();
+            est.dropped.clear();
+            let mut xt = xt;
+            x_in = keep.iter().map(|&j| std::mem::take(&mut xt[j])).collect();
+        } else {
+            x_in = xt;
+        }
+        // the new linear predictor: the fit z − ẽ, then halved back while the deviance rises
+        let mut xi_new: Vec<f64> = (0..n).map(|i| z[i] - est.resid[i]).collect();
+        let mut mu_new: Vec<f64> = (0..n).map(|i| clamped_mean(family, xi_new[i] + off(i)).0).collect();
+        let mut dev_new = deviance(family, y, &mu_new, w);
+        let mut halvings = 0;
+        while !dev_new.is_finite() || (iter > 1 && dev_new > dev * (1.0 + 1e-12)) {
+            halvings += 1;
+            if halvings > MAX_HALVINGS {
+                return Err(Error::Estimation(format!(
+                    "IRLS could not lower the deviance at iteration {iter} (step-halving failed {MAX_HALVINGS} times; deviance {dev})"
+                )));
+            }
+            for i in 0..n {
+                xi_new[i] = 0.5 * (xi_new[i] + xi[i]);
+                mu_new[i] = clamped_mean(family, xi_new[i] + off(i)).0;
+            }
+            dev_new = deviance(family, y, &mu_new, w);
+        }
+        let crit = (dev_new - dev).abs() / (0.1 + dev_new.abs());
+        xi = xi_new;
+        mu = mu_new;
+        dev = dev_new;
+        let at_target = !has_fe || inner <= o.demean.tol;
+        if (crit < o.tol && at_target) || iter == o.max_iter {
+            let converged = crit < o.tol && at_target;
+            let mut xt_full = vec![Vec::new(); design.x.len()];
+            for (k, &j) in x_index.iter().enumerate() {
+                xt_full[j] = x_in[k].clone();
+            }
+            est.kept = x_index.clone();
+            let at_bound = (0..n).filter(|&i| clamped_mean(family, xi[i] + off(i)).1).count();
+            dropped.sort_by_key(|d| design.x_names.iter().position(|x| *x == d.name));
+            return Ok(Irls {
+                est,
+                xt: xt_full,
+                weights,
+                xi,
+                mu,
+                deviance: dev,
+                iterations: iter,
+                converged,
+                last_demean,
+                dropped,
+                at_bound,
+            });
+        }
+        inner = o.demean.tol.max(inner.min(0.1 * crit));
+        prev = Some((z, zt));
+    }
+    unreachable!("the loop returns at max_iter")
+}
