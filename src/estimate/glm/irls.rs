@@ -105,6 +105,7 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
     let mut prev: Option<(Vec<f64>, Vec<f64>)> = None; // (z, z̃) of the last iteration
     let mut inner = FIRST_INNER_TOL.max(o.demean.tol);
     let mut last_demean = None;
+    let mut raw_ss: Vec<f64> = Vec::new();
     for iter in 1..=o.max_iter {
         let weights: Vec<f64> = (0..n)
             .map(|i| w.map_or(1.0, |w| w[i]) * family.variance(mu[i]))
@@ -116,39 +117,31 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
             Some((zp, ztp)) => (0..n).map(|i| ztp[i] + (z[i] - zp[i])).collect(),
             None => z.clone(),
         };
+        if iter == 1 && has_fe {
+            // the regressors' weighted spread before demeaning, for the absorbed test
+            let cols: Vec<&[f64]> = design.x.iter().map(|c| c.as_slice()).collect();
+            raw_ss = crate::linalg::passes::moments(&cols, Some(&weights))
+                .iter()
+                .map(|m| m.centred_ss)
+                .collect();
+        }
         let (zt, xt) = if has_fe {
+            // z and the regressors in one call: the lanes of one solve share its passes
             let absorb = Absorb::new(project.clone(), Some(&weights));
-            let at = |tol: f64| DemeanOptions { tol, ..o.demean };
-            let x_dm = demeaner.demean(
-                &absorb,
-                std::mem::take(&mut x_in),
-                &at(if iter == 1 { o.demean.tol } else { inner }),
-            )?;
-            let z_dm = demeaner.demean(&absorb, vec![z_in], &at(inner))?;
-            let mut zt = z_dm.columns;
-            last_demean = Some(Demeaned {
-                columns: vec![],
-                iterations: x_dm.iterations.max(z_dm.iterations),
-                not_converged: if x_dm.not_converged.is_empty() && z_dm.not_converged.is_empty() {
-                    vec![]
-                } else {
-                    vec![0]
-                },
-                residual: x_dm.residual.max(z_dm.residual),
-                method: x_dm.method,
-            });
-            (zt.pop().expect("z"), x_dm.columns)
+            let mut cols = Vec::with_capacity(x_in.len() + 1);
+            cols.push(z_in);
+            cols.append(&mut x_in);
+            let mut dm = demeaner.demean(&absorb, cols, &DemeanOptions { tol: inner, ..o.demean })?;
+            let xt = dm.columns.split_off(1);
+            let zt = dm.columns.pop().expect("z");
+            last_demean = Some(dm);
+            (zt, xt)
         } else {
             (z_in, std::mem::take(&mut x_in))
         };
-        let raw_ss = (iter == 1 && has_fe).then(|| {
-            let cols: Vec<&[f64]> = design.x.iter().map(|c| c.as_slice()).collect();
-            crate::linalg::passes::moments(&cols, Some(&weights))
-                .iter()
-                .map(|m| m.centred_ss)
-                .collect::<Vec<_>>()
-        });
-        let mut est = ols::solve_checked(&names, &xt, &zt, Some(&weights), raw_ss.as_deref(), o.collin_tol)?;
+        let ss: Vec<f64> = x_index.iter().map(|&j| raw_ss.get(j).copied().unwrap_or(0.0)).collect();
+        let raw = has_fe.then_some(ss.as_slice());
+        let mut est = ols::solve_checked(&names, &xt, &zt, Some(&weights), raw, o.collin_tol)?;
         // the kept regressors only, from now on
         if est.kept.len() < names.len() {
             dropped.extend(est.dropped.iter().cloned());

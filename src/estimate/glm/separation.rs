@@ -112,7 +112,10 @@ pub fn by_rectifier(design: &Design, demeaner: &dyn Demeaner, opts: &DemeanOptio
         tol: opts.tol.min(1e-10),
         ..*opts
     };
-    let fes: Vec<&FixedEffect> = design.fes.iter().collect();
+    let fes: Vec<&FixedEffect> = crate::fe::dof::effects_to_project(&design.fes)
+        .into_iter()
+        .map(|k| &design.fes[k])
+        .collect();
     let absorb = Absorb::new(fes, Some(&omega));
     let project = |cols: Vec<Vec<f64>>| -> Result<Vec<Vec<f64>>> {
         if design.fes.is_empty() {
