@@ -13,6 +13,10 @@
 //!   `(N−1)/(N−K)·G/(G−1)·B M B`, K counting the fixed effects' levels as fixest does;
 //! * `reghdfe` (the default, ppmlhdfe's): iid `B`; hetero `N/(N−1)·B M B`; cluster
 //!   `G/(G−1)·B M B` — no K term.
+//!
+//! Under iid the bread is in the user's weight units (weights count as frequencies, as in
+//! fixest and R's `glm`): scaling the weights scales that variance; the sandwich estimators do
+//! not depend on the weights' scale.
 
 pub mod family;
 pub mod irls;
@@ -322,7 +326,9 @@ fn glm_vcov(design: &Design, fit: &irls::Irls, opts: &FitOptions) -> Result<(vco
         df_resid: df,
     };
     let v = match &opts.vcov {
-        VcovSpec::Iid => vcov::model_based(&fit.est.bread, n, df),
+        // with a known dispersion the model-based variance depends on the weights' scale (they
+        // count as frequencies, as in fixest and R's glm): the bread in the user's units
+        VcovSpec::Iid => vcov::model_based(&fit.est.bread.clone().scale(1.0 / design.weight_scale), n, df),
         spec => vcov::compute(spec, &inp, &design.clusters)?,
     };
     Ok((v, deg.dof_vcov, deg.df_resid))
