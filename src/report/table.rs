@@ -77,6 +77,25 @@ pub fn fmt_fixed(v: f64, decimals: usize, min_sig: usize) -> String {
     }
 }
 
+/// A GLM's rows (family, pseudo R², log-likelihood, deviance, separated observations); empty
+/// cells for linear models beside it.
+fn glm_rows(results: &[FitResult]) -> Vec<Vec<String>> {
+    let row = |label: &str, f: &dyn Fn(&crate::estimate::glm::GlmStats) -> String| {
+        let mut r = vec![label.to_string()];
+        r.extend(results.iter().map(|m| m.glm.as_ref().map(f).unwrap_or_default()));
+        r
+    };
+    let mut family = vec!["Family".to_string()];
+    family.extend(results.iter().map(|m| m.family.name().to_string()));
+    vec![
+        family,
+        row("Pseudo R2", &|g| fmt_r2(g.pseudo_r2)),
+        row("Log-likelihood", &|g| fmt_num(g.loglik)),
+        row("Deviance", &|g| fmt_num(g.deviance)),
+        row("Separated obs.", &|g| g.separated.to_string()),
+    ]
+}
+
 fn fmt_r2(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.4}")
@@ -169,6 +188,9 @@ impl Grid {
             sections.push(fe_rows);
         }
         sections.push(fit_rows);
+        if results.iter().any(|r| r.glm.is_some()) {
+            sections.push(glm_rows(results));
+        }
         if results.iter().any(|r| r.iv.is_some()) {
             sections.push(iv_rows(results));
         }
