@@ -203,10 +203,36 @@ fn demean_scaled(
             .fold(0.0, f64::max);
         return Ok(d);
     }
-    let mut d = backend.krylov(problem, columns, opts)?;
+    let first = warm_start_options(problem, &columns, opts);
+    let mut d = backend.krylov(problem, columns, &first)?;
     super::refine::refine(problem, &mut d, &scale, opts, &|c, o| backend.krylov(problem, c, o))?;
     Ok(d)
 }
+
+/// CG's options for columns that may be nearly demeaned already (a warm start: IRLS passes
+/// the last iteration's demeaned column plus the change of its input). CG's rule is relative
+/// to the input's own normal-equation right-hand side, so on an input whose between content
+/// β(v) is already small it would shrink an already small residual by `tol` once more; the
+/// accuracy that counts is the result's between content, which [`super::refine::refine`]
+/// checks against `tol` afterwards. So the first solve runs at `tol / max β(v)` (at most
+/// [`WARM_TOL_CAP`]); cold inputs (β ≥ 1) keep `tol`.
+fn warm_start_options(problem: &Absorb, columns: &[Vec<f64>], opts: &DemeanOptions) -> DemeanOptions {
+    use rayon::prelude::*;
+    let beta = columns
+        .par_iter()
+        .map(|c| super::refine::between_content(problem, c).0)
+        .reduce(|| 0.0, f64::max);
+    if beta >= 1.0 || beta == 0.0 {
+        return *opts;
+    }
+    DemeanOptions {
+        tol: (opts.tol / beta).min(WARM_TOL_CAP).max(opts.tol),
+        ..*opts
+    }
+}
+
+/// The loosest first-solve tolerance of a warm start.
+const WARM_TOL_CAP: f64 = 1e-2;
 
 /// A tolerance f64 arithmetic can reach ([`super::MIN_TOL`]), else a usage error.
 pub fn check_tol(tol: f64) -> Result<()> {

@@ -108,8 +108,9 @@ pub fn by_rectifier(design: &Design, demeaner: &dyn Demeaner, opts: &DemeanOptio
     // the method of weighting for least squares with equality constraints (Van Loan 1985)
     let m = f64::EPSILON.powf(-0.5).ceil();
     let omega: Vec<f64> = y.iter().map(|&v| if v == 0.0 { 1.0 } else { m }).collect();
+    // ppmlhdfe's inner tolerance for these regressions (the square of the rectifier's 1e-4)
     let opts = DemeanOptions {
-        tol: opts.tol.min(1e-10),
+        tol: opts.tol.max(RELU_TOL * RELU_TOL),
         ..*opts
     };
     let fes: Vec<&FixedEffect> = crate::fe::dof::effects_to_project(&design.fes)
@@ -124,19 +125,26 @@ pub fn by_rectifier(design: &Design, demeaner: &dyn Demeaner, opts: &DemeanOptio
             Ok(demeaner.demean(&absorb, cols, &opts)?.columns)
         }
     };
-    let xt = project(design.x.clone())?;
+    let mut u: Vec<f64> = y.iter().map(|&v| if v == 0.0 { 1.0 } else { 0.0 }).collect();
+    // the first u and the regressors in one call (the weights never change)
+    let mut first = Vec::with_capacity(design.x.len() + 1);
+    first.push(u.clone());
+    first.extend(design.x.iter().cloned());
+    let mut projected = project(first)?;
+    let xt = projected.split_off(1);
+    let mut ut_first = projected.pop();
     let names: Vec<String> = (0..xt.len()).map(|j| format!("x{j}")).collect();
     let ratio = column_norm_ratio(&design.x, y);
-    let mut u: Vec<f64> = y.iter().map(|&v| if v == 0.0 { 1.0 } else { 0.0 }).collect();
     let (mut u_last, mut ut_last): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
     for iter in 1..=RELU_MAX_ITER {
         // warm start: the previous demeaned u plus the change of u demeans to the same result
-        let input = if iter == 1 {
-            u.clone()
-        } else {
-            (0..n).map(|i| ut_last[i] + u[i] - u_last[i]).collect()
+        let ut = match ut_first.take() {
+            Some(ut) => ut,
+            None => {
+                let input = (0..n).map(|i| ut_last[i] + u[i] - u_last[i]).collect();
+                project(vec![input])?.pop().expect("one column")
+            }
         };
-        let ut = project(vec![input])?.pop().expect("one column");
         let resid = if xt.is_empty() {
             ut.clone()
         } else {
