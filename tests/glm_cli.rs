@@ -39,13 +39,25 @@ fn bad_input_names_its_cause_and_writes_nothing() {
     let out = d.join("out.json");
     let o = s(&out);
     let cases: [(&[&str], &[&str]); 7] = [
-        (&["yneg ~ x | g", "--family", "poisson"], &["yneg", "non-negative", "row 24", "-1"]),
-        (&["y ~ x | g", "--family", "logit"], &["`y`", "0 or 1", "row 3", "has 2"]),
-        (&["y ~ x | g", "--family", "poisson", "--exposure", "eneg"], &["eneg", "positive", "row 18"]),
+        (
+            &["yneg ~ x | g", "--family", "poisson"],
+            &["yneg", "non-negative", "row 24", "-1"],
+        ),
+        (
+            &["y ~ x | g", "--family", "logit"],
+            &["`y`", "0 or 1", "row 3", "has 2"],
+        ),
+        (
+            &["y ~ x | g", "--family", "poisson", "--exposure", "eneg"],
+            &["eneg", "positive", "row 18"],
+        ),
         (&["yzero ~ x | g", "--family", "poisson"], &["yzero", "zero"]),
         (&["y ~ x | g", "--offset", "x"], &["--family"]),
         (&["y ~ x | g", "--family", "probit"], &["probit"]),
-        (&["y ~ x | g", "--family", "poisson", "--separation", "simplex"], &["simplex"]),
+        (
+            &["y ~ x | g", "--family", "poisson", "--separation", "simplex"],
+            &["simplex"],
+        ),
     ];
     for (args, needles) in cases {
         let mut a = vec!["fit", csv.as_str()];
@@ -65,7 +77,17 @@ fn json_and_table_carry_the_glm_statistics() {
     let d = tmpdir("glm", "good");
     let csv = data(&d);
     let json: serde_json::Value = serde_json::from_slice(&ok(&[
-        "fit", &csv, "y ~ x | g", "--family", "poisson", "--vcov", "hetero", "--exposure", "e", "--format", "json",
+        "fit",
+        &csv,
+        "y ~ x | g",
+        "--family",
+        "poisson",
+        "--vcov",
+        "hetero",
+        "--exposure",
+        "e",
+        "--format",
+        "json",
     ]))
     .unwrap();
     let m = &json["models"][0];
@@ -77,8 +99,7 @@ fn json_and_table_carry_the_glm_statistics() {
     assert_eq!(m["exposure"], "e");
     assert_eq!(m["converged"], true);
     assert!(m["irls_iterations"].as_u64().unwrap() >= 2);
-    let ols: serde_json::Value =
-        serde_json::from_slice(&ok(&["fit", &csv, "y ~ x | g", "--format", "json"])).unwrap();
+    let ols: serde_json::Value = serde_json::from_slice(&ok(&["fit", &csv, "y ~ x | g", "--format", "json"])).unwrap();
     assert_eq!(ols["models"][0]["family"], "gaussian");
     assert!(ols["models"][0].get("deviance").is_none());
     let text = String::from_utf8(ok(&["fit", &csv, "yb ~ x | g", "yb ~ x", "--family", "logit"])).unwrap();

@@ -37,15 +37,34 @@ fn gpu_glm_fits_equal_the_cpu_and_fixest() {
     for precision in [Precision::Df64, Precision::F64] {
         let Some(g) = gpu(precision) else { continue };
         for name in names {
-            let case = golden["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+            let case = golden["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap();
             let on_gpu = ppml_common::fit_case(&dir, case, &g);
             let on_cpu = ppml_common::fit_case(&dir, case, &CpuDemeaner);
-            assert!(on_gpu.backend != on_cpu.backend, "{name}: the GPU ran ({})", on_gpu.backend);
+            assert!(
+                on_gpu.backend != on_cpu.backend,
+                "{name}: the GPU ran ({})",
+                on_gpu.backend
+            );
             assert_eq!(on_gpu.nobs, on_cpu.nobs, "{name}");
             for (a, b) in on_gpu.coefficients.iter().zip(&on_cpu.coefficients) {
                 let rel = |x: f64, y: f64| (x - y).abs() / y.abs().max(1e-300);
-                assert!(rel(a.estimate, b.estimate) < 1e-10, "{name} {precision:?}: {} {} vs {}", a.name, a.estimate, b.estimate);
-                assert!(rel(a.std_error, b.std_error) < 1e-8, "{name} {precision:?}: se {}", a.name);
+                assert!(
+                    rel(a.estimate, b.estimate) < 1e-10,
+                    "{name} {precision:?}: {} {} vs {}",
+                    a.name,
+                    a.estimate,
+                    b.estimate
+                );
+                assert!(
+                    rel(a.std_error, b.std_error) < 1e-8,
+                    "{name} {precision:?}: se {}",
+                    a.name
+                );
             }
             let diffs = ppml_common::differences(case, &on_gpu);
             assert!(diffs.is_empty(), "{precision:?}: {diffs:?}");

@@ -22,5 +22,10 @@ fn poisson_and_logit_match_fixest_on_every_golden_case() {
         assert!(r.converged, "{}: {:?}", case["name"], r.notes);
         failures.extend(differences(case, &r));
     }
-    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

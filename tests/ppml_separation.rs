@@ -68,22 +68,45 @@ fn check(name: &str, off: &str) {
     let separated = rows(&e["drop_separated"]).len();
     assert_eq!(r.dropped.separated, separated, "{name}: separated count");
     let kept = run(&csv, &s, "fe,relu", true);
-    assert_eq!(kept.nobs as u64, e["n_remaining_keep_singletons"].as_u64().unwrap(), "{name}: N keeping singletons");
+    assert_eq!(
+        kept.nobs as u64,
+        e["n_remaining_keep_singletons"].as_u64().unwrap(),
+        "{name}: N keeping singletons"
+    );
     // the same sample as the data without the expected rows, fitted with no check at all
     let clean = without_rows(name, &rows(&e["drop_rows"]));
     let c = run(&clean, &s, "none", true);
     std::fs::remove_file(&clean).ok();
     assert_eq!(c.nobs, r.nobs, "{name}: clean N");
-    assert_eq!(r.coefficients.len(), c.coefficients.len(), "{name}: {:?} vs {:?}", r.notes, c.notes);
+    assert_eq!(
+        r.coefficients.len(),
+        c.coefficients.len(),
+        "{name}: {:?} vs {:?}",
+        r.notes,
+        c.notes
+    );
     for (a, b) in r.coefficients.iter().zip(&c.coefficients) {
         assert_eq!(a.name, b.name);
-        assert!((a.estimate - b.estimate).abs() <= 1e-8 * (1.0 + b.estimate.abs()), "{name}: {} {} vs {}", a.name, a.estimate, b.estimate);
-        assert!((a.std_error - b.std_error).abs() <= 1e-6 * b.std_error, "{name}: se {}", a.name);
+        assert!(
+            (a.estimate - b.estimate).abs() <= 1e-8 * (1.0 + b.estimate.abs()),
+            "{name}: {} {} vs {}",
+            a.name,
+            a.estimate,
+            b.estimate
+        );
+        assert!(
+            (a.std_error - b.std_error).abs() <= 1e-6 * b.std_error,
+            "{name}: se {}",
+            a.name
+        );
     }
     assert!(r.converged, "{name}: {:?}", r.notes);
     // with the responsible check off, the separated rows stay in
     let missed = run(&csv, &s, off, false);
-    assert!(missed.nobs as u64 > e["n_remaining"].as_u64().unwrap(), "{name}: `--separation {off}` should miss them");
+    assert!(
+        missed.nobs as u64 > e["n_remaining"].as_u64().unwrap(),
+        "{name}: `--separation {off}` should miss them"
+    );
 }
 
 #[test]
@@ -106,7 +129,11 @@ fn a_regressor_separates_with_and_without_effects() {
     check("c_regressor", "fe");
     check("c_regressor_nofe", "fe");
     let r = run(&dir().join("c_regressor.csv"), &spec("c_regressor"), "fe,relu", false);
-    assert!(r.collinear.iter().any(|d| d.name == "x"), "x is omitted after the drop: {:?}", r.collinear);
+    assert!(
+        r.collinear.iter().any(|d| d.name == "x"),
+        "x is omitted after the drop: {:?}",
+        r.collinear
+    );
 }
 
 #[test]

@@ -47,7 +47,7 @@ pub struct Absorb<'a> {
 impl<'a> Absorb<'a> {
     pub fn new(fes: Vec<&'a FixedEffect>, weights: Option<&'a [f64]>) -> Self {
         let inv_weight_sums = fes
-            .iter()
+            .par_iter()
             .map(|fe| {
                 fe.weight_sums(weights)
                     .into_iter()

@@ -105,9 +105,13 @@ pub fn refine(
     solve: &dyn Fn(Vec<Vec<f64>>, &DemeanOptions) -> Result<Demeaned>,
 ) -> Result<()> {
     for round in 0..=MAX_ROUNDS {
+        let contents: Vec<(f64, f64)> = {
+            use rayon::prelude::*;
+            d.columns.par_iter().map(|c| between_content(problem, c)).collect()
+        };
         let measured: Vec<(usize, f64)> = (0..d.columns.len())
             .filter(|j| !d.not_converged.contains(j))
-            .map(|j| (j, between_content(problem, &d.columns[j])))
+            .map(|j| (j, contents[j]))
             .filter(|&(j, (beta, norm))| beta > SLACK * opts.tol && norm > ROUNDING_FLOOR * scale[j])
             .map(|(j, (beta, _))| (j, beta))
             .collect();

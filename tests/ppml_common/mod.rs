@@ -58,10 +58,20 @@ pub fn differences(case: &Value, r: &FitResult) -> Vec<String> {
             out.push(format!("{name}: {what}: fegpu {ours:.12e} vs fixest {theirs:.12e}"));
         }
     };
-    check(&mut out, "nobs".into(), r.nobs as f64, case["nobs"].as_f64().unwrap(), 0.0);
+    check(
+        &mut out,
+        "nobs".into(),
+        r.nobs as f64,
+        case["nobs"].as_f64().unwrap(),
+        0.0,
+    );
     let coef = case["coef"].as_object().unwrap();
     if r.coefficients.len() != coef.len() {
-        out.push(format!("{name}: {} coefficients vs fixest's {}", r.coefficients.len(), coef.len()));
+        out.push(format!(
+            "{name}: {} coefficients vs fixest's {}",
+            r.coefficients.len(),
+            coef.len()
+        ));
         return out;
     }
     for c in &r.coefficients {
@@ -69,22 +79,51 @@ pub fn differences(case: &Value, r: &FitResult) -> Vec<String> {
             out.push(format!("{name}: coefficient `{}` is not fixest's", c.name));
             continue;
         };
-        check(&mut out, format!("coef {}", c.name), c.estimate, theirs.as_f64().unwrap(), 1e-7);
-        check(&mut out, format!("se {}", c.name), c.std_error, case["se"][&c.name].as_f64().unwrap(), 1e-5);
+        check(
+            &mut out,
+            format!("coef {}", c.name),
+            c.estimate,
+            theirs.as_f64().unwrap(),
+            1e-7,
+        );
+        check(
+            &mut out,
+            format!("se {}", c.name),
+            c.std_error,
+            case["se"][&c.name].as_f64().unwrap(),
+            1e-5,
+        );
         let p = case["pvalue"][&c.name].as_f64().unwrap();
         if (c.p - p).abs() > 1e-4 * p.max(1e-10) && (c.p - p).abs() > 1e-12 {
             out.push(format!("{name}: p {}: {} vs {p}", c.name, c.p));
         }
     }
     let g = r.glm.as_ref().expect("GLM statistics");
-    check(&mut out, "deviance".into(), g.deviance, case["deviance"].as_f64().unwrap(), 1e-7);
+    check(
+        &mut out,
+        "deviance".into(),
+        g.deviance,
+        case["deviance"].as_f64().unwrap(),
+        1e-7,
+    );
     // fixest's weighted log-likelihood leaves ln Γ(y + 1) unweighted, and its null model
     // ignores the offset: those are compared where the definitions agree
     let plain = case["weights"].is_null() && case["offset"].is_null() && case["exposure"].is_null();
     if plain {
-        check(&mut out, "loglik".into(), g.loglik, case["loglik"].as_f64().unwrap(), 1e-7);
-        check(&mut out, "pseudo_r2".into(), g.pseudo_r2, case["pseudo_r2"].as_f64().unwrap(), 1e-7);
+        check(
+            &mut out,
+            "loglik".into(),
+            g.loglik,
+            case["loglik"].as_f64().unwrap(),
+            1e-7,
+        );
+        check(
+            &mut out,
+            "pseudo_r2".into(),
+            g.pseudo_r2,
+            case["pseudo_r2"].as_f64().unwrap(),
+            1e-7,
+        );
     }
     out
 }
-

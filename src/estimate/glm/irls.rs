@@ -14,6 +14,8 @@
 //! * Stopping: `|Δdev| / (0.1 + |dev|) < tol` (fixest's `glm.tol`); step-halving while the
 //!   deviance rises or is not finite.
 
+use rayon::prelude::*;
+
 use crate::data::prepare::Design;
 use crate::demean::{Absorb, DemeanOptions, Demeaned, Demeaner};
 use crate::error::{Error, Result};
@@ -76,7 +78,6 @@ fn clamped_mean(family: Family, eta: f64) -> (f64, bool) {
 }
 
 fn deviance(family: Family, y: &[f64], mu: &[f64], w: Option<&[f64]>) -> f64 {
-    use rayon::prelude::*;
     (0..y.len())
         .into_par_iter()
         .map(|i| w.map_or(1.0, |w| w[i]) * family.unit_deviance(y[i], mu[i]))
@@ -108,13 +109,15 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
     let mut raw_ss: Vec<f64> = Vec::new();
     for iter in 1..=o.max_iter {
         let weights: Vec<f64> = (0..n)
+            .into_par_iter()
             .map(|i| w.map_or(1.0, |w| w[i]) * family.variance(mu[i]))
             .collect();
         let z: Vec<f64> = (0..n)
+            .into_par_iter()
             .map(|i| xi[i] + (y[i] - mu[i]) / family.variance(mu[i]))
             .collect();
         let z_in = match &prev {
-            Some((zp, ztp)) => (0..n).map(|i| ztp[i] + (z[i] - zp[i])).collect(),
+            Some((zp, ztp)) => (0..n).into_par_iter().map(|i| ztp[i] + (z[i] - zp[i])).collect(),
             None => z.clone(),
         };
         if iter == 1 && has_fe {
@@ -156,8 +159,11 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
             x_in = xt;
         }
         // the new linear predictor: the fit z − ẽ, then halved back while the deviance rises
-        let mut xi_new: Vec<f64> = (0..n).map(|i| z[i] - est.resid[i]).collect();
-        let mut mu_new: Vec<f64> = (0..n).map(|i| clamped_mean(family, xi_new[i] + off(i)).0).collect();
+        let mut xi_new: Vec<f64> = (0..n).into_par_iter().map(|i| z[i] - est.resid[i]).collect();
+        let mut mu_new: Vec<f64> = (0..n)
+            .into_par_iter()
+            .map(|i| clamped_mean(family, xi_new[i] + off(i)).0)
+            .collect();
         let mut dev_new = deviance(family, y, &mu_new, w);
         let mut halvings = 0;
         while !dev_new.is_finite() || (iter > 1 && dev_new > dev * (1.0 + 1e-12)) {

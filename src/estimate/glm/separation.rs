@@ -82,6 +82,8 @@ pub fn by_fixed_effects(
 const RELU_TOL: f64 = 1e-4;
 const RELU_ZERO_TOL: f64 = 1e-8;
 const RELU_MAX_ITER: usize = 100;
+/// Demeaning tolerance of the rectifier's regressions (ppmlhdfe uses 1e-8 on its own criterion).
+const RELU_DEMEAN_TOL: f64 = 1e-6;
 
 /// What [`by_rectifier`] found.
 #[derive(Debug, Clone)]
@@ -108,9 +110,9 @@ pub fn by_rectifier(design: &Design, demeaner: &dyn Demeaner, opts: &DemeanOptio
     // the method of weighting for least squares with equality constraints (Van Loan 1985)
     let m = f64::EPSILON.powf(-0.5).ceil();
     let omega: Vec<f64> = y.iter().map(|&v| if v == 0.0 { 1.0 } else { m }).collect();
-    // ppmlhdfe's inner tolerance for these regressions (the square of the rectifier's 1e-4)
+    // the fits are judged against RELU_TOL (1e-4): their demeaning needs two digits more
     let opts = DemeanOptions {
-        tol: opts.tol.max(RELU_TOL * RELU_TOL),
+        tol: opts.tol.max(RELU_DEMEAN_TOL),
         ..*opts
     };
     let fes: Vec<&FixedEffect> = crate::fe::dof::effects_to_project(&design.fes)
