@@ -41,7 +41,7 @@ pub enum Solver {
 }
 
 /// Jacobi-preconditioned iterations before a lane climbs to the factored preconditioner.
-pub const JACOBI_BUDGET: usize = 25;
+pub const JACOBI_BUDGET: usize = 50;
 /// Iterations after which a lane whose Jacobi residual falls too slowly to meet the tolerance
 /// within [`JACOBI_BUDGET`] climbs at once.
 pub const JACOBI_PROBE: usize = 6;
