@@ -236,5 +236,6 @@ pub(crate) fn assemble(
         notes: own.notes,
         seconds: run.t0.elapsed().as_secs_f64(),
         iv: own.iv,
+        sample: None,
     }
 }

@@ -40,7 +40,8 @@ pub fn fit_last(table: Table, model: &Model, opts: &FitOptions, demeaner: &dyn D
     estimate_prepared(design, model, opts, demeaner, t0)
 }
 
-fn prepare_options(opts: &FitOptions) -> PrepareOptions {
+/// What preparing a sample needs of `opts` (also used to prepare it again, `crate::fitted`).
+pub fn prepare_options(opts: &FitOptions) -> PrepareOptions {
     PrepareOptions {
         weights: opts.weights.clone(),
         clusters: opts.vcov.cluster_vars().to_vec(),

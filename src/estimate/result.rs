@@ -92,6 +92,10 @@ pub struct FitResult {
     /// IV-2SLS diagnostics (first stages, weak identification, overidentification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iv: Option<IvDiagnostics>,
+    /// The sample of a `--split`/`--fsplit` fit (`{"var", "value"}`, value `null` for the full
+    /// sample); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<crate::data::split::SampleLabel>,
 }
 
 /// The per-effect absorbed-dof table as reported.
