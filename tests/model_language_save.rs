@@ -9,7 +9,7 @@ mod common;
 mod model_language;
 
 use fegpu::rng::Stream;
-use model_language::{cells, write_csv};
+use model_language::{cells, read_csv, write_csv};
 
 /// A file with two connected sets of (f, g) levels: f 0-13 meet g 0-3, f 14-19 meet g 4-5;
 /// the second set starts on the file's third row. Row 11 has a missing x.
@@ -115,17 +115,6 @@ fn dummy_ols(d: &Data, rows: &[usize], weighted: bool) -> (Vec<f64>, Vec<f64>, V
         g[l as usize] = b[23 + k];
     }
     (b[..3].to_vec(), b[3..23].to_vec(), g)
-}
-
-/// A CSV written by fegpu: header and cells (empty: missing, as NaN).
-fn read_csv(path: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
-    let rows = lines
-        .map(|l| l.split(',').map(|c| c.parse().unwrap_or(f64::NAN)).collect())
-        .collect();
-    (header, rows)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -270,4 +259,52 @@ fn several_models_write_one_numbered_file_each() {
     }
     let leftovers: Vec<_> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temporary file left: {leftovers:?}");
+}
+
+/// The values must be fixest's: `fixef()` per row (its normalisation, three effects included:
+/// fixest's heuristic references), `fitted()`, `resid()` and `predict(newdata)`, with the
+/// coefficients under fixest's own conventions (clustered by the first effect, `--ssc fixest`).
+#[test]
+fn saved_and_predicted_values_are_fixests() {
+    let (dir, golden) = model_language::fixest_save_fixture();
+    let data = dir.join("save_data.csv");
+    let new = dir.join("save_new.csv");
+    let cases = [
+        ("two", "y ~ x + ind | f + g", false),
+        ("two_weighted", "y ~ x + ind | f + g", true),
+        ("three", "y ~ x | f + g + h", false),
+    ];
+    for (key, formula, weighted) in cases {
+        let want = &golden[key];
+        let out = common::tmp_file("model-language", &format!("fixest-{key}.csv"));
+        let pred = common::tmp_file("model-language", &format!("fixest-{key}-pred.csv"));
+        let mut args = vec!["fit", common::s(&data), formula, "--save", common::s(&out)];
+        if key == "two" {
+            args.extend(["--predict", common::s(&new), "--predict-out", common::s(&pred)]);
+        }
+        args.extend(["--vcov", "cluster:f", "--ssc", "fixest", "--tol", "1e-13"]);
+        args.extend(["--format", "json", "--backend", "cpu"]);
+        if weighted {
+            args.extend(["--weights", "w"]);
+        }
+        let json: serde_json::Value = serde_json::from_slice(&common::ok(&args)).unwrap();
+        model_language::assert_fixest(&json["models"][0], &want["fit"], key);
+        let (header, rows) = read_csv(&out);
+        for (c, name) in header.iter().enumerate().skip(1) {
+            let fixest = want[name.as_str()].as_array().unwrap_or_else(|| panic!("{key}: {name}"));
+            for (r, v) in rows.iter().zip(fixest) {
+                let v = v.as_f64().unwrap();
+                assert!(close(r[c], v), "{key} row {}: {name} {} vs fixest {v}", r[0], r[c]);
+            }
+        }
+        if key == "two" {
+            let (_, p) = read_csv(&pred);
+            for (r, v) in p.iter().zip(golden["predict"].as_array().unwrap()) {
+                match v.as_f64() {
+                    Some(v) => assert!(close(r[1], v), "prediction {}: {} vs fixest {v}", r[0], r[1]),
+                    None => assert!(r[1].is_nan(), "prediction {}: {} vs fixest NA", r[0], r[1]),
+                }
+            }
+        }
+    }
 }

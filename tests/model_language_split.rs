@@ -8,6 +8,23 @@ mod model_language;
 
 use fegpu::rng::Stream;
 use model_language::{assert_same, cells, write_csv};
+
+/// fixest's `fsplit = ~s` of `y ~ csw(x, ind) | f`: the full sample (rows where `s` is not
+/// missing), then each value; clustered by `f` with `--ssc fixest`, as fixest's defaults.
+#[test]
+fn fsplit_is_fixests() {
+    let (dir, golden) = model_language::fixest_save_fixture();
+    let data = dir.join("save_data.csv");
+    let args = ["--fsplit", "s", "--vcov", "cluster:f", "--ssc", "fixest", "--tol", "1e-13"];
+    let got = models(&data, "y ~ csw(x, ind) | f", &args);
+    let want = golden["fsplit"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (k, (m, w)) in got.iter().zip(want).enumerate() {
+        let shown = m["sample"]["value"].as_str().unwrap_or("Full sample");
+        assert_eq!(shown, w["sample"], "model {}", k + 1);
+        model_language::assert_fixest(m, &w["fit"], &format!("model {} ({shown})", k + 1));
+    }
+}
 use serde_json::Value;
 
 fn data(name: &str) -> common::Scratch {
