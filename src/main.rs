@@ -534,7 +534,16 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let jobs: Vec<(&formula::Model, FitOptions, &fegpu::data::split::Sample)> = samples
         .iter()
         .flat_map(|s| models.iter().map(move |m| (m, s)))
-        .map(|(m, s)| (m, FitOptions { subset: s.subset.clone(), ..opts.clone() }, s))
+        .map(|(m, s)| {
+            (
+                m,
+                FitOptions {
+                    subset: s.subset.clone(),
+                    ..opts.clone()
+                },
+                s,
+            )
+        })
         .collect();
     let keep_table = a.save.is_some() || a.predict.is_some();
     let mut results = Vec::new();
@@ -557,7 +566,13 @@ fn run_fit(a: FitArgs) -> Result<()> {
             save: a.save.as_deref(),
             predict: a.predict.as_deref().zip(a.predict_out.as_deref()),
         };
-        fegpu::fitted::write_outputs(table.as_ref().expect("the table"), &fits, &mut results, &out, demeaner.as_ref())?;
+        fegpu::fitted::write_outputs(
+            table.as_ref().expect("the table"),
+            &fits,
+            &mut results,
+            &out,
+            demeaner.as_ref(),
+        )?;
     }
     if let Some(p) = &a.iplot {
         // the first model whose i() term can be drawn (else the first model's error says why)

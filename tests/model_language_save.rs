@@ -108,7 +108,11 @@ fn dummy_ols(d: &Data, rows: &[usize], weighted: bool) -> (Vec<f64>, Vec<f64>, V
         cols.push(col(&|i| f64::from(u8::from(d.g[i] == l))));
     }
     let y = col(&|i| d.y[i]);
-    let w = if weighted { col(&|i| d.w[i]) } else { vec![1.0; rows.len()] };
+    let w = if weighted {
+        col(&|i| d.w[i])
+    } else {
+        vec![1.0; rows.len()]
+    };
     let b = wls(&cols, &y, &w);
     let mut g = vec![0.0; 6];
     for (k, &l) in g_kept.iter().enumerate() {
@@ -127,7 +131,13 @@ fn saved_values_are_dummy_ols_with_fixests_references() {
     let file = write(&d, "save.csv");
     for weighted in [false, true] {
         let out = common::tmp_file("model-language", &format!("saved-{weighted}.csv"));
-        let mut args = vec!["fit", common::s(&file), "y ~ x + ind | f + g", "--save", common::s(&out)];
+        let mut args = vec![
+            "fit",
+            common::s(&file),
+            "y ~ x + ind | f + g",
+            "--save",
+            common::s(&out),
+        ];
         args.extend(["--backend", "cpu", "--format", "json"]);
         if weighted {
             args.extend(["--weights", "w"]);
@@ -164,10 +174,22 @@ fn predictions_are_x_beta_plus_the_effects_and_unseen_levels_are_handled() {
     let new = write_csv(
         "new.csv",
         &[
-            ("x".into(), vec!["0.5".into(), "1".into(), "-2".into(), "".into(), "3".into()]),
-            ("f".into(), vec!["3".into(), "99".into(), "15".into(), "3".into(), "16".into()]),
-            ("g".into(), vec!["2".into(), "2".into(), "5".into(), "1".into(), "4".into()]),
-            ("ind".into(), vec!["B".into(), "A".into(), "C".into(), "A".into(), "A".into()]),
+            (
+                "x".into(),
+                vec!["0.5".into(), "1".into(), "-2".into(), "".into(), "3".into()],
+            ),
+            (
+                "f".into(),
+                vec!["3".into(), "99".into(), "15".into(), "3".into(), "16".into()],
+            ),
+            (
+                "g".into(),
+                vec!["2".into(), "2".into(), "5".into(), "1".into(), "4".into()],
+            ),
+            (
+                "ind".into(),
+                vec!["B".into(), "A".into(), "C".into(), "A".into(), "A".into()],
+            ),
         ],
     );
     let out = common::tmp_file("model-language", "pred.csv");
@@ -231,8 +253,15 @@ fn predictions_are_x_beta_plus_the_effects_and_unseen_levels_are_handled() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && !err.contains("panicked"), "{err}");
-    assert!(err.contains("column `ind`") && err.contains("`Q`") && err.contains("row 2"), "{err}");
-    assert_eq!(std::fs::read(&out).unwrap(), before, "the earlier predictions are untouched");
+    assert!(
+        err.contains("column `ind`") && err.contains("`Q`") && err.contains("row 2"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the earlier predictions are untouched"
+    );
     assert!(!saved.exists(), "--save wrote nothing either");
 }
 
@@ -257,7 +286,10 @@ fn several_models_write_one_numbered_file_each() {
         assert_eq!(header, ["row", "fitted", "residual", "fe_f"]);
         assert_eq!(rows.len(), d.y.len() - 1);
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "no temporary file left: {leftovers:?}");
 }
 
@@ -291,7 +323,9 @@ fn saved_and_predicted_values_are_fixests() {
         model_language::assert_fixest(&json["models"][0], &want["fit"], key);
         let (header, rows) = read_csv(&out);
         for (c, name) in header.iter().enumerate().skip(1) {
-            let fixest = want[name.as_str()].as_array().unwrap_or_else(|| panic!("{key}: {name}"));
+            let fixest = want[name.as_str()]
+                .as_array()
+                .unwrap_or_else(|| panic!("{key}: {name}"));
             for (r, v) in rows.iter().zip(fixest) {
                 let v = v.as_f64().unwrap();
                 assert!(close(r[c], v), "{key} row {}: {name} {} vs fixest {v}", r[0], r[c]);

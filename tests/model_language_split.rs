@@ -15,7 +15,16 @@ use model_language::{assert_same, cells, write_csv};
 fn fsplit_is_fixests() {
     let (dir, golden) = model_language::fixest_save_fixture();
     let data = dir.join("save_data.csv");
-    let args = ["--fsplit", "s", "--vcov", "cluster:f", "--ssc", "fixest", "--tol", "1e-13"];
+    let args = [
+        "--fsplit",
+        "s",
+        "--vcov",
+        "cluster:f",
+        "--ssc",
+        "fixest",
+        "--tol",
+        "1e-13",
+    ];
     let got = models(&data, "y ~ csw(x, ind) | f", &args);
     let want = golden["fsplit"].as_array().unwrap();
     assert_eq!(got.len(), want.len());
@@ -34,7 +43,13 @@ fn data(name: &str) -> common::Scratch {
     let x1: Vec<f64> = (0..n).map(|_| s.normal()).collect();
     let x2: Vec<f64> = (0..n).map(|_| s.normal()).collect();
     let part: Vec<String> = (0..n)
-        .map(|i| if i % 37 == 5 { String::new() } else { ["q", "p"][s.below(2) as usize].into() })
+        .map(|i| {
+            if i % 37 == 5 {
+                String::new()
+            } else {
+                ["q", "p"][s.below(2) as usize].into()
+            }
+        })
         .collect();
     let size: Vec<String> = (0..n).map(|_| ["1", "2", "10"][s.below(3) as usize].into()).collect();
     let y: Vec<f64> = (0..n)
@@ -86,7 +101,11 @@ fn split_and_fsplit_give_one_model_per_sample_in_fixests_order() {
             for f in each {
                 let alone = models(&data, f, &["--subset", subset]);
                 assert_same(&got[k], &alone[0], &[]);
-                let want = if value.is_empty() { Value::Null } else { Value::from(*value) };
+                let want = if value.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(*value)
+                };
                 assert_eq!(got[k]["sample"]["var"], "part");
                 assert_eq!(got[k]["sample"]["value"], want, "{flag} model {}", k + 1);
                 k += 1;
@@ -106,7 +125,11 @@ fn numeric_values_are_in_numeric_order_and_the_user_subset_applies_within() {
     let values: Vec<&str> = got.iter().map(|m| m["sample"]["value"].as_str().unwrap()).collect();
     assert_eq!(values, ["1", "2", "10"]);
     for (m, v) in got.iter().zip(values) {
-        let alone = models(&data, "y ~ x1 + x2 | f", &["--subset", &format!("x1 > -1 & size == {v}")]);
+        let alone = models(
+            &data,
+            "y ~ x1 + x2 | f",
+            &["--subset", &format!("x1 > -1 & size == {v}")],
+        );
         assert_same(m, &alone[0], &[]);
     }
     // the table names the samples in a row of its own
@@ -120,8 +143,15 @@ fn numeric_values_are_in_numeric_order_and_the_user_subset_applies_within() {
         "cpu",
     ]);
     let text = String::from_utf8_lossy(&out);
-    let row = text.lines().find(|l| l.starts_with("Sample (part)")).expect("a Sample row");
-    let cells: Vec<&str> = row["Sample (part)".len()..].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("Sample (part)"))
+        .expect("a Sample row");
+    let cells: Vec<&str> = row["Sample (part)".len()..]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(cells, ["Full sample", "p", "q"], "{text}");
     // a split variable that is not in the file is an error naming it
     let e = model_language::fit_error(&data, "y ~ x1", &["--split", "nope"]);

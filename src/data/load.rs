@@ -749,7 +749,10 @@ pub(crate) fn write_table(df: &mut DataFrame, file: &Path, ext: &str, shown: &st
     if ext == "csv" {
         CsvWriter::new(f).finish(df).map_err(|e| polars_err(shown, e))
     } else {
-        ParquetWriter::new(f).finish(df).map(drop).map_err(|e| polars_err(shown, e))
+        ParquetWriter::new(f)
+            .finish(df)
+            .map(drop)
+            .map_err(|e| polars_err(shown, e))
     }
 }
 

@@ -115,7 +115,10 @@ fn observed(table: &Table, var: &str, user: Option<&Subset>) -> Result<Vec<Level
         .map(|(l, _)| l)
         .collect();
     if levels.is_empty() {
-        return Err(Error::column(var, "--split: the variable has no value on the rows used (all missing)"));
+        return Err(Error::column(
+            var,
+            "--split: the variable has no value on the rows used (all missing)",
+        ));
     }
     Ok(levels)
 }

@@ -36,7 +36,10 @@ pub struct FeValues {
 /// fixest's `fixef()` values of `effects` given their sum `s` per observation, the
 /// observations taken in `order` (the estimation sample's row order in the input file).
 pub fn fixest_values(effects: &[&FixedEffect], s: &[f64], order: &[usize]) -> FeValues {
-    let ids: Vec<Vec<u32>> = effects.iter().map(|f| order.iter().map(|&i| f.ids[i]).collect()).collect();
+    let ids: Vec<Vec<u32>> = effects
+        .iter()
+        .map(|f| order.iter().map(|&i| f.ids[i]).collect())
+        .collect();
     let levels: Vec<usize> = effects.iter().map(|f| f.levels).collect();
     let s_ordered: Vec<f64> = order.iter().map(|&i| s[i]).collect();
     let (values, references) = propagate(&ids, &levels, &s_ordered);
@@ -200,9 +203,7 @@ mod tests {
         let a = fe("a", &[0, 1, 0, 1, 2, 2]);
         let b = fe("b", &[0, 0, 1, 1, 2, 3]);
         let (va, vb) = ([1.0, 2.0, 3.0], [0.5, -1.0, 4.0, 7.0]);
-        let s: Vec<f64> = (0..6)
-            .map(|i| va[a.ids[i] as usize] + vb[b.ids[i] as usize])
-            .collect();
+        let s: Vec<f64> = (0..6).map(|i| va[a.ids[i] as usize] + vb[b.ids[i] as usize]).collect();
         let order: Vec<usize> = (0..6).collect();
         let v = fixest_values(&[&a, &b], &s, &order);
         assert!(v.normalised);

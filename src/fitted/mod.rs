@@ -115,7 +115,11 @@ fn coefficients_by_column(design: &Design, result: &FitResult) -> Result<Vec<(St
     Ok(names
         .into_iter()
         .map(|n| {
-            let b = result.coefficients.iter().find(|c| &c.name == n).map_or(0.0, |c| c.estimate);
+            let b = result
+                .coefficients
+                .iter()
+                .find(|c| &c.name == n)
+                .map_or(0.0, |c| c.estimate);
             (n.clone(), b)
         })
         .collect())
@@ -198,7 +202,10 @@ impl Fitted {
     pub fn frame(&self) -> Result<DataFrame> {
         let n = self.rows.len();
         let mut cols = vec![
-            Column::new("row".into(), self.rows.iter().map(|&r| r as u64 + 1).collect::<Vec<u64>>()),
+            Column::new(
+                "row".into(),
+                self.rows.iter().map(|&r| r as u64 + 1).collect::<Vec<u64>>(),
+            ),
             Column::new("fitted".into(), self.fitted.clone()),
             Column::new("residual".into(), self.residual.clone()),
         ];
@@ -245,7 +252,9 @@ pub fn write_files(files: Vec<(PathBuf, DataFrame)>) -> Result<()> {
     }
     for (k, (tmp, target, shown)) in staged.iter().enumerate() {
         if let Err(e) = std::fs::rename(tmp, target) {
-            staged[k..].iter().for_each(|(tmp, _, _)| drop(std::fs::remove_file(tmp)));
+            staged[k..]
+                .iter()
+                .for_each(|(tmp, _, _)| drop(std::fs::remove_file(tmp)));
             return Err(Error::io(shown, e));
         }
     }
@@ -300,7 +309,9 @@ pub fn write_outputs(
                     Column::new("row".into(), (1..=p.len() as u64).collect::<Vec<u64>>()),
                     Column::new(
                         "prediction".into(),
-                        p.iter().map(|v| v.is_finite().then_some(*v)).collect::<Vec<Option<f64>>>(),
+                        p.iter()
+                            .map(|v| v.is_finite().then_some(*v))
+                            .collect::<Vec<Option<f64>>>(),
                     ),
                 ],
             )

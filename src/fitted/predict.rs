@@ -27,7 +27,10 @@ use crate::terms::{self, categories, TermPlan};
 /// endogenous regressors) and its fixed effects, not the outcome.
 pub fn needed_columns(model: &Model) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let terms = model.rhs.iter().chain(model.iv.iter().flat_map(|iv| iv.endogenous.iter()));
+    let terms = model
+        .rhs
+        .iter()
+        .chain(model.iv.iter().flat_map(|iv| iv.endogenous.iter()));
     let vars = terms
         .flat_map(|t| t.vars())
         .chain(model.fixed_effects.iter().flat_map(|f| f.vars.clone()));

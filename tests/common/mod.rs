@@ -69,10 +69,7 @@ pub fn tmpdir(prefix: &str, name: &str) -> Scratch {
 /// checkout's own binary under `deps/` is stable).
 pub fn fegpu(args: &[&str]) -> Output {
     let bin = std::env::var_os("FEGPU_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fegpu").into());
-    Command::new(bin)
-        .args(args)
-        .output()
-        .expect("run fegpu")
+    Command::new(bin).args(args).output().expect("run fegpu")
 }
 
 /// [`fegpu`] that must succeed; its standard output.

@@ -119,12 +119,30 @@ pub fn fixest_save_fixture() -> (std::path::PathBuf, Value) {
 /// estimates to 1e-8 and standard errors to 1e-6, relative.
 pub fn assert_fixest(got: &Value, want: &Value, what: &str) {
     let g = coefficients(got);
-    let names: Vec<&str> = want["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(g.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), names, "{what}: names");
+    let names: Vec<&str> = want["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        g.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        names,
+        "{what}: names"
+    );
     for (k, (name, b, se)) in g.iter().enumerate() {
-        let (b0, se0) = (want["estimate"][k].as_f64().unwrap(), want["std_error"][k].as_f64().unwrap());
-        assert!((b - b0).abs() <= 1e-8 * b0.abs().max(1.0), "{what} {name}: {b} vs fixest {b0}");
-        assert!((se - se0).abs() <= 1e-6 * se0.abs(), "{what} {name}: se {se} vs fixest {se0}");
+        let (b0, se0) = (
+            want["estimate"][k].as_f64().unwrap(),
+            want["std_error"][k].as_f64().unwrap(),
+        );
+        assert!(
+            (b - b0).abs() <= 1e-8 * b0.abs().max(1.0),
+            "{what} {name}: {b} vs fixest {b0}"
+        );
+        assert!(
+            (se - se0).abs() <= 1e-6 * se0.abs(),
+            "{what} {name}: se {se} vs fixest {se0}"
+        );
     }
     assert_eq!(got["nobs"], want["nobs"], "{what}: N");
 }
