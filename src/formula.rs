@@ -488,6 +488,11 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>> {
             }
             out.push((Tok::Ident(chars[k..j].iter().map(|(_, c)| *c).collect()), pos));
             k = j;
+        } else if c == '[' {
+            return Err(err(
+                pos,
+                "varying slopes (fixest's `fe[x]`, `fe[[x]]`) are not supported yet; for a slope per level write `i(fe, x)` in the right-hand side (its coefficients, not absorbed)".into(),
+            ));
         } else {
             return Err(err(pos, format!("unexpected character `{c}`")));
         }

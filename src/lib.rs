@@ -22,6 +22,7 @@ pub mod demean;
 pub mod error;
 pub mod estimate;
 pub mod fe;
+pub mod fitted;
 pub mod formula;
 pub mod gpu;
 pub mod inference;

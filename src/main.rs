@@ -324,6 +324,27 @@ struct FitArgs {
     /// intervals, the reference at zero (fixest's iplot; the event-study picture), as SVG.
     #[arg(long, value_name = "FILE.svg")]
     iplot: Option<PathBuf>,
+    /// Write, per row of the estimation sample, its row in the input (from 1), the fitted value,
+    /// the residual and each fixed effect's value (fixest's fixef() normalisation), as Parquet
+    /// or CSV; several models write FILE_1, FILE_2, … (numbered as the table's columns).
+    #[arg(long, value_name = "FILE.parquet|csv")]
+    save: Option<PathBuf>,
+    /// Predict the rows of NEWDATA (a data file) with each model: Xβ plus the fixed effects'
+    /// values (an unseen fixed-effect level gives a missing value, an unseen factor level is an
+    /// error); written to --predict-out.
+    #[arg(long, value_name = "NEWDATA", requires = "predict_out")]
+    predict: Option<String>,
+    /// Where --predict writes (Parquet or CSV): `row` (of NEWDATA, from 1) and `prediction`;
+    /// several models write FILE_1, FILE_2, ….
+    #[arg(long, value_name = "FILE.parquet|csv", requires = "predict")]
+    predict_out: Option<PathBuf>,
+    /// One model per value of VAR (fixest's split), in VAR's level order; rows where VAR is
+    /// missing are left out. The table has a "Sample" row.
+    #[arg(long, value_name = "VAR", conflicts_with = "fsplit")]
+    split: Option<String>,
+    /// As --split, with the full sample (rows where VAR is not missing) first (fixest's fsplit).
+    #[arg(long, value_name = "VAR")]
+    fsplit: Option<String>,
     #[command(flatten)]
     device: DeviceArgs,
     /// For IV models: `second` (2SLS with diagnostics) or `first` (the first-stage regressions
@@ -450,6 +471,9 @@ fn run_fit(a: FitArgs) -> Result<()> {
     if let Some(p) = &a.iplot {
         fegpu::report::iplot::check_path(p)?;
     }
+    for p in a.save.iter().chain(&a.predict_out) {
+        fegpu::data::load::check_output(p)?;
+    }
     // one formula may stand for several (fixest's sw(), csw(), c(y1, y2))
     let mut models: Vec<formula::Model> = a
         .formulas
@@ -506,6 +530,12 @@ fn run_fit(a: FitArgs) -> Result<()> {
         return Err(Error::Usage("--glm-iter 0: IRLS needs at least one iteration".into()));
     }
     let separation = fegpu::estimate::glm::SeparationChecks::parse(&a.separation)?;
+    if family != fegpu::estimate::glm::Family::Gaussian && (a.save.is_some() || a.predict.is_some()) {
+        return Err(Error::Usage(format!(
+            "--save and --predict write a linear model's fitted values and effects; with --family {} they are not available yet",
+            family.name()
+        )));
+    }
     let opts = FitOptions {
         vcov,
         weights: a.weights.clone(),
@@ -526,26 +556,60 @@ fn run_fit(a: FitArgs) -> Result<()> {
         separation,
         ..FitOptions::default()
     };
-    // Read only the columns some model, the weights, the clusters or the offsets use.
+    // Read only the columns some model, the weights, the clusters, the offsets or the split use.
     let needs = fegpu::estimate::fit::prepare_options(&opts);
-    let columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
+    let mut columns = fegpu::data::used_columns(&models.iter().collect::<Vec<_>>(), &needs);
+    let split = a.split.as_deref().or(a.fsplit.as_deref());
+    columns.extend(split.filter(|v| !columns.iter().any(|c| c == v)).map(str::to_string));
     let table = load(&a.data, &columns)?;
     fegpu::timing::lap("read");
+    let samples = fegpu::data::split::samples(&table, split, a.fsplit.is_some(), opts.subset.as_ref())?;
     let demeaner = choose(a.device.backend, a.device.precision, Workload::Fit, &mut |n| {
         eprintln!("note: {n}")
     })?;
+    // the models in fixest's order: sample, then the formula's own order
+    let jobs: Vec<(&formula::Model, FitOptions, &fegpu::data::split::Sample)> = samples
+        .iter()
+        .flat_map(|s| models.iter().map(move |m| (m, s)))
+        .map(|(m, s)| {
+            (
+                m,
+                FitOptions {
+                    subset: s.subset.clone(),
+                    ..opts.clone()
+                },
+                s,
+            )
+        })
+        .collect();
+    let keep_table = a.save.is_some() || a.predict.is_some();
     let mut results = Vec::new();
     let mut table = Some(table);
-    for (k, m) in models.iter().enumerate() {
-        let r = if k + 1 == models.len() {
-            fit_last(table.take().expect("the table"), m, &opts, demeaner.as_ref())?
+    for (k, (m, opts, s)) in jobs.iter().enumerate() {
+        let mut r = if k + 1 == jobs.len() && !keep_table {
+            fit_last(table.take().expect("the table"), m, opts, demeaner.as_ref())?
         } else {
-            fit(table.as_ref().expect("the table"), m, &opts, demeaner.as_ref())?
+            fit(table.as_ref().expect("the table"), m, opts, demeaner.as_ref())?
         };
+        r.sample = s.label.clone();
         for n in &r.notes {
             eprintln!("note ({}): {n}", m.formula);
         }
         results.push(r);
+    }
+    if keep_table {
+        let fits: Vec<(&formula::Model, &FitOptions)> = jobs.iter().map(|(m, o, _)| (*m, o)).collect();
+        let out = fegpu::fitted::Outputs {
+            save: a.save.as_deref(),
+            predict: a.predict.as_deref().zip(a.predict_out.as_deref()),
+        };
+        fegpu::fitted::write_outputs(
+            table.as_ref().expect("the table"),
+            &fits,
+            &mut results,
+            &out,
+            demeaner.as_ref(),
+        )?;
     }
     if let Some(p) = &a.iplot {
         // the first model whose i() term can be drawn (else the first model's error says why)

@@ -735,19 +735,25 @@ pub fn save(df: &mut DataFrame, path: &Path) -> Result<()> {
     let ext = check_output(path)?;
     let target = crate::report::output_target(path)?;
     let tmp = crate::report::temporary_beside(&target);
-    let result = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(|e| Error::io(shown.clone(), e))?;
-        if ext == "csv" {
-            CsvWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
-        } else {
-            ParquetWriter::new(file).finish(df).map_err(|e| polars_err(&shown, e))?;
-        }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(shown.clone(), e))
-    })();
+    let result = write_table(df, &tmp, &ext, &shown)
+        .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| Error::io(shown.clone(), e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Write `df` to the file `file` as CSV (`ext` "csv") or Parquet; errors name `shown`.
+pub(crate) fn write_table(df: &mut DataFrame, file: &Path, ext: &str, shown: &str) -> Result<()> {
+    let f = File::create(file).map_err(|e| Error::io(shown, e))?;
+    if ext == "csv" {
+        CsvWriter::new(f).finish(df).map_err(|e| polars_err(shown, e))
+    } else {
+        ParquetWriter::new(f)
+            .finish(df)
+            .map(drop)
+            .map_err(|e| polars_err(shown, e))
+    }
 }
 
 #[cfg(test)]

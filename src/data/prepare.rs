@@ -292,10 +292,30 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// The values of a numeric term (`x`, `log(x)`, `x1:x2`) on every row of `table`, NaN where
+/// an input is missing (a term with a panel operator is an error: it needs `--panel`).
+pub fn term_values(table: &Table, t: &Term) -> Result<Vec<f64>> {
+    let mut cols = Columns {
+        table,
+        numeric: HashMap::new(),
+        codes: HashMap::new(),
+        panel: None,
+    };
+    Ok(cols.term(t)?.into_owned())
+}
+
 /// Build the estimation sample of `model` from `table`.
 pub fn prepare(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<Design> {
     let sample = select(table, model, opts)?;
     sample.gather(model, opts, |name| table.numeric_cow(name))
+}
+
+/// [`prepare`], with the table row of each sample row (`rows[i]`, counted from 0): the
+/// sample's rows are in the order the demeaning uses (see `sort_rows_by`), not the table's.
+pub fn prepare_with_rows(table: &Table, model: &Model, opts: &PrepareOptions) -> Result<(Design, Vec<usize>)> {
+    let sample = select(table, model, opts)?;
+    let rows = sample.rows.clone();
+    Ok((sample.gather(model, opts, |name| table.numeric_cow(name))?, rows))
 }
 
 /// [`prepare`] for a table that is not needed afterwards: the used f64 columns are taken out of

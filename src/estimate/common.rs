@@ -254,5 +254,6 @@ pub(crate) fn assemble(
         iv: own.iv,
         family: opts.family,
         glm: None,
+        sample: None,
     }
 }

@@ -98,6 +98,10 @@ pub struct FitResult {
     /// (keys at the model's top level; absent for OLS).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub glm: Option<crate::estimate::glm::GlmStats>,
+    /// The sample of a `--split`/`--fsplit` fit (`{"var", "value"}`, value `null` for the full
+    /// sample); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<crate::data::split::SampleLabel>,
 }
 
 /// The per-effect absorbed-dof table as reported.

@@ -183,7 +183,13 @@ impl Grid {
             stat_row("Within R2", &|r| r.within_r2.map(fmt_r2).unwrap_or_default()),
         ];
 
-        let mut sections = vec![vec![depvars], coef_rows];
+        let mut head = vec![depvars];
+        if let Some(var) = results.iter().find_map(|r| r.sample.as_ref().map(|s| s.var.clone())) {
+            head.push(stat_row(&format!("Sample ({var})"), &|r| {
+                r.sample.as_ref().map(|s| s.shown()).unwrap_or_default()
+            }));
+        }
+        let mut sections = vec![head, coef_rows];
         if !fe_rows.is_empty() {
             sections.push(fe_rows);
         }

@@ -482,20 +482,23 @@ pub fn expand(
             columns[j][i] = numeric.map_or(1.0, |x| x[i]);
         }
     }
-    let names = combos.iter().map(|combo| {
-        plan.layout
-            .iter()
-            .map(|p| match p {
-                Piece::Level(k) => {
-                    let c = &plan.codings[*k];
-                    format!("{}{}", c.prefix, categories[*k].levels[combo[*k] as usize].label())
-                }
-                Piece::Numeric(name) => name.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(":")
-    });
+    let names = combos
+        .iter()
+        .map(|combo| column_name(plan, |k| categories[k].levels[combo[k] as usize].label()));
     Ok(names.zip(columns).collect())
+}
+
+/// The name of a categorical term's column for one combination of levels, `label(k)` the
+/// label of coding `k`'s level: `industryB`, `f::A:x`, `f::a:g::10` (see the module doc).
+pub fn column_name(plan: &TermPlan, label: impl Fn(usize) -> String) -> String {
+    plan.layout
+        .iter()
+        .map(|p| match p {
+            Piece::Level(k) => format!("{}{}", plan.codings[*k].prefix, label(*k)),
+            Piece::Numeric(name) => name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The order of [`expand`]'s combinations (the order they are sorted in).

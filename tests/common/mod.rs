@@ -64,12 +64,12 @@ pub fn tmpdir(prefix: &str, name: &str) -> Scratch {
     d
 }
 
-/// Run the fegpu binary with `args`.
+/// Run the fegpu binary with `args`: this build's, or the one `FEGPU_TEST_BIN` names (when two
+/// checkouts share a target directory, each build replaces `target/debug/fegpu`; the
+/// checkout's own binary under `deps/` is stable).
 pub fn fegpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fegpu"))
-        .args(args)
-        .output()
-        .expect("run fegpu")
+    let bin = std::env::var_os("FEGPU_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fegpu").into());
+    Command::new(bin).args(args).output().expect("run fegpu")
 }
 
 /// [`fegpu`] that must succeed; its standard output.

@@ -95,3 +95,54 @@ pub fn dummy<T: PartialEq>(values: &[T], level: &T) -> Vec<f64> {
 pub fn times(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x * y).collect()
 }
+
+/// A CSV written by fegpu (`--save`, `--predict-out`): header and cells (empty: missing, NaN).
+pub fn read_csv(path: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|c| c.parse().unwrap_or(f64::NAN)).collect())
+        .collect();
+    (header, rows)
+}
+
+/// The golden values of R's fixest for `--save`, `--predict` and `--fsplit`
+/// (`scripts/reference/make_fixest_save.R`) and the files they were computed on.
+pub fn fixest_save_fixture() -> (std::path::PathBuf, Value) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_language");
+    let json = std::fs::read_to_string(dir.join("fixest_save.json")).unwrap();
+    (dir, serde_json::from_str(&json).unwrap())
+}
+
+/// `got` matches fixest's `want` (`names`, `estimate`, `std_error`, `nobs` of the fixture):
+/// estimates to 1e-8 and standard errors to 1e-6, relative.
+pub fn assert_fixest(got: &Value, want: &Value, what: &str) {
+    let g = coefficients(got);
+    let names: Vec<&str> = want["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        g.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        names,
+        "{what}: names"
+    );
+    for (k, (name, b, se)) in g.iter().enumerate() {
+        let (b0, se0) = (
+            want["estimate"][k].as_f64().unwrap(),
+            want["std_error"][k].as_f64().unwrap(),
+        );
+        assert!(
+            (b - b0).abs() <= 1e-8 * b0.abs().max(1.0),
+            "{what} {name}: {b} vs fixest {b0}"
+        );
+        assert!(
+            (se - se0).abs() <= 1e-6 * se0.abs(),
+            "{what} {name}: se {se} vs fixest {se0}"
+        );
+    }
+    assert_eq!(got["nobs"], want["nobs"], "{what}: N");
+}
