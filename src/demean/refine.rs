@@ -81,10 +81,10 @@ pub fn between_content(problem: &Absorb, u: &[f64]) -> (f64, f64) {
         .sqrt();
     let mut between = 0.0;
     for (fe, inv) in problem.fes.iter().zip(&problem.inv_weight_sums) {
-        let mut s = vec![0.0; fe.levels];
-        for (i, &g) in fe.ids.iter().enumerate() {
-            s[g as usize] += w.map_or(1.0, |w| w[i]) * u[i];
-        }
+        let s = match w {
+            Some(w) => crate::fe::index::level_sums(&fe.ids, fe.levels, |i| w[i] * u[i]),
+            None => crate::fe::index::level_sums(&fe.ids, fe.levels, |i| u[i]),
+        };
         between += s.iter().zip(inv).map(|(a, i)| a * a * i).sum::<f64>();
     }
     if norm > 0.0 {

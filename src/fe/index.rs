@@ -51,20 +51,10 @@ impl FixedEffect {
 
     /// Sum of weights per level (counts when unweighted).
     pub fn weight_sums(&self, weights: Option<&[f64]>) -> Vec<f64> {
-        let mut s = vec![0.0; self.levels];
         match weights {
-            Some(w) => {
-                for (&g, &wi) in self.ids.iter().zip(w) {
-                    s[g as usize] += wi;
-                }
-            }
-            None => {
-                for &g in &self.ids {
-                    s[g as usize] += 1.0;
-                }
-            }
+            Some(w) => level_sums(&self.ids, self.levels, |i| w[i]),
+            None => level_sums(&self.ids, self.levels, |_| 1.0),
         }
-        s
     }
 }
 
@@ -159,6 +149,28 @@ fn interact_table((a, ga): (&[u32], usize), (b, gb): (&[u32], usize)) -> (Vec<u3
         })
         .collect();
     (codes, map.len())
+}
+
+/// `Σ_{i: ids_i = g} value(i)` for every level `g`. Consecutive rows of one level are summed
+/// in a register and stored once (on rows sorted by this effect, every row but a run's last
+/// skips the memory round trip that would otherwise chain the additions).
+pub fn level_sums(ids: &[u32], levels: usize, value: impl Fn(usize) -> f64) -> Vec<f64> {
+    let mut s = vec![0.0; levels];
+    let Some(&first) = ids.first() else {
+        return s;
+    };
+    let (mut cur, mut acc) = (first as usize, 0.0);
+    for (i, &g) in ids.iter().enumerate() {
+        let g = g as usize;
+        if g != cur {
+            s[cur] += acc;
+            cur = g;
+            acc = 0.0;
+        }
+        acc += value(i);
+    }
+    s[cur] += acc;
+    s
 }
 
 /// The codes of `rows` (in that order), renumbered densely in order of first appearance.
