@@ -29,3 +29,27 @@ fn poisson_and_logit_match_fixest_on_every_golden_case() {
         failures.join("\n")
     );
 }
+
+/// The default convention is ppmlhdfe's (module doc of `estimate::glm`): no K in the
+/// multipliers — iid `B`, hetero `N/(N−1)`, cluster `G/(G−1)` — so on one sample its variances
+/// are fixest's times `(N−K)/(N−1)`, fixest's K as the fixture records it (`dof_K`).
+#[test]
+fn the_default_convention_is_ppmlhdfes() {
+    let (dir, golden) = fixtures();
+    let cases = golden["cases"].as_array().unwrap();
+    let mut checked = 0;
+    for case in cases.iter().filter(|c| !c["fixef_sizes"].is_null()) {
+        let fixest = fit_case(&dir, case, &CpuDemeaner);
+        let ours = ppml_common::fit_case_with(&dir, case, &CpuDemeaner, fegpu::estimate::Ssc::Reghdfe);
+        let n = fixest.nobs as f64;
+        let k = case["dof_K"].as_f64().unwrap();
+        let factor = ((n - k) / (n - 1.0)).sqrt();
+        for (a, b) in ours.coefficients.iter().zip(&fixest.coefficients) {
+            assert_eq!(a.estimate, b.estimate, "{}", case["name"]);
+            let want = b.std_error * factor;
+            assert!((a.std_error - want).abs() <= 1e-12 * want, "{} {}: {} vs {want}", case["name"], a.name, a.std_error);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20);
+}

@@ -23,13 +23,18 @@ pub fn fixtures() -> (std::path::PathBuf, Value) {
 
 /// The fit of one fixture case (fixest's conventions: --ssc fixest, singletons kept).
 pub fn fit_case(dir: &Path, case: &Value, demeaner: &dyn fegpu::demean::Demeaner) -> FitResult {
+    fit_case_with(dir, case, demeaner, Ssc::Fixest)
+}
+
+/// [`fit_case`] under another small-sample convention.
+pub fn fit_case_with(dir: &Path, case: &Value, demeaner: &dyn fegpu::demean::Demeaner, ssc: Ssc) -> FitResult {
     let s = |k: &str| case[k].as_str().map(String::from);
     let model = formula::parse(case["formula"].as_str().unwrap()).unwrap();
     let vcov = VcovSpec::parse(case["vcov"].as_str().unwrap()).unwrap();
     let opts = FitOptions {
         vcov,
         weights: s("weights"),
-        ssc: Ssc::Fixest,
+        ssc,
         keep_singletons: true,
         family: Family::parse(case["family"].as_str().unwrap()).unwrap(),
         offset: s("offset"),
