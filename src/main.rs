@@ -219,6 +219,10 @@ struct BootArgs {
     weights: Option<String>,
     #[arg(long, default_value = "reghdfe")]
     ssc: String,
+    /// gaussian (OLS), or with --kind pairs poisson or logit: each replicate refitted by IRLS
+    /// after the separation checks.
+    #[arg(long, default_value = "gaussian")]
+    family: String,
     #[command(flatten)]
     device: DeviceArgs,
     /// text or json
@@ -795,6 +799,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
         level: a.level,
         weights: a.weights,
         ssc: a.ssc,
+        family: fegpu::estimate::glm::Family::parse(&a.family)?,
     });
     run_resampling(Request {
         data: a.data,

@@ -47,7 +47,13 @@ fn the_default_convention_is_ppmlhdfes() {
         for (a, b) in ours.coefficients.iter().zip(&fixest.coefficients) {
             assert_eq!(a.estimate, b.estimate, "{}", case["name"]);
             let want = b.std_error * factor;
-            assert!((a.std_error - want).abs() <= 1e-12 * want, "{} {}: {} vs {want}", case["name"], a.name, a.std_error);
+            assert!(
+                (a.std_error - want).abs() <= 1e-12 * want,
+                "{} {}: {} vs {want}",
+                case["name"],
+                a.name,
+                a.std_error
+            );
         }
         checked += 1;
     }

@@ -420,6 +420,7 @@ fn merged_replicates_are_the_single_runs_in_replicate_order() {
             level: 0.9,
             weights: None,
             ssc: "reghdfe".into(),
+            family: Default::default(),
         })
     };
     let bdiff = Spec::Bdiff(BdiffSpec {

@@ -75,6 +75,9 @@ pub struct BootSpec {
     pub level: f64,
     pub weights: Option<String>,
     pub ssc: String,
+    /// `--family`: gaussian (OLS) or, for the pairs bootstrap, poisson or logit (IRLS).
+    #[serde(default)]
+    pub family: crate::estimate::glm::Family,
 }
 
 /// The options of `fegpu replicate` that decide its permutation tests (its shards run
@@ -252,10 +255,21 @@ fn compute_boot(req: &Request, s: &BootSpec, shard: Option<Shard>) -> Result<Com
     if !(0.0..1.0).contains(&s.level) {
         return Err(Error::Usage(format!("--level must be in [0, 1) (got {})", s.level)));
     }
-    let popts = PrepareOptions {
+    let glm = s.family != crate::estimate::glm::Family::Gaussian;
+    if glm && s.kind == BootKind::Wild {
+        return Err(Error::Usage(format!(
+            "--family {}: the wild bootstrap is for linear models; use --kind pairs",
+            s.family.name()
+        )));
+    }
+    let fit_opts = crate::estimate::FitOptions {
+        family: s.family,
         weights: s.weights.clone(),
-        clusters: vec![s.cluster.clone()],
         ..Default::default()
+    };
+    let popts = PrepareOptions {
+        clusters: vec![s.cluster.clone()],
+        ..crate::estimate::fit::prepare_options(&fit_opts)
     };
     let mut table = load(&req.data, &used_columns(&[&model], &popts))?;
     let design = prepare_taking(&mut table, &model, &popts)?;
@@ -277,6 +291,13 @@ fn compute_boot(req: &Request, s: &BootSpec, shard: Option<Shard>) -> Result<Com
     let demeaner = choose(req.backend, req.precision, workload, &mut |n| eprintln!("note: {n}"))?;
     let t = Instant::now();
     let draws = match s.kind {
+        BootKind::Pairs if glm => Draws::Pairs(crate::inference::glm_pairs::glm_pairs_draws(
+            &design,
+            &pairs_options(s),
+            &fit_opts,
+            shard,
+            demeaner.as_ref(),
+        )?),
         BootKind::Pairs => Draws::Pairs(bootstrap::pairs_draws(
             &design,
             &pairs_options(s),

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 /// The model's family (`--family`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// Linear model (OLS): today's `fit`.

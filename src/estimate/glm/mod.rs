@@ -201,6 +201,30 @@ pub fn fit_glm(mut design: Design, formula: &str, opts: &FitOptions, demeaner: &
     Ok(r)
 }
 
+/// The coefficients of every regressor of `design` (a resampled sample: frequency weights),
+/// after the separation checks of `opts`; `None` when a regressor is removed (absorbed,
+/// collinear) or IRLS does not converge — the replicate cannot be used.
+pub fn refit(mut design: Design, opts: &FitOptions, demeaner: &dyn Demeaner) -> Result<Option<Vec<f64>>> {
+    if check_outcomes(&design, opts.family).is_err() {
+        return Ok(None);
+    }
+    let mut notes = Vec::new();
+    if separate(&mut design, opts, demeaner, &mut notes).is_err() {
+        return Ok(None);
+    }
+    let io = irls::IrlsOptions {
+        family: opts.family,
+        tol: opts.glm_tol,
+        max_iter: opts.glm_iter,
+        demean: opts.demean,
+        collin_tol: opts.collin_tol,
+    };
+    let offset = offset_of(&design, opts);
+    let fit = irls::irls(&design, offset.as_deref(), &io, demeaner)?;
+    let complete = fit.converged && fit.est.kept.len() == design.x.len() && fit.at_bound == 0;
+    Ok(complete.then_some(fit.est.beta))
+}
+
 /// Poisson needs some positive outcome, logit both values (row-level rules were checked when
 /// the sample was prepared).
 fn check_outcomes(design: &Design, family: Family) -> Result<()> {
