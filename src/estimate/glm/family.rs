@@ -99,7 +99,7 @@ impl Family {
     pub fn loglik(self, y: f64, mu: f64) -> f64 {
         match self {
             Family::Gaussian => f64::NAN,
-            Family::Poisson => xlogy(y, mu) - mu - crate::stats::ln_gamma(y + 1.0),
+            Family::Poisson => xlogy(y, mu) - mu - ln_factorial(y),
             Family::Logit => xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu),
         }
     }
@@ -112,6 +112,19 @@ impl Family {
             Family::Logit if y != 0.0 && y != 1.0 => Some("a logit outcome must be 0 or 1"),
             _ => None,
         }
+    }
+}
+
+/// ln Γ(y + 1): from a table for the whole numbers a count outcome mostly takes (the same
+/// values, computed once), else [`crate::stats::ln_gamma`].
+fn ln_factorial(y: f64) -> f64 {
+    const TABLE: usize = 4096;
+    static LOG_FACTORIALS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    if y >= 0.0 && y < TABLE as f64 && y.fract() == 0.0 {
+        let t = LOG_FACTORIALS.get_or_init(|| (0..TABLE).map(|k| crate::stats::ln_gamma(k as f64 + 1.0)).collect());
+        t[y as usize]
+    } else {
+        crate::stats::ln_gamma(y + 1.0)
     }
 }
 

@@ -363,7 +363,10 @@ fn statistics(design: &Design, fit: &irls::Irls, offset: Option<&[f64]>, opts: &
     let family = opts.family;
     let (y, w) = (&design.y, design.weights.as_deref());
     let wi = |i: usize| w.map_or(1.0, |w| w[i]);
-    let sum = |f: &dyn Fn(usize) -> f64| (0..y.len()).map(|i| wi(i) * f(i)).sum::<f64>();
+    let sum = |f: &(dyn Fn(usize) -> f64 + Sync)| {
+        use rayon::prelude::*;
+        (0..y.len()).into_par_iter().map(|i| wi(i) * f(i)).sum::<f64>()
+    };
     let scale = design.weight_scale;
     let null_mu = null_means(family, y, w, offset);
     let loglik = scale * sum(&|i| family.loglik(y[i], fit.mu[i]));
