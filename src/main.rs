@@ -164,6 +164,10 @@ struct BdiffArgs {
     bsample: bool,
     #[arg(long)]
     weights: Option<String>,
+    /// gaussian (OLS), poisson or logit: each group of each replicate refitted by IRLS after
+    /// the separation checks.
+    #[arg(long, default_value = "gaussian")]
+    family: String,
     #[command(flatten)]
     device: DeviceArgs,
     #[arg(long, value_enum, default_value = "text")]
@@ -819,6 +823,7 @@ fn run_bdiff(a: BdiffArgs) -> Result<()> {
         weights: a.weights,
         reps: a.reps,
         seed: a.seed,
+        family: fegpu::estimate::glm::Family::parse(&a.family)?,
     });
     run_resampling(Request {
         data: a.data,

@@ -3,6 +3,9 @@
 //! bootstrap), with the same draws as the linear engine; and the command runs end to end.
 
 mod common;
+mod ppml_common;
+
+use ppml_common::poisson_panel as csv;
 
 use fegpu::data::prepare::{prepare, ClusterVar, Design, PrepareOptions};
 use fegpu::demean::CpuDemeaner;
@@ -12,35 +15,6 @@ use fegpu::fe::FixedEffect;
 use fegpu::inference::bootstrap::PairsOptions;
 use fegpu::inference::glm_pairs::glm_pairs_draws;
 use fegpu::inference::replicates::pairs_multiplicities;
-
-/// 40 firms × 8 years, counts with zeros, a binary outcome; clusters are firms.
-fn csv(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut t = String::from("firm,year,x1,x2,y,yb\n");
-    let mut s = 7u64;
-    let mut u = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    };
-    for f in 0..40 {
-        let a = u() - 0.5;
-        for y in 0..8 {
-            let (x1, x2) = (u() * 2.0 - 1.0, u());
-            let mu = (0.5 * x1 - 0.3 * x2 + a + 0.05 * y as f64).exp();
-            // a Poisson draw by inversion
-            let (mut k, mut p, v) = (0u32, (-mu).exp(), u());
-            let mut c = p;
-            while v > c && k < 50 {
-                k += 1;
-                p *= mu / k as f64;
-                c += p;
-            }
-            t.push_str(&format!("{f},{y},{x1},{x2},{k},{}\n", (k > 1) as u8));
-        }
-    }
-    let p = dir.join("boot.csv");
-    std::fs::write(&p, t).unwrap();
-    p
-}
 
 /// `d` with row i copied m[cluster(i)] times, levels renumbered.
 fn copied(d: &Design, m: &[u32]) -> Design {

@@ -431,6 +431,7 @@ fn merged_replicates_are_the_single_runs_in_replicate_order() {
         weights: None,
         reps: 50,
         seed: 9,
+        family: Default::default(),
     });
     for (name, spec) in [
         ("bdiff", bdiff),

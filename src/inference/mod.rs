@@ -8,6 +8,7 @@ pub mod bootstrap;
 
 pub mod complement;
 pub mod fwl;
+pub mod glm_bdiff;
 pub mod glm_pairs;
 pub mod gram_product;
 pub mod permutation;

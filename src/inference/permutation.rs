@@ -374,6 +374,65 @@ fn subsets(n: usize, k: usize) -> Vec<u64> {
     out
 }
 
+/// The permuted units of a run: each row's unit (the row itself without `--unit`), each unit's
+/// group (0/1, constant within a unit) and how many units are in group 1.
+pub struct Units {
+    pub ids: Vec<u32>,
+    pub count: usize,
+    pub group: Vec<f64>,
+    pub first: usize,
+}
+
+impl Units {
+    /// Checked: the group is 0/1, constant within a unit, and both groups are present.
+    pub fn of(group: &[f64], units: Option<(&[u32], usize)>, n: usize) -> Result<Units> {
+        if let Some(bad) = group.iter().position(|&g| g != 0.0 && g != 1.0) {
+            return Err(Error::Usage(format!(
+                "the group variable must be 0/1; row {} of the estimation sample has {}",
+                bad + 1,
+                group[bad]
+            )));
+        }
+        let (unit_ids, n_units): (Vec<u32>, usize) = match units {
+            Some((ids, u)) => (ids.to_vec(), u),
+            None => ((0..n as u32).collect(), n),
+        };
+        // group must be constant within a unit
+        let mut unit_group = vec![-1.0f64; n_units];
+        for i in 0..n {
+            let u = unit_ids[i] as usize;
+            if unit_group[u] < 0.0 {
+                unit_group[u] = group[i];
+            } else if unit_group[u] != group[i] {
+                return Err(Error::Usage(
+                    "the group variable varies within a unit: with --unit VAR the group must be constant within each unit"
+                        .into(),
+                ));
+            }
+        }
+        let n1 = unit_group.iter().filter(|&&g| g == 1.0).count();
+        if n1 == 0 || n1 == n_units {
+            return Err(Error::Usage(
+                "both groups must be present (the group variable is constant in the sample)".into(),
+            ));
+        }
+        Ok(Units {
+            ids: unit_ids,
+            count: n_units,
+            group: unit_group,
+            first: n1,
+        })
+    }
+
+    /// Whether the run enumerates every assignment instead of drawing `reps` of them (without
+    /// resampling, at most 63 units and no more assignments than `reps`), and then the
+    /// assignments as bit masks over the units.
+    pub fn enumeration(&self, reps: usize, bsample: bool) -> Option<Vec<u64>> {
+        let all = !bsample && self.count <= 63 && binomial(self.count, self.first) <= reps as u128;
+        all.then(|| subsets(self.count, self.first))
+    }
+}
+
 /// Run the permutation test. `group` is 1/0 per row; `units` maps rows to units (`None`: each
 /// row is a unit).
 pub fn bdiff(
@@ -397,36 +456,14 @@ pub fn bdiff_draws(
     demeaner: &dyn Demeaner,
 ) -> Result<BdiffDraws> {
     let n = design.nobs();
-    if let Some(bad) = group.iter().position(|&g| g != 0.0 && g != 1.0) {
-        return Err(Error::Usage(format!(
-            "the group variable must be 0/1; row {} of the estimation sample has {}",
-            bad + 1,
-            group[bad]
-        )));
-    }
-    let (unit_ids, n_units): (Vec<u32>, usize) = match units {
-        Some((ids, u)) => (ids.to_vec(), u),
-        None => ((0..n as u32).collect(), n),
-    };
-    // group must be constant within a unit
-    let mut unit_group = vec![-1.0f64; n_units];
-    for i in 0..n {
-        let u = unit_ids[i] as usize;
-        if unit_group[u] < 0.0 {
-            unit_group[u] = group[i];
-        } else if unit_group[u] != group[i] {
-            return Err(Error::Usage(
-                "the group variable varies within a unit: with --unit VAR the group must be constant within each unit"
-                    .into(),
-            ));
-        }
-    }
-    let n1 = unit_group.iter().filter(|&&g| g == 1.0).count();
-    if n1 == 0 || n1 == n_units {
-        return Err(Error::Usage(
-            "both groups must be present (the group variable is constant in the sample)".into(),
-        ));
-    }
+    let all_units = Units::of(group, units, n)?;
+    let enumeration = all_units.enumeration(opts.reps, opts.bsample);
+    let Units {
+        ids: unit_ids,
+        count: n_units,
+        group: unit_group,
+        first: n1,
+    } = all_units;
     let mut shared = super::Replicates::new(design, &opts.demean, demeaner)?;
     // the full-sample sums: the larger group's Gram by complement, and the block product
     shared.prepare_complement();
@@ -540,8 +577,8 @@ pub fn bdiff_draws(
     };
 
     // replicates
-    let enumerate = !opts.bsample && n_units <= 63 && binomial(n_units, n1) <= opts.reps as u128;
-    let masks: Vec<u64> = if enumerate { subsets(n_units, n1) } else { Vec::new() };
+    let enumerate = enumeration.is_some();
+    let masks: Vec<u64> = enumeration.unwrap_or_default();
     let total = if enumerate { masks.len() } else { opts.reps };
     // host memory per replicate: its two weight vectors, plus its demeaned columns unless the
     // backend returns only cross products (GPU)

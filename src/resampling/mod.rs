@@ -57,6 +57,9 @@ pub struct BdiffSpec {
     pub weights: Option<String>,
     pub reps: usize,
     pub seed: u64,
+    /// `--family`: gaussian (OLS), poisson or logit (each group refitted by IRLS).
+    #[serde(default)]
+    pub family: crate::estimate::glm::Family,
 }
 
 /// The options of `fegpu boot` that decide its result (every shard of a run has the same).
@@ -215,11 +218,15 @@ pub fn finish(
 fn compute_bdiff(req: &Request, s: &BdiffSpec, shard: Option<Shard>) -> Result<Computed> {
     let model = resampling_model(&s.formula, s.reps, "bdiff")?;
     let unit = (s.unit != "obs").then(|| s.unit.clone());
-    let popts = PrepareOptions {
+    let fit_opts = crate::estimate::FitOptions {
+        family: s.family,
         weights: s.weights.clone(),
+        ..Default::default()
+    };
+    let popts = PrepareOptions {
         clusters: unit.iter().cloned().collect(),
         extra: vec![s.group.clone()],
-        ..Default::default()
+        ..crate::estimate::fit::prepare_options(&fit_opts)
     };
     let mut table = load(&req.data, &used_columns(&[&model], &popts))?;
     let design = prepare_taking(&mut table, &model, &popts)?;
@@ -241,7 +248,12 @@ fn compute_bdiff(req: &Request, s: &BdiffSpec, shard: Option<Shard>) -> Result<C
         progress: true,
     };
     let t = Instant::now();
-    let d = permutation::bdiff_draws(&design, &design.extra[0], units, &opts, shard, demeaner.as_ref())?;
+    let d = if s.family == crate::estimate::glm::Family::Gaussian {
+        permutation::bdiff_draws(&design, &design.extra[0], units, &opts, shard, demeaner.as_ref())?
+    } else {
+        let group = &design.extra[0];
+        crate::inference::glm_bdiff::glm_bdiff_draws(&design, group, units, &opts, &fit_opts, shard, demeaner.as_ref())?
+    };
     Ok(Computed {
         draws: Draws::Bdiff(d),
         sample: shard_file::Fingerprint::of(&design),

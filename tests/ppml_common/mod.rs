@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! What the fixest golden tests of Poisson and logit share (tests/ppml_golden.rs on the CPU,
 //! tests/glm_gpu.rs on the GPU): one case's fit under fixest's conventions, and its
 //! differences from fixest.
@@ -10,6 +11,36 @@ use fegpu::estimate::glm::Family;
 use fegpu::estimate::{fit, FitOptions, FitResult, Ssc, VcovSpec};
 use fegpu::formula;
 use serde_json::Value;
+
+/// 40 firms × 8 years: counts with zeros `y`, a binary `yb`, regressors `x1`, `x2`, and a group
+/// `g` constant within firm (odd firms).
+pub fn poisson_panel(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut t = String::from("firm,year,x1,x2,y,yb,g\n");
+    let mut s = 7u64;
+    let mut u = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for f in 0..40 {
+        let a = u() - 0.5;
+        for y in 0..8 {
+            let (x1, x2) = (u() * 2.0 - 1.0, u());
+            let mu = (0.5 * x1 - 0.3 * x2 + a + 0.05 * y as f64).exp();
+            // a Poisson draw by inversion
+            let (mut k, mut p, v) = (0u32, (-mu).exp(), u());
+            let mut c = p;
+            while v > c && k < 50 {
+                k += 1;
+                p *= mu / k as f64;
+                c += p;
+            }
+            t.push_str(&format!("{f},{y},{x1},{x2},{k},{},{}\n", (k > 1) as u8, f % 2));
+        }
+    }
+    let p = dir.join("boot.csv");
+    std::fs::write(&p, t).unwrap();
+    p
+}
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-300)
