@@ -24,44 +24,8 @@ root = if (length(script)) normalizePath(file.path(dirname(script), "..", ".."))
 OUT = file.path(root, "tests", "fixtures", "ppml", "separation")
 dir.create(OUT, recursive = TRUE, showWarnings = FALSE)
 
-# --- JSON by hand (as in make_ppml_golden.R) --------------------------------------------------
-json_str = function(s) {
-  s = gsub("\\\\", "\\\\\\\\", s)
-  s = gsub("\"", "\\\\\"", s)
-  s = gsub("\n", "\\\\n", s)
-  s = gsub("\t", "\\\\t", s)
-  paste0("\"", s, "\"")
-}
-json_scalar = function(x) {
-  if (is.null(x) || length(x) == 0) return("null")
-  if (is.na(x)) return("null")
-  if (is.logical(x)) return(if (x) "true" else "false")
-  if (is.character(x)) return(json_str(x))
-  if (is.integer(x)) return(sprintf("%d", x))
-  if (!is.finite(x)) return("null")
-  sprintf("%.17g", x)
-}
-to_json = function(x, indent = 0) {
-  pad = strrep(" ", indent + 1)
-  if (is.null(x)) return("null")
-  if (inherits(x, "json_array") || (is.list(x) && is.null(names(x)))) {
-    x = unclass(x)
-    if (length(x) == 0) return("[]")
-    items = vapply(x, to_json, "", indent = indent + 1)
-    if (all(!grepl("\n", items)) && sum(nchar(items)) < 100)
-      return(paste0("[", paste(items, collapse = ", "), "]"))
-    return(paste0("[\n", paste0(pad, items, collapse = ",\n"), "\n", strrep(" ", indent), "]"))
-  }
-  if (is.list(x)) {
-    if (length(x) == 0) return("{}")
-    items = mapply(function(k, v) paste0(json_str(k), ": ", to_json(v, indent + 1)), names(x), x)
-    return(paste0("{\n", paste0(pad, items, collapse = ",\n"), "\n", strrep(" ", indent), "}"))
-  }
-  if (length(x) == 1 && is.null(names(x))) return(json_scalar(x))
-  if (!is.null(names(x))) return(to_json(as.list(x), indent))
-  to_json(structure(as.list(x), class = "json_array"), indent)
-}
-jarr = function(x) structure(as.list(x), class = "json_array")
+# JSON by hand: scripts/reference/json.R
+source(file.path(root, "scripts", "reference", "json.R"))
 
 # --- fixest, capturing what it says --------------------------------------------------------------
 fit = function(df, formula, family, fixef.rm = "perfect") {

@@ -81,6 +81,14 @@ pub fn pairs_bootstrap(design: &Design, opts: &PairsOptions, demeaner: &dyn Deme
     assemble(&pairs_draws(design, opts, None, demeaner)?)
 }
 
+/// The clusters the pairs bootstrap draws: the design's first cluster variable.
+pub(crate) fn resampled_clusters(design: &Design) -> Result<&crate::data::prepare::ClusterVar> {
+    design
+        .clusters
+        .first()
+        .ok_or_else(|| Error::Usage("the pairs bootstrap needs a cluster variable (--cluster VAR)".into()))
+}
+
 /// The full-sample fit and the replicates of `shard` (all of them with `None`); [`assemble`]
 /// turns them into the result.
 pub fn pairs_draws(
@@ -89,10 +97,7 @@ pub fn pairs_draws(
     shard: Option<Shard>,
     demeaner: &dyn Demeaner,
 ) -> Result<PairsDraws> {
-    let cl = design
-        .clusters
-        .first()
-        .ok_or_else(|| Error::Usage("the pairs bootstrap needs a cluster variable (--cluster VAR)".into()))?;
+    let cl = resampled_clusters(design)?;
     let n = design.nobs();
     let g = cl.levels;
     let k = design.x.len();

@@ -25,10 +25,7 @@ pub fn glm_pairs_draws(
     shard: Option<Shard>,
     demeaner: &dyn Demeaner,
 ) -> Result<PairsDraws> {
-    let cl = design
-        .clusters
-        .first()
-        .ok_or_else(|| Error::Usage("the pairs bootstrap needs a cluster variable (--cluster VAR)".into()))?;
+    let cl = super::bootstrap::resampled_clusters(design)?;
     let fit = FitOptions {
         demean: opts.demean,
         ..fit.clone()
