@@ -99,9 +99,11 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
         .collect();
     let has_fe = !project.is_empty();
 
-    let mut names: Vec<String> = design.x_names.clone();
+    let mut regs = Kept {
+        names: design.x_names.clone(),
+        index: (0..design.x.len()).collect(),
+    };
     let mut x_in: Vec<Vec<f64>> = design.x.clone();
-    let mut x_index: Vec<usize> = (0..names.len()).collect();
     let mut dropped: Vec<DroppedRegressor> = Vec::new();
     let mut prev: Option<(Vec<f64>, Vec<f64>)> = None; // (z, z̃) of the last iteration
     let mut inner = FIRST_INNER_TOL.max(o.demean.tol);
@@ -142,43 +144,18 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
         } else {
             (z_in, std::mem::take(&mut x_in))
         };
-        let ss: Vec<f64> = x_index.iter().map(|&j| raw_ss.get(j).copied().unwrap_or(0.0)).collect();
-        let raw = has_fe.then_some(ss.as_slice());
-        let mut est = ols::solve_checked(&names, &xt, &zt, Some(&weights), raw, o.collin_tol)?;
-        // the kept regressors only, from now on
-        if est.kept.len() < names.len() {
-            dropped.extend(est.dropped.iter().cloned());
-            let keep = est.kept.clone();
-            names = keep.iter().map(|&j| names[j].clone()).collect();
-            x_index = keep.iter().map(|&j| x_index[j]).collect();
-            est.kept = (0..keep.len()).collect();
-            est.dropped.clear();
-            let mut xt = xt;
-            x_in = keep.iter().map(|&j| std::mem::take(&mut xt[j])).collect();
-        } else {
-            x_in = xt;
-        }
-        // the new linear predictor: the fit z − ẽ, then halved back while the deviance rises
-        let mut xi_new: Vec<f64> = (0..n).into_par_iter().map(|i| z[i] - est.resid[i]).collect();
-        let mut mu_new: Vec<f64> = (0..n)
-            .into_par_iter()
-            .map(|i| clamped_mean(family, xi_new[i] + off(i)).0)
+        let ss: Vec<f64> = regs
+            .index
+            .iter()
+            .map(|&j| raw_ss.get(j).copied().unwrap_or(0.0))
             .collect();
-        let mut dev_new = deviance(family, y, &mu_new, w);
-        let mut halvings = 0;
-        while !dev_new.is_finite() || (iter > 1 && dev_new > dev * (1.0 + 1e-12)) {
-            halvings += 1;
-            if halvings > MAX_HALVINGS {
-                return Err(Error::Estimation(format!(
-                    "IRLS could not lower the deviance at iteration {iter} (step-halving failed {MAX_HALVINGS} times; deviance {dev})"
-                )));
-            }
-            for i in 0..n {
-                xi_new[i] = 0.5 * (xi_new[i] + xi[i]);
-                mu_new[i] = clamped_mean(family, xi_new[i] + off(i)).0;
-            }
-            dev_new = deviance(family, y, &mu_new, w);
-        }
+        let raw = has_fe.then_some(ss.as_slice());
+        let mut est = ols::solve_checked(&regs.names, &xt, &zt, Some(&weights), raw, o.collin_tol)?;
+        // the kept regressors only, from now on
+        x_in = regs.keep_only(&mut est, xt, &mut dropped);
+        // the new linear predictor: the fit z − ẽ, then halved back while the deviance rises
+        let fitted: Vec<f64> = (0..n).into_par_iter().map(|i| z[i] - est.resid[i]).collect();
+        let (xi_new, mu_new, dev_new, halvings) = update(o.family, design, offset, &xi, fitted, (iter, dev))?;
         let crit = (dev_new - dev).abs() / (0.1 + dev_new.abs());
         if std::env::var_os("FEGPU_TIMING").is_some() {
             eprintln!("timing: irls {iter:>3}  deviance {dev_new:.12e}  change {crit:.1e}  inner tol {inner:.0e}  halvings {halvings}");
@@ -190,10 +167,10 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
         if (crit < o.tol && at_target) || iter == o.max_iter {
             let converged = crit < o.tol && at_target;
             let mut xt_full = vec![Vec::new(); design.x.len()];
-            for (k, &j) in x_index.iter().enumerate() {
-                xt_full[j] = x_in[k].clone();
+            for (k, &j) in regs.index.iter().enumerate() {
+                xt_full[j] = std::mem::take(&mut x_in[k]);
             }
-            est.kept = x_index.clone();
+            est.kept = regs.index.clone();
             let at_bound = (0..n).filter(|&i| clamped_mean(family, xi[i] + off(i)).1).count();
             dropped.sort_by_key(|d| design.x_names.iter().position(|x| *x == d.name));
             return Ok(Irls {
@@ -218,4 +195,67 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
         prev = Some((z, zt));
     }
     unreachable!("the loop returns at max_iter")
+}
+
+/// The regressors still in the model: names and positions in the design.
+struct Kept {
+    names: Vec<String>,
+    index: Vec<usize>,
+}
+
+impl Kept {
+    /// Drop from here on the regressors `est` removed (noted in `dropped`); `est` is renumbered
+    /// over the kept ones. Returns the kept demeaned columns, the next iteration's input.
+    fn keep_only(
+        &mut self,
+        est: &mut Ols,
+        mut xt: Vec<Vec<f64>>,
+        dropped: &mut Vec<DroppedRegressor>,
+    ) -> Vec<Vec<f64>> {
+        if est.kept.len() == self.names.len() {
+            return xt;
+        }
+        dropped.extend(est.dropped.drain(..));
+        let keep = std::mem::take(&mut est.kept);
+        self.names = keep.iter().map(|&j| self.names[j].clone()).collect();
+        self.index = keep.iter().map(|&j| self.index[j]).collect();
+        est.kept = (0..keep.len()).collect();
+        keep.iter().map(|&j| std::mem::take(&mut xt[j])).collect()
+    }
+}
+
+/// The linear predictor `fitted` with its means and deviance, halved back towards `xi` while
+/// the deviance is not finite or (after the first iteration) rises above `dev`; the number of
+/// halvings. `(iter, dev)`: the iteration and the last deviance.
+fn update(
+    family: Family,
+    design: &Design,
+    offset: Option<&[f64]>,
+    xi: &[f64],
+    mut fitted: Vec<f64>,
+    (iter, dev): (usize, f64),
+) -> Result<(Vec<f64>, Vec<f64>, f64, usize)> {
+    let (y, w) = (&design.y, design.weights.as_deref());
+    let off = |i: usize| offset.map_or(0.0, |o| o[i]);
+    let means = |xi: &[f64]| -> Vec<f64> {
+        (0..xi.len())
+            .into_par_iter()
+            .map(|i| clamped_mean(family, xi[i] + off(i)).0)
+            .collect()
+    };
+    let mut mu = means(&fitted);
+    let mut dev_new = deviance(family, y, &mu, w);
+    let mut halvings = 0;
+    while !dev_new.is_finite() || (iter > 1 && dev_new > dev * (1.0 + 1e-12)) {
+        halvings += 1;
+        if halvings > MAX_HALVINGS {
+            return Err(Error::Estimation(format!(
+                "IRLS could not lower the deviance at iteration {iter} (step-halving failed {MAX_HALVINGS} times; deviance {dev})"
+            )));
+        }
+        fitted.iter_mut().zip(xi).for_each(|(f, x)| *f = 0.5 * (*f + x));
+        mu = means(&fitted);
+        dev_new = deviance(family, y, &mu, w);
+    }
+    Ok((fitted, mu, dev_new, halvings))
 }

@@ -113,33 +113,10 @@ pub fn fit_glm(mut design: Design, formula: &str, opts: &FitOptions, demeaner: &
     };
     let fit = irls::irls(&design, offset.as_deref(), &io, demeaner)?;
     crate::timing::lap("estimate");
-    for d in &fit.dropped {
-        notes.push(format!("`{}` was removed: {}", d.name, d.reason));
-    }
+    notes.extend(fit_notes(&fit, opts));
     if fit.est.kept.is_empty() && !design.x_names.is_empty() {
         return Err(Error::Estimation(
             "no regressor is left to estimate: all were removed as collinear".into(),
-        ));
-    }
-    if !fit.converged {
-        notes.push(format!(
-            "WARNING: IRLS did not converge in {} iterations (deviance {:.10e}); the estimates may be inaccurate — raise --glm-iter",
-            fit.iterations, fit.deviance
-        ));
-    }
-    if let Some(dm) = &fit.last_demean {
-        if !dm.not_converged.is_empty() {
-            notes.push(format!(
-                "WARNING: the demeaning of the last IRLS iteration did not converge ({} in {} iterations, tolerance {:e}); its estimates may be inaccurate",
-                dm.method.solver, dm.iterations, opts.demean.tol
-            ));
-        }
-    }
-    if fit.at_bound > 0 {
-        notes.push(format!(
-            "WARNING: {} fitted means are at the family's bound (μ ≈ 0{}): separation the checks did not remove (see --separation); the estimates of the regressors that separate them are not finite",
-            fit.at_bound,
-            if family == Family::Logit { " or 1" } else { "" }
         ));
     }
     let n = design.nobs();
@@ -199,6 +176,37 @@ pub fn fit_glm(mut design: Design, formula: &str, opts: &FitOptions, demeaner: &
     r.glm = Some(stats);
     finite::check_result(&r)?;
     Ok(r)
+}
+
+/// The notes of a GLM fit: removed regressors, and WARNINGs for IRLS or the last demeaning not
+/// converging and for means at the family's bound.
+fn fit_notes(fit: &irls::Irls, opts: &FitOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in &fit.dropped {
+        out.push(format!("`{}` was removed: {}", d.name, d.reason));
+    }
+    if !fit.converged {
+        out.push(format!(
+            "WARNING: IRLS did not converge in {} iterations (deviance {:.10e}); the estimates may be inaccurate — raise --glm-iter",
+            fit.iterations, fit.deviance
+        ));
+    }
+    if let Some(dm) = &fit.last_demean {
+        if !dm.not_converged.is_empty() {
+            out.push(format!(
+                "WARNING: the demeaning of the last IRLS iteration did not converge ({} in {} iterations, tolerance {:e}); its estimates may be inaccurate",
+                dm.method.solver, dm.iterations, opts.demean.tol
+            ));
+        }
+    }
+    if fit.at_bound > 0 {
+        out.push(format!(
+            "WARNING: {} fitted means are at the family's bound (μ ≈ 0{}): separation the checks did not remove (see --separation); the estimates of the regressors that separate them are not finite",
+            fit.at_bound,
+            if opts.family == Family::Logit { " or 1" } else { "" }
+        ));
+    }
+    out
 }
 
 /// The coefficients of every regressor of `design` (a resampled sample: frequency weights),
