@@ -106,4 +106,6 @@ fn json_and_table_carry_the_glm_statistics() {
     for row in ["Family", "logit", "Pseudo R2", "Log-likelihood", "Deviance"] {
         assert!(text.contains(row), "`{row}` not in:\n{text}");
     }
+    // GLMs alone: no R² rows, and the default convention named as ppmlhdfe's
+    assert!(!text.contains("Adj. R2") && text.contains("ppmlhdfe"), "{text}");
 }

@@ -176,12 +176,15 @@ impl Grid {
             row.extend(results.iter().map(f));
             row
         };
-        let fit_rows = vec![
-            stat_row("N", &|r| r.nobs.to_string()),
-            stat_row("R2", &|r| fmt_r2(r.r2)),
-            stat_row("Adj. R2", &|r| fmt_r2(r.adj_r2)),
-            stat_row("Within R2", &|r| r.within_r2.map(fmt_r2).unwrap_or_default()),
-        ];
+        let mut fit_rows = vec![stat_row("N", &|r| r.nobs.to_string())];
+        // R² rows only where a linear model has them (a GLM reports its pseudo R² below)
+        if results.iter().any(|r| r.glm.is_none()) {
+            fit_rows.extend([
+                stat_row("R2", &|r| fmt_r2(r.r2)),
+                stat_row("Adj. R2", &|r| fmt_r2(r.adj_r2)),
+                stat_row("Within R2", &|r| r.within_r2.map(fmt_r2).unwrap_or_default()),
+            ]);
+        }
 
         let mut head = vec![depvars];
         if let Some(var) = results.iter().find_map(|r| r.sample.as_ref().map(|s| s.var.clone())) {
@@ -214,7 +217,14 @@ impl Grid {
             }
         }
         notes.push(format!("{what} in parentheses; {}.", vcovs.join("; ")));
-        let mut sscs: Vec<&str> = results.iter().map(|r| r.ssc.name()).collect();
+        // a GLM under the default convention follows ppmlhdfe (crate::estimate::glm)
+        let mut sscs: Vec<&str> = results
+            .iter()
+            .map(|r| match (r.glm.is_some(), r.ssc) {
+                (true, crate::estimate::Ssc::Reghdfe) => "ppmlhdfe (--ssc reghdfe)",
+                _ => r.ssc.name(),
+            })
+            .collect();
         sscs.dedup();
         notes.push(format!(
             "Small-sample convention: {}. * p<0.10, ** p<0.05, *** p<0.01.",
