@@ -42,6 +42,10 @@ pub struct Absorb<'a> {
     pub weights: Option<&'a [f64]>,
     /// `1 / Σ_{i∈g} w_i` for each effect and level.
     pub inv_weight_sums: Vec<Vec<f64>>,
+    /// The columns may be nearly demeaned already (IRLS passes the last iteration's result
+    /// plus the change of its input): the first CG solve is then held only to the accuracy the
+    /// result needs ([`strategy`]'s warm-start rule). Off by [`Absorb::new`].
+    pub warm_start: bool,
 }
 
 impl<'a> Absorb<'a> {
@@ -59,7 +63,14 @@ impl<'a> Absorb<'a> {
             fes,
             weights,
             inv_weight_sums,
+            warm_start: false,
         }
+    }
+
+    /// This problem, its columns marked as possibly warm-started (see `warm_start`).
+    pub fn warm_started(mut self) -> Self {
+        self.warm_start = true;
+        self
     }
 
     pub fn nobs(&self) -> usize {

@@ -203,14 +203,18 @@ fn demean_scaled(
             .fold(0.0, f64::max);
         return Ok(d);
     }
-    let first = warm_start_options(problem, &columns, opts);
+    let first = if problem.warm_start {
+        warm_start_options(problem, &columns, opts)
+    } else {
+        *opts
+    };
     let mut d = backend.krylov(problem, columns, &first)?;
     super::refine::refine(problem, &mut d, &scale, opts, &|c, o| backend.krylov(problem, c, o))?;
     Ok(d)
 }
 
-/// CG's options for columns that may be nearly demeaned already (a warm start: IRLS passes
-/// the last iteration's demeaned column plus the change of its input). CG's rule is relative
+/// CG's options for columns that may be nearly demeaned already ([`Absorb::warm_start`]: IRLS
+/// passes the last iteration's demeaned column plus the change of its input). CG's rule is relative
 /// to the input's own normal-equation right-hand side, so on an input whose between content
 /// β(v) is already small it would shrink an already small residual by `tol` once more; the
 /// accuracy that counts is the result's between content, which [`super::refine::refine`]
@@ -371,6 +375,7 @@ pub fn dummies(
         fes: vec![problem.fes[large]],
         weights: problem.weights,
         inv_weight_sums: vec![problem.inv_weight_sums[large].clone()],
+        warm_start: false,
     };
     backend.one_pass(&big, columns)?;
     let dummies = LevelDummies::new(problem, large, small);

@@ -103,16 +103,6 @@ impl Family {
             Family::Logit => xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu),
         }
     }
-
-    /// Whether `y` is an admissible outcome, else the rule it breaks.
-    pub fn check_outcome(self, y: f64) -> Option<&'static str> {
-        match self {
-            Family::Gaussian => None,
-            Family::Poisson if y < 0.0 => Some("a Poisson outcome must be non-negative"),
-            Family::Logit if y != 0.0 && y != 1.0 => Some("a logit outcome must be 0 or 1"),
-            _ => None,
-        }
-    }
 }
 
 /// ln Γ(y + 1): from a table for the whole numbers a count outcome mostly takes (the same

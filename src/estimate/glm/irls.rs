@@ -132,7 +132,7 @@ pub fn irls(design: &Design, offset: Option<&[f64]>, o: &IrlsOptions, demeaner: 
         }
         let (zt, xt) = if has_fe {
             // z and the regressors in one call: the lanes of one solve share its passes
-            let absorb = Absorb::new(project.clone(), Some(&weights));
+            let absorb = Absorb::new(project.clone(), Some(&weights)).warm_started();
             let mut cols = Vec::with_capacity(x_in.len() + 1);
             cols.push(z_in);
             cols.append(&mut x_in);

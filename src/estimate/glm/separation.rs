@@ -119,7 +119,8 @@ pub fn by_rectifier(design: &Design, demeaner: &dyn Demeaner, opts: &DemeanOptio
         .into_iter()
         .map(|k| &design.fes[k])
         .collect();
-    let absorb = Absorb::new(fes, Some(&omega));
+    // from the second iteration on, u is the last demeaned u plus its change
+    let absorb = Absorb::new(fes, Some(&omega)).warm_started();
     let project = |cols: Vec<Vec<f64>>| -> Result<Vec<Vec<f64>>> {
         if design.fes.is_empty() {
             Ok(cols)
